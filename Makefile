@@ -1,0 +1,50 @@
+# Everything bootstraps itself: a .venv with pinned packages and generated protobuf code.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+GEN := build/gen
+GENERATED := $(GEN)/.generated
+PROTOS := $(shell find protos -name '*.proto')
+DATA_DIR ?= .local
+
+.PHONY: all demo up down clean test lint protos k8s-validate
+
+all: $(GENERATED)
+
+$(INSTALLED): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	echo "$(abspath $(GEN))" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/carrier_generated.pth
+	touch $@
+
+$(GENERATED): $(INSTALLED) $(PROTOS)
+	$(PY) -m pscommon.codegen protos $(GEN)
+	touch $@
+
+protos: $(GENERATED)
+
+lint: $(GENERATED)
+	$(VENV)/bin/buf lint protos
+	$(VENV)/bin/ruff check .
+
+test: $(GENERATED)
+	$(VENV)/bin/buf lint protos
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+up: $(GENERATED)
+	$(PY) -m stack up --data-dir $(DATA_DIR)
+
+down: $(INSTALLED)
+	$(PY) -m stack down --data-dir $(DATA_DIR)
+
+demo: $(GENERATED)
+	$(PY) -m stack up --data-dir $(DATA_DIR)
+	$(VENV)/bin/psctl demo
+
+clean:
+	-test -x $(PY) && $(PY) -m stack down --data-dir $(DATA_DIR)
+	rm -rf $(DATA_DIR) build

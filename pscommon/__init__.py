@@ -1,0 +1,1 @@
+"""Shared plumbing for the protective-suspension services: bootstrap, errors, telemetry, codec, DB."""

@@ -1,0 +1,41 @@
+"""Configuration from the environment, the same way for every process (12-factor; ConfigMap in k8s)."""
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
+    temporal_address: str = field(default_factory=lambda: _env("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
+    temporal_namespace: str = field(default_factory=lambda: _env("TEMPORAL_NAMESPACE", "default"))
+    temporal_ui_url: str = field(default_factory=lambda: _env("TEMPORAL_UI_URL", "http://127.0.0.1:8233"))
+    task_queue: str = field(default_factory=lambda: _env("PSP_TASK_QUEUE", "protective-suspension"))
+    scoring_addr: str = field(default_factory=lambda: _env("PSP_SCORING_ADDR", "127.0.0.1:50051"))
+    suspension_addr: str = field(default_factory=lambda: _env("PSP_SUSPENSION_ADDR", "127.0.0.1:50052"))
+    notify_addr: str = field(default_factory=lambda: _env("PSP_NOTIFY_ADDR", "127.0.0.1:50053"))
+    verification_addr: str = field(default_factory=lambda: _env("PSP_VERIFICATION_ADDR", "127.0.0.1:50054"))
+    # The simulated outside systems: registry, HLR, push gateway, identity check (one gRPC port).
+    simulators_addr: str = field(default_factory=lambda: _env("PSP_SIMULATORS_ADDR", "127.0.0.1:50060"))
+    smsc_host: str = field(default_factory=lambda: _env("PSP_SMSC_HOST", "127.0.0.1"))
+    smsc_port: int = field(default_factory=lambda: int(_env("PSP_SMSC_PORT", "2775")))
+    smsc_system_id: str = field(default_factory=lambda: _env("PSP_SMSC_SYSTEM_ID", "psp-notify"))
+    smsc_password: str = field(default_factory=lambda: _env("PSP_SMSC_PASSWORD", "local-only"))
+    # Keyed hash of MSISDNs: the same key everywhere, secret in production.
+    line_hash_key: str = field(default_factory=lambda: _env("PSP_LINE_HASH_KEY", "local-development-key"))
+    # Payload encryption keys "kid=base64key,kid2=..." and the id used to encrypt.
+    codec_keys: str = field(default_factory=lambda: _env("PSP_CODEC_KEYS", ""))
+    codec_active_key: str = field(default_factory=lambda: _env("PSP_CODEC_ACTIVE_KEY", ""))
+    codec_server_port: int = field(default_factory=lambda: int(_env("PSP_CODEC_SERVER_PORT", "8081")))
+    verify_url_base: str = field(default_factory=lambda: _env("PSP_VERIFY_URL", "https://verify.example-carrier.cn/r"))
+    # Which case policy the worker uses (a file under workflows/policies/).
+    case_policy: str = field(default_factory=lambda: _env("PSP_CASE_POLICY", "default"))
+    shutdown_grace_s: float = field(default_factory=lambda: float(_env("PSP_SHUTDOWN_GRACE_S", "5")))
+
+
+def settings() -> Settings:
+    return Settings()

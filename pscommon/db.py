@@ -1,0 +1,63 @@
+"""PostgreSQL access: a pool per service pinned to its schema, and ordered SQL migrations at start-up."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import re
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_COMMON_MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
+
+
+async def connect(dsn: str, schema: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """Migrates the schema, then returns a pool whose connections see only that schema."""
+    if not _SCHEMA_RE.match(schema):
+        raise ValueError(f"bad schema name {schema!r}")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, schema)
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, server_settings={"search_path": schema}
+    )
+    assert pool is not None
+    return pool
+
+
+def _migrations(schema: str) -> list[tuple[str, str]]:
+    """(name, sql): the shared tables first, then the service's own, each in file-name order."""
+    service_dir = pathlib.Path(__file__).parent.parent / "services" / schema / "migrations"
+    found: list[tuple[str, str]] = []
+    for folder, prefix in ((_COMMON_MIGRATIONS, "common/"), (service_dir, "")):
+        if folder.is_dir():
+            found += [(prefix + p.name, p.read_text()) for p in sorted(folder.glob("*.sql"))]
+    return found
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Applies pending migrations in one transaction each, serialised across replicas by an advisory lock."""
+    applied_now: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["name"] for r in await conn.fetch(f"SELECT name FROM {schema}.schema_migrations")}
+        await conn.execute(f"SET LOCAL search_path TO {schema}")
+        for name, sql in _migrations(schema):
+            if name in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute(f"INSERT INTO {schema}.schema_migrations (name) VALUES ($1)", name)
+            applied_now.append(name)
+    if applied_now:
+        log.info("schema %s migrated: %s", schema, ", ".join(applied_now))
+    return applied_now

@@ -1,0 +1,90 @@
+"""Errors as google.rpc.Status with one ErrorInfo (AIP-193) and, for bad input, a BadRequest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "protective-suspension.carrier"
+
+
+class ServiceError(Exception):
+    """Raised by service code; the server interceptor turns it into a rich gRPC status."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        reason: str,
+        violations: Iterable[tuple[str, str]] = (),
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.violations = list(violations)
+        self.metadata = metadata or {}
+
+    def to_status(self) -> grpc.Status:
+        status = status_pb2.Status(code=self.code.value[0], message=self.message)
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata))
+        status.details.append(info)
+        if self.violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in self.violations
+                ]
+            )
+            detail = any_pb2.Any()
+            detail.Pack(bad)
+            status.details.append(detail)
+        return rpc_status.to_status(status)
+
+
+def invalid_argument(violations: list[tuple[str, str]]) -> ServiceError:
+    fields = ", ".join(f for f, _ in violations)
+    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid fields: {fields}", "INVALID_FIELD", violations)
+
+
+def not_found(what: str, reason: str = "NOT_FOUND") -> ServiceError:
+    return ServiceError(grpc.StatusCode.NOT_FOUND, f"{what} not found", reason)
+
+
+def failed_precondition(message: str, reason: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message, reason)
+
+
+def unavailable(dependency: str, cause: grpc.aio.AioRpcError | None = None) -> ServiceError:
+    detail = f" ({cause.code().name})" if cause is not None else ""
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{dependency} is unavailable{detail}; retry later",
+        "DEPENDENCY_UNAVAILABLE",
+        metadata={"dependency": dependency},
+    )
+
+
+def parse_details(err: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo | None, list[tuple[str, str]]]:
+    """Client side: the ErrorInfo and field violations carried by a failed call."""
+    info = None
+    violations: list[tuple[str, str]] = []
+    for key, value in err.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations += [(v.field, v.description) for v in bad.field_violations]
+    return info, violations

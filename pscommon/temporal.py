@@ -1,0 +1,62 @@
+"""Temporal client wiring shared by scoring, verification, the worker and psctl."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.converter import DataConverter
+
+from pscommon.codec import from_settings
+from pscommon.config import Settings
+
+LINE_HASH = SearchAttributeKey.for_keyword("LineHash")
+MASKED_NUMBER = SearchAttributeKey.for_keyword("MaskedNumber")
+RISK_LEVEL = SearchAttributeKey.for_keyword("RiskLevel")
+HOME_PROVINCE = SearchAttributeKey.for_keyword("HomeProvince")
+CASE_STAGE = SearchAttributeKey.for_keyword("CaseStage")
+ROAMING = SearchAttributeKey.for_bool("Roaming")
+SEARCH_ATTRIBUTES = [LINE_HASH, MASKED_NUMBER, RISK_LEVEL, HOME_PROVINCE, CASE_STAGE, ROAMING]
+
+
+def search_attribute_flags() -> list[str]:
+    """`--search-attribute` arguments for `temporal server start-dev`."""
+    kinds = {"KEYWORD": "Keyword", "BOOL": "Bool"}
+    return [f"{k.name}={kinds[k.indexed_value_type.name.removeprefix('INDEXED_VALUE_TYPE_')]}" for k in SEARCH_ATTRIBUTES]
+
+
+def data_converter(cfg: Settings) -> DataConverter:
+    return dataclasses.replace(DataConverter.default, payload_codec=from_settings(cfg.codec_keys, cfg.codec_active_key))
+
+
+async def connect(cfg: Settings) -> Client:
+    return await Client.connect(
+        cfg.temporal_address,
+        namespace=cfg.temporal_namespace,
+        data_converter=data_converter(cfg),
+        interceptors=[TracingInterceptor()],
+    )
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Registers our search attributes where the server lacks them (the dev server has them from its flags)."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {
+        k.name: IndexedValueType.ValueType(k.indexed_value_type.value)
+        for k in SEARCH_ATTRIBUTES
+        if k.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+
+
+def case_url(cfg: Settings, workflow_id: str) -> str:
+    return f"{cfg.temporal_ui_url}/namespaces/{cfg.temporal_namespace}/workflows/{workflow_id}"
