@@ -23,9 +23,7 @@ async def connect(dsn: str, schema: str, min_size: int = 1, max_size: int = 10) 
         await migrate(conn, schema)
     finally:
         await conn.close()
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, server_settings={"search_path": schema}
-    )
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings={"search_path": schema})
     assert pool is not None
     return pool
 

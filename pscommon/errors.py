@@ -38,8 +38,7 @@ class ServiceError(Exception):
         if self.violations:
             bad = error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-                    for f, d in self.violations
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations
                 ]
             )
             detail = any_pb2.Any()

@@ -18,7 +18,9 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from pscommon.config import Settings, settings
 from pscommon.errors import ServiceError
+from pscommon.telemetry import setup_logging, setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +101,10 @@ async def start(
     port: int,
     register: Callable[[grpc.aio.Server], Sequence[str]],
     host: str | None = None,
+    extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> GrpcService:
     """Starts a server; `register` adds servicers and returns their full service names."""
-    server = grpc.aio.server(interceptors=[aio_server_interceptor(), _Guard()])
+    server = grpc.aio.server(interceptors=[aio_server_interceptor(), _Guard(), *extra_interceptors])
     service_names = list(register(server))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -125,3 +128,24 @@ async def run_until_signal(service: GrpcService, grace: float) -> None:
     await stop.wait()
     log.info("%s shutting down", service.name)
     await service.stop(grace)
+
+
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def serve_forever(
+    name: str,
+    start_fn: Callable[[Settings, int], Awaitable[GrpcService]],
+    address_of: Callable[[Settings], str],
+) -> None:
+    """Entry point of a service process: logs, traces, start, run until SIGTERM, stop gracefully."""
+
+    async def _main() -> None:
+        setup_logging(name)
+        setup_tracing(name)
+        cfg = settings()
+        svc = await start_fn(cfg, port_of(address_of(cfg)))
+        await run_until_signal(svc, cfg.shutdown_grace_s)
+
+    asyncio.run(_main())

@@ -26,7 +26,9 @@ SEARCH_ATTRIBUTES = [LINE_HASH, MASKED_NUMBER, RISK_LEVEL, HOME_PROVINCE, CASE_S
 def search_attribute_flags() -> list[str]:
     """`--search-attribute` arguments for `temporal server start-dev`."""
     kinds = {"KEYWORD": "Keyword", "BOOL": "Bool"}
-    return [f"{k.name}={kinds[k.indexed_value_type.name.removeprefix('INDEXED_VALUE_TYPE_')]}" for k in SEARCH_ATTRIBUTES]
+    return [
+        f"{k.name}={kinds[k.indexed_value_type.name.removeprefix('INDEXED_VALUE_TYPE_')]}" for k in SEARCH_ATTRIBUTES
+    ]
 
 
 def data_converter(cfg: Settings) -> DataConverter:

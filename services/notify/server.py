@@ -1,0 +1,146 @@
+"""gRPC wiring of the notify service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC
+
+import asyncpg
+import grpc
+from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
+
+from pscommon import db, grpc_server, idempotency
+from pscommon.config import Settings
+from pscommon.errors import not_found
+from pscommon.identity import line_hash, mask
+from pscommon.validation import Violations
+from services.notify import store
+from services.notify.receipts import Receipt
+from services.notify.smpp_link import SmppLink, SubmitRefused
+from services.notify.templates import Content, render
+
+log = logging.getLogger(__name__)
+SERVICE = "carrier.notify.v1.NotifyService"
+TEMPLATES = set(notify_pb2.Template.values()) - {notify_pb2.TEMPLATE_UNSPECIFIED}
+
+
+class Notify(notify_pb2_grpc.NotifyServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, cfg: Settings, link: SmppLink) -> None:
+        self.pool = pool
+        self.cfg = cfg
+        self.link = link
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def SendNotification(self, request, context):  # noqa: N802
+        v = Violations()
+        v.request_id(request.request_id)
+        v.msisdn(request.msisdn)
+        v.province(request.home_province, "home_province")
+        v.required(request.case_id, "case_id")
+        v.enum(request.template, "template", TEMPLATES)
+        v.check(request.language in ("zh", "en"), "language", "must be 'zh' or 'en'")
+        v.raise_if_any()
+        zh = request.language == "zh"
+        body = render(
+            request.template,
+            request.language,
+            Content(
+                masked_msisdn=mask(request.msisdn),
+                reasons=[r.text_zh if zh else r.text_en for r in request.reasons],
+                deadline=request.deadline.ToDatetime(tzinfo=UTC) if request.HasField("deadline") else None,
+                next_step=request.next_step_zh if zh else request.next_step_en,
+            ),
+        )
+
+        async def work(conn: asyncpg.Connection) -> notify_pb2.SendNotificationResponse:
+            nid = await store.create_notification(
+                conn,
+                case_id=request.case_id,
+                line_hash=line_hash(request.msisdn, self.cfg.line_hash_key),
+                msisdn=request.msisdn,
+                home_province=request.home_province,
+                template=request.template,
+                language=request.language,
+                body=body,
+            )
+            return notify_pb2.SendNotificationResponse(
+                notification_id=str(nid), status=notify_pb2.DELIVERY_STATUS_PENDING
+            )
+
+        resp = await idempotency.once(
+            self.pool, "SendNotification", request.request_id, request, notify_pb2.SendNotificationResponse, work
+        )
+        self.dispatch_unsent()
+        return resp
+
+    def dispatch_unsent(self) -> None:
+        task = asyncio.create_task(self._dispatch_unsent())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch_unsent(self) -> None:
+        for n in await store.unsent(self.pool):
+            try:
+                message_id = await self.link.submit(n["msisdn"], n["body"])
+            except SubmitRefused as refused:
+                await store.record_refused(self.pool, n["notification_id"], notify_pb2.CHANNEL_SMS, str(refused))
+                continue
+            except (TimeoutError, OSError) as err:
+                log.warning("SMS submit failed (%s); will retry on the next dispatch", type(err).__name__)
+                return
+            await store.record_submitted(self.pool, n["notification_id"], message_id)
+
+    async def on_receipt(self, receipt: Receipt) -> None:
+        await store.record_receipt(self.pool, receipt)
+
+    async def GetNotification(self, request, context):  # noqa: N802
+        try:
+            nid = uuid.UUID(request.notification_id)
+        except ValueError:
+            v = Violations()
+            v.add("notification_id", "must be a UUID returned by SendNotification")
+            v.raise_if_any()
+        n, attempts = await store.get(self.pool, nid)
+        if n is None:
+            raise not_found("notification", "NOTIFICATION_NOT_FOUND")
+        resp = notify_pb2.GetNotificationResponse(
+            notification_id=str(n["notification_id"]),
+            status=n["status"],
+            delivered_channel=n["delivered_channel"],
+            case_id=n["case_id"],
+            template=n["template"],
+        )
+        if n["delivered_at"] is not None:
+            resp.delivered_at.FromDatetime(n["delivered_at"])
+        for a in attempts:
+            pb = resp.attempts.add(seq=a["seq"], channel=a["channel"], outcome=a["outcome"], detail=a["detail"])
+            pb.at.FromDatetime(a["at"])
+        return resp
+
+
+async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
+    pool = await db.connect(cfg.database_url, "notify")
+    servicer: Notify | None = None
+
+    async def on_receipt(receipt: Receipt) -> None:
+        assert servicer is not None
+        await servicer.on_receipt(receipt)
+
+    link = SmppLink(cfg.smsc_host, cfg.smsc_port, cfg.smsc_system_id, cfg.smsc_password, on_receipt)
+    servicer = Notify(pool, cfg, link)
+    await link.start()
+    servicer.dispatch_unsent()
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        notify_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, server)
+        return [SERVICE]
+
+    svc = await grpc_server.start("notify", port, register)
+    svc.on_stop += [pool.close, link.stop]
+    return svc
+
+
+if __name__ == "__main__":
+    grpc_server.serve_forever("notify", start, lambda cfg: cfg.notify_addr)

@@ -1,0 +1,38 @@
+"""The simulated network state shared by the HLR and the SMSC: barring and where each handset is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from carrier.hlr.v1 import hlr_pb2
+
+
+@dataclass
+class Handset:
+    barring: hlr_pb2.BarringProfile = field(default_factory=hlr_pb2.BarringProfile)
+    location: int = hlr_pb2.LOCATION_STATUS_HOME
+    country: str = ""
+    visited_province: str = ""
+
+
+class Network:
+    def __init__(self) -> None:
+        self.handsets: dict[str, Handset] = {}
+
+    def handset(self, msisdn: str) -> Handset:
+        return self.handsets.setdefault(msisdn, Handset())
+
+    def sms_reachable(self, msisdn: str) -> tuple[bool, str]:
+        """Whether an SMS to this handset lands now, and the receipt error when it does not."""
+        h = self.handset(msisdn)
+        if h.location == hlr_pb2.LOCATION_STATUS_ABSENT:
+            return False, "absent subscriber"
+        if h.barring.incoming_sms:
+            return False, "incoming SMS barred"
+        if h.location == hlr_pb2.LOCATION_STATUS_ROAMING_INTERNATIONAL and h.country in SMS_DEAD_COUNTRIES:
+            return False, "absent subscriber"
+        return True, ""
+
+
+# Visited networks whose SMS interworking with our home network fails (the Nepal case).
+SMS_DEAD_COUNTRIES = {"NP"}

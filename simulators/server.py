@@ -1,0 +1,59 @@
+"""Runs every simulated outside system in one process: gRPC simulators and the SMPP SMSC."""
+
+from __future__ import annotations
+
+from carrier.hlr.v1 import hlr_pb2_grpc
+from carrier.idcheck.v1 import idcheck_pb2_grpc
+from carrier.push.v1 import push_pb2_grpc
+from carrier.registry.v1 import registry_pb2_grpc
+from carrier.simulator.v1 import simulator_pb2_grpc
+
+from pscommon import grpc_server
+from pscommon.config import Settings
+from simulators.faults import FaultInterceptor, Faults
+from simulators.network import Network
+from simulators.outside import FaultInjection, Hlr, IdentityCheck, PushGateway, Registry
+from simulators.smsc import Smsc
+
+
+class Simulators:
+    def __init__(self) -> None:
+        self.network = Network()
+        self.faults = Faults()
+        self.registry = Registry()
+        self.hlr = Hlr(self.network)
+        self.smsc: Smsc | None = None
+        self.grpc: grpc_server.GrpcService | None = None
+
+    async def start(self, cfg: Settings, grpc_port: int, smsc_port: int) -> None:
+        def register(server):
+            registry_pb2_grpc.add_RegistryServiceServicer_to_server(self.registry, server)
+            hlr_pb2_grpc.add_HlrServiceServicer_to_server(self.hlr, server)
+            push_pb2_grpc.add_PushGatewayServiceServicer_to_server(PushGateway(), server)
+            idcheck_pb2_grpc.add_IdentityCheckServiceServicer_to_server(IdentityCheck(), server)
+            simulator_pb2_grpc.add_FaultInjectionServiceServicer_to_server(FaultInjection(self.faults), server)
+            return [
+                "carrier.registry.v1.RegistryService",
+                "carrier.hlr.v1.HlrService",
+                "carrier.push.v1.PushGatewayService",
+                "carrier.idcheck.v1.IdentityCheckService",
+                "carrier.simulator.v1.FaultInjectionService",
+            ]
+
+        self.grpc = await grpc_server.start(
+            "simulators", grpc_port, register, extra_interceptors=[FaultInterceptor(self.faults)]
+        )
+        self.smsc = Smsc(cfg.smsc_host, smsc_port, self.network, self.faults)
+        await self.smsc.start()
+        self.grpc.on_stop.append(self.smsc.stop)
+
+
+async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
+    sims = Simulators()
+    await sims.start(cfg, port, cfg.smsc_port)
+    assert sims.grpc is not None
+    return sims.grpc
+
+
+if __name__ == "__main__":
+    grpc_server.serve_forever("simulators", start, lambda cfg: cfg.simulators_addr)

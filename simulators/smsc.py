@@ -1,0 +1,91 @@
+"""The SMSC: a real SMPP 3.4 server (smpp34) that accepts submit_sm and sends delivery receipts.
+
+Receipts follow the de-facto SMPP 3.4 Appendix B format. Whether a message lands depends on the
+simulated network (absent handsets, visited networks without SMS interworking, barred incoming SMS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import smpp34
+
+from simulators.faults import Faults
+from simulators.network import Network
+
+log = logging.getLogger(__name__)
+
+
+def receipt_text(message_id: str, stat: str, err: str, submitted: datetime) -> bytes:
+    fmt = "%y%m%d%H%M"
+    done = datetime.now(UTC)
+    delivered = "001" if stat == "DELIVRD" else "000"
+    return (
+        f"id:{message_id} sub:001 dlvrd:{delivered} submit date:{submitted.strftime(fmt)} "
+        f"done date:{done.strftime(fmt)} stat:{stat} err:{err} text:"
+    ).encode()
+
+
+class Smsc:
+    def __init__(self, host: str, port: int, network: Network, faults: Faults, receipt_delay_s: float = 0.05) -> None:
+        self.server = smpp34.Server(host=host, port=port, system_id="SIM-SMSC")
+        self.network = network
+        self.faults = faults
+        self.receipt_delay_s = receipt_delay_s
+        self.sessions: dict[str, smpp34.Esme] = {}
+        self.submitted: list[tuple[str, str]] = []  # (message_id, destination) for tests and the demo
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.server.start()
+        self._task = asyncio.create_task(self._serve())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        for t in list(self._pending):
+            t.cancel()
+        await self.server.stop()
+
+    async def _serve(self) -> None:
+        while True:
+            ev = await self.server.next()
+            if isinstance(ev, smpp34.Esme):
+                self.sessions[ev.session_id] = ev
+            elif isinstance(ev, smpp34.Unbound):
+                self.sessions.pop(ev.session_id, None)
+            elif isinstance(ev, smpp34.SubmitSmEvent):
+                await self._on_submit(ev)
+
+    async def _on_submit(self, ev: smpp34.SubmitSmEvent) -> None:
+        error = await self.faults.apply("smsc.submit_sm")
+        if error is not None:
+            ev.reject(getattr(smpp34, error, smpp34.ESME_RSYSERR))
+            return
+        message_id = uuid.uuid4().hex[:16]
+        ev.accept(message_id=message_id)
+        self.submitted.append((message_id, ev.destination_addr))
+        if ev.registered_delivery & 0x01:
+            task = asyncio.create_task(self._receipt(ev.session_id, ev, message_id, datetime.now(UTC)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _receipt(self, session_id: str, ev: smpp34.SubmitSmEvent, message_id: str, submitted: datetime) -> None:
+        await asyncio.sleep(self.receipt_delay_s)
+        await self.faults.apply("smsc.receipt")
+        ok, why = self.network.sms_reachable(ev.destination_addr)
+        stat, err = ("DELIVRD", "000") if ok else ("UNDELIV", "001" if why == "absent subscriber" else "013")
+        session = self.sessions.get(session_id) or next(iter(self.sessions.values()), None)
+        if session is None:
+            log.warning("no bound session for receipt of %s", message_id)
+            return
+        await session.deliver_sm(
+            source_addr=ev.destination_addr,
+            destination_addr=ev.source_addr,
+            esm_class=0x04,
+            short_message=receipt_text(message_id, stat, err, submitted),
+        )

@@ -1,0 +1,176 @@
+"""Activities of the case: each calls one service over gRPC, idempotent by a request_id from the workflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+from carrier.common.v1 import common_pb2
+from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
+from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
+from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from pscommon.channels import channel
+from pscommon.config import Settings
+from workflows import policy
+from workflows.contracts import ReasonText
+
+# Errors that a retry cannot fix: the workflow must decide.
+_PERMANENT = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+@dataclass
+class LineChange:
+    request_id: str
+    msisdn: str
+    home_province: str
+    case_id: str
+    target_state: str  # LINE_STATE_* name
+    reason: str
+
+
+@dataclass
+class NotifyArgs:
+    request_id: str
+    msisdn: str
+    home_province: str
+    case_id: str
+    template: str  # TEMPLATE_* name
+    language: str
+    reasons: list[ReasonText]
+    line_state: str
+    deadline: str | None  # RFC 3339
+    next_step_zh: str
+    next_step_en: str
+
+
+@dataclass
+class OutcomeArgs:
+    request_id: str
+    msisdn: str
+    case_id: str
+    outcome: str  # OUTCOME_* name
+
+
+@dataclass
+class RouteText:
+    zh: str
+    en: str
+    routes: list[str] = field(default_factory=list)
+
+
+def _translate(err: grpc.aio.AioRpcError) -> Exception:
+    if err.code() in _PERMANENT:
+        return ApplicationError(f"{err.code().name}: {err.details()}", type=err.code().name, non_retryable=True)
+    return err
+
+
+class CaseActivities:
+    def __init__(self, cfg: Settings) -> None:
+        self.cfg = cfg
+        self.suspension = suspension_pb2_grpc.SuspensionServiceStub(channel(cfg.suspension_addr))
+        self.notify = notify_pb2_grpc.NotifyServiceStub(channel(cfg.notify_addr))
+        self.scoring = scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr))
+        self.verification = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr))
+
+    @activity.defn
+    async def load_case_policy(self) -> policy.CasePolicy:
+        return policy.load(self.cfg.case_policy)
+
+    @activity.defn
+    async def restore_route(self, risk_level: str) -> RouteText:
+        """How the holder can restore, in words, from the verification policy in force."""
+        try:
+            resp = await self.verification.GetRequirements(
+                verification_pb2.GetRequirementsRequest(
+                    risk_level=common_pb2.RiskLevel.Value(f"RISK_LEVEL_{risk_level.upper()}")
+                ),
+                timeout=10,
+            )
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err) from err
+        first = resp.requirements[0]
+        link = self.cfg.verify_url_base
+        online = first.route == verification_pb2.ROUTE_ONLINE
+        return RouteText(
+            zh=f"{first.description_zh}（{link}）" if online else first.description_zh,
+            en=f"{first.description_en} ({link})" if online else first.description_en,
+            routes=[verification_pb2.Route.Name(r.route) for r in resp.requirements],
+        )
+
+    @activity.defn
+    async def change_line_state(self, change: LineChange) -> str:
+        try:
+            resp = await self.suspension.ChangeLineState(
+                suspension_pb2.ChangeLineStateRequest(
+                    request_id=change.request_id,
+                    msisdn=change.msisdn,
+                    home_province=change.home_province,
+                    target_state=common_pb2.LineState.Value(change.target_state),
+                    actor=common_pb2.Actor(kind="workflow", id="protective-suspension-case"),
+                    case_id=change.case_id,
+                    reason=change.reason,
+                ),
+                timeout=15,
+            )
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err) from err
+        return common_pb2.LineState.Name(resp.line.state)
+
+    @activity.defn
+    async def send_notification(self, args: NotifyArgs) -> str:
+        req = notify_pb2.SendNotificationRequest(
+            request_id=args.request_id,
+            msisdn=args.msisdn,
+            home_province=args.home_province,
+            case_id=args.case_id,
+            template=notify_pb2.Template.Value(args.template),
+            language=args.language,
+            reasons=[
+                common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.weight)
+                for r in args.reasons
+            ],
+            line_state=common_pb2.LineState.Value(args.line_state),
+            next_step_zh=args.next_step_zh,
+            next_step_en=args.next_step_en,
+        )
+        if args.deadline:
+            req.deadline.FromDatetime(datetime.fromisoformat(args.deadline))
+        try:
+            resp = await self.notify.SendNotification(req, timeout=15)
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err) from err
+        return resp.notification_id
+
+    @activity.defn
+    async def record_outcome(self, args: OutcomeArgs) -> None:
+        try:
+            await self.scoring.RecordOutcome(
+                scoring_pb2.RecordOutcomeRequest(
+                    request_id=args.request_id,
+                    msisdn=args.msisdn,
+                    case_id=args.case_id,
+                    outcome=scoring_pb2.Outcome.Value(args.outcome),
+                ),
+                timeout=10,
+            )
+        except grpc.aio.AioRpcError as err:
+            raise _translate(err) from err
+
+    def all(self) -> list:
+        return [
+            self.load_case_policy,
+            self.restore_route,
+            self.change_line_state,
+            self.send_notification,
+            self.record_outcome,
+        ]

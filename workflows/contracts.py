@@ -1,0 +1,61 @@
+"""What callers exchange with the case workflow: its input, signals and query answers (plain data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WORKFLOW_NAME = "ProtectiveSuspensionCase"
+SIGNAL_VERIFIED = "verification_passed"
+SIGNAL_ASSESSMENT = "new_assessment"
+QUERY_STATUS = "status"
+UPDATE_WAIT_STAGE = "wait_for_stage"
+
+
+@dataclass
+class ReasonText:
+    code: str
+    text_zh: str
+    text_en: str
+    weight: float = 0.0
+
+
+@dataclass
+class Assessment:
+    risk_level: str  # low | medium | high | extreme
+    action: str  # none | warn | restrict | suspend
+    score: float
+    reasons: list[ReasonText]
+    decided_at: str  # RFC 3339, event time
+
+
+@dataclass
+class CaseInput:
+    msisdn: str  # encrypted in Temporal by the payload codec; never in ids, attributes or memos
+    line_hash: str
+    masked_msisdn: str
+    home_province: str
+    language: str
+    assessment: Assessment
+    trace_id: str = ""
+
+
+@dataclass
+class VerificationPassed:
+    verification_id: str
+    route: str  # online | in_person | in_person_with_review
+    policy_version: str
+
+
+@dataclass
+class StageEntry:
+    stage: str
+    at: str
+
+
+@dataclass
+class CaseStatus:
+    stage: str
+    next_step: str
+    line_state: str
+    risk_level: str
+    history: list[StageEntry] = field(default_factory=list)
