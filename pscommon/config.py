@@ -24,7 +24,7 @@ class Settings:
     smsc_host: str = field(default_factory=lambda: _env("PSP_SMSC_HOST", "127.0.0.1"))
     smsc_port: int = field(default_factory=lambda: int(_env("PSP_SMSC_PORT", "2775")))
     smsc_system_id: str = field(default_factory=lambda: _env("PSP_SMSC_SYSTEM_ID", "psp-notify"))
-    smsc_password: str = field(default_factory=lambda: _env("PSP_SMSC_PASSWORD", "local-only"))
+    smsc_password: str = field(default_factory=lambda: _env("PSP_SMSC_PASSWORD", "psp-smsc"))
     # Keyed hash of MSISDNs: the same key everywhere, secret in production.
     line_hash_key: str = field(default_factory=lambda: _env("PSP_LINE_HASH_KEY", "local-development-key"))
     # Payload encryption keys "kid=base64key,kid2=..." and the id used to encrypt.

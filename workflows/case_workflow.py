@@ -70,6 +70,9 @@ class ProtectiveSuspensionCase:
     def new_assessment(self, assessment: Assessment) -> None:
         if self.assessment is None or ACTIONS.index(assessment.action) > ACTIONS.index(self.assessment.action):
             self.assessment = assessment
+            workflow.upsert_search_attributes([temporal.RISK_LEVEL.value_set(assessment.risk_level)])
+            if self.case is not None:
+                workflow.set_current_details(self._details())
 
     def _enter(self, stage: str, next_step: str) -> None:
         self.stage, self.next_step = stage, next_step

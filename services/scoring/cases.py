@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from pscommon import temporal
@@ -63,11 +63,11 @@ async def open_or_join(client: Client, pool: asyncpg.Pool, cfg: Settings, case: 
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=TypedSearchAttributes(
                 [
-                    temporal.LINE_HASH.value_set(case.line_hash),
-                    temporal.MASKED_NUMBER.value_set(case.masked_msisdn),
-                    temporal.RISK_LEVEL.value_set(case.assessment.risk_level),
-                    temporal.HOME_PROVINCE.value_set(case.home_province),
-                    temporal.CASE_STAGE.value_set("opened"),
+                    SearchAttributePair(temporal.LINE_HASH, case.line_hash),
+                    SearchAttributePair(temporal.MASKED_NUMBER, case.masked_msisdn),
+                    SearchAttributePair(temporal.RISK_LEVEL, case.assessment.risk_level),
+                    SearchAttributePair(temporal.HOME_PROVINCE, case.home_province),
+                    SearchAttributePair(temporal.CASE_STAGE, "opened"),
                 ]
             ),
             static_summary=summary(case),

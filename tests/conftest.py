@@ -1,0 +1,97 @@
+"""One in-process stack per test session: embedded PostgreSQL, Temporal's time-skipping server, the
+simulators (with a real SMPP SMSC), the four gRPC services and the worker, all on ephemeral ports."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from pscommon import channels, codec, temporal
+from pscommon.config import Settings
+from pscommon.telemetry import setup_tracing
+from services.notify import server as notify_server
+from services.scoring import server as scoring_server
+from services.suspension import server as suspension_server
+from services.verification import server as verification_server
+from simulators.server import Simulators
+from stack import postgres
+from stack.binaries import venv_bin
+from workflows import worker as case_worker
+
+SPANS = InMemorySpanExporter()
+setup_tracing("tests").add_span_processor(SimpleSpanProcessor(SPANS))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    cfg: Settings
+    env: WorkflowEnvironment
+    client: Client
+    sims: Simulators
+    spans: InMemorySpanExporter
+
+
+@pytest.fixture(scope="session")
+def database_server() -> str:
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="psp-test-"))
+    uri = postgres.server_uri(tmp)
+    yield uri
+    postgres.stop_embedded(tmp / "pg")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack(database_server: str) -> AsyncIterator[Stack]:
+    dsn = await postgres.ensure_database(database_server, f"psp_test_{uuid.uuid4().hex[:8]}")
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=venv_bin("temporal-test-server"))
+    cfg = Settings(
+        database_url=dsn,
+        temporal_address=env.client.service_client.config.target_host,
+        codec_keys=codec.new_key_spec("test-1"),
+        codec_active_key="test-1",
+        smsc_port=free_port(),
+        case_policy="default",
+    )
+    client = await temporal.connect(cfg)
+    await temporal.ensure_search_attributes(client)
+    sims = Simulators()
+    await sims.start(cfg, 0, cfg.smsc_port)
+    assert sims.grpc is not None
+    cfg = dataclasses.replace(cfg, simulators_addr=f"127.0.0.1:{sims.grpc.port}")
+    services = {}
+    for name, module in (
+        ("suspension", suspension_server),
+        ("notify", notify_server),
+        ("verification", verification_server),
+        ("scoring", scoring_server),
+    ):
+        services[name] = await module.start(cfg, 0)
+    cfg = dataclasses.replace(cfg, **{f"{n}_addr": f"127.0.0.1:{s.port}" for n, s in services.items()})
+    worker: Worker = case_worker.build(client, cfg)
+    async with worker:
+        yield Stack(cfg, env, client, sims, SPANS)
+    for svc in services.values():
+        await svc.stop(0.5)
+    await sims.grpc.stop(0.5)
+    await channels.close_all()
+    await env.shutdown()

@@ -1,0 +1,113 @@
+"""A protective-suspension case end to end: real gRPC, a real Temporal server, a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from temporalio.api.enums.v1 import EventType
+
+from carrier.common.v1 import common_pb2
+from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
+from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
+from pscommon import temporal
+from pscommon.channels import channel
+from tests.helpers import ingest, register_line, rid, scam_burst
+from workflows.contracts import UPDATE_WAIT_STAGE, CaseStatus
+
+MSISDN = "19312345678"
+HOLDER = "holder-44-0001"
+
+
+async def line_agrees_with_network(stack, state: int) -> suspension_pb2.GetLineResponse:
+    got = await suspension_pb2_grpc.SuspensionServiceStub(channel(stack.cfg.suspension_addr)).GetLine(
+        suspension_pb2.GetLineRequest(msisdn=MSISDN)
+    )
+    assert got.line.state == state
+    assert got.in_sync, (got.line.barring, got.network_barring)
+    hlr = stack.sims.network.handset(MSISDN).barring
+    assert hlr.outgoing_voice == got.line.barring.outgoing_voice and hlr.incoming_sms == got.line.barring.incoming_sms
+    return got
+
+
+async def test_line_is_warned_suspended_and_restored_after_verification(stack):
+    cfg = stack.cfg
+    await register_line(cfg, MSISDN, "44", HOLDER)
+    resp = await ingest(cfg, scam_burst(MSISDN, datetime(2026, 11, 20, 9, 0, tzinfo=UTC)))
+    assert len(resp.decisions) >= 1
+    decision = resp.decisions[-1]
+    assert decision.action == common_pb2.ACTION_SUSPEND
+    assert decision.risk_level == common_pb2.RISK_LEVEL_EXTREME
+    assert any("never called before" in r.text_en for r in decision.reasons)
+    case_id = decision.case_id
+    assert case_id.startswith("case-") and MSISDN not in case_id
+    handle = stack.client.get_workflow_handle(case_id, result_type=CaseStatus)
+
+    warned = await handle.execute_update(UPDATE_WAIT_STAGE, "warned", result_type=CaseStatus)
+    assert warned.line_state == "LINE_STATE_WARNED"
+    got = await line_agrees_with_network(stack, common_pb2.LINE_STATE_WARNED)
+    assert not got.line.barring.outgoing_voice
+
+    await stack.env.sleep(timedelta(hours=3))  # past the 2-hour grace window for "suspend"
+    await handle.execute_update(UPDATE_WAIT_STAGE, "suspended", result_type=CaseStatus)
+    got = await line_agrees_with_network(stack, common_pb2.LINE_STATE_SUSPENDED)
+    assert got.line.barring.outgoing_voice and got.line.barring.incoming_voice and got.line.barring.data
+
+    verify = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr))
+    outcome = await verify.SubmitInPersonVerification(
+        verification_pb2.SubmitInPersonVerificationRequest(
+            request_id=rid(),
+            case_id=case_id,
+            msisdn=MSISDN,
+            risk_level=common_pb2.RISK_LEVEL_EXTREME,
+            claimed_holder_ref=HOLDER,
+            hall_id="GZ-TIANHE-01",
+            agent_id="agent-4471",
+            province_code_token=f"44-{HOLDER}",
+            risk_notice_signed=True,
+            extra_evidence=["employment-letter"],
+        )
+    )
+    assert outcome.outcome.result == verification_pb2.RESULT_PASSED, outcome.outcome.failures
+    final = await handle.result()
+    assert final.stage == "restored"
+    got = await line_agrees_with_network(stack, common_pb2.LINE_STATE_RESTORED)
+    assert got.line.restore_count == 1 and not any(
+        getattr(got.line.barring, f) for f in ("outgoing_voice", "incoming_sms", "data")
+    )
+
+    conn = await asyncpg.connect(cfg.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT from_state, to_state, actor_kind, actor_id, case_id, reason FROM suspension.line_history"
+            " WHERE line_hash = $1 ORDER BY seq",
+            decision.line_hash,
+        )
+    finally:
+        await conn.close()
+    assert [(r["from_state"], r["to_state"]) for r in rows] == [
+        (common_pb2.LINE_STATE_ACTIVE, common_pb2.LINE_STATE_WARNED),
+        (common_pb2.LINE_STATE_WARNED, common_pb2.LINE_STATE_SUSPENDED),
+        (common_pb2.LINE_STATE_SUSPENDED, common_pb2.LINE_STATE_RESTORED),
+    ]
+    assert all(r["case_id"] == case_id and r["actor_kind"] == "workflow" and r["actor_id"] for r in rows)
+    assert [r["reason"] for r in rows] == [
+        "RISK_EXTREME",
+        "UNVERIFIED_AFTER_WARNING_SUSPEND",
+        "VERIFIED_IN_PERSON_WITH_REVIEW",
+    ]
+
+    # Operators: search attributes without personal data, and the raw history is encrypted.
+    desc = await handle.describe()
+    attrs = desc.typed_search_attributes
+    assert attrs.get(temporal.MASKED_NUMBER) == "193****5678"
+    assert attrs.get(temporal.CASE_STAGE) == "restored"
+    assert attrs.get(temporal.RISK_LEVEL) == "extreme"
+    raw = b""
+    async for event in stack.env.client.get_workflow_handle(case_id).fetch_history_events():
+        raw += event.SerializeToString()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            payload = event.workflow_execution_started_event_attributes.input.payloads[0]
+            assert payload.metadata["encoding"] == b"binary/encrypted"
+    assert MSISDN.encode() not in raw and HOLDER.encode() not in raw
+    assert b"5678" not in raw.replace(b"193****5678", b"")
