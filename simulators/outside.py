@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 
 import grpc
+
 from carrier.hlr.v1 import hlr_pb2, hlr_pb2_grpc
 from carrier.idcheck.v1 import idcheck_pb2, idcheck_pb2_grpc
 from carrier.push.v1 import push_pb2, push_pb2_grpc
 from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.simulator.v1 import simulator_pb2, simulator_pb2_grpc
-
 from pscommon.errors import invalid_argument, not_found
 from pscommon.validation import Violations
 from simulators.faults import Fault, Faults

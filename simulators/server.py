@@ -7,7 +7,6 @@ from carrier.idcheck.v1 import idcheck_pb2_grpc
 from carrier.push.v1 import push_pb2_grpc
 from carrier.registry.v1 import registry_pb2_grpc
 from carrier.simulator.v1 import simulator_pb2_grpc
-
 from pscommon import grpc_server
 from pscommon.config import Settings
 from simulators.faults import FaultInterceptor, Faults

@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import grpc
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
 from carrier.common.v1 import common_pb2
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-
 from pscommon.channels import channel
 from pscommon.config import Settings
 from workflows import policy

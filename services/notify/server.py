@@ -9,8 +9,8 @@ from datetime import UTC
 
 import asyncpg
 import grpc
-from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
 
+from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
 from pscommon import db, grpc_server, idempotency
 from pscommon.config import Settings
 from pscommon.errors import not_found

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-from carrier.notify.v1.notify_pb2 import CHANNEL_SMS, DELIVERY_STATUS_DELIVERED, DELIVERY_STATUS_FAILED
 
+from carrier.notify.v1.notify_pb2 import CHANNEL_SMS, DELIVERY_STATUS_DELIVERED, DELIVERY_STATUS_FAILED
 from services.notify.receipts import DELIVERED_STATS, FAILED_STATS, Receipt
 
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import asyncpg
 import grpc
-from carrier.common.v1 import common_pb2
-from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from temporalio.client import Client
 
+from carrier.common.v1 import common_pb2
+from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from pscommon import db, grpc_server, idempotency, temporal
 from pscommon.config import Settings
 from pscommon.errors import not_found

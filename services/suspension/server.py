@@ -6,10 +6,10 @@ from dataclasses import asdict
 
 import asyncpg
 import grpc
+
 from carrier.common.v1 import common_pb2
 from carrier.hlr.v1 import hlr_pb2, hlr_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
-
 from pscommon import db, grpc_server, idempotency
 from pscommon.channels import channel
 from pscommon.config import Settings

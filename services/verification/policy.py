@@ -6,6 +6,7 @@ import pathlib
 from dataclasses import dataclass
 
 import yaml
+
 from carrier.common.v1.common_pb2 import RiskLevel
 from carrier.verification.v1.verification_pb2 import (
     ROUTE_IN_PERSON,

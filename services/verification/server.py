@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 import grpc
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
 from carrier.idcheck.v1 import idcheck_pb2, idcheck_pb2_grpc
 from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
-
 from pscommon import db, grpc_server, idempotency, temporal
 from pscommon.channels import channel
 from pscommon.config import Settings
