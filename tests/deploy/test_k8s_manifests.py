@@ -299,6 +299,19 @@ def test_deployment_image_command_labels(dep: Doc) -> None:
 
 
 @pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
+def test_graceful_shutdown_fits_the_termination_grace_period(dep: Doc) -> None:
+    data = _single("ConfigMap", CONFIG_MAP).obj.get("data") or {}
+    drain_s = float(data.get("PSP_SHUTDOWN_GRACE_S", "5"))  # pscommon/config.py's default
+    pre_stop = (_main_container(dep).get("lifecycle") or {}).get("preStop") or {}
+    sleep_s = (pre_stop.get("sleep") or {}).get("seconds", 0)
+    grace = _pod_spec(dep).get("terminationGracePeriodSeconds", 30)
+    assert sleep_s + drain_s < grace, (
+        f"{dep.ref}: preStop sleep {sleep_s}s + PSP_SHUTDOWN_GRACE_S {drain_s}s does not fit in "
+        f"terminationGracePeriodSeconds {grace}s; the kubelet would SIGKILL before the drain ends"
+    )
+
+
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
 def test_deployment_hardening(dep: Doc) -> None:
     problems = []
     spec = _pod_spec(dep)

@@ -1,0 +1,172 @@
+"""`psctl demo`: three lines through the running stack, and what became of each.
+
+A scam line gets suspended; a 14-year customer making many remote calls is warned, verifies online and
+is restored; a courier's delivery burst is left alone. Fresh numbers each run, so it can be replayed.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import grpc
+
+from carrier.common.v1 import common_pb2
+from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
+from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
+from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
+from pscommon import temporal
+from pscommon.channels import channel
+from pscommon.config import Settings, settings
+from pscommon.identity import line_hash, mask
+from workflows.contracts import UPDATE_WAIT_STAGE, CaseStatus
+
+
+@dataclass
+class Line:
+    role: str
+    msisdn: str
+    province: str
+    opened_at: str
+    enterprise: str = ""
+    holder_ref: str = field(default_factory=lambda: f"holder-{uuid.uuid4().hex[:10]}")
+    expect: str = ""
+
+
+def _number(prefix: str, rng: random.Random) -> str:
+    return prefix + "".join(rng.choice("0123456789") for _ in range(8))
+
+
+def _cdr(line: Line, peer: str, province: str, out: bool, at: datetime, duration: int) -> scoring_pb2.Cdr:
+    c = scoring_pb2.Cdr(
+        msisdn=line.msisdn,
+        peer=peer,
+        peer_province=province,
+        direction=scoring_pb2.DIRECTION_OUT if out else scoring_pb2.DIRECTION_IN,
+        service=scoring_pb2.SERVICE_KIND_VOICE,
+        duration_s=duration,
+        roaming=scoring_pb2.ROAMING_NONE,
+        imei="35693803564380" + str(len(line.role)),
+        cell_id="460-00-22817-10391",
+    )
+    c.start.FromDatetime(at)
+    return c
+
+
+def scenario(rng: random.Random, t0: datetime) -> tuple[list[Line], list[scoring_pb2.Cdr]]:
+    fraud = Line("scam line", _number("193", rng), "44", (t0 - timedelta(days=20)).date().isoformat(), expect="SUSPENDED")
+    customer = Line("14-year customer", _number("139", rng), "44", "2012-05-01", expect="RESTORED")
+    courier = Line("courier", _number("135", rng), "51", "2019-03-15", enterprise="SF-Express", expect="ACTIVE")
+    cdrs: list[tuple[datetime, scoring_pb2.Cdr]] = []
+    for i in range(20):  # scam: a call every two minutes to strangers in other provinces, half unanswered
+        at = t0 + timedelta(minutes=2 * i)
+        cdrs.append((at, _cdr(fraud, _number("137", rng), "51", True, at, 0 if i % 2 else 18)))
+    friends = [_number("138", rng) for _ in range(6)]
+    for i, f in enumerate(friends):  # the customer's contacts called earlier in the week
+        at = t0 - timedelta(days=2, minutes=i)
+        cdrs.append((at, _cdr(customer, f, "11", False, at, 120)))
+    for i in range(16):  # then a busy hour of calls to other provinces, some to those contacts
+        at = t0 + timedelta(minutes=3 * i)
+        peer = friends[i] if i < len(friends) else _number("136", rng)
+        cdrs.append((at, _cdr(customer, peer, "11", True, at, 95)))
+    for i in range(22):  # courier: short local calls to parcel recipients, many call back
+        at = t0 + timedelta(minutes=4 * i)
+        peer = _number("158", rng)
+        cdrs.append((at, _cdr(courier, peer, "51", True, at, 25)))
+        if i % 2 == 0:
+            cdrs.append((at + timedelta(minutes=1), _cdr(courier, peer, "51", False, at + timedelta(minutes=1), 15)))
+    cdrs.sort(key=lambda t: t[0])
+    return [fraud, customer, courier], [c for _, c in cdrs]
+
+
+async def _register(cfg: Settings, lines: list[Line]) -> None:
+    registry = registry_pb2_grpc.RegistryServiceStub(channel(cfg.simulators_addr))
+    scoring = scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr))
+    for ln in lines:
+        await registry.RegisterSubscriber(
+            registry_pb2.RegisterSubscriberRequest(
+                request_id=uuid.uuid4().hex,
+                subscriber=registry_pb2.Subscriber(
+                    msisdn=ln.msisdn, province=ln.province, holder_ref=ln.holder_ref, opened_at=ln.opened_at,
+                    enterprise=ln.enterprise, language="zh",
+                ),
+            )
+        )  # fmt: skip
+        await scoring.UpsertSubscriber(
+            scoring_pb2.UpsertSubscriberRequest(
+                request_id=uuid.uuid4().hex, msisdn=ln.msisdn, home_province=ln.province, opened_at=ln.opened_at,
+                enterprise=ln.enterprise, language="zh",
+            )
+        )  # fmt: skip
+
+
+async def run_demo() -> int:
+    cfg = settings()
+    started = time.monotonic()
+    rng = random.Random()
+    lines, cdrs = scenario(rng, datetime.now(UTC) - timedelta(hours=2))
+    await _register(cfg, lines)
+
+    async def stream():
+        for i in range(0, len(cdrs), 25):
+            yield scoring_pb2.IngestCdrsRequest(request_id=uuid.uuid4().hex, cdrs=cdrs[i : i + 25])
+
+    resp = await scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr)).IngestCdrs(stream())
+    by_hash = {d.line_hash: d for d in resp.decisions}  # the last decision of each line wins
+    client = await temporal.connect(cfg)
+    suspension = suspension_pb2_grpc.SuspensionServiceStub(channel(cfg.suspension_addr))
+    verification = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr))
+    failures = 0
+    print(f"\nPlayed {len(cdrs)} CDRs of {len(lines)} lines (case policy: {cfg.case_policy}).\n")
+    for ln in lines:
+        d = by_hash.get(line_hash(ln.msisdn, cfg.line_hash_key))
+        stages: list[str] = []
+        if d is not None:
+            handle = client.get_workflow_handle(d.case_id, result_type=CaseStatus)
+            if ln.expect == "RESTORED":
+                await handle.execute_update(UPDATE_WAIT_STAGE, "warned", result_type=CaseStatus)
+                out = await verification.SubmitOnlineVerification(
+                    verification_pb2.SubmitOnlineVerificationRequest(
+                        request_id=uuid.uuid4().hex, case_id=d.case_id, msisdn=ln.msisdn, risk_level=d.risk_level,
+                        claimed_holder_ref=ln.holder_ref, liveness_token=f"video-{uuid.uuid4().hex[:8]}",
+                        risk_notice_acknowledged=True, caller_province="44",
+                    )
+                )  # fmt: skip
+                if out.outcome.result != verification_pb2.RESULT_PASSED:
+                    failures += 1
+                await handle.execute_update(UPDATE_WAIT_STAGE, "restored", result_type=CaseStatus)
+            else:
+                await handle.execute_update(UPDATE_WAIT_STAGE, "suspended", result_type=CaseStatus)
+            status = await handle.query("status", result_type=CaseStatus)
+            stages = [f"{h.stage} {h.at[11:19]}" for h in status.history]
+        try:
+            got = await suspension.GetLine(suspension_pb2.GetLineRequest(msisdn=ln.msisdn))
+            state = common_pb2.LineState.Name(got.line.state).removeprefix("LINE_STATE_")
+            sync = "network in sync" if got.in_sync else "NETWORK OUT OF SYNC"
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            state, sync = "ACTIVE", "never barred"
+        ok = state == ln.expect
+        failures += not ok
+        level = common_pb2.RiskLevel.Name(d.risk_level).removeprefix("RISK_LEVEL_").lower() if d else "low"
+        action = common_pb2.Action.Name(d.action).removeprefix("ACTION_").lower() if d else "none"
+        print(f"{'OK ' if ok else 'BAD'} {mask(ln.msisdn)}  {ln.role:<17} risk={level:<8} action={action:<9} line={state} ({sync})")
+        for r in d.reasons if d else []:
+            print(f"      · {r.text_en}  /  {r.text_zh}")
+        if stages:
+            print(f"      stages: {' → '.join(stages)} (UTC)")
+            print(f"      {temporal.case_url(cfg, d.case_id)}")
+        print()
+    print(f"demo finished in {time.monotonic() - started:.1f}s; Temporal UI: {cfg.temporal_ui_url}")
+    print(f"find a case by number: .venv/bin/psctl case find {lines[0].msisdn}")
+    print("stop the stack with `make down`; `make clean` also removes its data")
+    if failures:
+        print(f"{failures} expectation(s) not met", file=sys.stderr)
+        return 1
+    return 0

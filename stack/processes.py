@@ -1,0 +1,100 @@
+"""Starting, checking and stopping the local stack's processes (detached, logs and pids in the data folder)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Proc:
+    name: str
+    argv: list[str]
+    grpc_port: int | None = None
+    tcp_port: int | None = None
+
+
+def module(name: str, mod: str, grpc_port: int | None = None, tcp_port: int | None = None) -> Proc:
+    return Proc(name, [sys.executable, "-m", mod], grpc_port, tcp_port)
+
+
+def pid_of(run_dir: pathlib.Path, name: str) -> int | None:
+    f = run_dir / f"{name}.pid"
+    if not f.exists():
+        return None
+    pid = int(f.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        f.unlink()
+        return None
+    return pid
+
+
+def spawn(p: Proc, data: pathlib.Path, env: dict[str, str]) -> int:
+    run_dir, log_dir = data / "run", data / "logs"
+    pid = pid_of(run_dir, p.name)
+    if pid is not None:
+        return pid
+    log = open(log_dir / f"{p.name}.log", "ab")  # noqa: SIM115 - handed to the child
+    child = subprocess.Popen(p.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    (run_dir / f"{p.name}.pid").write_text(str(child.pid))
+    return child.pid
+
+
+def tcp_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def grpc_serving(port: int) -> bool:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        try:
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+        except grpc.RpcError:
+            return False
+    return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def wait_ready(p: Proc, data: pathlib.Path, timeout_s: float = 90) -> None:
+    """Polls until the process answers (a launcher may poll; tests never do)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pid_of(data / "run", p.name) is None:
+            raise RuntimeError(f"{p.name} exited; see {data / 'logs' / (p.name + '.log')}")
+        if p.grpc_port is not None and grpc_serving(p.grpc_port):
+            return
+        if p.tcp_port is not None and tcp_open(p.tcp_port):
+            return
+        if p.grpc_port is None and p.tcp_port is None:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{p.name} not ready after {timeout_s:.0f}s; see {data / 'logs' / (p.name + '.log')}")
+
+
+def stop(name: str, data: pathlib.Path, timeout_s: float = 15) -> bool:
+    pid = pid_of(data / "run", name)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and pid_of(data / "run", name) is not None:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    if pid_of(data / "run", name) is not None:
+        os.killpg(pid, signal.SIGKILL)
+    (data / "run" / f"{name}.pid").unlink(missing_ok=True)
+    return True
