@@ -8,7 +8,7 @@ GENERATED := $(GEN)/.generated
 PROTOS := $(shell find protos -name '*.proto')
 DATA_DIR ?= .local
 
-.PHONY: all demo up down clean test lint protos k8s-validate
+.PHONY: all demo up down clean test lint protos
 
 all: $(GENERATED)
 

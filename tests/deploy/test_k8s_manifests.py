@@ -29,6 +29,8 @@ KUBERNETES_VERSIONS = ("1.30", "1.33")
 
 NAMESPACE = "protective-suspension"
 PART_OF = "protective-suspension"
+# Services that keep per-line state in memory and run as one shard until line sharding lands.
+SINGLE_SHARD = {"scoring"}
 IMAGE = "registry.example-carrier.cn/protective-suspension/platform:0.1.0"
 CONFIG_MAP = "platform-config"
 SECRET = "platform-secrets"
@@ -290,7 +292,10 @@ def test_deployment_image_command_labels(dep: Doc) -> None:
     template_labels = dep.obj["spec"]["template"]["metadata"].get("labels") or {}
     if not _selects(dep.obj["spec"]["selector"].get("matchLabels"), template_labels):
         problems.append(f"{dep.ref}: spec.selector does not match the pod template labels")
-    if "replicas" in dep.obj["spec"]:
+    if dep.name in SINGLE_SHARD:
+        if dep.obj["spec"].get("replicas") != 1 or dep.obj["spec"].get("strategy", {}).get("type") != "Recreate":
+            problems.append(f"{dep.ref}: a single-shard service needs replicas: 1 and the Recreate strategy")
+    elif "replicas" in dep.obj["spec"]:
         problems.append(f"{dep.ref}: spec.replicas is set; the HorizontalPodAutoscaler owns the replica count")
     grace = _pod_spec(dep).get("terminationGracePeriodSeconds")
     if not isinstance(grace, int) or grace < 30:
@@ -455,7 +460,10 @@ def test_deployment_has_pdb_and_hpa(dep: Doc) -> None:
         and h.obj["spec"]["scaleTargetRef"].get("name") == dep.name
         and h.obj["spec"]["scaleTargetRef"].get("apiVersion") == "apps/v1"
     ]
-    if len(hpas) != 1:
+    if dep.name in SINGLE_SHARD:
+        if hpas:
+            problems.append(f"{dep.ref}: a single-shard service must not be autoscaled, found {_ids(hpas)}")
+    elif len(hpas) != 1:
         problems.append(f"{dep.ref}: expected one HorizontalPodAutoscaler targeting it, found {_ids(hpas)}")
     for hpa in hpas:
         spec = hpa.obj["spec"]
