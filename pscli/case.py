@@ -21,7 +21,9 @@ async def find_cases(msisdn: str) -> int:
         line = f"{wf.id}  {wf.status.name.lower() if wf.status else '?'}"
         if wf.status is not None and wf.status.name == "RUNNING":
             st = await client.get_workflow_handle(wf.id).query(QUERY_STATUS, result_type=CaseStatus)
-            line += f"  stage={st.stage}  line={st.line_state.removeprefix('LINE_STATE_').lower()}  next: {st.next_step}"
+            line += (
+                f"  stage={st.stage}  line={st.line_state.removeprefix('LINE_STATE_').lower()}  next: {st.next_step}"
+            )
         else:
             stage = wf.typed_search_attributes.get(temporal.CASE_STAGE)
             line += f"  stage={stage}"

@@ -59,7 +59,9 @@ def _cdr(line: Line, peer: str, province: str, out: bool, at: datetime, duration
 
 
 def scenario(rng: random.Random, t0: datetime) -> tuple[list[Line], list[scoring_pb2.Cdr]]:
-    fraud = Line("scam line", _number("193", rng), "44", (t0 - timedelta(days=20)).date().isoformat(), expect="SUSPENDED")
+    fraud = Line(
+        "scam line", _number("193", rng), "44", (t0 - timedelta(days=20)).date().isoformat(), expect="SUSPENDED"
+    )
     customer = Line("14-year customer", _number("139", rng), "44", "2012-05-01", expect="RESTORED")
     courier = Line("courier", _number("135", rng), "51", "2019-03-15", enterprise="SF-Express", expect="ACTIVE")
     cdrs: list[tuple[datetime, scoring_pb2.Cdr]] = []
@@ -156,7 +158,9 @@ async def run_demo() -> int:
         failures += not ok
         level = common_pb2.RiskLevel.Name(d.risk_level).removeprefix("RISK_LEVEL_").lower() if d else "low"
         action = common_pb2.Action.Name(d.action).removeprefix("ACTION_").lower() if d else "none"
-        print(f"{'OK ' if ok else 'BAD'} {mask(ln.msisdn)}  {ln.role:<17} risk={level:<8} action={action:<9} line={state} ({sync})")
+        print(
+            f"{'OK ' if ok else 'BAD'} {mask(ln.msisdn)}  {ln.role:<17} risk={level:<8} action={action:<9} line={state} ({sync})"
+        )
         for r in d.reasons if d else []:
             print(f"      · {r.text_en}  /  {r.text_zh}")
         if stages:

@@ -111,3 +111,22 @@ async def test_line_is_warned_suspended_and_restored_after_verification(stack):
             assert payload.metadata["encoding"] == b"binary/encrypted"
     assert MSISDN.encode() not in raw and HOLDER.encode() not in raw
     assert b"5678" not in raw.replace(b"193****5678", b"")
+
+    # One trace per case: scoring, the worker and the three other services, and no personal data in spans.
+    spans = stack.spans.get_finished_spans()
+    opened = [s for s in spans if s.name == "open_case" and s.attributes.get("psp.line_hash") == decision.line_hash]
+    trace_id = opened[0].context.trace_id
+    in_case = [s for s in spans if s.context.trace_id == trace_id]
+    names = {s.name for s in in_case}
+    assert any(n.startswith("RunActivity:") for n in names)
+    for rpc in (
+        "/carrier.suspension.v1.SuspensionService/ChangeLineState",
+        "/carrier.notify.v1.NotifyService/SendNotification",
+        "/carrier.verification.v1.VerificationService/GetRequirements",
+        "/carrier.scoring.v1.ScoringService/RecordOutcome",
+    ):
+        assert rpc in names, f"{rpc} not in the case's trace"
+    assert f"{trace_id:032x}" in (await desc.static_details() or "")
+    for s in spans:
+        text = s.name + repr(dict(s.attributes or {})) + repr([e.attributes for e in s.events])
+        assert MSISDN not in text and HOLDER not in text, s.name

@@ -32,6 +32,8 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         self.cfg = cfg
         self.link = link
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dispatching = asyncio.Lock()
+        self._outcomes = asyncio.Condition()
 
     async def SendNotification(self, request, context):  # noqa: N802
         v = Violations()
@@ -81,6 +83,12 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         task.add_done_callback(self._tasks.discard)
 
     async def _dispatch_unsent(self) -> None:
+        async with self._dispatching:  # one dispatcher at a time, so nothing is submitted twice
+            await self._dispatch_locked()
+        async with self._outcomes:
+            self._outcomes.notify_all()
+
+    async def _dispatch_locked(self) -> None:
         for n in await store.unsent(self.pool):
             try:
                 message_id = await self.link.submit(n["msisdn"], n["body"])
@@ -94,6 +102,23 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
 
     async def on_receipt(self, receipt: Receipt) -> None:
         await store.record_receipt(self.pool, receipt)
+        async with self._outcomes:
+            self._outcomes.notify_all()
+
+    async def _wait_outcome(self, nid: uuid.UUID, wait_s: float):
+        async def final():
+            # Read under the condition's lock, so a receipt recorded meanwhile cannot be missed.
+            async with self._outcomes:
+                while True:
+                    n, attempts = await store.get(self.pool, nid)
+                    if n["status"] != notify_pb2.DELIVERY_STATUS_PENDING:
+                        return n, attempts
+                    await self._outcomes.wait()
+
+        try:
+            return await asyncio.wait_for(final(), wait_s)
+        except TimeoutError:
+            return await store.get(self.pool, nid)
 
     async def GetNotification(self, request, context):  # noqa: N802
         try:
@@ -105,6 +130,9 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         n, attempts = await store.get(self.pool, nid)
         if n is None:
             raise not_found("notification", "NOTIFICATION_NOT_FOUND")
+        wait = grpc_server.remaining(request.wait_for_outcome.ToTimedelta().total_seconds())
+        if n["status"] == notify_pb2.DELIVERY_STATUS_PENDING and request.HasField("wait_for_outcome") and wait > 0:
+            n, attempts = await self._wait_outcome(nid, wait)
         resp = notify_pb2.GetNotificationResponse(
             notification_id=str(n["notification_id"]),
             status=n["status"],
