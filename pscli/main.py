@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from stack.env import apply_local_env
@@ -28,5 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(run_demo())
 
 
+def entry() -> None:
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal client's native threads can abort interpreter finalisation ("PyGILState_Release");
+    # everything is written and closed by now, so leave without it.
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

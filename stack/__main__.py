@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import pathlib
+import subprocess
 import sys
 import time
 
@@ -64,30 +66,23 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     return values
 
 
-async def wait_for_worker(cfg: Settings, timeout_s: float = 60) -> None:
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
-    client = await temporal.connect(cfg)
+def wait_for_worker(cfg: Settings, timeout_s: float = 60) -> None:
+    """Ready when the worker polls its task queue (asked through the Temporal CLI, as an operator would)."""
+    argv = [venv_bin("temporal"), "task-queue", "describe", "--address", cfg.temporal_address,
+            "--namespace", cfg.temporal_namespace, "--task-queue", cfg.task_queue, "-o", "json"]  # fmt: skip
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=cfg.temporal_namespace,
-                task_queue=TaskQueue(name=cfg.task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
-        )
-        if resp.pollers:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        pollers = json.loads(out.stdout).get("pollers") if out.returncode == 0 else None
+        if pollers and any(p.get("taskQueueType") == "workflow" for p in pollers):
             return
-        await asyncio.sleep(0.3)
+        time.sleep(0.3)
     raise RuntimeError("the worker is not polling its task queue")
 
 
 def up(data: pathlib.Path) -> None:
-    for sub in ("logs", "run"):
-        (data / sub).mkdir(parents=True, exist_ok=True)
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    (data / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
     started = time.monotonic()
     external_db = bool(os.environ.get("DATABASE_URL"))
     values = stack_env(data)
@@ -97,7 +92,7 @@ def up(data: pathlib.Path) -> None:
         wait_ready(p, data)
         print(f"  {p.name:<13} ready", flush=True)
     os.environ.update(values)
-    asyncio.run(wait_for_worker(Settings()))
+    wait_for_worker(Settings())
     print(f"stack up in {time.monotonic() - started:.1f}s  (data: {data}, logs: {data / 'logs'})")
     print(f"  Temporal UI   http://127.0.0.1:{UI_PORT}   (payloads decrypted by the codec server on :{CODEC_PORT})")
     print(f"  PostgreSQL    {'from DATABASE_URL' if external_db else 'embedded, ' + str(data / 'pg')}")
