@@ -120,6 +120,25 @@ async def start(
     return GrpcService(name, server, health, bound, service_names)
 
 
+async def start_servicer(
+    name: str,
+    port: int,
+    add_to_server: Callable[[Any, grpc.aio.Server], None],
+    servicer: Any,
+    service_name: str,
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> GrpcService:
+    """Starts a server for one servicer; `on_stop` hooks run after it has drained, last first."""
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        add_to_server(servicer, server)
+        return [service_name]
+
+    svc = await start(name, port, register)
+    svc.on_stop.extend(on_stop)
+    return svc
+
+
 async def run_until_signal(service: GrpcService, grace: float) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

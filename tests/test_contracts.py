@@ -182,3 +182,32 @@ async def test_repeated_notification_is_sent_once_and_its_receipt_is_kept(stack)
     assert "stat:DELIVRD" in got.attempts[0].detail
     sent = [dest for _, dest in stack.sims.smsc.submitted if dest == "19300000003"]
     assert len(sent) == 1
+
+
+async def test_deadline_is_honoured_and_inherited_downstream(stack):
+    from carrier.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+
+    msisdn = "19300000004"
+    faults = simulator_pb2_grpc.FaultInjectionServiceStub(channel(stack.cfg.simulators_addr))
+    await faults.SetFault(
+        simulator_pb2.SetFaultRequest(
+            fault=simulator_pb2.Fault(target="/carrier.hlr.v1.HlrService/SetBarring", latency_ms=3000)
+        )
+    )
+    stub = stubs(stack.cfg)["suspension"]
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ChangeLineState(
+                suspension_pb2.ChangeLineStateRequest(
+                    request_id=rid(), msisdn=msisdn, home_province="44",
+                    target_state=common_pb2.LINE_STATE_RESTRICTED, actor=common_pb2.Actor(kind="agent", id="cs-1"),
+                    case_id="manual-3", reason="AGENT_REQUEST",
+                ),
+                timeout=0.3,
+            )  # fmt: skip
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        await faults.ClearFaults(simulator_pb2.ClearFaultsRequest())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetLine(suspension_pb2.GetLineRequest(msisdn=msisdn))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND

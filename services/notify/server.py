@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC
 
 import asyncpg
-import grpc
 
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
 from pscommon import db, grpc_server, idempotency
@@ -161,13 +160,9 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     await link.start()
     servicer.dispatch_unsent()
 
-    def register(server: grpc.aio.Server) -> list[str]:
-        notify_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, server)
-        return [SERVICE]
-
-    svc = await grpc_server.start("notify", port, register)
-    svc.on_stop += [pool.close, link.stop]
-    return svc
+    return await grpc_server.start_servicer(
+        "notify", port, notify_pb2_grpc.add_NotifyServiceServicer_to_server, servicer, SERVICE, [pool.close, link.stop]
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
-import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from temporalio.client import Client
@@ -196,13 +195,14 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     for msisdn, profile in await store.subscribers(pool):
         engine.set_profile(msisdn, profile)
 
-    def register(server: grpc.aio.Server) -> list[str]:
-        scoring_pb2_grpc.add_ScoringServiceServicer_to_server(Scoring(pool, cfg, client, engine), server)
-        return [SERVICE]
-
-    svc = await grpc_server.start("scoring", port, register)
-    svc.on_stop.append(pool.close)
-    return svc
+    return await grpc_server.start_servicer(
+        "scoring",
+        port,
+        scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
+        Scoring(pool, cfg, client, engine),
+        SERVICE,
+        [pool.close],
+    )
 
 
 if __name__ == "__main__":

@@ -156,13 +156,14 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     pool = await db.connect(cfg.database_url, "suspension")
 
-    def register(server: grpc.aio.Server) -> list[str]:
-        suspension_pb2_grpc.add_SuspensionServiceServicer_to_server(Suspension(pool, cfg), server)
-        return [SERVICE]
-
-    svc = await grpc_server.start("suspension", port, register)
-    svc.on_stop.append(pool.close)
-    return svc
+    return await grpc_server.start_servicer(
+        "suspension",
+        port,
+        suspension_pb2_grpc.add_SuspensionServiceServicer_to_server,
+        Suspension(pool, cfg),
+        SERVICE,
+        [pool.close],
+    )
 
 
 if __name__ == "__main__":

@@ -245,13 +245,14 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     pool = await db.connect(cfg.database_url, "verification")
     client = await temporal.connect(cfg)
 
-    def register(server: grpc.aio.Server) -> list[str]:
-        verification_pb2_grpc.add_VerificationServiceServicer_to_server(Verification(pool, cfg, client), server)
-        return [SERVICE]
-
-    svc = await grpc_server.start("verification", port, register)
-    svc.on_stop.append(pool.close)
-    return svc
+    return await grpc_server.start_servicer(
+        "verification",
+        port,
+        verification_pb2_grpc.add_VerificationServiceServicer_to_server,
+        Verification(pool, cfg, client),
+        SERVICE,
+        [pool.close],
+    )
 
 
 if __name__ == "__main__":
