@@ -4,9 +4,11 @@ simulators (with a real SMPP SMSC), the four gRPC services and the worker, all o
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import shutil
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -95,3 +97,19 @@ async def stack(database_server: str) -> AsyncIterator[Stack]:
     await sims.grpc.stop(0.5)
     await channels.close_all()
     await env.shutdown()
+
+
+_exit_status = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _exit_status["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    # The Temporal core's native threads can abort interpreter finalisation ("PyGILState_Release"),
+    # turning a green run red after the summary; every fixture has been torn down by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status["code"])
