@@ -65,15 +65,18 @@ def features(w: LineWindow, p: Profile, now: datetime) -> dict[str, float]:
     def share(count: int, of: int) -> float:
         return count / of if of else 0.0
 
+    new = sum(c.new_peer for c in calls)
+    remote = sum(c.peer_province != p.home_province for c in calls)
+    unanswered = sum(c.duration_s == 0 for c in calls)
     return {
         "calls_1h": n,
         "distinct_peers_1h": len(peers),
-        "new_peers_1h": sum(c.new_peer for c in calls),
-        "new_peer_share_1h": share(sum(c.new_peer for c in calls), n),
-        "other_province_1h": sum(c.peer_province not in (p.home_province,) for c in calls),
-        "other_province_share_1h": share(sum(c.peer_province != p.home_province for c in calls), n),
-        "unanswered_1h": sum(c.duration_s == 0 for c in calls),
-        "unanswered_share_1h": share(sum(c.duration_s == 0 for c in calls), n),
+        "new_peers_1h": new,
+        "new_peer_share_1h": share(new, n),
+        "other_province_1h": remote,
+        "other_province_share_1h": share(remote, n),
+        "unanswered_1h": unanswered,
+        "unanswered_share_1h": share(unanswered, n),
         "mean_duration_s_1h": share(sum(c.duration_s for c in calls), n),
         "callback_share_1h": share(callbacks, len(peers)),
         "account_age_days": (now.date() - p.opened_at).days,
