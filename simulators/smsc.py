@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 
 import smpp34
@@ -36,7 +37,8 @@ class Smsc:
         self.faults = faults
         self.receipt_delay_s = receipt_delay_s
         self.sessions: dict[str, smpp34.Esme] = {}
-        self.submitted: list[tuple[str, str]] = []  # (message_id, destination) for tests and the demo
+        # (message_id, destination) of recent submits, for tests; bounded so a long-running stack does not grow.
+        self.submitted: deque[tuple[str, str]] = deque(maxlen=100_000)
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import grpc
 from temporalio import activity
@@ -65,13 +66,18 @@ class OutcomeArgs:
 class RouteText:
     zh: str
     en: str
-    routes: list[str] = field(default_factory=list)
 
 
-def _translate(err: grpc.aio.AioRpcError) -> Exception:
-    if err.code() in _PERMANENT:
-        return ApplicationError(f"{err.code().name}: {err.details()}", type=err.code().name, non_retryable=True)
-    return err
+async def _call(rpc: Any, request: Any, timeout: float) -> Any:
+    """One RPC; errors a retry cannot fix become non-retryable, the rest are retried by Temporal."""
+    try:
+        return await rpc(request, timeout=timeout)
+    except grpc.aio.AioRpcError as err:
+        if err.code() in _PERMANENT:
+            raise ApplicationError(
+                f"{err.code().name}: {err.details()}", type=err.code().name, non_retryable=True
+            ) from err
+        raise
 
 
 class CaseActivities:
@@ -89,41 +95,36 @@ class CaseActivities:
     @activity.defn
     async def restore_route(self, risk_level: str) -> RouteText:
         """How the holder can restore, in words, from the verification policy in force."""
-        try:
-            resp = await self.verification.GetRequirements(
-                verification_pb2.GetRequirementsRequest(
-                    risk_level=common_pb2.RiskLevel.Value(f"RISK_LEVEL_{risk_level.upper()}")
-                ),
-                timeout=10,
-            )
-        except grpc.aio.AioRpcError as err:
-            raise _translate(err) from err
+        resp = await _call(
+            self.verification.GetRequirements,
+            verification_pb2.GetRequirementsRequest(
+                risk_level=common_pb2.RiskLevel.Value(f"RISK_LEVEL_{risk_level.upper()}")
+            ),
+            10,
+        )
         first = resp.requirements[0]
         link = self.cfg.verify_url_base
         online = first.route == verification_pb2.ROUTE_ONLINE
         return RouteText(
             zh=f"{first.description_zh}（{link}）" if online else first.description_zh,
             en=f"{first.description_en} ({link})" if online else first.description_en,
-            routes=[verification_pb2.Route.Name(r.route) for r in resp.requirements],
         )
 
     @activity.defn
     async def change_line_state(self, change: LineChange) -> str:
-        try:
-            resp = await self.suspension.ChangeLineState(
-                suspension_pb2.ChangeLineStateRequest(
-                    request_id=change.request_id,
-                    msisdn=change.msisdn,
-                    home_province=change.home_province,
-                    target_state=common_pb2.LineState.Value(change.target_state),
-                    actor=common_pb2.Actor(kind="workflow", id="protective-suspension-case"),
-                    case_id=change.case_id,
-                    reason=change.reason,
-                ),
-                timeout=15,
-            )
-        except grpc.aio.AioRpcError as err:
-            raise _translate(err) from err
+        resp = await _call(
+            self.suspension.ChangeLineState,
+            suspension_pb2.ChangeLineStateRequest(
+                request_id=change.request_id,
+                msisdn=change.msisdn,
+                home_province=change.home_province,
+                target_state=common_pb2.LineState.Value(change.target_state),
+                actor=common_pb2.Actor(kind="workflow", id="protective-suspension-case"),
+                case_id=change.case_id,
+                reason=change.reason,
+            ),
+            15,
+        )
         return common_pb2.LineState.Name(resp.line.state)
 
     @activity.defn
@@ -145,26 +146,21 @@ class CaseActivities:
         )
         if args.deadline:
             req.deadline.FromDatetime(datetime.fromisoformat(args.deadline))
-        try:
-            resp = await self.notify.SendNotification(req, timeout=15)
-        except grpc.aio.AioRpcError as err:
-            raise _translate(err) from err
+        resp = await _call(self.notify.SendNotification, req, 15)
         return resp.notification_id
 
     @activity.defn
     async def record_outcome(self, args: OutcomeArgs) -> None:
-        try:
-            await self.scoring.RecordOutcome(
-                scoring_pb2.RecordOutcomeRequest(
-                    request_id=args.request_id,
-                    msisdn=args.msisdn,
-                    case_id=args.case_id,
-                    outcome=scoring_pb2.Outcome.Value(args.outcome),
-                ),
-                timeout=10,
-            )
-        except grpc.aio.AioRpcError as err:
-            raise _translate(err) from err
+        await _call(
+            self.scoring.RecordOutcome,
+            scoring_pb2.RecordOutcomeRequest(
+                request_id=args.request_id,
+                msisdn=args.msisdn,
+                case_id=args.case_id,
+                outcome=scoring_pb2.Outcome.Value(args.outcome),
+            ),
+            10,
+        )
 
     def all(self) -> list:
         return [
