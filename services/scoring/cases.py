@@ -1,15 +1,33 @@
-"""Opening a case for a line, or joining the one already open (one open case per line)."""
+"""Opening a case for a line, or joining the one already open (one open case per line).
+
+Decisions are written with the batch that caused them (the outbox); the opener starts or signals the
+workflow. Ingest never loses a case when Temporal is briefly unreachable: the opener retries pending rows.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
+import logging
+
 import asyncpg
-from temporalio.client import Client, WorkflowExecutionStatus
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from pscommon import temporal
 from pscommon.config import Settings
-from workflows.contracts import SIGNAL_ASSESSMENT, WORKFLOW_NAME, CaseInput
+from pscommon.identity import mask
+from pscommon.telemetry import current_trace_id
+from services.scoring import store
+from workflows.contracts import SIGNAL_ASSESSMENT, WORKFLOW_NAME, Assessment, CaseInput, ReasonText
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+RETRY_S = 2.0
 
 
 def case_id(line_hash: str, seq: int) -> str:
@@ -35,48 +53,115 @@ def details(case: CaseInput) -> str:
     return "\n".join(lines)
 
 
-async def _running(client: Client, workflow_id: str) -> bool:
-    try:
-        desc = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return desc.status == WorkflowExecutionStatus.RUNNING
+def case_input(row: asyncpg.Record) -> CaseInput:
+    return CaseInput(
+        msisdn=row["msisdn"],
+        line_hash=row["line_hash"],
+        masked_msisdn=mask(row["msisdn"]),
+        home_province=row["home_province"],
+        language=row["language"],
+        assessment=Assessment(
+            risk_level=row["risk_level"],
+            action=row["action"],
+            score=row["score"],
+            reasons=[ReasonText(*r) for r in json.loads(row["reason_texts"])],
+            decided_at=row["event_time"].isoformat(),
+        ),
+        trace_id="",
+    )
 
 
-async def open_or_join(client: Client, pool: asyncpg.Pool, cfg: Settings, case: CaseInput) -> str:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 2))", case.line_hash)
-        seq = await conn.fetchval("SELECT last_seq FROM cases WHERE line_hash = $1", case.line_hash) or 0
-        if seq and await _running(client, case_id(case.line_hash, seq)):
-            wid = case_id(case.line_hash, seq)
-            await client.get_workflow_handle(wid).signal(SIGNAL_ASSESSMENT, case.assessment)
-            return wid
-        seq += 1
-        wid = case_id(case.line_hash, seq)
-        await client.start_workflow(
-            WORKFLOW_NAME,
-            case,
-            id=wid,
-            task_queue=cfg.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(temporal.LINE_HASH, case.line_hash),
-                    SearchAttributePair(temporal.MASKED_NUMBER, case.masked_msisdn),
-                    SearchAttributePair(temporal.RISK_LEVEL, case.assessment.risk_level),
-                    SearchAttributePair(temporal.HOME_PROVINCE, case.home_province),
-                    SearchAttributePair(temporal.CASE_STAGE, "opened"),
-                ]
-            ),
-            static_summary=summary(case),
-            static_details=details(case),
-        )
-        await conn.execute(
-            "INSERT INTO cases (line_hash, last_seq) VALUES ($1, $2)"
-            " ON CONFLICT (line_hash) DO UPDATE SET last_seq = excluded.last_seq",
-            case.line_hash,
-            seq,
-        )
-        return wid
+def ingest_link(ref: str) -> list[trace.Link]:
+    """A link to the ingest span that caused the decision ("<trace id>:<span id>" in hex)."""
+    trace_hex, _, span_hex = ref.partition(":")
+    if not span_hex:
+        return []
+    ctx = trace.SpanContext(int(trace_hex, 16), int(span_hex, 16), True, trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    return [trace.Link(ctx)]
+
+
+def span_ref() -> str:
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}:{ctx.span_id:016x}" if ctx.is_valid else ""
+
+
+class CaseOpener:
+    def __init__(self, client: Client, pool: asyncpg.Pool, cfg: Settings) -> None:
+        self.client = client
+        self.pool = pool
+        self.cfg = cfg
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def open(self, ids: list[int]) -> None:
+        """Opens the cases of these decisions now; failures are left to the background retry."""
+        try:
+            await self._open(ids)
+        except Exception:  # noqa: BLE001 - the outbox keeps them; the loop retries
+            log.warning("case opening deferred", exc_info=True)
+            self.wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self._open(None):
+                    pass
+            except Exception:  # noqa: BLE001
+                log.warning("case opener: will retry", exc_info=True)
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                await asyncio.wait_for(self.wake.wait(), RETRY_S * 15)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def _open(self, ids: list[int] | None) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await store.pending_decisions(conn, ids)
+            for row in rows:
+                await self._open_one(row)
+                await store.mark_opened(conn, row["id"])
+        return len(rows)
+
+    async def _open_one(self, row: asyncpg.Record) -> None:
+        wid = row["case_id"]
+        # Each case is its own trace, linked to the ingest that triggered it.
+        root = otel_context.Context()
+        with tracer.start_as_current_span("open_case", context=root, links=ingest_link(row["trace_id"])) as span:
+            case = dataclasses.replace(case_input(row), trace_id=current_trace_id())
+            span.set_attribute("psp.line_hash", case.line_hash)
+            span.set_attribute("psp.risk_level", case.assessment.risk_level)
+            if row["join_case"]:
+                try:
+                    await self.client.get_workflow_handle(wid).signal(SIGNAL_ASSESSMENT, case.assessment)
+                    return
+                except RPCError as err:
+                    if err.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    # Closed outside the platform (e.g. an operator terminated it): run the case again.
+            await self.client.start_workflow(
+                WORKFLOW_NAME,
+                case,
+                id=wid,
+                task_queue=self.cfg.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(temporal.LINE_HASH, case.line_hash),
+                        SearchAttributePair(temporal.MASKED_NUMBER, case.masked_msisdn),
+                        SearchAttributePair(temporal.RISK_LEVEL, case.assessment.risk_level),
+                        SearchAttributePair(temporal.HOME_PROVINCE, case.home_province),
+                        SearchAttributePair(temporal.CASE_STAGE, "opened"),
+                    ]
+                ),
+                static_summary=summary(case),
+                static_details=details(case),
+            )

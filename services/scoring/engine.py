@@ -1,70 +1,202 @@
-"""The streaming engine: feeds CDRs into line windows and reports when a line's action escalates."""
+"""The streaming engine: feeds events into line state and reports when a line's action escalates."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from services.scoring.features import LineWindow, Profile, features
-from services.scoring.scorecard import ACTIONS, Assessment, Scorecard
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    msisdn: str
-    peer: str
-    peer_province: str
-    outgoing: bool
-    start: datetime
-    duration_s: int
-    cell_id: str
+from services.scoring.features import (
+    HOT,
+    HOUR,
+    INTL,
+    NEW,
+    NIGHT,
+    REMOTE,
+    SMS,
+    UNANSWERED,
+    WEEK,
+    LineState,
+    Profile,
+    features,
+    is_night,
+)
+from services.scoring.scorecard import Assessment, Score, Scorecard
 
 
 @dataclass(frozen=True)
 class Escalation:
     msisdn: str
     assessment: Assessment
-    at: datetime
+    at: int  # event time, epoch seconds
+
+
+@dataclass(slots=True)
+class Peak:
+    """For replays: the highest level reached and the strongest action the platform would take."""
+
+    level: int = 0
+    score: float = 0.0
+    action: int = 0
+    assessment: Assessment | None = None
+    acted_at: int | None = None
+    outgoing_before_action: int = 0
 
 
 class Engine:
-    def __init__(self, scorecard: Scorecard) -> None:
+    def __init__(self, scorecard: Scorecard, track_peaks: bool = False) -> None:
         self.scorecard = scorecard
         self.profiles: dict[str, Profile] = {}
-        self.windows: dict[str, LineWindow] = {}
-        self.acted: dict[str, int] = {}  # strongest action already taken per line (index in ACTIONS)
-        self.high_risk_cells: set[str] = set()
+        self.lines: dict[str, LineState] = {}
+        self.cells: dict[str, int] = {}  # listed cell -> risk (2 elevated, 3 high)
+        self.hot_numbers: set[str] = set()  # the national platform's high-risk numbers
+        self.handsets: dict[str, dict[str, int]] = {}  # imei -> line -> last seen
+        self.acted: dict[str, int] = {}  # strongest action taken in the line's open case
+        self.cleared: dict[str, frozenset[str]] = {}  # reason codes a verified holder was cleared of
+        self.peaks: dict[str, Peak] | None = {} if track_peaks else None
+        self.dirty: set[str] = set()  # lines changed since the last snapshot
+        self.clock = 0  # latest event time seen
 
     def set_profile(self, msisdn: str, profile: Profile) -> None:
         self.profiles[msisdn] = profile
 
-    def observe(self, cdr: CallRecord) -> Escalation | None:
-        profile = self.profiles.get(cdr.msisdn)
+    def state(self, msisdn: str) -> LineState:
+        s = self.lines.get(msisdn)
+        if s is None:
+            s = self.lines[msisdn] = LineState()
+        return s
+
+    def observe(self, msisdn: str, peer: str, peer_province: str, outgoing: bool, t: int, duration: int,
+                cell_id: str, abroad: bool, imei: str, sms: bool) -> Escalation | None:  # fmt: skip
+        profile = self.profiles.get(msisdn)
         if profile is None:
             return None  # not one of our subscribers: nothing to assess
-        w = self.windows.get(cdr.msisdn)
-        if w is None:
-            w = self.windows[cdr.msisdn] = LineWindow()
-        if cdr.cell_id and cdr.cell_id in self.high_risk_cells:
-            w.high_risk_cells_hour.append(cdr.start)
-        if not cdr.outgoing:
-            w.add_in(cdr.start, cdr.peer)
+        s = self.lines.get(msisdn) or self.state(msisdn)
+        if t > s.last_t:
+            s.last_t = t
+            if t > self.clock:
+                self.clock = t
+        s.expire(s.last_t)
+        s.abroad = abroad
+        if imei and (imei != s.imei or t - s.imeis[imei] > HOUR):
+            s.see_handset(t, imei)
+            self.handsets.setdefault(imei, {})[msisdn] = t
+        if cell_id:
+            risk = self.cells.get(cell_id)
+            if risk:
+                s.cells.append((t, risk))
+        new = s.touch(t, peer)
+        self.dirty.add(msisdn)
+        if not outgoing:
+            s.add_in(t, peer)
             return None
-        w.add_out(cdr.start, cdr.peer, cdr.peer_province, cdr.duration_s)
-        assessment = self.scorecard.assess(features(w, profile, cdr.start))
-        rank = ACTIONS.index(assessment.action)
-        if rank == 0 or rank <= self.acted.get(cdr.msisdn, 0):
-            return None
-        self.acted[cdr.msisdn] = rank
-        return Escalation(cdr.msisdn, assessment, cdr.start)
+        flags = NEW if new else 0
+        if peer_province == "00":
+            flags |= INTL
+        elif peer_province != profile.home_province:
+            flags |= REMOTE
+        if sms:
+            flags |= SMS
+        elif duration == 0:
+            flags |= UNANSWERED
+        if is_night(t):
+            flags |= NIGHT
+        if peer in self.hot_numbers:
+            flags |= HOT
+        s.add_out(t, peer, flags, duration)
+        return self._assess(msisdn, profile, s, t)
 
-    def current(self, msisdn: str, now: datetime) -> tuple[Assessment, dict[str, float]] | None:
-        profile, w = self.profiles.get(msisdn), self.windows.get(msisdn)
+    def report(self, msisdn: str, t: int, source: int) -> Escalation | None:
+        """A complaint (0 user report) or an authority's feed (1 national platform, 2 police) about a line."""
+        profile = self.profiles.get(msisdn)
         if profile is None:
             return None
-        f = features(w or LineWindow(), profile, now)
-        return self.scorecard.assess(f), f
+        s = self.state(msisdn)
+        s.last_t = max(s.last_t, t)
+        s.expire(s.last_t)
+        s.reports.append((t, source))
+        self.dirty.add(msisdn)
+        return self._assess(msisdn, profile, s, t)
+
+    def lines_on_handset(self, s: LineState) -> int:
+        users = self.handsets.get(s.imei)
+        if not users:
+            return 0
+        week_ago = s.last_t - WEEK
+        return sum(1 for seen in users.values() if seen > week_ago)
+
+    def _features(self, profile: Profile, s: LineState) -> dict[str, float]:
+        return features(s, profile, s.last_t, self.lines_on_handset(s))
+
+    def _assess(self, msisdn: str, profile: Profile, s: LineState, t: int) -> Escalation | None:
+        f = self._features(profile, s)
+        sc = self.scorecard.score(f)
+        action = sc.action
+        cleared = self.cleared.get(msisdn)
+        if action and cleared and self.scorecard.positive_codes(sc) <= cleared:
+            action = 0  # the holder was verified against exactly this pattern: no new evidence
+        if self.peaks is not None:
+            self._track(msisdn, s, sc, f, action, t)
+        if action == 0 or action <= self.acted.get(msisdn, 0):
+            return None
+        self.acted[msisdn] = action
+        return Escalation(msisdn, self.scorecard.explain(sc, f, action), t)
+
+    def _track(self, msisdn: str, s: LineState, sc: Score, f: dict[str, float], action: int, t: int) -> None:
+        pk = self.peaks.get(msisdn)  # type: ignore[union-attr]
+        if pk is None:
+            pk = self.peaks[msisdn] = Peak()  # type: ignore[index]
+        if sc.level > pk.level or sc.level == pk.level and sc.score > pk.score:
+            pk.level, pk.score = sc.level, sc.score
+        if action > pk.action:
+            pk.action = action
+            pk.assessment = self.scorecard.explain(sc, f, action)
+            if pk.acted_at is None:
+                pk.acted_at = t
+                pk.outgoing_before_action = s.out_total
+
+    def current(self, msisdn: str) -> tuple[Assessment, dict[str, float], int] | None:
+        """The line's assessment now (at its latest event time), with the features behind it."""
+        profile = self.profiles.get(msisdn)
+        if profile is None:
+            return None
+        s = self.lines.get(msisdn) or LineState()
+        f = self._features(profile, s)
+        return self.scorecard.assess(f), f, s.last_t
+
+    def label(self, msisdn: str, false_positive: bool, codes: frozenset[str]) -> frozenset[str]:
+        """A case closed with an outcome; a verified holder is not re-flagged for the same pattern."""
+        self.acted.pop(msisdn, None)
+        self.dirty.add(msisdn)
+        if not false_positive:
+            return frozenset()
+        positive = {r.code for r in self.scorecard.rules if r.points > 0}
+        cleared = self.cleared.get(msisdn, frozenset()) | (codes & positive)
+        self.cleared[msisdn] = cleared
+        return cleared
 
     def clear(self, msisdn: str) -> None:
-        """A case closed: the next escalation opens a new one."""
+        """The case closed: the next escalation opens a new one."""
         self.acted.pop(msisdn, None)
+
+    def snapshot(self, msisdn: str) -> dict:
+        s = self.lines.get(msisdn) or LineState()
+        return {**s.snapshot(), "acted": self.acted.get(msisdn, 0), "cleared": sorted(self.cleared.get(msisdn, ()))}
+
+    def restore(self, msisdn: str, snap: dict) -> None:
+        s = self.lines[msisdn] = LineState.restore(snap)
+        self.clock = max(self.clock, s.last_t)
+        for imei, seen in s.imeis.items():
+            self.handsets.setdefault(imei, {})[msisdn] = seen
+        if snap.get("acted"):
+            self.acted[msisdn] = snap["acted"]
+        if snap.get("cleared"):
+            self.cleared[msisdn] = frozenset(snap["cleared"])
+
+    def sweep(self) -> list[str]:
+        """Forgets lines idle for a week of event time (their snapshot stays); returns them."""
+        week_ago = self.clock - WEEK
+        idle = [m for m, s in self.lines.items() if s.last_t <= week_ago and m not in self.acted]
+        for m in idle:
+            del self.lines[m]
+        for imei in [i for i, users in self.handsets.items() if max(users.values()) <= week_ago]:
+            del self.handsets[imei]
+        return idle

@@ -1,17 +1,22 @@
-"""An explainable scorecard: rules with points, levels and actions from versioned configuration."""
+"""An explainable scorecard: rules with points, levels and actions from versioned configuration.
+
+The rules are compiled once into one Python function (conditions are checked against known feature names
+and a closed set of operators), because the engine scores every outgoing call of every line.
+"""
 
 from __future__ import annotations
 
-import operator
 import pathlib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import yaml
 
+from services.scoring.features import FEATURE_NAMES
+
 LEVELS = ("low", "medium", "high", "extreme")
 ACTIONS = ("none", "warn", "restrict", "suspend")
-_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _COND_RE = re.compile(r"^(>=|<=|>|<|==)\s*(-?[\d.]+)$")
 DEFAULT_PATH = pathlib.Path(__file__).with_name("scorecard.yaml")
 
@@ -23,9 +28,8 @@ class Rule:
     points: float
     zh: str
     en: str
-
-    def fires(self, f: dict[str, float]) -> bool:
-        return all(_OPS[op](f[name], value) for name, op, value in self.conditions)
+    # Weak evidence (a high-risk cell passed, a new number range): alone it never goes beyond a warning.
+    weak: bool = False
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,16 @@ class Reason:
     points: float
 
 
+@dataclass(frozen=True, slots=True)
+class Score:
+    """What the hot path needs: no sentences formatted yet."""
+
+    score: float
+    level: int  # index in LEVELS
+    action: int  # index in ACTIONS
+    fired: tuple[int, ...]  # indices of the rules that fired
+
+
 @dataclass(frozen=True)
 class Assessment:
     score: float
@@ -44,38 +58,73 @@ class Assessment:
     reasons: tuple[Reason, ...]
 
 
-@dataclass(frozen=True)
 class Scorecard:
-    version: str
-    rules: tuple[Rule, ...]
-    thresholds: tuple[tuple[str, float], ...]  # (level, lowest score), highest first
-    actions: dict[str, str]
+    def __init__(self, version: str, rules: Sequence[Rule], thresholds: Sequence[tuple[str, float]],
+                 actions: dict[str, str]) -> None:  # fmt: skip
+        self.version = version
+        self.rules = tuple(rules)
+        self.lowest = [0.0] + [dict(thresholds)[lvl] for lvl in LEVELS[1:]]
+        self.level_action = [ACTIONS.index(actions[lvl]) for lvl in LEVELS]
+        self.warn = ACTIONS.index("warn")
+        self._fired = _compile(self.rules)
+
+    def score(self, f: dict[str, float]) -> Score:
+        fired = self._fired(f)
+        points = max(0.0, sum(self.rules[i].points for i in fired))
+        level = 0
+        for i in (3, 2, 1):
+            if points >= self.lowest[i]:
+                level = i
+                break
+        action = self.level_action[level]
+        if action > self.warn and all(self.rules[i].weak for i in fired if self.rules[i].points > 0):
+            action = self.warn
+        return Score(points, level, action, fired)
+
+    def positive_codes(self, s: Score) -> frozenset[str]:
+        return frozenset(self.rules[i].code for i in s.fired if self.rules[i].points > 0)
+
+    def explain(self, s: Score, f: dict[str, float], action: int | None = None) -> Assessment:
+        fmt = {k: (int(v) if float(v).is_integer() else round(v, 2)) for k, v in f.items()}
+        # Most important first: the evidence against the line, by weight, then what speaks for it.
+        ordered = sorted((self.rules[i] for i in s.fired), key=lambda r: -r.points)
+        reasons = tuple(Reason(r.code, r.zh.format(**fmt), r.en.format(**fmt), r.points) for r in ordered)
+        return Assessment(s.score, LEVELS[s.level], ACTIONS[s.action if action is None else action], reasons)
 
     def assess(self, f: dict[str, float]) -> Assessment:
-        fired = [r for r in self.rules if r.fires(f)]
-        score = max(0.0, sum(r.points for r in fired))
-        level = next((lvl for lvl, lowest in self.thresholds if score >= lowest), "low")
-        values = {**f, "account_age_years": int(f["account_age_days"] // 365)}
-        fmt = {k: (int(v) if float(v).is_integer() else round(v, 2)) for k, v in values.items()}
-        # Most important first: the evidence against the line, by weight, then what speaks for it.
-        ordered = sorted(fired, key=lambda r: -r.points)
-        reasons = tuple(Reason(r.code, r.zh.format(**fmt), r.en.format(**fmt), r.points) for r in ordered)
-        return Assessment(score, level, self.actions[level], reasons)
+        return self.explain(self.score(f), f)
+
+
+def _compile(rules: Sequence[Rule]) -> Callable[[dict[str, float]], tuple[int, ...]]:
+    body = ["def fired(f):", "    out = []"]
+    for i, r in enumerate(rules):
+        cond = " and ".join(f"f[{name!r}] {op} {value!r}" for name, op, value in r.conditions) or "True"
+        body.append(f"    if {cond}: out.append({i})")
+    body.append("    return tuple(out)")
+    namespace: dict = {}
+    exec(compile("\n".join(body), "<scorecard>", "exec"), namespace)  # noqa: S102 - built from checked parts only
+    return namespace["fired"]
 
 
 def load(path: pathlib.Path = DEFAULT_PATH) -> Scorecard:
     raw = yaml.safe_load(path.read_text())
     rules = []
+    known = set(FEATURE_NAMES)
     for r in raw["rules"]:
         conds = []
         for name, expr in r["when"].items():
             m = _COND_RE.match(str(expr))
-            if m is None:
+            if m is None or name not in known:
                 raise ValueError(f"rule {r['code']}: bad condition {name}: {expr!r}")
             conds.append((name, m[1], float(m[2])))
-        rules.append(Rule(r["code"], tuple(conds), float(r["points"]), r["zh"], r["en"]))
-    thresholds = tuple(sorted(((k, float(v)) for k, v in raw["levels"].items()), key=lambda t: -t[1]))
+        rule = Rule(r["code"], tuple(conds), float(r["points"]), r["zh"], r["en"], bool(r.get("weak", False)))
+        for text in (rule.zh, rule.en):
+            text.format(**dict.fromkeys(FEATURE_NAMES, 0))  # a misspelt placeholder fails at load, not mid-stream
+        rules.append(rule)
+    levels = {k: float(v) for k, v in raw["levels"].items()}
     actions = dict(raw["actions"])
+    if set(levels) != set(LEVELS[1:]) or not levels["medium"] <= levels["high"] <= levels["extreme"]:
+        raise ValueError("levels must give increasing lowest scores for medium, high and extreme")
     if set(actions) != set(LEVELS) or not set(actions.values()) <= set(ACTIONS):
         raise ValueError("actions must map every level to none, warn, restrict or suspend")
-    return Scorecard(str(raw["version"]), tuple(rules), thresholds, actions)
+    return Scorecard(str(raw["version"]), rules, tuple(levels.items()), actions)

@@ -2,139 +2,111 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from temporalio.client import Client
 
-from carrier.common.v1 import common_pb2
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from pscommon import db, grpc_server, idempotency, temporal
 from pscommon.config import Settings
 from pscommon.errors import not_found
 from pscommon.identity import line_hash, mask
-from pscommon.telemetry import current_trace_id
 from pscommon.validation import Violations
-from services.scoring import cases, store
-from services.scoring.engine import CallRecord, Engine, Escalation
+from services.scoring import cases, requests, store
+from services.scoring.engine import Engine, Escalation
 from services.scoring.features import Profile
+from services.scoring.replay import Sandbox, reasons_pb, score_cdrs
 from services.scoring.scorecard import ACTIONS, LEVELS, Assessment, load
-from workflows.contracts import Assessment as CaseAssessment
-from workflows.contracts import CaseInput, ReasonText
+from services.scoring.snapshots import SnapshotWriter
 
 SERVICE = "carrier.scoring.v1.ScoringService"
-tracer = trace.get_tracer(__name__)
 LEVEL_PB = dict(zip(LEVELS, range(1, 5), strict=True))
 ACTION_PB = dict(zip(ACTIONS, range(1, 5), strict=True))
 
 
-def decision_pb(h: str, masked: str, a: Assessment, at: datetime, case_id: str) -> scoring_pb2.Decision:
+def decision_pb(h: str, masked: str, a: Assessment, at: int, case_id: str) -> scoring_pb2.Decision:
     d = scoring_pb2.Decision(
         line_hash=h,
         masked_msisdn=masked,
         risk_level=LEVEL_PB[a.level],
         score=a.score,
         action=ACTION_PB[a.action],
-        reasons=[
-            common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.points) for r in a.reasons
-        ],
+        reasons=reasons_pb(a),
         case_id=case_id,
     )
-    d.decided_at.FromDatetime(at)
+    d.decided_at.FromDatetime(datetime.fromtimestamp(at, UTC))
     return d
 
 
-def validate_cdr(v: Violations, i: int, c: scoring_pb2.Cdr) -> None:
-    p = f"cdrs[{i}]"
-    v.msisdn(c.msisdn, f"{p}.msisdn")
-    v.required(c.peer, f"{p}.peer")
-    v.check(
-        c.peer_province == "00" or c.peer_province.isdigit() and len(c.peer_province) == 2,
-        f"{p}.peer_province",
-        "must be a 2-digit province code or '00' for international",
-    )
-    v.enum(c.direction, f"{p}.direction", {scoring_pb2.DIRECTION_OUT, scoring_pb2.DIRECTION_IN})
-    v.enum(c.service, f"{p}.service", {scoring_pb2.SERVICE_KIND_VOICE, scoring_pb2.SERVICE_KIND_SMS})
-    v.check(c.HasField("start"), f"{p}.start", "required")
-
-
 class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, cfg: Settings, client: Client, engine: Engine) -> None:
+    def __init__(self, pool: asyncpg.Pool, cfg: Settings, engine: Engine, opener: cases.CaseOpener) -> None:
         self.pool = pool
         self.cfg = cfg
-        self.client = client
         self.engine = engine
+        self.opener = opener
 
     def _hash(self, msisdn: str) -> str:
         return line_hash(msisdn, self.cfg.line_hash_key)
 
+    async def _decide(self, conn: asyncpg.Connection, e: Escalation) -> tuple[scoring_pb2.Decision, int]:
+        """Records a decision and the case it opens or joins, in the caller's transaction."""
+        h = self._hash(e.msisdn)
+        seq, join = await store.assign_case(conn, h)
+        cid = cases.case_id(h, seq)
+        version = self.engine.scorecard.version
+        did = await store.insert_decision(conn, h, e.assessment, version, e.at, cid, join, cases.span_ref())
+        return decision_pb(h, mask(e.msisdn), e.assessment, e.at, cid), did
+
+    async def _ingest(self, request_id: str, cdrs) -> tuple[bool, list[scoring_pb2.Decision], list[int]]:
+        """Scores one batch atomically with its record; returns (repeated, decisions, decision ids to open)."""
+        v = Violations()
+        v.request_id(request_id)
+        requests.check_cdrs(v, cdrs)
+        v.raise_if_any()
+        decisions, ids = [], []
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await store.batch_seen(conn, request_id, len(cdrs)):
+                return True, [], []
+            for e in score_cdrs(self.engine, cdrs):
+                d, did = await self._decide(conn, e)
+                decisions.append(d)
+                ids.append(did)
+        return False, decisions, ids
+
     async def IngestCdrs(self, request_iterator, context):  # noqa: N802
         resp = scoring_pb2.IngestCdrsResponse()
+        openings = []
         async for batch in request_iterator:
-            v = Violations()
-            v.request_id(batch.request_id)
-            for i, c in enumerate(batch.cdrs):
-                validate_cdr(v, i, c)
-            v.raise_if_any()
-            async with self.pool.acquire() as conn:
-                if await store.batch_seen(conn, batch.request_id, len(batch.cdrs)):
-                    resp.batches_repeated += 1
-                    continue
-            for c in batch.cdrs:
-                escalation = self.engine.observe(
-                    CallRecord(
-                        c.msisdn,
-                        c.peer,
-                        c.peer_province,
-                        c.direction == scoring_pb2.DIRECTION_OUT,
-                        c.start.ToDatetime(tzinfo=UTC),
-                        c.duration_s,
-                        c.cell_id,
-                    )
-                )
-                if escalation is not None:
-                    resp.decisions.append(await self._act(escalation))
+            repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
+            if repeated:
+                resp.batches_repeated += 1
+                continue
+            if ids:
+                openings.append(asyncio.create_task(self.opener.open(ids)))
+            resp.decisions.extend(decisions)
             resp.batches_accepted += 1
             resp.cdrs_accepted += len(batch.cdrs)
+        await asyncio.gather(*openings)
         return resp
 
-    async def _act(self, e: Escalation) -> scoring_pb2.Decision:
-        profile = self.engine.profiles[e.msisdn]
-        h, masked = self._hash(e.msisdn), mask(e.msisdn)
-        a = e.assessment
-        # Each case is its own trace, linked to the ingest that triggered it.
-        link = trace.Link(trace.get_current_span().get_span_context())
-        with tracer.start_as_current_span("open_case", context=otel_context.Context(), links=[link]) as span:
-            span.set_attribute("psp.line_hash", h)
-            span.set_attribute("psp.risk_level", a.level)
-            case = CaseInput(
-                msisdn=e.msisdn,
-                line_hash=h,
-                masked_msisdn=masked,
-                home_province=profile.home_province,
-                language=profile.language,
-                assessment=CaseAssessment(
-                    risk_level=a.level,
-                    action=a.action,
-                    score=a.score,
-                    reasons=[ReasonText(r.code, r.text_zh, r.text_en, r.points) for r in a.reasons],
-                    decided_at=e.at.isoformat(),
-                ),
-                trace_id=current_trace_id(),
-            )
-            case_id = await cases.open_or_join(self.client, self.pool, self.cfg, case)
-        await store.record_decision(self.pool, h, a, self.engine.scorecard.version, e.at, case_id)
-        return decision_pb(h, masked, a, e.at, case_id)
+    async def ScoreCdrs(self, request_iterator, context):  # noqa: N802
+        async for batch in request_iterator:
+            repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
+            if ids:
+                await self.opener.open(ids)
+            yield scoring_pb2.ScoreCdrsResponse(request_id=batch.request_id, repeated=repeated, decisions=decisions)
+
+    async def ReplayScenario(self, request_iterator, context):  # noqa: N802
+        sandbox = Sandbox(self.engine.scorecard)
+        async for item in request_iterator:
+            sandbox.apply(item)
+        return sandbox.verdicts()
 
     async def UpsertSubscriber(self, request, context):  # noqa: N802
         v = Violations()
         v.request_id(request.request_id)
-        v.msisdn(request.msisdn)
-        v.province(request.home_province, "home_province")
-        v.iso_date(request.opened_at, "opened_at")
-        v.check(request.language in ("zh", "en"), "language", "must be 'zh' or 'en'")
+        requests.check_profile(v, request)
         v.raise_if_any()
         h = self._hash(request.msisdn)
         profile = Profile(
@@ -151,20 +123,101 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         self.engine.set_profile(request.msisdn, profile)
         return resp
 
+    async def SetEnterpriseBinding(self, request, context):  # noqa: N802
+        v = Violations()
+        v.request_id(request.request_id)
+        v.msisdn(request.msisdn)
+        v.check(len(request.enterprise) <= 128, "enterprise", "at most 128 characters")
+        v.raise_if_any()
+
+        async def work(conn: asyncpg.Connection) -> scoring_pb2.SetEnterpriseBindingResponse:
+            if not await store.set_enterprise(conn, self._hash(request.msisdn), request.enterprise):
+                raise not_found("subscriber", "SUBSCRIBER_NOT_FOUND")
+            return scoring_pb2.SetEnterpriseBindingResponse()
+
+        resp = await idempotency.once(
+            self.pool, "SetEnterpriseBinding", request.request_id, request,
+            scoring_pb2.SetEnterpriseBindingResponse, work,
+        )  # fmt: skip
+        profile = self.engine.profiles.get(request.msisdn)
+        if profile is not None:
+            profile.enterprise = request.enterprise
+        return resp
+
+    async def UpdateCells(self, request, context):  # noqa: N802
+        v = Violations()
+        v.request_id(request.request_id)
+        for i, c in enumerate(request.cells):
+            requests.check_cell(v, c, f"cells[{i}]")
+        v.raise_if_any()
+        rows = [(c.cell_id, c.province, c.risk) for c in request.cells]
+
+        async def work(conn: asyncpg.Connection) -> scoring_pb2.UpdateCellsResponse:
+            await store.save_cells(conn, rows, request.replace)
+            listed = await conn.fetchval("SELECT count(*) FROM cells")
+            return scoring_pb2.UpdateCellsResponse(listed_cells=listed)
+
+        resp = await idempotency.once(
+            self.pool, "UpdateCells", request.request_id, request, scoring_pb2.UpdateCellsResponse, work
+        )
+        self.engine.cells = await store.cells(self.pool)
+        return resp
+
+    async def UpdateNumberFeed(self, request, context):  # noqa: N802
+        v = Violations()
+        v.request_id(request.request_id)
+        v.check(bool(request.add or request.remove), "add", "give numbers to add or to remove")
+        for field in ("add", "remove"):
+            for i, n in enumerate(getattr(request, field)):
+                v.check(3 <= len(n) <= 20 and n.lstrip("+").isdigit(), f"{field}[{i}]", "must be 3-20 digits")
+        v.raise_if_any()
+
+        async def work(conn: asyncpg.Connection) -> scoring_pb2.UpdateNumberFeedResponse:
+            listed = await store.update_hot_numbers(conn, list(request.add), list(request.remove))
+            return scoring_pb2.UpdateNumberFeedResponse(listed_numbers=listed)
+
+        resp = await idempotency.once(
+            self.pool, "UpdateNumberFeed", request.request_id, request, scoring_pb2.UpdateNumberFeedResponse, work
+        )
+        self.engine.hot_numbers = await store.hot_numbers(self.pool)
+        return resp
+
+    async def ReportLine(self, request, context):  # noqa: N802
+        v = Violations()
+        v.request_id(request.request_id)
+        requests.check_report(v, request)
+        v.raise_if_any()
+        if request.msisdn not in self.engine.profiles:
+            raise not_found("subscriber", "SUBSCRIBER_NOT_FOUND")
+        opened: list[int] = []
+
+        async def work(conn: asyncpg.Connection) -> scoring_pb2.ReportLineResponse:
+            at = request.at.ToDatetime(tzinfo=UTC)
+            await store.insert_report(conn, self._hash(request.msisdn), request.source, at, request.request_id)
+            e = self.engine.report(request.msisdn, request.at.seconds, requests.report_source(request.source))
+            if e is None:
+                return scoring_pb2.ReportLineResponse()
+            d, did = await self._decide(conn, e)
+            opened.append(did)
+            return scoring_pb2.ReportLineResponse(decision=d)
+
+        resp = await idempotency.once(
+            self.pool, "ReportLine", request.request_id, request, scoring_pb2.ReportLineResponse, work
+        )
+        if opened:
+            await self.opener.open(opened)
+        return resp
+
     async def GetAssessment(self, request, context):  # noqa: N802
         v = Violations()
         v.msisdn(request.msisdn)
         v.raise_if_any()
-        now = datetime.now(UTC)
-        w = self.engine.windows.get(request.msisdn)
-        if w is not None and w.out_hour:
-            now = w.out_hour[-1].at  # event time of the line's latest call
-        found = self.engine.current(request.msisdn, now)
+        found = self.engine.current(request.msisdn)
         if found is None:
             raise not_found("subscriber", "SUBSCRIBER_NOT_FOUND")
-        a, features = found
+        a, features, at = found
         return scoring_pb2.GetAssessmentResponse(
-            assessment=decision_pb(self._hash(request.msisdn), mask(request.msisdn), a, now, ""),
+            assessment=decision_pb(self._hash(request.msisdn), mask(request.msisdn), a, at, ""),
             features={k: float(val) for k, val in features.items()},
             model_version=self.engine.scorecard.version,
         )
@@ -176,32 +229,51 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         v.required(request.case_id, "case_id")
         v.enum(request.outcome, "outcome", {scoring_pb2.OUTCOME_FALSE_POSITIVE, scoring_pb2.OUTCOME_CONFIRMED_FRAUD})
         v.raise_if_any()
+        h = self._hash(request.msisdn)
 
         async def work(conn: asyncpg.Connection) -> scoring_pb2.RecordOutcomeResponse:
-            await store.record_outcome(conn, self._hash(request.msisdn), request.case_id, request.outcome)
-            return scoring_pb2.RecordOutcomeResponse()
+            codes = await store.case_reason_codes(conn, request.case_id)
+            fp = request.outcome == scoring_pb2.OUTCOME_FALSE_POSITIVE
+            cleared = sorted(self.engine.label(request.msisdn, fp, frozenset(codes)))
+            version = self.engine.scorecard.version
+            await store.record_outcome(conn, h, request.case_id, request.outcome, version, codes, cleared)
+            prefix = f"case-{h}-"
+            if request.case_id.startswith(prefix) and request.case_id[len(prefix) :].isdigit():
+                await store.close_case(conn, h, int(request.case_id[len(prefix) :]))
+            return scoring_pb2.RecordOutcomeResponse(cleared_reason_codes=cleared)
 
-        resp = await idempotency.once(
+        return await idempotency.once(
             self.pool, "RecordOutcome", request.request_id, request, scoring_pb2.RecordOutcomeResponse, work
         )
-        self.engine.clear(request.msisdn)
-        return resp
+
+
+async def build_engine(pool: asyncpg.Pool) -> Engine:
+    """The engine as the last process left it: profiles, feeds, and every line's windows."""
+    engine = Engine(load())
+    for msisdn, profile in await store.subscribers(pool):
+        engine.set_profile(msisdn, profile)
+    engine.cells = await store.cells(pool)
+    engine.hot_numbers = await store.hot_numbers(pool)
+    for msisdn, snap in await store.load_windows(pool):
+        engine.restore(msisdn, snap)
+    return engine
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     pool = await db.connect(cfg.database_url, "scoring")
     client = await temporal.connect(cfg)
-    engine = Engine(load())
-    for msisdn, profile in await store.subscribers(pool):
-        engine.set_profile(msisdn, profile)
-
+    engine = await build_engine(pool)
+    opener = cases.CaseOpener(client, pool, cfg)
+    opener.start()
+    snapshots = SnapshotWriter(pool, engine, lambda m: line_hash(m, cfg.line_hash_key), cfg.scoring_snapshot_s)
+    snapshots.start()
     return await grpc_server.start_servicer(
         "scoring",
         port,
         scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
-        Scoring(pool, cfg, client, engine),
+        Scoring(pool, cfg, engine, opener),
         SERVICE,
-        [pool.close],
+        [pool.close, opener.stop, snapshots.stop],
     )
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
 
 import asyncpg
 
 from services.scoring.features import Profile
 from services.scoring.scorecard import Assessment
+
+
+def _ts(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 async def upsert_subscriber(conn: asyncpg.Connection, line_hash: str, msisdn: str, p: Profile) -> None:
@@ -23,6 +28,11 @@ async def upsert_subscriber(conn: asyncpg.Connection, line_hash: str, msisdn: st
         p.enterprise,
         p.language,
     )
+
+
+async def set_enterprise(conn: asyncpg.Connection, line_hash: str, enterprise: str) -> bool:
+    done = await conn.execute("UPDATE subscribers SET enterprise = $2 WHERE line_hash = $1", line_hash, enterprise)
+    return done != "UPDATE 0"
 
 
 async def subscribers(pool: asyncpg.Pool) -> list[tuple[str, Profile]]:
@@ -40,30 +50,133 @@ async def batch_seen(conn: asyncpg.Connection, request_id: str, cdrs: int) -> bo
     return inserted is None
 
 
-async def record_decision(
-    pool: asyncpg.Pool, line_hash: str, a: Assessment, model_version: str, at: datetime, case_id: str
-) -> None:
-    await pool.execute(
-        "INSERT INTO decisions (line_hash, risk_level, action, score, reasons, model_version, event_time, case_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+async def assign_case(conn: asyncpg.Connection, line_hash: str) -> tuple[int, bool]:
+    """The case a decision belongs to: the line's open case (join) or a new one. Returns (seq, join)."""
+    row = await conn.fetchrow("SELECT last_seq, open FROM cases WHERE line_hash = $1 FOR UPDATE", line_hash)
+    if row is not None and row["open"]:
+        return row["last_seq"], True
+    seq = (row["last_seq"] if row else 0) + 1
+    await conn.execute(
+        "INSERT INTO cases (line_hash, last_seq, open) VALUES ($1, $2, true)"
+        " ON CONFLICT (line_hash) DO UPDATE SET last_seq = excluded.last_seq, open = true",
+        line_hash,
+        seq,
+    )
+    return seq, False
+
+
+async def close_case(conn: asyncpg.Connection, line_hash: str, seq: int) -> None:
+    await conn.execute("UPDATE cases SET open = false WHERE line_hash = $1 AND last_seq = $2", line_hash, seq)
+
+
+async def insert_decision(conn: asyncpg.Connection, line_hash: str, a: Assessment, model_version: str, at: int,
+                          case_id: str, join: bool, trace_id: str) -> int:  # fmt: skip
+    return await conn.fetchval(
+        "INSERT INTO decisions (line_hash, risk_level, action, score, reasons, reason_texts, model_version,"
+        " event_time, case_id, join_case, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " RETURNING id",
         line_hash,
         a.level,
         a.action,
         a.score,
         json.dumps([r.code for r in a.reasons]),
+        json.dumps([[r.code, r.text_zh, r.text_en, r.points] for r in a.reasons], ensure_ascii=False),
         model_version,
-        at,
+        _ts(at),
         case_id,
+        join,
+        trace_id,
     )
 
 
-async def record_outcome(conn: asyncpg.Connection, line_hash: str, case_id: str, outcome: int) -> None:
+async def pending_decisions(conn: asyncpg.Connection, ids: list[int] | None, limit: int = 100) -> list[asyncpg.Record]:
+    """Decisions whose case is not opened yet, locked for this opener (other replicas skip them)."""
+    return await conn.fetch(
+        "SELECT d.*, s.msisdn, s.home_province, s.language FROM decisions d"
+        " JOIN subscribers s USING (line_hash) WHERE d.opened_at IS NULL AND ($1::bigint[] IS NULL OR d.id = ANY($1))"
+        " ORDER BY d.id LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
+        ids,
+        limit,
+    )
+
+
+async def mark_opened(conn: asyncpg.Connection, decision_id: int) -> None:
+    await conn.execute("UPDATE decisions SET opened_at = now() WHERE id = $1", decision_id)
+
+
+async def case_reason_codes(conn: asyncpg.Connection, case_id: str) -> list[str]:
+    """Reason codes of every decision of a case (what a verified holder is cleared of)."""
+    rows = await conn.fetch("SELECT reasons FROM decisions WHERE case_id = $1", case_id)
+    return sorted({code for r in rows for code in json.loads(r["reasons"])})
+
+
+async def record_outcome(conn: asyncpg.Connection, line_hash: str, case_id: str, outcome: int, model_version: str,
+                         codes: list[str], cleared: list[str]) -> None:  # fmt: skip
     await conn.execute(
-        "INSERT INTO outcomes (line_hash, case_id, outcome) VALUES ($1, $2, $3)"
-        " ON CONFLICT (line_hash, case_id) DO UPDATE SET outcome = excluded.outcome, recorded_at = now()",
+        "INSERT INTO outcomes (line_hash, case_id, outcome, model_version, reason_codes, cleared_codes)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (line_hash, case_id) DO UPDATE SET outcome = excluded.outcome,"
+        " recorded_at = now(), model_version = excluded.model_version, reason_codes = excluded.reason_codes,"
+        " cleared_codes = excluded.cleared_codes",
         line_hash,
         case_id,
         outcome,
+        model_version,
+        json.dumps(codes),
+        json.dumps(cleared),
+    )
+
+
+async def save_windows(pool: asyncpg.Pool, rows: Iterable[tuple[str, dict]]) -> int:
+    records = [(h, json.dumps(snap, separators=(",", ":")), _ts(snap["last_t"])) for h, snap in rows]
+    if records:
+        await pool.executemany(
+            "INSERT INTO line_windows (line_hash, state, event_time) VALUES ($1, $2, $3) ON CONFLICT (line_hash)"
+            " DO UPDATE SET state = excluded.state, event_time = excluded.event_time, saved_at = now()",
+            records,
+        )
+    return len(records)
+
+
+async def load_windows(pool: asyncpg.Pool) -> list[tuple[str, dict]]:
+    rows = await pool.fetch(
+        "SELECT s.msisdn, w.state FROM line_windows w JOIN subscribers s USING (line_hash)"
+        " WHERE w.event_time > (SELECT max(event_time) FROM line_windows) - interval '7 days'"
+    )
+    return [(r["msisdn"], json.loads(r["state"])) for r in rows]
+
+
+async def save_cells(conn: asyncpg.Connection, cells: list[tuple[str, str, int]], replace: bool) -> None:
+    if replace:
+        await conn.execute("DELETE FROM cells")
+    await conn.executemany(
+        "INSERT INTO cells (cell_id, province, risk) VALUES ($1, $2, $3)"
+        " ON CONFLICT (cell_id) DO UPDATE SET province = excluded.province, risk = excluded.risk",
+        cells,
+    )
+    await conn.execute("DELETE FROM cells WHERE risk <= 1")
+
+
+async def cells(pool: asyncpg.Pool) -> dict[str, int]:
+    return {r["cell_id"]: r["risk"] for r in await pool.fetch("SELECT cell_id, risk FROM cells")}
+
+
+async def update_hot_numbers(conn: asyncpg.Connection, add: list[str], remove: list[str]) -> int:
+    await conn.execute("DELETE FROM hot_numbers WHERE number = ANY($1)", remove)
+    await conn.executemany("INSERT INTO hot_numbers (number) VALUES ($1) ON CONFLICT DO NOTHING", [(n,) for n in add])
+    return await conn.fetchval("SELECT count(*) FROM hot_numbers")
+
+
+async def hot_numbers(pool: asyncpg.Pool) -> set[str]:
+    return {r["number"] for r in await pool.fetch("SELECT number FROM hot_numbers")}
+
+
+async def insert_report(conn: asyncpg.Connection, line_hash: str, source: int, at: datetime, request_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO reports (line_hash, source, at, request_id) VALUES ($1, $2, $3, $4)",
+        line_hash,
+        source,
+        at,
+        request_id,
     )
 
 

@@ -1,0 +1,55 @@
+"""Writes changed line windows to PostgreSQL every few seconds and on shutdown.
+
+A restarted process rebuilds its windows from these snapshots; a crash loses at most one interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from services.scoring import store
+from services.scoring.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotWriter:
+    def __init__(self, pool: asyncpg.Pool, engine: Engine, hash_of: Callable[[str], str], interval_s: float) -> None:
+        self.pool = pool
+        self.engine = engine
+        self.hash_of = hash_of
+        self.interval_s = interval_s
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.flush()
+                self.engine.sweep()
+            except Exception:  # noqa: BLE001 - the lines stay dirty and are written next time
+                log.warning("window snapshot failed; will retry", exc_info=True)
+
+    async def flush(self) -> int:
+        async with self._lock:
+            engine = self.engine
+            dirty, engine.dirty = engine.dirty, set()
+            rows = [(self.hash_of(m), engine.snapshot(m)) for m in dirty if m in engine.lines]
+            try:
+                return await store.save_windows(self.pool, rows)
+            except BaseException:
+                engine.dirty |= dirty
+                raise
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self.flush()
