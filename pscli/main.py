@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 
@@ -18,8 +19,35 @@ def main(argv: list[str] | None = None) -> int:
     find = case_sub.add_parser("find", help="find the cases of a phone number and their Temporal UI URLs")
     find.add_argument("msisdn")
     sub.add_parser("demo", help="play the built-in scenario against the running stack")
+    rp = sub.add_parser("replay", help="replay a scenario file through scoring and write the decision file")
+    rp.add_argument("scenario")
+    rp.add_argument("--decisions", required=True, help="where to write the decisions (JSON Lines)")
+    rp.add_argument("--keep-stack", action="store_true", help="leave a stack started for the replay running")
+    gen = sub.add_parser("gen-scenario", help="write a scenario of named personas (legitimate and fraud)")
+    gen.add_argument("out")
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--lines", type=int, default=10000)
+    gen.add_argument("--days", type=int, default=7)
+    gen.add_argument("--variant", default="base", help="base, or shifted (busier couriers, slower scammers)")
+    ev = sub.add_parser("evaluate", help="per-persona actions, false suspensions, recall and calls to first action")
+    ev.add_argument("scenario")
+    ev.add_argument("--decisions", help="a decision file; without it the scenario is replayed first")
     args = ap.parse_args(argv)
     apply_local_env()
+    if args.command == "replay":
+        from pscli.replay import replay
+
+        return replay(args.scenario, args.decisions, keep_stack=args.keep_stack)
+    if args.command == "gen-scenario":
+        from pscli.personas import generate
+
+        summary = generate(args.out, seed=args.seed, lines=args.lines, days=args.days, variant=args.variant)
+        print(json.dumps(summary, indent=2))
+        return 0
+    if args.command == "evaluate":
+        from pscli.evaluation_cli import evaluate_command
+
+        return evaluate_command(args.scenario, args.decisions)
     if args.command == "case":
         from pscli.case import find_cases
 

@@ -62,6 +62,38 @@ class _Guard(grpc.aio.ServerInterceptor):
             finally:
                 _deadline.reset(token)
 
+        async def guarded_stream(behaviour: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            left = context.time_remaining()
+            token = _deadline.set(time.monotonic() + left if left is not None else None)
+            try:
+                async for response in behaviour(request, context):
+                    yield response
+            except ServiceError as err:
+                await context.abort_with_status(err.to_status())
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                await context.abort_with_status(
+                    ServiceError(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL").to_status()
+                )
+            finally:
+                _deadline.reset(token)
+
+        if handler.stream_stream:
+            inner_ss = handler.stream_stream
+            return grpc.stream_stream_rpc_method_handler(
+                lambda it, ctx: guarded_stream(inner_ss, it, ctx),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+            return grpc.unary_stream_rpc_method_handler(
+                lambda req, ctx: guarded_stream(inner_us, req, ctx),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.unary_unary:
             inner = handler.unary_unary
             return grpc.unary_unary_rpc_method_handler(

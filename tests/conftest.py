@@ -51,6 +51,7 @@ class Stack:
     client: Client
     sims: Simulators
     spans: InMemorySpanExporter
+    services: dict = dataclasses.field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +92,7 @@ async def stack(database_server: str) -> AsyncIterator[Stack]:
     cfg = dataclasses.replace(cfg, **{f"{n}_addr": f"127.0.0.1:{s.port}" for n, s in services.items()})
     worker: Worker = case_worker.build(client, cfg)
     async with worker:
-        yield Stack(cfg, env, client, sims, SPANS)
+        yield Stack(cfg, env, client, sims, SPANS, services)
     for svc in services.values():
         await svc.stop(0.5)
     await sims.grpc.stop(0.5)

@@ -61,6 +61,17 @@ BAD = [
      case_id="case-x"), "outcome"),
     ("scoring", "IngestCdrs", scoring_pb2.IngestCdrsRequest(request_id=rid(), cdrs=[scoring_pb2.Cdr(
      msisdn="19312345678", peer="13700000000", peer_province="5", direction=1, service=1)]), "cdrs[0].peer_province"),
+    ("scoring", "ScoreCdrs", scoring_pb2.ScoreCdrsRequest(request_id=rid(), cdrs=[scoring_pb2.Cdr(
+     msisdn="19312345678", peer="13700000000", peer_province="51", direction=1, service=3)]), "cdrs[0].service"),
+    ("scoring", "ReplayScenario", scoring_pb2.ReplayScenarioRequest(subscriber=scoring_pb2.ReplaySubscriber(
+     msisdn="19312345678", home_province="4", opened_at="2020-01-01", language="zh")), "items[0].subscriber.home_province"),
+    ("scoring", "UpdateCells", scoring_pb2.UpdateCellsRequest(request_id=rid(), cells=[scoring_pb2.Cell(
+     cell_id="460-00-1-2", province="52")]), "cells[0].risk"),
+    ("scoring", "UpdateNumberFeed", scoring_pb2.UpdateNumberFeedRequest(request_id=rid(), add=["12x"]), "add[0]"),
+    ("scoring", "ReportLine", scoring_pb2.ReportLineRequest(request_id=rid(), msisdn="19312345678",
+     source=scoring_pb2.REPORT_SOURCE_POLICE), "at"),
+    ("scoring", "SetEnterpriseBinding", scoring_pb2.SetEnterpriseBindingRequest(request_id="short",
+     msisdn="19312345678", enterprise="SF"), "request_id"),
     ("suspension", "ChangeLineState", suspension_pb2.ChangeLineStateRequest(request_id=rid(), msisdn="19312345678",
      home_province="44", actor=common_pb2.Actor(kind="agent", id="a1"), case_id="c", reason="r"), "target_state"),
     ("suspension", "ChangeLineState", suspension_pb2.ChangeLineStateRequest(request_id="x", msisdn="19312345678",
@@ -86,9 +97,14 @@ BAD = [
 @pytest.mark.parametrize(("service", "method", "request_", "field"), BAD, ids=[f"{b[1]}-{b[3]}" for b in BAD])
 async def test_bad_field_is_invalid_argument_naming_it(stack, service, method, request_, field):
     stub = stubs(stack.cfg)[service]
-    arg = _one_batch(request_) if method == "IngestCdrs" else request_
+    streaming = method in ("IngestCdrs", "ScoreCdrs", "ReplayScenario")
+    arg = _one_batch(request_) if streaming else request_
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await getattr(stub, method)(arg)
+        if method == "ScoreCdrs":
+            async for _ in stub.ScoreCdrs(arg):
+                pass
+        else:
+            await getattr(stub, method)(arg)
     err = caught.value
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
     info, violations = parse_details(err)
