@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.scoring.features import (
+    DAY,
     HOT,
     HOUR,
     INTL,
+    LOCAL_OFFSET,
     NEW,
     NIGHT,
+    NIGHT_END,
     REMOTE,
     SMS,
     UNANSWERED,
@@ -17,7 +20,6 @@ from services.scoring.features import (
     LineState,
     Profile,
     features,
-    is_night,
 )
 from services.scoring.scorecard import Assessment, Score, Scorecard
 
@@ -49,6 +51,7 @@ class Engine:
         self.cells: dict[str, int] = {}  # listed cell -> risk (2 elevated, 3 high)
         self.hot_numbers: set[str] = set()  # the national platform's high-risk numbers
         self.handsets: dict[str, dict[str, int]] = {}  # imei -> line -> last seen
+        self.shared: set[str] = set()  # handsets seen with more than one line
         self.acted: dict[str, int] = {}  # strongest action taken in the line's open case
         self.cleared: dict[str, frozenset[str]] = {}  # reason codes a verified holder was cleared of
         self.peaks: dict[str, Peak] | None = {} if track_peaks else None
@@ -78,11 +81,11 @@ class Engine:
         s.abroad = abroad
         if imei and (imei != s.imei or t - s.imeis[imei] > HOUR):
             s.see_handset(t, imei)
-            self.handsets.setdefault(imei, {})[msisdn] = t
+            self._use_handset(imei, msisdn, t)
         if cell_id:
             risk = self.cells.get(cell_id)
             if risk:
-                s.cells.append((t, risk))
+                s.add_cell(t, risk)
         new = s.touch(t, peer)
         self.dirty.add(msisdn)
         if not outgoing:
@@ -97,7 +100,7 @@ class Engine:
             flags |= SMS
         elif duration == 0:
             flags |= UNANSWERED
-        if is_night(t):
+        if (t + LOCAL_OFFSET) % DAY < NIGHT_END:
             flags |= NIGHT
         if peer in self.hot_numbers:
             flags |= HOT
@@ -112,9 +115,17 @@ class Engine:
         s = self.state(msisdn)
         s.last_t = max(s.last_t, t)
         s.expire(s.last_t)
-        s.reports.append((t, source))
+        s.add_report(t, source)
         self.dirty.add(msisdn)
         return self._assess(msisdn, profile, s, t)
+
+    def _use_handset(self, imei: str, msisdn: str, t: int) -> None:
+        users = self.handsets.get(imei)
+        if users is None:
+            users = self.handsets[imei] = {}
+        users[msisdn] = t
+        if len(users) > 1:
+            self.shared.add(imei)
 
     def lines_on_handset(self, s: LineState) -> int:
         users = self.handsets.get(s.imei)
@@ -124,23 +135,26 @@ class Engine:
         return sum(1 for seen in users.values() if seen > week_ago)
 
     def _features(self, profile: Profile, s: LineState) -> dict[str, float]:
-        return features(s, profile, s.last_t, self.lines_on_handset(s))
+        return features(s, profile, s.last_t, self)
 
     def _assess(self, msisdn: str, profile: Profile, s: LineState, t: int) -> Escalation | None:
-        f = self._features(profile, s)
-        sc = self.scorecard.score(f)
+        card = self.scorecard
+        fired = card.fired(s, profile, s.last_t, self)
+        if not card.any_positive(fired):
+            return None  # nothing against the line: low, no action, nothing to remember
+        sc = card.score(fired)
         action = sc.action
         cleared = self.cleared.get(msisdn)
         if action and cleared and self.scorecard.positive_codes(sc) <= cleared:
             action = 0  # the holder was verified against exactly this pattern: no new evidence
         if self.peaks is not None:
-            self._track(msisdn, s, sc, f, action, t)
+            self._track(msisdn, profile, s, sc, action, t)
         if action == 0 or action <= self.acted.get(msisdn, 0):
             return None
         self.acted[msisdn] = action
-        return Escalation(msisdn, self.scorecard.explain(sc, f, action), t)
+        return Escalation(msisdn, card.explain(sc, self._features(profile, s), action), t)
 
-    def _track(self, msisdn: str, s: LineState, sc: Score, f: dict[str, float], action: int, t: int) -> None:
+    def _track(self, msisdn: str, profile: Profile, s: LineState, sc: Score, action: int, t: int) -> None:
         pk = self.peaks.get(msisdn)  # type: ignore[union-attr]
         if pk is None:
             pk = self.peaks[msisdn] = Peak()  # type: ignore[index]
@@ -148,7 +162,7 @@ class Engine:
             pk.level, pk.score = sc.level, sc.score
         if action > pk.action:
             pk.action = action
-            pk.assessment = self.scorecard.explain(sc, f, action)
+            pk.assessment = self.scorecard.explain(sc, self._features(profile, s), action)
             if pk.acted_at is None:
                 pk.acted_at = t
                 pk.outgoing_before_action = s.out_total
@@ -185,7 +199,7 @@ class Engine:
         s = self.lines[msisdn] = LineState.restore(snap)
         self.clock = max(self.clock, s.last_t)
         for imei, seen in s.imeis.items():
-            self.handsets.setdefault(imei, {})[msisdn] = seen
+            self._use_handset(imei, msisdn, seen)
         if snap.get("acted"):
             self.acted[msisdn] = snap["acted"]
         if snap.get("cleared"):
@@ -199,4 +213,5 @@ class Engine:
             del self.lines[m]
         for imei in [i for i, users in self.handsets.items() if max(users.values()) <= week_ago]:
             del self.handsets[imei]
+            self.shared.discard(imei)
         return idle

@@ -64,7 +64,10 @@ class Window:
 
     def add(self, t: int, peer: str, flags: int, duration: int, callers: dict[str, int]) -> None:
         self.items.append((t, peer, flags, duration))
-        self._count(flags, duration, 1)
+        if flags:
+            self._count(flags, duration, 1)
+        else:  # the common case: a known local peer, answered, by day
+            self.duration += duration
         seen = self.peers.get(peer, 0)
         self.peers[peer] = seen + 1
         if not seen and peer in callers:
@@ -75,7 +78,10 @@ class Window:
         items = self.items
         while items and items[0][0] <= limit:
             _, peer, flags, duration = items.popleft()
-            self._count(flags, duration, -1)
+            if flags:
+                self._count(flags, duration, -1)
+            else:
+                self.duration -= duration
             left = self.peers[peer] - 1
             if left:
                 self.peers[peer] = left
@@ -119,6 +125,8 @@ class LineState:
         "reports",
         "abroad",
         "out_total",
+        "high_cells",
+        "authority",
     )
 
     def __init__(self) -> None:
@@ -134,6 +142,8 @@ class LineState:
         self.reports: deque[tuple[int, int]] = deque()  # (time, source index), last 30 days
         self.abroad = False
         self.out_total = 0
+        self.high_cells = 0  # events in high-risk cells among `cells`
+        self.authority = 0  # police or national-platform reports among `reports`
 
     def touch(self, t: int, peer: str) -> bool:
         """Remembers a contact; True when the peer had never been in touch with the line."""
@@ -172,16 +182,31 @@ class LineState:
         self.imeis[imei] = t
         return changed
 
+    def add_cell(self, t: int, risk: int) -> None:
+        self.cells.append((t, risk))
+        self.high_cells += risk == CELL_HIGH
+
+    def add_report(self, t: int, source: int) -> None:
+        self.reports.append((t, source))
+        self.authority += source > 0
+
     def expire(self, now: int) -> None:
-        self.h1.expire(now, self.callers)
-        self.d1.expire(now, self.callers)
+        items = self.h1.items
+        if items and items[0][0] <= now - HOUR:
+            self.h1.expire(now, self.callers)
         day_ago = now - DAY
-        while self.incoming and self.incoming[0] <= day_ago:
-            self.incoming.popleft()
-        while self.cells and self.cells[0][0] <= day_ago:
-            self.cells.popleft()
-        while self.reports and self.reports[0][0] <= now - MONTH:
-            self.reports.popleft()
+        items = self.d1.items
+        if items and items[0][0] <= day_ago:
+            self.d1.expire(now, self.callers)
+        incoming = self.incoming
+        while incoming and incoming[0] <= day_ago:
+            incoming.popleft()
+        cells = self.cells
+        while cells and cells[0][0] <= day_ago:
+            self.high_cells -= cells.popleft()[1] == CELL_HIGH
+        reports = self.reports
+        while reports and reports[0][0] <= now - MONTH:
+            self.authority -= reports.popleft()[1] > 0
         if len(self.imeis) > 1:
             week_ago = now - WEEK
             for imei in [i for i, seen in self.imeis.items() if seen <= week_ago and i != self.imei]:
@@ -214,10 +239,12 @@ class LineState:
                 s.h1.add(t, peer, flags, duration, s.callers)
         s.contacts = dict(snap["contacts"])
         s.incoming = deque(snap["incoming"])
-        s.cells = deque((t, r) for t, r in snap["cells"])
+        for t, r in snap["cells"]:
+            s.add_cell(t, r)
         s.imeis = dict(snap["imeis"])
         s.imei = snap["imei"]
-        s.reports = deque((t, r) for t, r in snap["reports"])
+        for t, r in snap["reports"]:
+            s.add_report(t, r)
         s.abroad = snap["abroad"]
         s.out_total = snap["out_total"]
         return s
@@ -227,66 +254,65 @@ def _share(count: int, of: int) -> float:
     return count / of if of else 0.0
 
 
-FEATURE_NAMES = (
-    "calls_1h", "calls_24h", "sms_1h", "sms_24h", "distinct_peers_1h", "distinct_peers_24h",
-    "new_peers_1h", "new_peer_share_1h", "new_peers_24h", "new_peer_share_24h",
-    "other_province_1h", "other_province_share_1h", "other_province_24h", "other_province_share_24h",
-    "unanswered_1h", "unanswered_share_1h", "unanswered_24h", "unanswered_share_24h",
-    "mean_duration_s_1h", "mean_duration_s_24h", "callback_share_1h", "callback_share_24h",
-    "night_24h", "night_share_24h", "international_24h", "international_share_24h", "abroad",
-    "incoming_24h", "high_risk_peers_24h", "high_risk_cell_visits_24h", "elevated_cell_visits_24h",
-    "handsets_7d", "lines_per_handset", "account_age_days", "account_age_years", "enterprise_bound",
-    "reports_30d", "authority_reports_30d",
-)  # fmt: skip
+# Every feature as an expression over the line state `s` (with `h`, `d` its hour and day windows), the profile
+# `p`, the event time `now` and the engine `eng`. The scorecard compiles its conditions from these, so a call
+# only computes the features the rules actually reach (most lines stop at the first comparison).
+FEATURE_EXPR = {
+    "calls_1h": "(len(h.items) - h.sms)",
+    "calls_24h": "(len(d.items) - d.sms)",
+    "sms_1h": "h.sms",
+    "sms_24h": "d.sms",
+    "distinct_peers_1h": "len(h.peers)",
+    "distinct_peers_24h": "len(d.peers)",
+    "new_peers_1h": "h.new",
+    "new_peer_share_1h": "_share(h.new, len(h.items))",
+    "new_peers_24h": "d.new",
+    "new_peer_share_24h": "_share(d.new, len(d.items))",
+    "other_province_1h": "h.remote",
+    "other_province_share_1h": "_share(h.remote, len(h.items))",
+    "other_province_24h": "d.remote",
+    "other_province_share_24h": "_share(d.remote, len(d.items))",
+    "unanswered_1h": "h.unanswered",
+    "unanswered_share_1h": "_share(h.unanswered, len(h.items) - h.sms)",
+    "unanswered_24h": "d.unanswered",
+    "unanswered_share_24h": "_share(d.unanswered, len(d.items) - d.sms)",
+    "mean_duration_s_1h": "_share(h.duration, len(h.items) - h.sms)",
+    "mean_duration_s_24h": "_share(d.duration, len(d.items) - d.sms)",
+    "callback_share_1h": "_share(h.callbacks, len(h.peers))",
+    "callback_share_24h": "_share(d.callbacks, len(d.peers))",
+    "night_24h": "d.night",
+    "night_share_24h": "_share(d.night, len(d.items))",
+    "international_24h": "d.intl",
+    "international_share_24h": "_share(d.intl, len(d.items))",
+    "abroad": "(1.0 if s.abroad else 0.0)",
+    "incoming_24h": "len(s.incoming)",
+    "high_risk_peers_24h": "d.hot",
+    "high_risk_cell_visits_24h": "s.high_cells",
+    "elevated_cell_visits_24h": "(len(s.cells) - s.high_cells)",
+    "handsets_7d": "len(s.imeis)",
+    "lines_per_handset": "(eng.lines_on_handset(s) if s.imei in eng.shared else 1)",
+    "account_age_days": "((now - p.opened_epoch) // 86400)",
+    "account_age_years": "((now - p.opened_epoch) // 86400 // 365)",
+    "enterprise_bound": "(1.0 if p.enterprise else 0.0)",
+    "reports_30d": "len(s.reports)",
+    "authority_reports_30d": "s.authority",
+}
+FEATURE_NAMES = tuple(FEATURE_EXPR)
+HELPERS = {"_share": _share}
 
 
-def features(s: LineState, p: Profile, now: int, lines_on_handset: int) -> dict[str, float]:
-    h, d = s.h1, s.d1
-    calls_h, calls_d = len(h.items) - h.sms, len(d.items) - d.sms
-    n_h, n_d = len(h.items), len(d.items)
-    age = (now - p.opened_epoch) // DAY
-    high = sum(1 for _, r in s.cells if r == CELL_HIGH)
-    authority = sum(1 for _, src in s.reports if src)
-    return {
-        "calls_1h": calls_h,
-        "calls_24h": calls_d,
-        "sms_1h": h.sms,
-        "sms_24h": d.sms,
-        "distinct_peers_1h": len(h.peers),
-        "distinct_peers_24h": len(d.peers),
-        "new_peers_1h": h.new,
-        "new_peer_share_1h": _share(h.new, n_h),
-        "new_peers_24h": d.new,
-        "new_peer_share_24h": _share(d.new, n_d),
-        "other_province_1h": h.remote,
-        "other_province_share_1h": _share(h.remote, n_h),
-        "other_province_24h": d.remote,
-        "other_province_share_24h": _share(d.remote, n_d),
-        "unanswered_1h": h.unanswered,
-        "unanswered_share_1h": _share(h.unanswered, calls_h),
-        "unanswered_24h": d.unanswered,
-        "unanswered_share_24h": _share(d.unanswered, calls_d),
-        "mean_duration_s_1h": _share(h.duration, calls_h),
-        "mean_duration_s_24h": _share(d.duration, calls_d),
-        "callback_share_1h": _share(h.callbacks, len(h.peers)),
-        "callback_share_24h": _share(d.callbacks, len(d.peers)),
-        "night_24h": d.night,
-        "night_share_24h": _share(d.night, n_d),
-        "international_24h": d.intl,
-        "international_share_24h": _share(d.intl, n_d),
-        "abroad": 1.0 if s.abroad else 0.0,
-        "incoming_24h": len(s.incoming),
-        "high_risk_peers_24h": d.hot,
-        "high_risk_cell_visits_24h": high,
-        "elevated_cell_visits_24h": len(s.cells) - high,
-        "handsets_7d": len(s.imeis),
-        "lines_per_handset": lines_on_handset,
-        "account_age_days": age,
-        "account_age_years": age // 365,
-        "enterprise_bound": 1.0 if p.enterprise else 0.0,
-        "reports_30d": len(s.reports),
-        "authority_reports_30d": authority,
-    }
+def compile_function(name: str, body: list[str]):
+    """Compiles `def name(s, p, now, eng)` over the feature expressions (built from checked parts only)."""
+    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", *body]
+    namespace = dict(HELPERS)
+    exec(compile("\n".join(src), f"<{name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
+
+
+# All features by name: what a decision is explained with, and what GetAssessment shows.
+features = compile_function(
+    "features", ["    return {", *[f"        {k!r}: {v}," for k, v in FEATURE_EXPR.items()], "    }"]
+)
 
 
 def is_night(t: int) -> bool:

@@ -6,6 +6,7 @@ and a closed set of operators), because the engine scores every outgoing call of
 
 from __future__ import annotations
 
+import operator
 import pathlib
 import re
 from collections.abc import Callable, Sequence
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 
 import yaml
 
-from services.scoring.features import FEATURE_NAMES
+from services.scoring.features import FEATURE_EXPR, FEATURE_NAMES, compile_function
 
 LEVELS = ("low", "medium", "high", "extreme")
 ACTIONS = ("none", "warn", "restrict", "suspend")
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _COND_RE = re.compile(r"^(>=|<=|>|<|==)\s*(-?[\d.]+)$")
 DEFAULT_PATH = pathlib.Path(__file__).with_name("scorecard.yaml")
 
@@ -67,9 +69,15 @@ class Scorecard:
         self.level_action = [ACTIONS.index(actions[lvl]) for lvl in LEVELS]
         self.warn = ACTIONS.index("warn")
         self._fired = _compile(self.rules)
+        self._positive = frozenset(i for i, r in enumerate(self.rules) if r.points > 0)
 
-    def score(self, f: dict[str, float]) -> Score:
-        fired = self._fired(f)
+    def fired(self, s, p, now: int, eng) -> tuple[int, ...]:
+        return self._fired(s, p, now, eng)
+
+    def any_positive(self, fired: tuple[int, ...]) -> bool:
+        return not self._positive.isdisjoint(fired)
+
+    def score(self, fired: tuple[int, ...]) -> Score:
         points = max(0.0, sum(self.rules[i].points for i in fired))
         level = 0
         for i in (3, 2, 1):
@@ -92,18 +100,19 @@ class Scorecard:
         return Assessment(s.score, LEVELS[s.level], ACTIONS[s.action if action is None else action], reasons)
 
     def assess(self, f: dict[str, float]) -> Assessment:
-        return self.explain(self.score(f), f)
+        """Scores a ready-made feature dict (tests, tools); the engine goes through `fired`."""
+        fired = tuple(i for i, r in enumerate(self.rules) if all(_OPS[op](f[n], v) for n, op, v in r.conditions))
+        return self.explain(self.score(fired), f)
 
 
-def _compile(rules: Sequence[Rule]) -> Callable[[dict[str, float]], tuple[int, ...]]:
-    body = ["def fired(f):", "    out = []"]
+def _compile(rules: Sequence[Rule]) -> Callable[..., tuple[int, ...]]:
+    """fired(s, p, now, eng) -> indices of the rules whose conditions all hold, computing only what it reaches."""
+    body = ["    out = []"]
     for i, r in enumerate(rules):
-        cond = " and ".join(f"f[{name!r}] {op} {value!r}" for name, op, value in r.conditions) or "True"
+        cond = " and ".join(f"{FEATURE_EXPR[name]} {op} {value!r}" for name, op, value in r.conditions) or "True"
         body.append(f"    if {cond}: out.append({i})")
     body.append("    return tuple(out)")
-    namespace: dict = {}
-    exec(compile("\n".join(body), "<scorecard>", "exec"), namespace)  # noqa: S102 - built from checked parts only
-    return namespace["fired"]
+    return compile_function("fired", body)
 
 
 def load(path: pathlib.Path = DEFAULT_PATH) -> Scorecard:

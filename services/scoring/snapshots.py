@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import asyncpg
@@ -43,11 +44,15 @@ class SnapshotWriter:
             engine = self.engine
             dirty, engine.dirty = engine.dirty, set()
             rows = [(self.hash_of(m), engine.snapshot(m)) for m in dirty if m in engine.lines]
+            t0 = time.perf_counter()
             try:
-                return await store.save_windows(self.pool, rows)
+                saved = await store.save_windows(self.pool, rows)
             except BaseException:
                 engine.dirty |= dirty
                 raise
+            if saved:
+                log.info("window snapshot: %d lines in %.2fs", saved, time.perf_counter() - t0)
+            return saved
 
     async def stop(self) -> None:
         if self._task:

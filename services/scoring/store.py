@@ -128,11 +128,19 @@ async def record_outcome(conn: asyncpg.Connection, line_hash: str, case_id: str,
 
 async def save_windows(pool: asyncpg.Pool, rows: Iterable[tuple[str, dict]]) -> int:
     records = [(h, json.dumps(snap, separators=(",", ":")), _ts(snap["last_t"])) for h, snap in rows]
-    if records:
-        await pool.executemany(
-            "INSERT INTO line_windows (line_hash, state, event_time) VALUES ($1, $2, $3) ON CONFLICT (line_hash)"
-            " DO UPDATE SET state = excluded.state, event_time = excluded.event_time, saved_at = now()",
-            records,
+    if not records:
+        return 0
+    # COPY into a scratch table, then one upsert: tens of thousands of lines in well under a second.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS windows_in (line_hash text, state jsonb, event_time timestamptz)"
+            " ON COMMIT DELETE ROWS"
+        )
+        await conn.copy_records_to_table("windows_in", records=records)
+        await conn.execute(
+            "INSERT INTO line_windows (line_hash, state, event_time) SELECT line_hash, state, event_time"
+            " FROM windows_in ON CONFLICT (line_hash) DO UPDATE SET state = excluded.state,"
+            " event_time = excluded.event_time, saved_at = now()"
         )
     return len(records)
 
