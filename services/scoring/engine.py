@@ -77,7 +77,8 @@ class Engine:
             s.last_t = t
             if t > self.clock:
                 self.clock = t
-        s.expire(s.last_t)
+        if s.last_t >= s.expire_at:
+            s.expire(s.last_t)
         s.abroad = abroad
         if imei and (imei != s.imei or t - s.imeis[imei] > HOUR):
             s.see_handset(t, imei)

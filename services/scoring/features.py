@@ -14,6 +14,7 @@ HOUR = 3600
 DAY = 86400
 WEEK = 7 * DAY
 MONTH = 30 * DAY
+NEVER = 1 << 62
 # China Standard Time has no daylight saving: night activity is judged in the holder's local time.
 LOCAL_OFFSET = 8 * HOUR
 NIGHT_END = 6 * HOUR
@@ -127,6 +128,7 @@ class LineState:
         "out_total",
         "high_cells",
         "authority",
+        "expire_at",
     )
 
     def __init__(self) -> None:
@@ -144,6 +146,7 @@ class LineState:
         self.out_total = 0
         self.high_cells = 0  # events in high-risk cells among `cells`
         self.authority = 0  # police or national-platform reports among `reports`
+        self.expire_at = NEVER  # earliest event time at which something leaves a window
 
     def touch(self, t: int, peer: str) -> bool:
         """Remembers a contact; True when the peer had never been in touch with the line."""
@@ -155,11 +158,15 @@ class LineState:
         return new
 
     def add_out(self, t: int, peer: str, flags: int, duration: int) -> None:
+        if t + HOUR < self.expire_at:
+            self.expire_at = t + HOUR
         self.out_total += 1
         self.h1.add(t, peer, flags, duration, self.callers)
         self.d1.add(t, peer, flags, duration, self.callers)
 
     def add_in(self, t: int, peer: str) -> None:
+        if t + DAY < self.expire_at:
+            self.expire_at = t + DAY
         self.incoming.append(t)
         callers = self.callers
         if peer not in callers:
@@ -180,15 +187,19 @@ class LineState:
         self.imei = imei
         self.imeis.pop(imei, None)
         self.imeis[imei] = t
+        if len(self.imeis) > 1:
+            self.expire_at = min(self.expire_at, next(iter(self.imeis.values())) + WEEK)
         return changed
 
     def add_cell(self, t: int, risk: int) -> None:
         self.cells.append((t, risk))
         self.high_cells += risk == CELL_HIGH
+        self.expire_at = min(self.expire_at, t + DAY)
 
     def add_report(self, t: int, source: int) -> None:
         self.reports.append((t, source))
         self.authority += source > 0
+        self.expire_at = min(self.expire_at, t + MONTH)
 
     def expire(self, now: int) -> None:
         items = self.h1.items
@@ -211,6 +222,23 @@ class LineState:
             week_ago = now - WEEK
             for imei in [i for i, seen in self.imeis.items() if seen <= week_ago and i != self.imei]:
                 del self.imeis[imei]
+        self.expire_at = self._next_expiry()
+
+    def _next_expiry(self) -> int:
+        heads = [NEVER]
+        if self.h1.items:
+            heads.append(self.h1.items[0][0] + HOUR)
+        if self.d1.items:
+            heads.append(self.d1.items[0][0] + DAY)
+        if self.incoming:
+            heads.append(self.incoming[0] + DAY)
+        if self.cells:
+            heads.append(self.cells[0][0] + DAY)
+        if self.reports:
+            heads.append(self.reports[0][0] + MONTH)
+        if len(self.imeis) > 1:
+            heads.append(min(seen for i, seen in self.imeis.items() if i != self.imei) + WEEK)
+        return min(heads)
 
     def snapshot(self) -> dict:
         return {
@@ -247,6 +275,7 @@ class LineState:
             s.add_report(t, r)
         s.abroad = snap["abroad"]
         s.out_total = snap["out_total"]
+        s.expire_at = s._next_expiry()
         return s
 
 
