@@ -51,7 +51,7 @@ class Workload:
 
     def __init__(self, lines: int, seed: int = 7) -> None:
         self.rng = random.Random(seed)
-        self.msisdns = [f"1{self.rng.randrange(3000000000, 9999999999)}" for _ in range(lines)]
+        self.msisdns = [f"1{n}" for n in self.rng.sample(range(3000000000, 9999999999), lines)]
         self.fraud = set(self.rng.sample(range(lines), max(1, lines // 500)))
         self.t = T0
 
@@ -224,7 +224,10 @@ async def main() -> None:
         await env_t.shutdown()
         if not external:
             postgres.stop_embedded(tmp / "pg")
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}")
 
 
 def wait_serving_plain(port: int, timeout_s: float = 30) -> None:

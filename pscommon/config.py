@@ -35,7 +35,7 @@ class Settings:
     # Which case policy the worker uses (a file under workflows/policies/).
     case_policy: str = field(default_factory=lambda: _env("PSP_CASE_POLICY", "default"))
     # How often scoring writes changed line windows to PostgreSQL (what a crash can lose, at most).
-    scoring_snapshot_s: float = field(default_factory=lambda: float(_env("PSP_SCORING_SNAPSHOT_S", "5")))
+    scoring_snapshot_s: float = field(default_factory=lambda: float(_env("PSP_SCORING_SNAPSHOT_S", "30")))
     shutdown_grace_s: float = field(default_factory=lambda: float(_env("PSP_SHUTDOWN_GRACE_S", "5")))
 
 

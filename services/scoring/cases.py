@@ -92,6 +92,7 @@ class CaseOpener:
         self.cfg = cfg
         self.wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._pending: set[asyncio.Task] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -99,6 +100,11 @@ class CaseOpener:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+
+    def open_soon(self, ids: list[int]) -> None:
+        task = asyncio.create_task(self.open(ids))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def open(self, ids: list[int]) -> None:
         """Opens the cases of these decisions now; failures are left to the background retry."""

@@ -95,8 +95,8 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
     async def ScoreCdrs(self, request_iterator, context):  # noqa: N802
         async for batch in request_iterator:
             repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
-            if ids:
-                await self.opener.open(ids)
+            if ids:  # the case ids are already assigned and durable: acknowledge without waiting for Temporal
+                self.opener.open_soon(ids)
             yield scoring_pb2.ScoreCdrsResponse(request_id=batch.request_id, repeated=repeated, decisions=decisions)
 
     async def ReplayScenario(self, request_iterator, context):  # noqa: N802

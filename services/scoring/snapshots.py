@@ -16,6 +16,7 @@ from services.scoring import store
 from services.scoring.engine import Engine
 
 log = logging.getLogger(__name__)
+CHUNK = 2000
 
 
 class SnapshotWriter:
@@ -40,16 +41,20 @@ class SnapshotWriter:
                 log.warning("window snapshot failed; will retry", exc_info=True)
 
     async def flush(self) -> int:
+        """Writes every changed line, in chunks, so that ingest keeps running between them."""
         async with self._lock:
             engine = self.engine
-            dirty, engine.dirty = engine.dirty, set()
-            rows = [(self.hash_of(m), engine.snapshot(m)) for m in dirty if m in engine.lines]
+            dirty, engine.dirty = list(engine.dirty), set()
             t0 = time.perf_counter()
-            try:
-                saved = await store.save_windows(self.pool, rows)
-            except BaseException:
-                engine.dirty |= dirty
-                raise
+            saved = 0
+            for i in range(0, len(dirty), CHUNK):
+                chunk = dirty[i : i + CHUNK]
+                rows = [(self.hash_of(m), engine.snapshot(m)) for m in chunk if m in engine.lines]
+                try:
+                    saved += await store.save_windows(self.pool, rows)
+                except BaseException:
+                    engine.dirty.update(dirty[i:])
+                    raise
             if saved:
                 log.info("window snapshot: %d lines in %.2fs", saved, time.perf_counter() - t0)
             return saved
