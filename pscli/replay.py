@@ -10,12 +10,12 @@ import time
 from datetime import UTC, timedelta, timezone
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from pscli.scenario import Scenario, ScenarioError, read
 from pscommon.config import Settings
 from stack.env import apply_local_env
+from stack.processes import grpc_serving
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CST = timezone(timedelta(hours=8))
@@ -42,15 +42,6 @@ def decision_line(v: scoring_pb2.LineVerdict) -> dict:
     }
 
 
-def scoring_serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as ch:
-        try:
-            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=2)
-        except grpc.RpcError:
-            return False
-    return r.status == health_pb2.HealthCheckResponse.SERVING
-
-
 def stack(command: str) -> None:
     subprocess.run([sys.executable, "-m", "stack", command, "--data-dir", str(REPO / ".local")], cwd=REPO, check=True)
 
@@ -74,7 +65,7 @@ def replay(scenario: str, decisions: str, address: str | None = None, keep_stack
     started = False
     if address is None:
         address = Settings().scoring_addr
-        if not scoring_serving(address):
+        if not grpc_serving(address, SERVICE, timeout=2):
             print("no scoring service is running: starting the embedded stack", file=sys.stderr)
             stack("up")
             started = True

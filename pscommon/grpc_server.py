@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +46,12 @@ class _Guard(grpc.aio.ServerInterceptor):
             return None
         method = details.method
 
-        async def guarded(behaviour: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        @contextlib.asynccontextmanager
+        async def guarding(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
             left = context.time_remaining()
             token = _deadline.set(time.monotonic() + left if left is not None else None)
             try:
-                return await behaviour(request, context)
+                yield
             except ServiceError as err:
                 await context.abort_with_status(err.to_status())
             except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -62,52 +64,34 @@ class _Guard(grpc.aio.ServerInterceptor):
             finally:
                 _deadline.reset(token)
 
-        async def guarded_stream(behaviour: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            left = context.time_remaining()
-            token = _deadline.set(time.monotonic() + left if left is not None else None)
-            try:
-                async for response in behaviour(request, context):
-                    yield response
-            except ServiceError as err:
-                await context.abort_with_status(err.to_status())
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception:
-                log.exception("unhandled error in %s", method)
-                await context.abort_with_status(
-                    ServiceError(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL").to_status()
-                )
-            finally:
-                _deadline.reset(token)
+        def unary_response(behaviour: Any) -> Callable[..., Any]:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with guarding(context):
+                    return await behaviour(request, context)
 
-        if handler.stream_stream:
-            inner_ss = handler.stream_stream
-            return grpc.stream_stream_rpc_method_handler(
-                lambda it, ctx: guarded_stream(inner_ss, it, ctx),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
-            return grpc.unary_stream_rpc_method_handler(
-                lambda req, ctx: guarded_stream(inner_us, req, ctx),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_unary:
-            inner = handler.unary_unary
-            return grpc.unary_unary_rpc_method_handler(
-                lambda req, ctx: guarded(inner, req, ctx),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
-            return grpc.stream_unary_rpc_method_handler(
-                lambda it, ctx: guarded(inner_su, it, ctx),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return call
+
+        def stream_response(behaviour: Any) -> Callable[..., Any]:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with guarding(context):
+                    async for response in behaviour(request, context):
+                        yield response
+
+            return call
+
+        for kind, make, wrap in (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_response),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, unary_response),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, stream_response),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, stream_response),
+        ):
+            behaviour = getattr(handler, kind)
+            if behaviour:
+                return make(
+                    wrap(behaviour),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
         return handler
 
 

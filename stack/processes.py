@@ -57,10 +57,12 @@ def tcp_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def grpc_serving(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+def grpc_serving(target: int | str, service: str = "", timeout: float = 1) -> bool:
+    """Whether a gRPC health service answers SERVING; `target` is a local port or "host:port"."""
+    address = f"127.0.0.1:{target}" if isinstance(target, int) else target
+    with grpc.insecure_channel(address) as ch:
         try:
-            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError:
             return False
     return resp.status == health_pb2.HealthCheckResponse.SERVING

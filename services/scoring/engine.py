@@ -72,7 +72,7 @@ class Engine:
         profile = self.profiles.get(msisdn)
         if profile is None:
             return None  # not one of our subscribers: nothing to assess
-        s = self.lines.get(msisdn) or self.state(msisdn)
+        s = self.state(msisdn)
         if t > s.last_t:
             s.last_t = t
             if t > self.clock:
@@ -175,7 +175,8 @@ class Engine:
             return None
         s = self.lines.get(msisdn) or LineState()
         f = self._features(profile, s)
-        return self.scorecard.assess(f), f, s.last_t
+        card = self.scorecard
+        return card.explain(card.score(card.fired(s, profile, s.last_t, self)), f), f, s.last_t
 
     def label(self, msisdn: str, false_positive: bool, codes: frozenset[str]) -> frozenset[str]:
         """A case closed with an outcome; a verified holder is not re-flagged for the same pattern."""
@@ -187,10 +188,6 @@ class Engine:
         cleared = self.cleared.get(msisdn, frozenset()) | (codes & positive)
         self.cleared[msisdn] = cleared
         return cleared
-
-    def clear(self, msisdn: str) -> None:
-        """The case closed: the next escalation opens a new one."""
-        self.acted.pop(msisdn, None)
 
     def snapshot(self, msisdn: str) -> dict:
         s = self.lines.get(msisdn) or LineState()

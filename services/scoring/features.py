@@ -23,7 +23,6 @@ CONTACT_CAP = 512
 
 NEW, REMOTE, UNANSWERED, NIGHT, INTL, HOT, SMS = 1, 2, 4, 8, 16, 32, 64
 CELL_ELEVATED, CELL_HIGH = 2, 3
-REPORT_SOURCES = ("user_report", "national_platform", "police")
 
 
 @dataclass
@@ -342,7 +341,3 @@ def compile_function(name: str, body: list[str]):
 features = compile_function(
     "features", ["    return {", *[f"        {k!r}: {v}," for k, v in FEATURE_EXPR.items()], "    }"]
 )
-
-
-def is_night(t: int) -> bool:
-    return (t + LOCAL_OFFSET) % DAY < NIGHT_END

@@ -5,7 +5,7 @@ Everything runs in event time, so replaying the same scenario twice gives the sa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from carrier.common.v1 import common_pb2
 from carrier.scoring.v1 import scoring_pb2
@@ -53,7 +53,7 @@ class Sandbox:
             s = item.subscriber
             requests.check_profile(v, s, p + ".")
             v.raise_if_any()
-            self.engine.set_profile(s.msisdn, Profile(s.home_province, _date(s.opened_at), s.enterprise, s.language))
+            self.engine.set_profile(s.msisdn, Profile(s.home_province, date.fromisoformat(s.opened_at), s.enterprise, s.language))
             self.order[s.msisdn] = None
         elif kind == "cell":
             requests.check_cell(v, item.cell, p)
@@ -90,7 +90,3 @@ class Sandbox:
                 v.acted_at.FromDatetime(datetime.fromtimestamp(pk.acted_at, UTC))
                 v.outgoing_before_action = pk.outgoing_before_action
         return resp
-
-
-def _date(value: str):
-    return datetime.strptime(value, "%Y-%m-%d").date()

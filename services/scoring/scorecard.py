@@ -6,7 +6,6 @@ and a closed set of operators), because the engine scores every outgoing call of
 
 from __future__ import annotations
 
-import operator
 import pathlib
 import re
 from collections.abc import Callable, Sequence
@@ -18,7 +17,6 @@ from services.scoring.features import FEATURE_EXPR, FEATURE_NAMES, compile_funct
 
 LEVELS = ("low", "medium", "high", "extreme")
 ACTIONS = ("none", "warn", "restrict", "suspend")
-_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _COND_RE = re.compile(r"^(>=|<=|>|<|==)\s*(-?[\d.]+)$")
 DEFAULT_PATH = pathlib.Path(__file__).with_name("scorecard.yaml")
 
@@ -98,11 +96,6 @@ class Scorecard:
         ordered = sorted((self.rules[i] for i in s.fired), key=lambda r: -r.points)
         reasons = tuple(Reason(r.code, r.zh.format(**fmt), r.en.format(**fmt), r.points) for r in ordered)
         return Assessment(s.score, LEVELS[s.level], ACTIONS[s.action if action is None else action], reasons)
-
-    def assess(self, f: dict[str, float]) -> Assessment:
-        """Scores a ready-made feature dict (tests, tools); the engine goes through `fired`."""
-        fired = tuple(i for i, r in enumerate(self.rules) if all(_OPS[op](f[n], v) for n, op, v in r.conditions))
-        return self.explain(self.score(fired), f)
 
 
 def _compile(rules: Sequence[Rule]) -> Callable[..., tuple[int, ...]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import asyncpg
 
@@ -112,7 +112,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         v.raise_if_any()
         h = self._hash(request.msisdn)
         profile = Profile(
-            request.home_province, store.parse_date(request.opened_at), request.enterprise, request.language
+            request.home_province, date.fromisoformat(request.opened_at), request.enterprise, request.language
         )
 
         async def work(conn: asyncpg.Connection) -> scoring_pb2.UpsertSubscriberResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -186,7 +186,3 @@ async def insert_report(conn: asyncpg.Connection, line_hash: str, source: int, a
         at,
         request_id,
     )
-
-
-def parse_date(value: str) -> date:
-    return date.fromisoformat(value)

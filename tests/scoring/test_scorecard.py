@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from services.scoring.engine import Engine
-from services.scoring.features import CELL_HIGH, FEATURE_NAMES, LineState, Profile
+from services.scoring.features import CELL_HIGH, LineState, Profile
 from services.scoring.scorecard import load
 
 T0 = int(datetime(2026, 9, 28, 9, 0, tzinfo=UTC).timestamp())  # 17:00 in China
@@ -59,11 +59,13 @@ def test_weak_evidence_is_capped_at_a_warning_whatever_its_points(tmp_path: path
     card_file = tmp_path / "card.yaml"
     text = (pathlib.Path(__file__).parents[2] / "services/scoring/scorecard.yaml").read_text()
     card_file.write_text(text.replace("points: 10\n    weak: true", "points: 200\n    weak: true"))
-    card = load(card_file)
-    f = dict.fromkeys(FEATURE_NAMES, 0.0) | {"high_risk_cell_visits_24h": 3.0}
-    assert (card.assess(f).level, card.assess(f).action) == ("extreme", "warn")
-    f["authority_reports_30d"] = 1.0  # strong evidence lifts the cap
-    assert card.assess(f).action == "suspend"
+    engine = Engine(load(card_file))
+    engine.cells["460-00-1-1"] = CELL_HIGH
+    engine.set_profile("13800000007", Profile("52", date(2016, 1, 1)))
+    passing = run(engine, [("13800000007", "13900000001", "52", 0, 60, True, "460-00-1-1")])
+    assert [(e.assessment.level, e.assessment.action) for e in passing] == [("extreme", "warn")]
+    police = engine.report("13800000007", T0 + 120, 2)  # strong evidence lifts the cap
+    assert police is not None and police.assessment.action == "suspend"
 
 
 def test_sim_box_lines_sharing_one_handset_are_flagged():
