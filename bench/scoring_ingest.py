@@ -127,6 +127,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def wait_serving(port: int, timeout_s: float = 60) -> None:
     from stack.processes import grpc_serving, tcp_open
 
@@ -188,7 +197,9 @@ async def main() -> None:
         procs.append(scoring)
         wait_serving(port)
         idle_rss = rss_mb(scoring.pid)
+        cpu0 = cpu_s(scoring.pid)
         took, accepted = await stream_all(f"127.0.0.1:{port}", ingest_payloads)
+        busy = (cpu_s(scoring.pid) - cpu0) / took
         assert accepted == args.cdrs, accepted
         rate = args.cdrs / took
         busy_rss = rss_mb(scoring.pid)
@@ -208,11 +219,14 @@ async def main() -> None:
         p50 = statistics.median(lat_ms)
         p99 = lat_ms[int(len(lat_ms) * 0.99) - 1]
         print()
-        print(f"scoring ingest  {rate:>12,.0f} CDR/s   ({args.cdrs:,} CDRs, {args.lines:,} lines, batches of {args.batch})")
+        print(
+            f"scoring ingest  {rate:>12,.0f} CDR/s   ({args.cdrs:,} CDRs, {args.lines:,} lines, batches of {args.batch})"
+        )
         for name, brate in baselines.items():
             print(f"{name:<21} {brate:>10,.0f} CDR/s   ratio scoring/{name}: {rate / brate:.3f}")
         print(f"decision latency at {args.latency_rate:,} CDR/s offered (batch of 500, ack with decisions):"
               f" p50 {p50:.1f} ms, p99 {p99:.1f} ms")  # fmt: skip
+        print(f"scoring process CPU during ingest: {busy:.0%} of one core, threads: {threads(scoring.pid)}")
         print(f"scoring RSS: idle {idle_rss:.0f} MB, after ingest {busy_rss:.0f} MB")
     finally:
         for p in procs:

@@ -198,7 +198,10 @@ def read(path: str) -> Scenario:
             elif kind in ("cdr", "report"):
                 item, at = _cdr(ln) if kind == "cdr" else _report(ln)
                 if last is not None and at < last:
-                    raise ln.fail("start" if kind == "cdr" else "at", "earlier than the line before: cdr and report lines must be in time order")
+                    raise ln.fail(
+                        "start" if kind == "cdr" else "at",
+                        "earlier than the line before: cdr and report lines must be in time order",
+                    )
                 last = at
                 used.setdefault(item.msisdn, n)
                 if kind == "cdr":

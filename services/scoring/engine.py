@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.scoring.features import (
+    CONTACT_CAP,
     DAY,
     HOT,
     HOUR,
@@ -46,6 +47,7 @@ class Peak:
 class Engine:
     def __init__(self, scorecard: Scorecard, track_peaks: bool = False) -> None:
         self.scorecard = scorecard
+        self.fired = scorecard.fired
         self.profiles: dict[str, Profile] = {}
         self.lines: dict[str, LineState] = {}
         self.cells: dict[str, int] = {}  # listed cell -> risk (2 elevated, 3 high)
@@ -60,19 +62,24 @@ class Engine:
 
     def set_profile(self, msisdn: str, profile: Profile) -> None:
         self.profiles[msisdn] = profile
+        s = self.lines.get(msisdn)
+        if s is not None:
+            s.profile = profile
 
-    def state(self, msisdn: str) -> LineState:
+    def state(self, msisdn: str, profile: Profile) -> LineState:
         s = self.lines.get(msisdn)
         if s is None:
-            s = self.lines[msisdn] = LineState()
+            s = self.lines[msisdn] = LineState(profile)
         return s
 
     def observe(self, msisdn: str, peer: str, peer_province: str, outgoing: bool, t: int, duration: int,
                 cell_id: str, abroad: bool, imei: str, sms: bool) -> Escalation | None:  # fmt: skip
-        profile = self.profiles.get(msisdn)
-        if profile is None:
-            return None  # not one of our subscribers: nothing to assess
-        s = self.state(msisdn)
+        s = self.lines.get(msisdn)
+        if s is None:
+            profile = self.profiles.get(msisdn)
+            if profile is None:
+                return None  # not one of our subscribers: nothing to assess
+            s = self.lines[msisdn] = LineState(profile)
         if t > s.last_t:
             s.last_t = t
             if t > self.clock:
@@ -87,7 +94,11 @@ class Engine:
             risk = self.cells.get(cell_id)
             if risk:
                 s.add_cell(t, risk)
-        new = s.touch(t, peer)
+        contacts = s.contacts  # last contact by peer, oldest first: was this peer ever in touch with the line?
+        new = contacts.pop(peer, None) is None
+        contacts[peer] = t
+        if len(contacts) > CONTACT_CAP:
+            del contacts[next(iter(contacts))]
         self.dirty.add(msisdn)
         if not outgoing:
             s.add_in(t, peer)
@@ -95,7 +106,7 @@ class Engine:
         flags = NEW if new else 0
         if peer_province == "00":
             flags |= INTL
-        elif peer_province != profile.home_province:
+        elif peer_province != s.profile.home_province:
             flags |= REMOTE
         if sms:
             flags |= SMS
@@ -106,14 +117,17 @@ class Engine:
         if peer in self.hot_numbers:
             flags |= HOT
         s.add_out(t, peer, flags, duration)
-        return self._assess(msisdn, profile, s, t)
+        fired = self.fired(s, s.profile, s.last_t, self)
+        if not fired:
+            return None  # nothing against the line (most calls)
+        return self._assess(msisdn, s.profile, s, t, fired)
 
     def report(self, msisdn: str, t: int, source: int) -> Escalation | None:
         """A complaint (0 user report) or an authority's feed (1 national platform, 2 police) about a line."""
         profile = self.profiles.get(msisdn)
         if profile is None:
             return None
-        s = self.state(msisdn)
+        s = self.state(msisdn, profile)
         s.last_t = max(s.last_t, t)
         s.expire(s.last_t)
         s.add_report(t, source)
@@ -138,9 +152,11 @@ class Engine:
     def _features(self, profile: Profile, s: LineState) -> dict[str, float]:
         return features(s, profile, s.last_t, self)
 
-    def _assess(self, msisdn: str, profile: Profile, s: LineState, t: int) -> Escalation | None:
+    def _assess(self, msisdn: str, profile: Profile, s: LineState, t: int,
+                fired: tuple[int, ...] | None = None) -> Escalation | None:  # fmt: skip
         card = self.scorecard
-        fired = card.fired(s, profile, s.last_t, self)
+        if fired is None:
+            fired = card.fired(s, profile, s.last_t, self)
         if not card.any_positive(fired):
             return None  # nothing against the line: low, no action, nothing to remember
         sc = card.score(fired)
@@ -173,10 +189,10 @@ class Engine:
         profile = self.profiles.get(msisdn)
         if profile is None:
             return None
-        s = self.lines.get(msisdn) or LineState()
+        s = self.lines.get(msisdn) or LineState(profile)
         f = self._features(profile, s)
         card = self.scorecard
-        return card.explain(card.score(card.fired(s, profile, s.last_t, self)), f), f, s.last_t
+        return card.explain(card.score(card.fired_all(s, profile, s.last_t, self)), f), f, s.last_t
 
     def label(self, msisdn: str, false_positive: bool, codes: frozenset[str]) -> frozenset[str]:
         """A case closed with an outcome; a verified holder is not re-flagged for the same pattern."""
@@ -189,19 +205,24 @@ class Engine:
         self.cleared[msisdn] = cleared
         return cleared
 
-    def snapshot(self, msisdn: str) -> dict:
-        s = self.lines.get(msisdn) or LineState()
-        return {**s.snapshot(), "acted": self.acted.get(msisdn, 0), "cleared": sorted(self.cleared.get(msisdn, ()))}
+    def snapshot(self, msisdn: str) -> list:
+        """The line's windows and case memory as plain data: [*LineState.snapshot(), acted, cleared codes]."""
+        s = self.lines.get(msisdn) or LineState(self.profiles[msisdn])
+        return [*s.snapshot(), self.acted.get(msisdn, 0), sorted(self.cleared.get(msisdn, ()))]
 
-    def restore(self, msisdn: str, snap: dict) -> None:
-        s = self.lines[msisdn] = LineState.restore(snap)
+    def restore(self, msisdn: str, snap: list) -> None:
+        profile = self.profiles.get(msisdn)
+        if profile is None:
+            return  # windows of a line no longer on file
+        *line, acted, cleared = snap
+        s = self.lines[msisdn] = LineState.restore(profile, line)
         self.clock = max(self.clock, s.last_t)
         for imei, seen in s.imeis.items():
             self._use_handset(imei, msisdn, seen)
-        if snap.get("acted"):
-            self.acted[msisdn] = snap["acted"]
-        if snap.get("cleared"):
-            self.cleared[msisdn] = frozenset(snap["cleared"])
+        if acted:
+            self.acted[msisdn] = acted
+        if cleared:
+            self.cleared[msisdn] = frozenset(cleared)
 
     def sweep(self) -> list[str]:
         """Forgets lines idle for a week of event time (their snapshot stays); returns them."""

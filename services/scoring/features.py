@@ -37,11 +37,16 @@ class Profile:
 
 
 class Window:
-    """Outgoing contacts (calls and SMS) of the last `span` seconds, with running counts."""
+    """Running counts over the line's outgoing contacts (calls and SMS) of the last `span` seconds.
+
+    The contacts themselves live once, in `LineState.out`; this window covers `out[head:]`, so the hour and
+    the day share one list and expiring a call only moves an index.
+    """
 
     __slots__ = (
         "span",
-        "items",
+        "head",
+        "n",
         "peers",
         "sms",
         "new",
@@ -56,39 +61,36 @@ class Window:
 
     def __init__(self, span: int) -> None:
         self.span = span
-        self.items: deque[tuple[int, str, int, int]] = deque()
+        self.head = 0
+        self.n = 0
         self.peers: dict[str, int] = {}
         self.sms = self.new = self.remote = self.unanswered = self.night = self.intl = self.hot = 0
         self.duration = 0
         self.callbacks = 0  # distinct peers in the window who have called the line
 
-    def add(self, t: int, peer: str, flags: int, duration: int, callers: dict[str, int]) -> None:
-        self.items.append((t, peer, flags, duration))
-        if flags:
-            self._count(flags, duration, 1)
-        else:  # the common case: a known local peer, answered, by day
-            self.duration += duration
-        seen = self.peers.get(peer, 0)
-        self.peers[peer] = seen + 1
-        if not seen and peer in callers:
-            self.callbacks += 1
-
-    def expire(self, now: int, callers: dict[str, int]) -> None:
+    def expire(self, out: list[tuple[int, str, int, int]], now: int, callers: dict[str, int]) -> None:
         limit = now - self.span
-        items = self.items
-        while items and items[0][0] <= limit:
-            _, peer, flags, duration = items.popleft()
+        i = start = self.head
+        end = len(out)
+        peers = self.peers
+        while i < end:
+            t, peer, flags, duration = out[i]
+            if t > limit:
+                break
+            i += 1
             if flags:
                 self._count(flags, duration, -1)
             else:
                 self.duration -= duration
-            left = self.peers[peer] - 1
+            left = peers[peer] - 1
             if left:
-                self.peers[peer] = left
+                peers[peer] = left
             else:
-                del self.peers[peer]
+                del peers[peer]
                 if peer in callers and self.callbacks:
                     self.callbacks -= 1
+        self.n -= i - start
+        self.head = i
 
     def _count(self, flags: int, duration: int, d: int) -> None:
         if flags & SMS:
@@ -110,10 +112,16 @@ class Window:
 
 
 class LineState:
-    """Everything the engine remembers about one line."""
+    """Everything the engine remembers about one line.
+
+    Rarely used histories (incoming calls, listed cells, reports) stay None until the line has one: most lines
+    never visit a listed cell or get reported, and an empty deque costs more than half a kilobyte.
+    """
 
     __slots__ = (
+        "profile",
         "last_t",
+        "out",
         "h1",
         "d1",
         "contacts",
@@ -130,42 +138,63 @@ class LineState:
         "expire_at",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
         self.last_t = 0
+        self.out: list[tuple[int, str, int, int]] = []  # (time, peer, flags, duration), last 24 h
         self.h1 = Window(HOUR)
         self.d1 = Window(DAY)
         self.contacts: dict[str, int] = {}  # peer -> last contact, any direction, oldest first
         self.callers: dict[str, int] = {}  # peer -> last call in
-        self.incoming: deque[int] = deque()  # calls and SMS in, last 24 h
-        self.cells: deque[tuple[int, int]] = deque()  # (time, risk) of events in listed cells, last 24 h
+        self.incoming: deque[int] | None = None  # calls and SMS in, last 24 h
+        self.cells: deque[tuple[int, int]] | None = None  # (time, risk) of events in listed cells, last 24 h
         self.imeis: dict[str, int] = {}  # handset -> last seen, last 7 days
         self.imei = ""
-        self.reports: deque[tuple[int, int]] = deque()  # (time, source index), last 30 days
+        self.reports: deque[tuple[int, int]] | None = None  # (time, source index), last 30 days
         self.abroad = False
         self.out_total = 0
         self.high_cells = 0  # events in high-risk cells among `cells`
         self.authority = 0  # police or national-platform reports among `reports`
         self.expire_at = NEVER  # earliest event time at which something leaves a window
 
-    def touch(self, t: int, peer: str) -> bool:
-        """Remembers a contact; True when the peer had never been in touch with the line."""
-        contacts = self.contacts
-        new = contacts.pop(peer, None) is None
-        contacts[peer] = t
-        if len(contacts) > CONTACT_CAP:
-            del contacts[next(iter(contacts))]
-        return new
-
     def add_out(self, t: int, peer: str, flags: int, duration: int) -> None:
         if t + HOUR < self.expire_at:
             self.expire_at = t + HOUR
         self.out_total += 1
-        self.h1.add(t, peer, flags, duration, self.callers)
-        self.d1.add(t, peer, flags, duration, self.callers)
+        self.out.append((t, peer, flags, duration))
+        callers = self.callers
+        for w in (self.h1, self.d1):  # Window.add and Window._count inlined: this runs for every call out
+            w.n += 1
+            if flags:
+                if flags & SMS:
+                    w.sms += 1
+                else:
+                    w.duration += duration
+                    if flags & UNANSWERED:
+                        w.unanswered += 1
+                if flags & NEW:
+                    w.new += 1
+                if flags & REMOTE:
+                    w.remote += 1
+                if flags & NIGHT:
+                    w.night += 1
+                if flags & INTL:
+                    w.intl += 1
+                if flags & HOT:
+                    w.hot += 1
+            else:
+                w.duration += duration
+            peers = w.peers
+            seen = peers.get(peer, 0)
+            peers[peer] = seen + 1
+            if not seen and peer in callers:
+                w.callbacks += 1
 
     def add_in(self, t: int, peer: str) -> None:
         if t + DAY < self.expire_at:
             self.expire_at = t + DAY
+        if self.incoming is None:
+            self.incoming = deque()
         self.incoming.append(t)
         callers = self.callers
         if peer not in callers:
@@ -191,32 +220,45 @@ class LineState:
         return changed
 
     def add_cell(self, t: int, risk: int) -> None:
+        if self.cells is None:
+            self.cells = deque()
         self.cells.append((t, risk))
         self.high_cells += risk == CELL_HIGH
         self.expire_at = min(self.expire_at, t + DAY)
 
     def add_report(self, t: int, source: int) -> None:
+        if self.reports is None:
+            self.reports = deque()
         self.reports.append((t, source))
         self.authority += source > 0
         self.expire_at = min(self.expire_at, t + MONTH)
 
+    def hour_items(self) -> list[tuple[int, str, int, int]]:
+        return self.out[self.h1.head :]
+
     def expire(self, now: int) -> None:
-        items = self.h1.items
-        if items and items[0][0] <= now - HOUR:
-            self.h1.expire(now, self.callers)
+        out, h, d = self.out, self.h1, self.d1
+        if h.head < len(out) and out[h.head][0] <= now - HOUR:
+            h.expire(out, now, self.callers)
         day_ago = now - DAY
-        items = self.d1.items
-        if items and items[0][0] <= day_ago:
-            self.d1.expire(now, self.callers)
+        if d.head < len(out) and out[d.head][0] <= day_ago:
+            d.expire(out, now, self.callers)
+            gone = d.head  # nothing before the day's head is in the hour either
+            del out[:gone]
+            d.head = 0
+            h.head -= gone
         incoming = self.incoming
-        while incoming and incoming[0] <= day_ago:
-            incoming.popleft()
+        if incoming is not None:
+            while incoming and incoming[0] <= day_ago:
+                incoming.popleft()
         cells = self.cells
-        while cells and cells[0][0] <= day_ago:
-            self.high_cells -= cells.popleft()[1] == CELL_HIGH
+        if cells is not None:
+            while cells and cells[0][0] <= day_ago:
+                self.high_cells -= cells.popleft()[1] == CELL_HIGH
         reports = self.reports
-        while reports and reports[0][0] <= now - MONTH:
-            self.authority -= reports.popleft()[1] > 0
+        if reports is not None:
+            while reports and reports[0][0] <= now - MONTH:
+                self.authority -= reports.popleft()[1] > 0
         if len(self.imeis) > 1:
             week_ago = now - WEEK
             for imei in [i for i, seen in self.imeis.items() if seen <= week_ago and i != self.imei]:
@@ -224,58 +266,56 @@ class LineState:
         self.expire_at = self._next_expiry()
 
     def _next_expiry(self) -> int:
-        heads = [NEVER]
-        if self.h1.items:
-            heads.append(self.h1.items[0][0] + HOUR)
-        if self.d1.items:
-            heads.append(self.d1.items[0][0] + DAY)
-        if self.incoming:
-            heads.append(self.incoming[0] + DAY)
-        if self.cells:
-            heads.append(self.cells[0][0] + DAY)
-        if self.reports:
-            heads.append(self.reports[0][0] + MONTH)
+        at = NEVER
+        out = self.out
+        if out:
+            head = self.h1.head
+            at = out[0][0] + DAY
+            if head < len(out) and out[head][0] + HOUR < at:
+                at = out[head][0] + HOUR
+        if self.incoming and self.incoming[0] + DAY < at:
+            at = self.incoming[0] + DAY
+        if self.cells and self.cells[0][0] + DAY < at:
+            at = self.cells[0][0] + DAY
+        if self.reports and self.reports[0][0] + MONTH < at:
+            at = self.reports[0][0] + MONTH
         if len(self.imeis) > 1:
-            heads.append(min(seen for i, seen in self.imeis.items() if i != self.imei) + WEEK)
-        return min(heads)
+            at = min(at, min(seen for i, seen in self.imeis.items() if i != self.imei) + WEEK)
+        return at
 
-    def snapshot(self) -> dict:
-        return {
-            "v": 1,
-            "last_t": self.last_t,
-            "out": [list(i) for i in self.d1.items],
-            "contacts": self.contacts,
-            "callers": self.callers,
-            "incoming": list(self.incoming),
-            "cells": [list(c) for c in self.cells],
-            "imeis": self.imeis,
-            "imei": self.imei,
-            "reports": [list(r) for r in self.reports],
-            "abroad": self.abroad,
-            "out_total": self.out_total,
-        }
+    # The stored form: plain lists, dicts, numbers and strings, in this order (SNAPSHOT_FIELDS).
+    def snapshot(self) -> list:
+        """The line as plain data, sharing the live lists and dicts: encode it before the state changes."""
+        return [self.last_t, self.out, self.contacts, self.callers, list(self.incoming or ()),
+                list(self.cells or ()), self.imeis, self.imei, list(self.reports or ()), self.abroad,
+                self.out_total]  # fmt: skip
 
     @classmethod
-    def restore(cls, snap: dict) -> LineState:
-        s = cls()
-        s.last_t = snap["last_t"]
-        s.callers = dict(snap["callers"])
-        for t, peer, flags, duration in snap["out"]:
-            s.d1.add(t, peer, flags, duration, s.callers)
-            if t > s.last_t - HOUR:
-                s.h1.add(t, peer, flags, duration, s.callers)
-        s.contacts = dict(snap["contacts"])
-        s.incoming = deque(snap["incoming"])
-        for t, r in snap["cells"]:
+    def restore(cls, profile: Profile, snap: list) -> LineState:
+        last_t, out, contacts, callers, incoming, cells, imeis, imei, reports, abroad, out_total = snap
+        s = cls(profile)
+        s.last_t = last_t
+        s.callers = dict(callers)
+        for t, peer, flags, duration in out:
+            s.add_out(t, peer, flags, duration)
+        s.h1.expire(s.out, s.last_t, s.callers)
+        s.contacts = dict(contacts)
+        if incoming:
+            s.incoming = deque(incoming)
+        for t, r in cells:
             s.add_cell(t, r)
-        s.imeis = dict(snap["imeis"])
-        s.imei = snap["imei"]
-        for t, r in snap["reports"]:
+        s.imeis = dict(imeis)
+        s.imei = imei
+        for t, r in reports:
             s.add_report(t, r)
-        s.abroad = snap["abroad"]
-        s.out_total = snap["out_total"]
+        s.abroad = abroad
+        s.out_total = out_total
         s.expire_at = s._next_expiry()
         return s
+
+
+SNAPSHOT_FIELDS = ("last_t", "out", "contacts", "callers", "incoming", "cells", "imeis", "imei", "reports", "abroad",
+                   "out_total")  # fmt: skip
 
 
 def _share(count: int, of: int) -> float:
@@ -286,43 +326,43 @@ def _share(count: int, of: int) -> float:
 # `p`, the event time `now` and the engine `eng`. The scorecard compiles its conditions from these, so a call
 # only computes the features the rules actually reach (most lines stop at the first comparison).
 FEATURE_EXPR = {
-    "calls_1h": "(len(h.items) - h.sms)",
-    "calls_24h": "(len(d.items) - d.sms)",
+    "calls_1h": "(h.n - h.sms)",
+    "calls_24h": "(d.n - d.sms)",
     "sms_1h": "h.sms",
     "sms_24h": "d.sms",
     "distinct_peers_1h": "len(h.peers)",
     "distinct_peers_24h": "len(d.peers)",
     "new_peers_1h": "h.new",
-    "new_peer_share_1h": "_share(h.new, len(h.items))",
+    "new_peer_share_1h": "_share(h.new, h.n)",
     "new_peers_24h": "d.new",
-    "new_peer_share_24h": "_share(d.new, len(d.items))",
+    "new_peer_share_24h": "_share(d.new, d.n)",
     "other_province_1h": "h.remote",
-    "other_province_share_1h": "_share(h.remote, len(h.items))",
+    "other_province_share_1h": "_share(h.remote, h.n)",
     "other_province_24h": "d.remote",
-    "other_province_share_24h": "_share(d.remote, len(d.items))",
+    "other_province_share_24h": "_share(d.remote, d.n)",
     "unanswered_1h": "h.unanswered",
-    "unanswered_share_1h": "_share(h.unanswered, len(h.items) - h.sms)",
+    "unanswered_share_1h": "_share(h.unanswered, h.n - h.sms)",
     "unanswered_24h": "d.unanswered",
-    "unanswered_share_24h": "_share(d.unanswered, len(d.items) - d.sms)",
-    "mean_duration_s_1h": "_share(h.duration, len(h.items) - h.sms)",
-    "mean_duration_s_24h": "_share(d.duration, len(d.items) - d.sms)",
+    "unanswered_share_24h": "_share(d.unanswered, d.n - d.sms)",
+    "mean_duration_s_1h": "_share(h.duration, h.n - h.sms)",
+    "mean_duration_s_24h": "_share(d.duration, d.n - d.sms)",
     "callback_share_1h": "_share(h.callbacks, len(h.peers))",
     "callback_share_24h": "_share(d.callbacks, len(d.peers))",
     "night_24h": "d.night",
-    "night_share_24h": "_share(d.night, len(d.items))",
+    "night_share_24h": "_share(d.night, d.n)",
     "international_24h": "d.intl",
-    "international_share_24h": "_share(d.intl, len(d.items))",
+    "international_share_24h": "_share(d.intl, d.n)",
     "abroad": "(1.0 if s.abroad else 0.0)",
-    "incoming_24h": "len(s.incoming)",
+    "incoming_24h": "len(s.incoming or ())",
     "high_risk_peers_24h": "d.hot",
     "high_risk_cell_visits_24h": "s.high_cells",
-    "elevated_cell_visits_24h": "(len(s.cells) - s.high_cells)",
+    "elevated_cell_visits_24h": "(len(s.cells or ()) - s.high_cells)",
     "handsets_7d": "len(s.imeis)",
     "lines_per_handset": "(eng.lines_on_handset(s) if s.imei in eng.shared else 1)",
     "account_age_days": "((now - p.opened_epoch) // 86400)",
     "account_age_years": "((now - p.opened_epoch) // 86400 // 365)",
     "enterprise_bound": "(1.0 if p.enterprise else 0.0)",
-    "reports_30d": "len(s.reports)",
+    "reports_30d": "len(s.reports or ())",
     "authority_reports_30d": "s.authority",
 }
 FEATURE_NAMES = tuple(FEATURE_EXPR)

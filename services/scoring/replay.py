@@ -24,13 +24,13 @@ def reasons_pb(a: Assessment | None) -> list[common_pb2.Reason]:
     return [common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.points) for r in a.reasons]
 
 
-def score_cdrs(engine: Engine, cdrs) -> list:
+def score_cdrs(engine: Engine, rows: list[requests.CdrRow]) -> list:
     """The hot loop shared by live ingest and replay: returns the escalations, in order."""
     observe = engine.observe
     out = []
-    for c in cdrs:
-        e = observe(c.msisdn, c.peer, c.peer_province, c.direction == OUT, c.start.seconds, c.duration_s,
-                    c.cell_id, c.roaming == ABROAD, c.imei, c.service == SMS)  # fmt: skip
+    for msisdn, peer, province, direction, start, duration, cell, roaming, imei, service in rows:
+        e = observe(msisdn, peer, province, direction == OUT, start, duration, cell, roaming == ABROAD, imei,
+                    service == SMS)  # fmt: skip
         if e is not None:
             out.append(e)
     return out
@@ -53,7 +53,9 @@ class Sandbox:
             s = item.subscriber
             requests.check_profile(v, s, p + ".")
             v.raise_if_any()
-            self.engine.set_profile(s.msisdn, Profile(s.home_province, date.fromisoformat(s.opened_at), s.enterprise, s.language))
+            self.engine.set_profile(
+                s.msisdn, Profile(s.home_province, date.fromisoformat(s.opened_at), s.enterprise, s.language)
+            )
             self.order[s.msisdn] = None
         elif kind == "cell":
             requests.check_cell(v, item.cell, p)
@@ -61,9 +63,9 @@ class Sandbox:
             if item.cell.risk >= scoring_pb2.CELL_RISK_ELEVATED:
                 self.engine.cells[item.cell.cell_id] = item.cell.risk
         elif kind == "cdrs":
-            requests.check_cdrs(v, item.cdrs.cdrs, p + ".cdrs")
+            rows = requests.cdr_rows(v, item.cdrs.cdrs, p + ".cdrs")
             v.raise_if_any()
-            score_cdrs(self.engine, item.cdrs.cdrs)
+            score_cdrs(self.engine, rows)
             self.cdrs += len(item.cdrs.cdrs)
         elif kind == "report":
             requests.check_report(v, item.report, p + ".")

@@ -66,11 +66,11 @@ class Scorecard:
         self.lowest = [0.0] + [dict(thresholds)[lvl] for lvl in LEVELS[1:]]
         self.level_action = [ACTIONS.index(actions[lvl]) for lvl in LEVELS]
         self.warn = ACTIONS.index("warn")
-        self._fired = _compile(self.rules)
+        # fired(s, p, now, eng): the rules that hold, or () when none counts against the line (the hot path).
+        self.fired = _compile(self.rules, gated=True)
+        # fired_all(...): every rule that holds, including those in the line's favour.
+        self.fired_all = _compile(self.rules, gated=False)
         self._positive = frozenset(i for i, r in enumerate(self.rules) if r.points > 0)
-
-    def fired(self, s, p, now: int, eng) -> tuple[int, ...]:
-        return self._fired(s, p, now, eng)
 
     def any_positive(self, fired: tuple[int, ...]) -> bool:
         return not self._positive.isdisjoint(fired)
@@ -98,12 +98,20 @@ class Scorecard:
         return Assessment(s.score, LEVELS[s.level], ACTIONS[s.action if action is None else action], reasons)
 
 
-def _compile(rules: Sequence[Rule]) -> Callable[..., tuple[int, ...]]:
-    """fired(s, p, now, eng) -> indices of the rules whose conditions all hold, computing only what it reaches."""
+def _compile(rules: Sequence[Rule], gated: bool) -> Callable[..., tuple[int, ...]]:
+    """fired(s, p, now, eng) -> indices of the rules whose conditions all hold, computing only what it reaches.
+
+    Rules against the line are tried first. `gated`: when none holds (most calls) the line has nothing to
+    answer for and the rules in its favour are not worth computing, so it returns ().
+    """
     body = ["    out = []"]
-    for i, r in enumerate(rules):
-        cond = " and ".join(f"{FEATURE_EXPR[name]} {op} {value!r}" for name, op, value in r.conditions) or "True"
-        body.append(f"    if {cond}: out.append({i})")
+    order = [i for i, r in enumerate(rules) if r.points > 0] + [i for i, r in enumerate(rules) if r.points <= 0]
+    for n, i in enumerate(order):
+        if gated and n and rules[order[n - 1]].points > 0 >= rules[i].points:
+            body.append("    if not out: return ()")
+        cond = " and ".join(f"{FEATURE_EXPR[name]} {op} {value!r}" for name, op, value in rules[i].conditions)
+        body.append(f"    if {cond or 'True'}: out.append({i})")
+    body.append("    out.sort()")
     body.append("    return tuple(out)")
     return compile_function("fired", body)
 

@@ -13,6 +13,7 @@ from pscommon import db, grpc_server, idempotency, temporal
 from pscommon.config import Settings
 from pscommon.errors import not_found
 from pscommon.identity import line_hash, mask
+from pscommon.streams import read_ahead
 from pscommon.validation import Violations
 from services.scoring import cases, requests, store
 from services.scoring.engine import Engine, Escalation
@@ -64,13 +65,13 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         """Scores one batch atomically with its record; returns (repeated, decisions, decision ids to open)."""
         v = Violations()
         v.request_id(request_id)
-        requests.check_cdrs(v, cdrs)
+        rows = requests.cdr_rows(v, cdrs)
         v.raise_if_any()
         decisions, ids = [], []
         async with self.pool.acquire() as conn, conn.transaction():
             if await store.batch_seen(conn, request_id, len(cdrs)):
                 return True, [], []
-            for e in score_cdrs(self.engine, cdrs):
+            for e in score_cdrs(self.engine, rows):
                 d, did = await self._decide(conn, e)
                 decisions.append(d)
                 ids.append(did)
@@ -79,7 +80,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
     async def IngestCdrs(self, request_iterator, context):  # noqa: N802
         resp = scoring_pb2.IngestCdrsResponse()
         openings = []
-        async for batch in request_iterator:
+        async for batch in read_ahead(request_iterator):
             repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
             if repeated:
                 resp.batches_repeated += 1
@@ -93,7 +94,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         return resp
 
     async def ScoreCdrs(self, request_iterator, context):  # noqa: N802
-        async for batch in request_iterator:
+        async for batch in read_ahead(request_iterator):
             repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
             if ids:  # the case ids are already assigned and durable: acknowledge without waiting for Temporal
                 self.opener.open_soon(ids)

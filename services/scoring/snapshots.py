@@ -49,7 +49,8 @@ class SnapshotWriter:
             saved = 0
             for i in range(0, len(dirty), CHUNK):
                 chunk = dirty[i : i + CHUNK]
-                rows = [(self.hash_of(m), engine.snapshot(m)) for m in chunk if m in engine.lines]
+                # Encoded at once: a snapshot shares the live windows, which the next batch will change.
+                rows = [(self.hash_of(m), *store.packed_window(engine.snapshot(m))) for m in chunk if m in engine.lines]
                 try:
                     saved += await store.save_windows(self.pool, rows)
                 except BaseException:

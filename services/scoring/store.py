@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import asyncpg
+import msgpack
 
-from services.scoring.features import Profile
+from services.scoring.features import SNAPSHOT_FIELDS, Profile
 from services.scoring.scorecard import Assessment
 
 
@@ -126,31 +126,43 @@ async def record_outcome(conn: asyncpg.Connection, line_hash: str, case_id: str,
     )
 
 
-async def save_windows(pool: asyncpg.Pool, rows: Iterable[tuple[str, dict]]) -> int:
-    records = [(h, json.dumps(snap, separators=(",", ":")), _ts(snap["last_t"])) for h, snap in rows]
+def packed_window(snap: list) -> tuple[bytes, datetime]:
+    """A line's snapshot (Engine.snapshot) as stored: MessagePack, and its latest event time."""
+    return msgpack.packb(snap), _ts(snap[0])
+
+
+def unpacked_window(packed: bytes | None, state: str | None) -> list:
+    if packed is not None:
+        return msgpack.unpackb(packed)
+    old = json.loads(state)  # written as JSON before migration 003
+    return [*(old[k] for k in SNAPSHOT_FIELDS), old.get("acted", 0), old.get("cleared", [])]
+
+
+async def save_windows(pool: asyncpg.Pool, records: list[tuple[str, bytes, datetime]]) -> int:
+    """Upserts (line hash, packed window, event time) rows."""
     if not records:
         return 0
     # COPY into a scratch table, then one upsert: tens of thousands of lines in well under a second.
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS windows_in (line_hash text, state jsonb, event_time timestamptz)"
+            "CREATE TEMP TABLE IF NOT EXISTS windows_in (line_hash text, packed bytea, event_time timestamptz)"
             " ON COMMIT DELETE ROWS"
         )
         await conn.copy_records_to_table("windows_in", records=records)
         await conn.execute(
-            "INSERT INTO line_windows (line_hash, state, event_time) SELECT line_hash, state, event_time"
-            " FROM windows_in ON CONFLICT (line_hash) DO UPDATE SET state = excluded.state,"
+            "INSERT INTO line_windows (line_hash, packed, event_time) SELECT line_hash, packed, event_time"
+            " FROM windows_in ON CONFLICT (line_hash) DO UPDATE SET packed = excluded.packed, state = NULL,"
             " event_time = excluded.event_time, saved_at = now()"
         )
     return len(records)
 
 
-async def load_windows(pool: asyncpg.Pool) -> list[tuple[str, dict]]:
+async def load_windows(pool: asyncpg.Pool) -> list[tuple[str, list]]:
     rows = await pool.fetch(
-        "SELECT s.msisdn, w.state FROM line_windows w JOIN subscribers s USING (line_hash)"
+        "SELECT s.msisdn, w.packed, w.state FROM line_windows w JOIN subscribers s USING (line_hash)"
         " WHERE w.event_time > (SELECT max(event_time) FROM line_windows) - interval '7 days'"
     )
-    return [(r["msisdn"], json.loads(r["state"])) for r in rows]
+    return [(r["msisdn"], unpacked_window(r["packed"], r["state"])) for r in rows]
 
 
 async def save_cells(conn: asyncpg.Connection, cells: list[tuple[str, str, int]], replace: bool) -> None:

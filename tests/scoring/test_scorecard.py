@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from services.scoring import store
 from services.scoring.engine import Engine
-from services.scoring.features import CELL_HIGH, LineState, Profile
+from services.scoring.features import CELL_HIGH, SNAPSHOT_FIELDS, Profile
 from services.scoring.scorecard import load
 
 T0 = int(datetime(2026, 9, 28, 9, 0, tzinfo=UTC).timestamp())  # 17:00 in China
@@ -112,22 +113,40 @@ def test_incremental_windows_match_a_recount_and_survive_a_snapshot_round_trip()
             calls.append(("13700000001", f"150{(i + 2) % 37:08d}", "44", i + 0.5, 30, False))
     run(engine, calls)
     s = engine.lines["13700000001"]
-    last = max(t for t, *_ in s.d1.items)
-    hour = [item for item in s.d1.items if item[0] > last - 3600]
-    assert len(s.h1.items) == len(hour)
+    last = max(t for t, *_ in s.out)
+    hour = [item for item in s.out if item[0] > last - 3600]
+    assert s.hour_items() == hour and s.h1.n == len(hour) and s.d1.n == len(s.out)
     assert set(s.h1.peers) == {peer for _, peer, _, _ in hour}
     assert s.h1.callbacks == sum(1 for peer in s.h1.peers if peer in s.callers)
-    snap = json.loads(json.dumps(engine.snapshot("13700000001")))
-    restored = LineState.restore(snap)
-    for w, r in ((s.h1, restored.h1), (s.d1, restored.d1)):
-        assert (len(w.items), w.new, w.remote, w.unanswered, w.callbacks, w.duration) == (
-            len(r.items), r.new, r.remote, r.unanswered, r.callbacks, r.duration
-        )  # fmt: skip
+    packed, _ = store.packed_window(engine.snapshot("13700000001"))
+    legacy = json.dumps({"v": 1, **dict(zip(SNAPSHOT_FIELDS, s.snapshot(), strict=True)), "acted": 0, "cleared": []})
+    for stored in (store.unpacked_window(packed, None), store.unpacked_window(None, legacy)):
+        other = Engine(load())
+        other.set_profile("13700000001", s.profile)
+        other.restore("13700000001", stored)
+        restored = other.lines["13700000001"]
+        assert [list(i) for i in restored.out] == [list(i) for i in s.out] and len(restored.hour_items()) == len(hour)
+        for w, r in ((s.h1, restored.h1), (s.d1, restored.d1)):
+            assert (w.n, w.new, w.remote, w.unanswered, w.callbacks, w.duration, w.peers) == (
+                r.n, r.new, r.remote, r.unanswered, r.callbacks, r.duration, r.peers
+            )  # fmt: skip
+
+
+def test_the_day_window_forgets_what_is_older_than_a_day():
+    engine = Engine(load())
+    engine.set_profile("13700000002", Profile("44", date(2020, 1, 1)))
+    run(engine, [("13700000002", f"150{i % 53:08d}", "44", i * 20, 30) for i in range(150)])  # 50 hours
+    s = engine.lines["13700000002"]
+    last = max(t for t, *_ in s.out)
+    assert all(t > last - 86400 for t, *_ in s.out) and s.d1.head == 0  # older calls are gone from memory
+    day = s.out
+    assert s.d1.n == len(day) and set(s.d1.peers) == {peer for _, peer, _, _ in day}
+    assert s.h1.n == sum(1 for t, *_ in day if t > last - 3600) == len(s.hour_items())
 
 
 def test_a_scorecard_naming_an_unknown_feature_is_refused(tmp_path: pathlib.Path):
     bad = tmp_path / "card.yaml"
     text = (pathlib.Path(__file__).parents[2] / "services/scoring/scorecard.yaml").read_text()
-    bad.write_text(text.replace("calls_1h: \">=15\"", "calls_per_hour: \">=15\""))
+    bad.write_text(text.replace('calls_1h: ">=15"', 'calls_per_hour: ">=15"'))
     with pytest.raises(ValueError, match="calls_per_hour"):
         load(bad)
