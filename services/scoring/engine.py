@@ -47,7 +47,6 @@ class Peak:
 class Engine:
     def __init__(self, scorecard: Scorecard, track_peaks: bool = False) -> None:
         self.scorecard = scorecard
-        self.fired = scorecard.fired
         self.profiles: dict[str, Profile] = {}
         self.lines: dict[str, LineState] = {}
         self.cells: dict[str, int] = {}  # listed cell -> risk (2 elevated, 3 high)
@@ -117,10 +116,7 @@ class Engine:
         if peer in self.hot_numbers:
             flags |= HOT
         s.add_out(t, peer, flags, duration)
-        fired = self.fired(s, s.profile, s.last_t, self)
-        if not fired:
-            return None  # nothing against the line (most calls)
-        return self._assess(msisdn, s.profile, s, t, fired)
+        return self._assess(msisdn, s, t)
 
     def report(self, msisdn: str, t: int, source: int) -> Escalation | None:
         """A complaint (0 user report) or an authority's feed (1 national platform, 2 police) about a line."""
@@ -132,7 +128,7 @@ class Engine:
         s.expire(s.last_t)
         s.add_report(t, source)
         self.dirty.add(msisdn)
-        return self._assess(msisdn, profile, s, t)
+        return self._assess(msisdn, s, t)
 
     def _use_handset(self, imei: str, msisdn: str, t: int) -> None:
         users = self.handsets.get(imei)
@@ -149,29 +145,27 @@ class Engine:
         week_ago = s.last_t - WEEK
         return sum(1 for seen in users.values() if seen > week_ago)
 
-    def _features(self, profile: Profile, s: LineState) -> dict[str, float]:
-        return features(s, profile, s.last_t, self)
+    def _features(self, s: LineState) -> dict[str, float]:
+        return features(s, s.profile, s.last_t, self)
 
-    def _assess(self, msisdn: str, profile: Profile, s: LineState, t: int,
-                fired: tuple[int, ...] | None = None) -> Escalation | None:  # fmt: skip
+    def _assess(self, msisdn: str, s: LineState, t: int) -> Escalation | None:
         card = self.scorecard
-        if fired is None:
-            fired = card.fired(s, profile, s.last_t, self)
-        if not card.any_positive(fired):
-            return None  # nothing against the line: low, no action, nothing to remember
+        fired = card.fired(s, s.profile, s.last_t, self)
+        if not fired:
+            return None  # nothing against the line (most calls): low, no action, nothing to remember
         sc = card.score(fired)
         action = sc.action
         cleared = self.cleared.get(msisdn)
         if action and cleared and self.scorecard.positive_codes(sc) <= cleared:
             action = 0  # the holder was verified against exactly this pattern: no new evidence
         if self.peaks is not None:
-            self._track(msisdn, profile, s, sc, action, t)
+            self._track(msisdn, s, sc, action, t)
         if action == 0 or action <= self.acted.get(msisdn, 0):
             return None
         self.acted[msisdn] = action
-        return Escalation(msisdn, card.explain(sc, self._features(profile, s), action), t)
+        return Escalation(msisdn, card.explain(sc, self._features(s), action), t)
 
-    def _track(self, msisdn: str, profile: Profile, s: LineState, sc: Score, action: int, t: int) -> None:
+    def _track(self, msisdn: str, s: LineState, sc: Score, action: int, t: int) -> None:
         pk = self.peaks.get(msisdn)  # type: ignore[union-attr]
         if pk is None:
             pk = self.peaks[msisdn] = Peak()  # type: ignore[index]
@@ -179,7 +173,7 @@ class Engine:
             pk.level, pk.score = sc.level, sc.score
         if action > pk.action:
             pk.action = action
-            pk.assessment = self.scorecard.explain(sc, self._features(profile, s), action)
+            pk.assessment = self.scorecard.explain(sc, self._features(s), action)
             if pk.acted_at is None:
                 pk.acted_at = t
                 pk.outgoing_before_action = s.out_total
@@ -190,7 +184,7 @@ class Engine:
         if profile is None:
             return None
         s = self.lines.get(msisdn) or LineState(profile)
-        f = self._features(profile, s)
+        f = self._features(s)
         card = self.scorecard
         return card.explain(card.score(card.fired_all(s, profile, s.last_t, self)), f), f, s.last_t
 
@@ -207,8 +201,7 @@ class Engine:
 
     def snapshot(self, msisdn: str) -> list:
         """The line's windows and case memory as plain data: [*LineState.snapshot(), acted, cleared codes]."""
-        s = self.lines.get(msisdn) or LineState(self.profiles[msisdn])
-        return [*s.snapshot(), self.acted.get(msisdn, 0), sorted(self.cleared.get(msisdn, ()))]
+        return [*self.lines[msisdn].snapshot(), self.acted.get(msisdn, 0), sorted(self.cleared.get(msisdn, ()))]
 
     def restore(self, msisdn: str, snap: list) -> None:
         profile = self.profiles.get(msisdn)

@@ -163,26 +163,11 @@ class LineState:
         self.out_total += 1
         self.out.append((t, peer, flags, duration))
         callers = self.callers
-        for w in (self.h1, self.d1):  # Window.add and Window._count inlined: this runs for every call out
+        for w in (self.h1, self.d1):
             w.n += 1
             if flags:
-                if flags & SMS:
-                    w.sms += 1
-                else:
-                    w.duration += duration
-                    if flags & UNANSWERED:
-                        w.unanswered += 1
-                if flags & NEW:
-                    w.new += 1
-                if flags & REMOTE:
-                    w.remote += 1
-                if flags & NIGHT:
-                    w.night += 1
-                if flags & INTL:
-                    w.intl += 1
-                if flags & HOT:
-                    w.hot += 1
-            else:
+                w._count(flags, duration, 1)
+            else:  # the common case: a known local peer, answered, by day
                 w.duration += duration
             peers = w.peers
             seen = peers.get(peer, 0)
@@ -232,9 +217,6 @@ class LineState:
         self.reports.append((t, source))
         self.authority += source > 0
         self.expire_at = min(self.expire_at, t + MONTH)
-
-    def hour_items(self) -> list[tuple[int, str, int, int]]:
-        return self.out[self.h1.head :]
 
     def expire(self, now: int) -> None:
         out, h, d = self.out, self.h1, self.d1

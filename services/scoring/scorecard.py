@@ -70,10 +70,6 @@ class Scorecard:
         self.fired = _compile(self.rules, gated=True)
         # fired_all(...): every rule that holds, including those in the line's favour.
         self.fired_all = _compile(self.rules, gated=False)
-        self._positive = frozenset(i for i, r in enumerate(self.rules) if r.points > 0)
-
-    def any_positive(self, fired: tuple[int, ...]) -> bool:
-        return not self._positive.isdisjoint(fired)
 
     def score(self, fired: tuple[int, ...]) -> Score:
         points = max(0.0, sum(self.rules[i].points for i in fired))
