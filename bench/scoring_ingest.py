@@ -1,6 +1,6 @@
 """Scoring throughput and decision latency through the real gRPC stream, beside decode-only baselines.
 
-    .venv/bin/python bench/scoring_ingest.py [--lines 200000] [--cdrs 1000000] [--batch 2000]
+    .venv/bin/python bench/scoring_ingest.py [--lines 200000] [--warm 1000000] [--cdrs 1000000] [--batch 2000]
 
 Starts an embedded PostgreSQL and a Temporal dev server, the scoring service as its own process (as deployed),
 and two baselines in their own processes: the same stream decoded by protobuf with nothing else, and decoded
@@ -15,6 +15,7 @@ import os
 import pathlib
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -136,6 +137,17 @@ def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def start_profiler(pid: int) -> subprocess.Popen | None:
+    """BENCH_PYSPY=/path/to/py-spy samples the scoring process during the measured ingest (raw flamegraph text
+    in BENCH_PYSPY_OUT, default /tmp/scoring-profile.txt). py-spy is a developer tool, not a dependency."""
+    pyspy = os.environ.get("BENCH_PYSPY")
+    if not pyspy:
+        return None
+    out = os.environ.get("BENCH_PYSPY_OUT", "/tmp/scoring-profile.txt")
+    return subprocess.Popen([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", "100", "-f", "raw", "-o", out],
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+
+
 def wait_serving(port: int, timeout_s: float = 60) -> None:
     from stack.processes import grpc_serving, tcp_open
 
@@ -165,6 +177,7 @@ async def main() -> None:
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--cdrs", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--warm", type=int, default=1_000_000, help="CDRs ingested first, unmeasured (0: cold start)")
     ap.add_argument("--latency-rate", type=int, default=20_000, help="CDR/s offered in the latency phase")
     args = ap.parse_args()
 
@@ -180,6 +193,9 @@ async def main() -> None:
 
         print(f"generating {args.cdrs:,} CDRs over {args.lines:,} lines ...", flush=True)
         work = Workload(args.lines)
+        # The warm-up's 6 hours come first in event time: the measured CDRs find their lines known, with calls in
+        # their windows to expire and snapshots to write, as in a service that has been running.
+        warm_payloads = batches(work.cdrs(args.warm, span_s=6 * 3600), args.batch, scoring_pb2.IngestCdrsRequest)
         cdrs = work.cdrs(args.cdrs, span_s=6 * 3600)
         ingest_payloads = batches(cdrs, args.batch, scoring_pb2.IngestCdrsRequest)
         latency_payloads = batches(work.cdrs(args.latency_rate * 15, span_s=900), 500, scoring_pb2.ScoreCdrsRequest)
@@ -190,16 +206,22 @@ async def main() -> None:
         env = {**os.environ, "DATABASE_URL": dsn, "TEMPORAL_ADDRESS": target, "PSP_LINE_HASH_KEY": KEY,
                "PSP_CODEC_KEYS": keys, "PSP_CODEC_ACTIVE_KEY": "bench", "PSP_SCORING_ADDR": f"127.0.0.1:{port}",
                "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}"}  # fmt: skip
-        # BENCH_WRAP="py-spy record -o out.txt -f raw --" profiles the scoring process.
-        wrap = os.environ.get("BENCH_WRAP", "").split()
-        scoring = subprocess.Popen([*wrap, sys.executable, "-m", "services.scoring.server"], cwd=ROOT, env=env,
+        scoring = subprocess.Popen([sys.executable, "-m", "services.scoring.server"], cwd=ROOT, env=env,
                                    stdout=subprocess.DEVNULL, stderr=open(tmp / "scoring.log", "w"))  # fmt: skip
         procs.append(scoring)
         wait_serving(port)
         idle_rss = rss_mb(scoring.pid)
+        cold = None
+        if warm_payloads:
+            took, accepted = await stream_all(f"127.0.0.1:{port}", warm_payloads)
+            cold = accepted / took
         cpu0 = cpu_s(scoring.pid)
+        profiler = start_profiler(scoring.pid)
         took, accepted = await stream_all(f"127.0.0.1:{port}", ingest_payloads)
         busy = (cpu_s(scoring.pid) - cpu0) / took
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
         assert accepted == args.cdrs, accepted
         rate = args.cdrs / took
         busy_rss = rss_mb(scoring.pid)
@@ -219,8 +241,14 @@ async def main() -> None:
         p50 = statistics.median(lat_ms)
         p99 = lat_ms[int(len(lat_ms) * 0.99) - 1]
         print()
+        if cold is not None:
+            print(
+                f"cold start      {cold:>12,.0f} CDR/s   (the first {args.warm:,} CDRs: every line new to the engine)"
+            )
+        what = "sustained, lines known" if cold is not None else "cold start"
         print(
-            f"scoring ingest  {rate:>12,.0f} CDR/s   ({args.cdrs:,} CDRs, {args.lines:,} lines, batches of {args.batch})"
+            f"scoring ingest  {rate:>12,.0f} CDR/s   ({args.cdrs:,} CDRs, {what}, {args.lines:,} lines,"
+            f" batches of {args.batch})"
         )
         for name, brate in baselines.items():
             print(f"{name:<21} {brate:>10,.0f} CDR/s   ratio scoring/{name}: {rate / brate:.3f}")

@@ -24,6 +24,7 @@ class SnapshotWriter:
         self.pool = pool
         self.engine = engine
         self.hash_of = hash_of
+        self._hashes: dict[str, str] = {}  # a keyed hash costs microseconds; a line is written every interval
         self.interval_s = interval_s
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -36,7 +37,7 @@ class SnapshotWriter:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.flush()
-                self.engine.sweep()
+                self.sweep()
             except Exception:  # noqa: BLE001 - the lines stay dirty and are written next time
                 log.warning("window snapshot failed; will retry", exc_info=True)
 
@@ -50,7 +51,7 @@ class SnapshotWriter:
             for i in range(0, len(dirty), CHUNK):
                 chunk = dirty[i : i + CHUNK]
                 # Encoded at once: a snapshot shares the live windows, which the next batch will change.
-                rows = [(self.hash_of(m), *store.packed_window(engine.snapshot(m))) for m in chunk if m in engine.lines]
+                rows = [(self._hash(m), *store.packed_window(engine.snapshot(m))) for m in chunk if m in engine.lines]
                 try:
                     saved += await store.save_windows(self.pool, rows)
                 except BaseException:
@@ -59,6 +60,16 @@ class SnapshotWriter:
             if saved:
                 log.info("window snapshot: %d lines in %.2fs", saved, time.perf_counter() - t0)
             return saved
+
+    def _hash(self, msisdn: str) -> str:
+        h = self._hashes.get(msisdn)
+        if h is None:
+            h = self._hashes[msisdn] = self.hash_of(msisdn)
+        return h
+
+    def sweep(self) -> None:
+        for m in self.engine.sweep():
+            self._hashes.pop(m, None)
 
     async def stop(self) -> None:
         if self._task:

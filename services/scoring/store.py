@@ -126,9 +126,9 @@ async def record_outcome(conn: asyncpg.Connection, line_hash: str, case_id: str,
     )
 
 
-def packed_window(snap: list) -> tuple[bytes, datetime]:
-    """A line's snapshot (Engine.snapshot) as stored: MessagePack, and its latest event time."""
-    return msgpack.packb(snap), _ts(snap[0])
+def packed_window(snap: list) -> tuple[bytes, int]:
+    """A line's snapshot (Engine.snapshot) as stored: MessagePack, and its latest event time (epoch seconds)."""
+    return msgpack.packb(snap), snap[0]
 
 
 def unpacked_window(packed: bytes | None, state: str | None) -> list:
@@ -138,19 +138,19 @@ def unpacked_window(packed: bytes | None, state: str | None) -> list:
     return [*(old[k] for k in SNAPSHOT_FIELDS), old.get("acted", 0), old.get("cleared", [])]
 
 
-async def save_windows(pool: asyncpg.Pool, records: list[tuple[str, bytes, datetime]]) -> int:
-    """Upserts (line hash, packed window, event time) rows."""
+async def save_windows(pool: asyncpg.Pool, records: list[tuple[str, bytes, int]]) -> int:
+    """Upserts (line hash, packed window, event time in epoch seconds) rows."""
     if not records:
         return 0
     # COPY into a scratch table, then one upsert: tens of thousands of lines in well under a second.
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS windows_in (line_hash text, packed bytea, event_time timestamptz)"
+            "CREATE TEMP TABLE IF NOT EXISTS windows_in (line_hash text, packed bytea, epoch bigint)"
             " ON COMMIT DELETE ROWS"
         )
         await conn.copy_records_to_table("windows_in", records=records)
         await conn.execute(
-            "INSERT INTO line_windows (line_hash, packed, event_time) SELECT line_hash, packed, event_time"
+            "INSERT INTO line_windows (line_hash, packed, event_time) SELECT line_hash, packed, to_timestamp(epoch)"
             " FROM windows_in ON CONFLICT (line_hash) DO UPDATE SET packed = excluded.packed, state = NULL,"
             " event_time = excluded.event_time, saved_at = now()"
         )
