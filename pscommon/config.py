@@ -25,6 +25,12 @@ class Settings:
     smsc_port: int = field(default_factory=lambda: int(_env("PSP_SMSC_PORT", "2775")))
     smsc_system_id: str = field(default_factory=lambda: _env("PSP_SMSC_SYSTEM_ID", "psp-notify"))
     smsc_password: str = field(default_factory=lambda: _env("PSP_SMSC_PASSWORD", "psp-smsc"))
+    # The holder's mail provider (the aiosmtpd simulator locally).
+    smtp_host: str = field(default_factory=lambda: _env("PSP_SMTP_HOST", "127.0.0.1"))
+    smtp_port: int = field(default_factory=lambda: int(_env("PSP_SMTP_PORT", "2525")))
+    mail_from: str = field(default_factory=lambda: _env("PSP_MAIL_FROM", "notice@example-carrier.cn"))
+    # How notify reaches the holder: channel ladder and retry schedule (a file under services/notify/).
+    delivery_policy: str = field(default_factory=lambda: _env("PSP_DELIVERY_POLICY", "delivery"))
     # Keyed hash of MSISDNs: the same key everywhere, secret in production.
     line_hash_key: str = field(default_factory=lambda: _env("PSP_LINE_HASH_KEY", "local-development-key"))
     # Payload encryption keys "kid=base64key,kid2=..." and the id used to encrypt.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from carrier.hlr.v1 import hlr_pb2
@@ -18,9 +19,29 @@ class Handset:
 class Network:
     def __init__(self) -> None:
         self.handsets: dict[str, Handset] = {}
+        self._watchers: set[asyncio.Queue[tuple[str, Handset]]] = set()
 
     def handset(self, msisdn: str) -> Handset:
         return self.handsets.setdefault(msisdn, Handset())
+
+    def move(self, msisdn: str, location: int, country: str = "", visited_province: str = "") -> None:
+        """An attach, detach or roaming event: the handset's new location, told to every watcher."""
+        h = self.handset(msisdn)
+        h.location, h.country, h.visited_province = location, country, visited_province
+        for q in self._watchers:
+            q.put_nowait((msisdn, h))
+
+    def watch(self) -> asyncio.Queue[tuple[str, Handset]]:
+        q: asyncio.Queue[tuple[str, Handset]] = asyncio.Queue()
+        self._watchers.add(q)
+        return q
+
+    def unwatch(self, q: asyncio.Queue[tuple[str, Handset]]) -> None:
+        self._watchers.discard(q)
+
+    def reachable(self, msisdn: str) -> bool:
+        """Attached somewhere: a call rings, an app push arrives over data (unless data is barred)."""
+        return self.handset(msisdn).location != hlr_pb2.LOCATION_STATUS_ABSENT
 
     def sms_reachable(self, msisdn: str) -> tuple[bool, str]:
         """Whether an SMS to this handset lands now, and the receipt error when it does not."""

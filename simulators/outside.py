@@ -8,6 +8,7 @@ import grpc
 
 from carrier.hlr.v1 import hlr_pb2, hlr_pb2_grpc
 from carrier.idcheck.v1 import idcheck_pb2, idcheck_pb2_grpc
+from carrier.ivr.v1 import ivr_pb2, ivr_pb2_grpc
 from carrier.push.v1 import push_pb2, push_pb2_grpc
 from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.simulator.v1 import simulator_pb2, simulator_pb2_grpc
@@ -20,8 +21,9 @@ from simulators.network import Network
 class Registry(registry_pb2_grpc.RegistryServiceServicer):
     """Every province's BOSS registry; a line is known only to the registry of its home province."""
 
-    def __init__(self) -> None:
+    def __init__(self, push: PushGateway | None = None) -> None:
         self.by_province: dict[str, dict[str, registry_pb2.Subscriber]] = {}
+        self.push = push  # a holder who installed the app has a device behind the push token
 
     async def GetSubscriber(self, request, context):  # noqa: N802
         v = Violations()
@@ -51,6 +53,8 @@ class Registry(registry_pb2_grpc.RegistryServiceServicer):
         v.required(sub.holder_ref, "subscriber.holder_ref")
         v.raise_if_any()
         self.by_province.setdefault(sub.province, {})[sub.msisdn] = sub
+        if sub.push_token and self.push is not None:
+            self.push.register(sub.push_token, sub.msisdn)
         return registry_pb2.RegisterSubscriberResponse(subscriber=sub)
 
     async def CheckProvinceCode(self, request, context):  # noqa: N802
@@ -87,16 +91,82 @@ class Hlr(hlr_pb2_grpc.HlrServiceServicer):
         return hlr_pb2.GetLocationResponse(status=h.location, country=h.country, visited_province=h.visited_province)
 
     async def SetLocation(self, request, context):  # noqa: N802
-        h = self.network.handset(request.msisdn)
-        h.location, h.country, h.visited_province = request.status, request.country, request.visited_province
+        v = Violations()
+        v.msisdn(request.msisdn)
+        v.enum(request.status, "status", set(hlr_pb2.LocationStatus.values()) - {0})
+        v.raise_if_any()
+        self.network.move(request.msisdn, request.status, request.country, request.visited_province)
         return hlr_pb2.SetLocationResponse()
+
+    async def WatchLocations(self, request, context):  # noqa: N802
+        q = self.network.watch()
+        try:
+            while True:
+                msisdn, h = await q.get()
+                yield hlr_pb2.WatchLocationsResponse(
+                    msisdn=msisdn, status=h.location, country=h.country, visited_province=h.visited_province
+                )
+        finally:
+            self.network.unwatch(q)
 
 
 class PushGateway(push_pb2_grpc.PushGatewayServiceServicer):
+    """The app's push gateway: a device acknowledges a push when it has a data connection."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.devices: dict[str, str] = {}  # push token -> line of the device holding the app
+        self.sent: dict[str, push_pb2.SendPushResponse] = {}  # by request_id: a repeat is not pushed again
+        self.pushes = 0  # pushes actually sent to devices, for tests
+
+    def register(self, token: str, msisdn: str) -> None:
+        self.devices[token] = msisdn
+
     async def SendPush(self, request, context):  # noqa: N802
-        if not request.push_token:
+        v = Violations()
+        v.request_id(request.request_id)
+        v.required(request.push_token, "push_token")
+        v.raise_if_any()
+        if request.request_id in self.sent:
+            return self.sent[request.request_id]
+        msisdn = self.devices.get(request.push_token)
+        if msisdn is None:
             raise not_found("device for this push token", "UNKNOWN_PUSH_TOKEN")
-        return push_pb2.SendPushResponse(message_id=uuid.uuid4().hex, delivered=True)
+        h = self.network.handset(msisdn)
+        self.pushes += 1
+        resp = push_pb2.SendPushResponse(
+            message_id=uuid.uuid4().hex, delivered=self.network.reachable(msisdn) and not h.barring.data
+        )
+        self.sent[request.request_id] = resp
+        return resp
+
+
+class Ivr(ivr_pb2_grpc.IvrServiceServicer):
+    """Outbound voice calls: a reachable handset answers unless told otherwise (`no_answer`)."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.no_answer: set[str] = set()  # lines whose holder does not pick up
+        self.calls: dict[str, ivr_pb2.PlaceCallResponse] = {}
+
+    async def PlaceCall(self, request, context):  # noqa: N802
+        v = Violations()
+        v.request_id(request.request_id)
+        v.msisdn(request.msisdn)
+        v.required(request.script, "script")
+        v.raise_if_any()
+        if request.request_id in self.calls:
+            return self.calls[request.request_id]
+        h = self.network.handset(request.msisdn)
+        if not self.network.reachable(request.msisdn) or h.barring.incoming_voice:
+            outcome = ivr_pb2.CALL_OUTCOME_UNREACHABLE
+        elif request.msisdn in self.no_answer:
+            outcome = ivr_pb2.CALL_OUTCOME_NO_ANSWER
+        else:
+            outcome = ivr_pb2.CALL_OUTCOME_ANSWERED
+        resp = ivr_pb2.PlaceCallResponse(call_id=uuid.uuid4().hex, outcome=outcome)
+        self.calls[request.request_id] = resp
+        return resp
 
 
 class IdentityCheck(idcheck_pb2_grpc.IdentityCheckServiceServicer):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from carrier.hlr.v1 import hlr_pb2_grpc
 from carrier.idcheck.v1 import idcheck_pb2_grpc
+from carrier.ivr.v1 import ivr_pb2_grpc
 from carrier.push.v1 import push_pb2_grpc
 from carrier.registry.v1 import registry_pb2_grpc
 from carrier.simulator.v1 import simulator_pb2_grpc
 from pscommon import grpc_server
 from pscommon.config import Settings
 from simulators.faults import FaultInterceptor, Faults
+from simulators.mail import MailServer
 from simulators.network import Network
-from simulators.outside import FaultInjection, Hlr, IdentityCheck, PushGateway, Registry
+from simulators.outside import FaultInjection, Hlr, IdentityCheck, Ivr, PushGateway, Registry
 from simulators.smsc import Smsc
 
 
@@ -19,22 +21,27 @@ class Simulators:
     def __init__(self) -> None:
         self.network = Network()
         self.faults = Faults()
-        self.registry = Registry()
+        self.push = PushGateway(self.network)
+        self.registry = Registry(self.push)
         self.hlr = Hlr(self.network)
+        self.ivr = Ivr(self.network)
         self.smsc: Smsc | None = None
+        self.mail: MailServer | None = None
         self.grpc: grpc_server.GrpcService | None = None
 
-    async def start(self, cfg: Settings, grpc_port: int, smsc_port: int) -> None:
+    async def start(self, cfg: Settings, grpc_port: int, smsc_port: int, smtp_port: int | None = None) -> None:
         def register(server):
             registry_pb2_grpc.add_RegistryServiceServicer_to_server(self.registry, server)
             hlr_pb2_grpc.add_HlrServiceServicer_to_server(self.hlr, server)
-            push_pb2_grpc.add_PushGatewayServiceServicer_to_server(PushGateway(), server)
+            push_pb2_grpc.add_PushGatewayServiceServicer_to_server(self.push, server)
+            ivr_pb2_grpc.add_IvrServiceServicer_to_server(self.ivr, server)
             idcheck_pb2_grpc.add_IdentityCheckServiceServicer_to_server(IdentityCheck(), server)
             simulator_pb2_grpc.add_FaultInjectionServiceServicer_to_server(FaultInjection(self.faults), server)
             return [
                 "carrier.registry.v1.RegistryService",
                 "carrier.hlr.v1.HlrService",
                 "carrier.push.v1.PushGatewayService",
+                "carrier.ivr.v1.IvrService",
                 "carrier.idcheck.v1.IdentityCheckService",
                 "carrier.simulator.v1.FaultInjectionService",
             ]
@@ -45,6 +52,9 @@ class Simulators:
         self.smsc = Smsc(cfg.smsc_host, smsc_port, self.network, self.faults)
         await self.smsc.start()
         self.grpc.on_stop.append(self.smsc.stop)
+        self.mail = MailServer(cfg.smtp_host, cfg.smtp_port if smtp_port is None else smtp_port, self.faults)
+        await self.mail.start()
+        self.grpc.on_stop.append(self.mail.stop)
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:

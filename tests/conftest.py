@@ -73,6 +73,7 @@ async def stack(database_server: str) -> AsyncIterator[Stack]:
         codec_keys=codec.new_key_spec("test-1"),
         codec_active_key="test-1",
         smsc_port=free_port(),
+        smtp_port=free_port(),
         case_policy="default",
     )
     client = await temporal.connect(cfg)

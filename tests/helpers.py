@@ -15,13 +15,29 @@ def rid() -> str:
 
 
 async def register_line(
-    cfg, msisdn: str, province: str, holder_ref: str, opened_at: str = "2026-10-01", enterprise: str = ""
+    cfg,
+    msisdn: str,
+    province: str,
+    holder_ref: str,
+    opened_at: str = "2026-10-01",
+    enterprise: str = "",
+    *,
+    email: str = "",
+    push_token: str = "",
+    alternate_contact: str = "",
 ) -> None:
     await registry_pb2_grpc.RegistryServiceStub(channel(cfg.simulators_addr)).RegisterSubscriber(
         registry_pb2.RegisterSubscriberRequest(
             request_id=rid(),
             subscriber=registry_pb2.Subscriber(
-                msisdn=msisdn, province=province, holder_ref=holder_ref, opened_at=opened_at, language="zh"
+                msisdn=msisdn,
+                province=province,
+                holder_ref=holder_ref,
+                opened_at=opened_at,
+                language="zh",
+                email=email,
+                push_token=push_token,
+                alternate_contact=alternate_contact,
             ),
         )
     )

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import yaml
 
-_DURATION_RE = re.compile(r"^(\d+)([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from pscommon.durations import seconds
+
 POLICY_DIR = pathlib.Path(__file__).with_name("policies")
 
 
@@ -19,13 +19,6 @@ class CasePolicy:
     grace_s: dict[str, int]
     reminder_every_s: int
     verification_window_s: int
-
-
-def seconds(text: str) -> int:
-    m = _DURATION_RE.match(str(text).strip())
-    if m is None:
-        raise ValueError(f"bad duration {text!r}: use e.g. 30s, 15m, 24h, 7d")
-    return int(m[1]) * _UNIT_S[m[2]]
 
 
 def load(name: str) -> CasePolicy:

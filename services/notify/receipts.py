@@ -10,6 +10,8 @@ _RECEIPT_RE = re.compile(r"id:(?P<id>\S+).*?stat:(?P<stat>[A-Z]+)(?:.*?err:(?P<e
 # Final states; ENROUTE/ACCEPTD are intermediate.
 DELIVERED_STATS = {"DELIVRD"}
 FAILED_STATS = {"UNDELIV", "EXPIRED", "REJECTD", "DELETED", "UNKNOWN"}
+# Network error codes in receipts that mean "absent subscriber" (MAP error 27 as the SMSC reports it here).
+ABSENT_ERRS = {"001", "027"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,15 @@ class Receipt:
     @property
     def outcome(self) -> str:
         return "delivered" if self.delivered else self.stat.lower()
+
+    @property
+    def error_class(self) -> str:
+        """Why it did not land, as the retry schedule knows it (SMPP 3.4 Appendix B stats, GSM 03.40 errors)."""
+        if self.stat == "EXPIRED" or (self.stat == "UNDELIV" and self.err in ABSENT_ERRS):
+            return "absent"  # the handset never came back within the validity period, or is detached
+        if self.stat in ("UNDELIV", "REJECTD"):
+            return "permanent"  # barred, unknown subscriber, refused by the network
+        return "temporary"
 
 
 def parse_receipt(text: bytes) -> Receipt | None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -15,24 +14,36 @@ from pscommon.config import Settings
 from pscommon.errors import not_found
 from pscommon.identity import line_hash, mask
 from pscommon.validation import Violations
-from services.notify import store
+from services.notify import policy, store
+from services.notify.channels import Channels
+from services.notify.dispatcher import Dispatcher
+from services.notify.policy import DeliveryPolicy
 from services.notify.receipts import Receipt
-from services.notify.smpp_link import SmppLink, SubmitRefused
+from services.notify.smpp_link import SmppLink
 from services.notify.templates import Content, render
 
-log = logging.getLogger(__name__)
 SERVICE = "carrier.notify.v1.NotifyService"
 TEMPLATES = set(notify_pb2.Template.values()) - {notify_pb2.TEMPLATE_UNSPECIFIED}
 
 
 class Notify(notify_pb2_grpc.NotifyServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, cfg: Settings, link: SmppLink) -> None:
+    def __init__(self, pool: asyncpg.Pool, cfg: Settings, delivery: DeliveryPolicy) -> None:
         self.pool = pool
         self.cfg = cfg
-        self.link = link
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._dispatching = asyncio.Lock()
+        self.delivery = delivery
+        self.dispatcher: Dispatcher | None = None
         self._outcomes = asyncio.Condition()
+        self._changed: asyncio.Task[None] | None = None
+
+    def changed(self) -> None:
+        """Something about some notification changed: long-polls look again."""
+
+        async def tell() -> None:
+            async with self._outcomes:
+                self._outcomes.notify_all()
+
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.create_task(tell())
 
     async def SendNotification(self, request, context):  # noqa: N802
         v = Violations()
@@ -52,6 +63,8 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
                 reasons=[r.text_zh if zh else r.text_en for r in request.reasons],
                 deadline=request.deadline.ToDatetime(tzinfo=UTC) if request.HasField("deadline") else None,
                 next_step=request.next_step_zh if zh else request.next_step_en,
+                pending_action=request.pending_action,
+                line_state=request.line_state,
             ),
         )
 
@@ -65,6 +78,8 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
                 template=request.template,
                 language=request.language,
                 body=body,
+                policy_version=self.delivery.version,
+                give_up_at=datetime.now(UTC) + timedelta(seconds=self.delivery.give_up_after_s),
             )
             return notify_pb2.SendNotificationResponse(
                 notification_id=str(nid), status=notify_pb2.DELIVERY_STATUS_PENDING
@@ -73,40 +88,18 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         resp = await idempotency.once(
             self.pool, "SendNotification", request.request_id, request, notify_pb2.SendNotificationResponse, work
         )
-        self.dispatch_unsent()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
         return resp
 
-    def dispatch_unsent(self) -> None:
-        task = asyncio.create_task(self._dispatch_unsent())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _dispatch_unsent(self) -> None:
-        async with self._dispatching:  # one dispatcher at a time, so nothing is submitted twice
-            await self._dispatch_locked()
-        async with self._outcomes:
-            self._outcomes.notify_all()
-
-    async def _dispatch_locked(self) -> None:
-        for n in await store.unsent(self.pool):
-            try:
-                message_id = await self.link.submit(n["msisdn"], n["body"])
-            except SubmitRefused as refused:
-                await store.record_refused(self.pool, n["notification_id"], notify_pb2.CHANNEL_SMS, str(refused))
-                continue
-            except (TimeoutError, OSError) as err:
-                log.warning("SMS submit failed (%s); will retry on the next dispatch", type(err).__name__)
-                return
-            await store.record_submitted(self.pool, n["notification_id"], message_id)
-
     async def on_receipt(self, receipt: Receipt) -> None:
-        await store.record_receipt(self.pool, receipt)
-        async with self._outcomes:
-            self._outcomes.notify_all()
+        if await store.record_receipt(self.pool, receipt) is not None and self.dispatcher is not None:
+            self.dispatcher.wake()
+        self.changed()
 
     async def _wait_outcome(self, nid: uuid.UUID, wait_s: float):
         async def final():
-            # Read under the condition's lock, so a receipt recorded meanwhile cannot be missed.
+            # Read under the condition's lock, so a change recorded meanwhile cannot be missed.
             async with self._outcomes:
                 while True:
                     n, attempts = await store.get(self.pool, nid)
@@ -132,36 +125,52 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         wait = grpc_server.remaining(request.wait_for_outcome.ToTimedelta().total_seconds())
         if n["status"] == notify_pb2.DELIVERY_STATUS_PENDING and request.HasField("wait_for_outcome") and wait > 0:
             n, attempts = await self._wait_outcome(nid, wait)
-        resp = notify_pb2.GetNotificationResponse(
-            notification_id=str(n["notification_id"]),
-            status=n["status"],
-            delivered_channel=n["delivered_channel"],
-            case_id=n["case_id"],
-            template=n["template"],
+        return notification_pb(n, attempts)
+
+
+def notification_pb(n: asyncpg.Record, attempts: list[asyncpg.Record]) -> notify_pb2.GetNotificationResponse:
+    resp = notify_pb2.GetNotificationResponse(
+        notification_id=str(n["notification_id"]),
+        status=n["status"],
+        delivered_channel=n["delivered_channel"],
+        case_id=n["case_id"],
+        template=n["template"],
+        location=n["location"],
+        country=n["country"],
+    )
+    if n["delivered_at"] is not None:
+        resp.delivered_at.FromDatetime(n["delivered_at"])
+    if n["status"] == notify_pb2.DELIVERY_STATUS_PENDING and n["due_at"] is not None:
+        resp.next_attempt_at.FromDatetime(n["due_at"])
+    for a in attempts:
+        pb = resp.attempts.add(
+            seq=a["seq"],
+            channel=a["channel"],
+            outcome=a["outcome"],
+            detail=a["detail"],
+            error_class=a["error_class"],
+            location=a["location"],
         )
-        if n["delivered_at"] is not None:
-            resp.delivered_at.FromDatetime(n["delivered_at"])
-        for a in attempts:
-            pb = resp.attempts.add(seq=a["seq"], channel=a["channel"], outcome=a["outcome"], detail=a["detail"])
-            pb.at.FromDatetime(a["at"])
-        return resp
+        pb.at.FromDatetime(a["at"])
+    return resp
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     pool = await db.connect(cfg.database_url, "notify")
-    servicer: Notify | None = None
-
-    async def on_receipt(receipt: Receipt) -> None:
-        assert servicer is not None
-        await servicer.on_receipt(receipt)
-
-    link = SmppLink(cfg.smsc_host, cfg.smsc_port, cfg.smsc_system_id, cfg.smsc_password, on_receipt)
-    servicer = Notify(pool, cfg, link)
+    delivery = policy.load(cfg.delivery_policy)
+    servicer = Notify(pool, cfg, delivery)
+    link = SmppLink(cfg.smsc_host, cfg.smsc_port, cfg.smsc_system_id, cfg.smsc_password, servicer.on_receipt)
     await link.start()
-    servicer.dispatch_unsent()
-
+    dispatcher = Dispatcher(pool, Channels(cfg, link), delivery, servicer.changed)
+    servicer.dispatcher = dispatcher
+    dispatcher.start()
     return await grpc_server.start_servicer(
-        "notify", port, notify_pb2_grpc.add_NotifyServiceServicer_to_server, servicer, SERVICE, [pool.close, link.stop]
+        "notify",
+        port,
+        notify_pb2_grpc.add_NotifyServiceServicer_to_server,
+        servicer,
+        SERVICE,
+        [pool.close, link.stop, dispatcher.stop],
     )
 
 

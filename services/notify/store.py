@@ -1,36 +1,242 @@
-"""SQL of the notify service."""
+"""SQL of the notify service: notifications, their channel tracks, every attempt, and SMSC receipts."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 
-from carrier.notify.v1.notify_pb2 import CHANNEL_SMS, DELIVERY_STATUS_DELIVERED, DELIVERY_STATUS_FAILED
+from carrier.notify.v1 import notify_pb2
+from services.notify.channels import Outcome
+from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, Track
 from services.notify.receipts import DELIVERED_STATS, FAILED_STATS, Receipt
+
+PENDING, DELIVERED_STATUS, FAILED_STATUS = (
+    notify_pb2.DELIVERY_STATUS_PENDING,
+    notify_pb2.DELIVERY_STATUS_DELIVERED,
+    notify_pb2.DELIVERY_STATUS_FAILED,
+)
+CHANNEL_IDS = {
+    "sms": notify_pb2.CHANNEL_SMS,
+    "push": notify_pb2.CHANNEL_PUSH,
+    "email": notify_pb2.CHANNEL_EMAIL,
+    "voice": notify_pb2.CHANNEL_VOICE,
+    "alternate_contact": notify_pb2.CHANNEL_ALTERNATE_CONTACT,
+}
+CHANNEL_NAMES = {v: k for k, v in CHANNEL_IDS.items()}
+CLASS_IDS = {
+    "": 0,
+    "temporary": notify_pb2.ERROR_CLASS_TEMPORARY,
+    "absent": notify_pb2.ERROR_CLASS_ABSENT,
+    "permanent": notify_pb2.ERROR_CLASS_PERMANENT,
+}
+CLASS_NAMES = {v: k for k, v in CLASS_IDS.items()}
 
 
 async def create_notification(conn: asyncpg.Connection, **fields: object) -> uuid.UUID:
     nid = uuid.uuid4()
     cols = ", ".join(fields)
-    params = ", ".join(f"${i}" for i in range(2, len(fields) + 2))
+    params = ", ".join(f"${i}" for i in range(3, len(fields) + 3))
     await conn.execute(
-        f"INSERT INTO notifications (notification_id, status, {cols}) VALUES ($1, 1, {params})", nid, *fields.values()
+        f"INSERT INTO notifications (notification_id, status, due_at, {cols}) VALUES ($1, $2, now(), {params})",
+        nid,
+        PENDING,
+        *fields.values(),
     )
     return nid
 
 
-async def unsent(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    """Notifications accepted but never handed to a channel (e.g. the service stopped in between)."""
+async def claim_due(pool: asyncpg.Pool, owner: str, lease_s: float, limit: int) -> list[asyncpg.Record]:
+    """Takes up to `limit` notifications that are due, or whose dispatcher's lease ran out (it died mid-step).
+
+    While leased, due_at is NULL: a receipt that lands meanwhile sets it, and `release` keeps the earlier time.
+    """
     return await pool.fetch(
-        "SELECT n.* FROM notifications n WHERE n.status = 1"
-        " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.notification_id = n.notification_id)"
-        " ORDER BY created_at"
+        "UPDATE notifications SET lease_owner = $1, lease_until = now() + make_interval(secs => $2), due_at = NULL"
+        " WHERE notification_id IN (SELECT notification_id FROM notifications WHERE status = 1"
+        " AND ((due_at <= now() AND lease_until IS NULL) OR lease_until < now())"
+        " ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
+        owner,
+        lease_s,
+        limit,
     )
 
 
-async def _next_seq(conn: asyncpg.Connection, nid: uuid.UUID) -> int:
-    return await conn.fetchval("SELECT coalesce(max(seq), 0) + 1 FROM attempts WHERE notification_id = $1", nid)
+async def next_due(pool: asyncpg.Pool) -> datetime | None:
+    return await pool.fetchval(
+        "SELECT least(min(due_at) FILTER (WHERE lease_until IS NULL), min(lease_until)) FROM notifications"
+        " WHERE status = 1"
+    )
+
+
+async def release(pool: asyncpg.Pool, nid: uuid.UUID, owner: str, due_at: datetime | None) -> None:
+    await pool.execute(
+        "UPDATE notifications SET lease_owner = NULL, lease_until = NULL,"
+        " due_at = CASE WHEN status = 1 THEN least(due_at, $3) END"
+        " WHERE notification_id = $1 AND lease_owner = $2",
+        nid,
+        owner,
+        due_at,
+    )
+
+
+async def release_all(pool: asyncpg.Pool, owner: str) -> None:
+    """On the way out: what this dispatcher held is due again for whoever runs next."""
+    await pool.execute(
+        "UPDATE notifications SET lease_owner = NULL, lease_until = NULL, due_at = now()"
+        " WHERE lease_owner = $1 AND status = 1",
+        owner,
+    )
+
+
+async def tracks(pool: asyncpg.Pool, nid: uuid.UUID) -> tuple[dict[str, Track], dict[str, str]]:
+    """The channel tracks, and for tracks in flight the outcome of their latest attempt."""
+    rows = await pool.fetch(
+        "SELECT t.*, a.outcome AS last_outcome FROM channel_tracks t"
+        " LEFT JOIN attempts a ON a.notification_id = t.notification_id AND a.seq = t.last_seq"
+        " WHERE t.notification_id = $1",
+        nid,
+    )
+    out = {}
+    last = {}
+    for r in rows:
+        name = CHANNEL_NAMES[r["channel"]]
+        out[name] = Track(name, r["tries"], r["state"], CLASS_NAMES[r["error_class"]], r["retry_at"], r["sent_at"])
+        last[name] = r["last_outcome"] or ""
+    return out, last
+
+
+async def save_track(conn: asyncpg.Connection, nid: uuid.UUID, t: Track, last_seq: int | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO channel_tracks (notification_id, channel, tries, state, error_class, retry_at, sent_at, last_seq)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 0)) ON CONFLICT (notification_id, channel) DO UPDATE SET"
+        " tries = excluded.tries, state = excluded.state, error_class = excluded.error_class,"
+        " retry_at = excluded.retry_at, sent_at = excluded.sent_at,"
+        " last_seq = coalesce($8, channel_tracks.last_seq)",
+        nid,
+        CHANNEL_IDS[t.channel],
+        t.tries,
+        t.state,
+        CLASS_IDS[t.error_class],
+        t.retry_at,
+        t.sent_at,
+        last_seq,
+    )
+
+
+async def begin_attempt(pool: asyncpg.Pool, nid: uuid.UUID, t: Track, location: str) -> int:
+    """Writes the attempt as 'sending' before anything leaves: after a crash it is known, and never resent."""
+    async with pool.acquire() as conn, conn.transaction():
+        seq = await conn.fetchval("SELECT coalesce(max(seq), 0) + 1 FROM attempts WHERE notification_id = $1", nid)
+        await conn.execute(
+            "INSERT INTO attempts (notification_id, seq, channel, outcome, location) VALUES ($1, $2, $3, 'sending', $4)",
+            nid,
+            seq,
+            CHANNEL_IDS[t.channel],
+            location,
+        )
+        await save_track(conn, nid, t, seq)
+    return seq
+
+
+async def finish_attempt(pool: asyncpg.Pool, nid: uuid.UUID, seq: int, t: Track, out: Outcome) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        if out.smsc_message_id:
+            await _lock_message(conn, out.smsc_message_id)
+        await conn.execute(
+            "UPDATE attempts SET outcome = $3, detail = $4, error_class = $5, smsc_message_id = $6, at = now()"
+            " WHERE notification_id = $1 AND seq = $2",
+            nid,
+            seq,
+            out.outcome,
+            out.detail,
+            CLASS_IDS[out.error_class],
+            out.smsc_message_id,
+        )
+        await save_track(conn, nid, t)
+        if t.state == DELIVERED:
+            await _delivered(conn, nid, t.channel)
+        if out.smsc_message_id:
+            await _apply_receipt(conn, out.smsc_message_id)
+
+
+async def interrupted(pool: asyncpg.Pool, nid: uuid.UUID, t: Track) -> None:
+    """An attempt left 'sending' by a dispatcher that stopped: it may or may not have gone out. It is closed as
+    interrupted (never resent as the same attempt); the channel is retried as a new attempt on schedule."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE attempts SET outcome = 'interrupted', error_class = $3, at = now(),"
+            " detail = 'the dispatcher stopped while sending; outcome unknown'"
+            " WHERE notification_id = $1 AND seq = (SELECT last_seq FROM channel_tracks"
+            " WHERE notification_id = $1 AND channel = $2) AND outcome = 'sending'",
+            nid,
+            CHANNEL_IDS[t.channel],
+            CLASS_IDS["temporary"],
+        )
+        await save_track(conn, nid, t)
+
+
+async def receipt_overdue(pool: asyncpg.Pool, nid: uuid.UUID, t: Track, timeout_s: int) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE attempts SET outcome = 'no_receipt', error_class = $3,"
+            " detail = detail || format('; no final receipt within %s s', $4::int)"
+            " WHERE notification_id = $1 AND seq = (SELECT last_seq FROM channel_tracks"
+            " WHERE notification_id = $1 AND channel = $2) AND outcome = 'submitted'",
+            nid,
+            CHANNEL_IDS[t.channel],
+            CLASS_IDS["temporary"],
+            timeout_s,
+        )
+        await save_track(conn, nid, t)
+
+
+async def set_location(pool: asyncpg.Pool, nid: uuid.UUID, location: str, country: str) -> None:
+    await pool.execute(
+        "UPDATE notifications SET location = $2, country = $3 WHERE notification_id = $1", nid, location, country
+    )
+
+
+async def give_up(pool: asyncpg.Pool, nid: uuid.UUID) -> None:
+    await pool.execute(
+        "UPDATE notifications SET status = $2, due_at = NULL WHERE notification_id = $1 AND status = 1",
+        nid,
+        FAILED_STATUS,
+    )
+
+
+async def reattached(pool: asyncpg.Pool, msisdn: str) -> int:
+    """The handset is back on the network: its channels that failed as absent are due now."""
+    async with pool.acquire() as conn, conn.transaction():
+        ids = [
+            r["notification_id"]
+            for r in await conn.fetch(
+                "SELECT notification_id FROM notifications WHERE msisdn = $1 AND status = 1 FOR UPDATE", msisdn
+            )
+        ]
+        if not ids:
+            return 0
+        await conn.execute(
+            "UPDATE channel_tracks SET retry_at = now() WHERE notification_id = ANY($1::uuid[]) AND state = $2"
+            " AND error_class = $3",
+            ids,
+            FAILED,
+            CLASS_IDS["absent"],
+        )
+        await conn.execute("UPDATE notifications SET due_at = now() WHERE notification_id = ANY($1::uuid[])", ids)
+        return len(ids)
+
+
+async def _delivered(conn: asyncpg.Connection, nid: uuid.UUID, channel: str) -> None:
+    # A late receipt can still turn a notification marked for manual outreach into a delivered one.
+    await conn.execute(
+        "UPDATE notifications SET status = $2, delivered_channel = $3, delivered_at = now(), due_at = NULL"
+        " WHERE notification_id = $1 AND status <> $2",
+        nid,
+        DELIVERED_STATUS,
+        CHANNEL_IDS[channel],
+    )
 
 
 async def _lock_message(conn: asyncpg.Connection, message_id: str) -> None:
@@ -38,66 +244,48 @@ async def _lock_message(conn: asyncpg.Connection, message_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", message_id)
 
 
-async def _match(conn: asyncpg.Connection, message_id: str) -> None:
-    attempt = await conn.fetchrow(
+async def _apply_receipt(conn: asyncpg.Connection, message_id: str) -> tuple[uuid.UUID, str] | None:
+    """Matches a stored final receipt to its attempt; returns (notification, channel) when it changed a track."""
+    row = await conn.fetchrow(
         "UPDATE attempts a SET outcome = CASE WHEN r.stat = ANY($2::text[]) THEN 'delivered' ELSE lower(r.stat) END,"
-        " detail = 'stat:' || r.stat || ' err:' || r.err, at = r.received_at"
+        " detail = a.detail || '; stat:' || r.stat || ' err:' || r.err, at = r.received_at"
         " FROM receipts r WHERE a.smsc_message_id = $1 AND r.smsc_message_id = $1 AND a.outcome = 'submitted'"
-        " AND r.stat = ANY($3::text[]) RETURNING a.notification_id, a.outcome, a.at",
+        " AND r.stat = ANY($3::text[]) RETURNING a.notification_id, a.seq, a.channel, r.stat, r.err",
         message_id,
         list(DELIVERED_STATS),
         list(DELIVERED_STATS | FAILED_STATS),
     )
-    if attempt is None:
-        return
-    if attempt["outcome"] == "delivered":
+    if row is None:
+        return None
+    nid, channel = row["notification_id"], CHANNEL_NAMES[row["channel"]]
+    receipt = Receipt(message_id, row["stat"], row["err"])
+    if receipt.delivered:
         await conn.execute(
-            "UPDATE notifications SET status = $2, delivered_channel = $3, delivered_at = $4"
-            " WHERE notification_id = $1 AND status <> $2",
-            attempt["notification_id"],
-            DELIVERY_STATUS_DELIVERED,
-            CHANNEL_SMS,
-            attempt["at"],
-        )
-    else:
-        await conn.execute(
-            "UPDATE notifications SET status = $2 WHERE notification_id = $1 AND status = 1",
-            attempt["notification_id"],
-            DELIVERY_STATUS_FAILED,
-        )
-
-
-async def record_submitted(pool: asyncpg.Pool, nid: uuid.UUID, message_id: str) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await _lock_message(conn, message_id)
-        await conn.execute(
-            "INSERT INTO attempts (notification_id, seq, channel, outcome, detail, smsc_message_id)"
-            " VALUES ($1, $2, $3, 'submitted', '', $4)",
+            "UPDATE channel_tracks SET state = $3, sent_at = NULL WHERE notification_id = $1 AND channel = $2",
             nid,
-            await _next_seq(conn, nid),
-            CHANNEL_SMS,
-            message_id,
+            row["channel"],
+            DELIVERED,
         )
-        await _match(conn, message_id)
+        await _delivered(conn, nid, channel)
+        return nid, channel
+    await conn.execute("UPDATE attempts SET error_class = $3 WHERE notification_id = $1 AND seq = $2",
+                       nid, row["seq"], CLASS_IDS[receipt.error_class])  # fmt: skip
+    # Only the channel's latest attempt decides its track; the dispatcher works out the retry when it is due.
+    changed = await conn.fetchval(
+        "UPDATE channel_tracks SET state = 'receipt_failed', error_class = $4 WHERE notification_id = $1"
+        " AND channel = $2 AND last_seq = $3 AND state = $5 RETURNING 1",
+        nid,
+        row["channel"],
+        row["seq"],
+        CLASS_IDS[receipt.error_class],
+        IN_FLIGHT,
+    )
+    if changed:
+        await conn.execute("UPDATE notifications SET due_at = now() WHERE notification_id = $1 AND status = 1", nid)
+    return nid, channel
 
 
-async def record_refused(pool: asyncpg.Pool, nid: uuid.UUID, channel: int, detail: str) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO attempts (notification_id, seq, channel, outcome, detail) VALUES ($1, $2, $3, 'rejected', $4)",
-            nid,
-            await _next_seq(conn, nid),
-            channel,
-            detail,
-        )
-        await conn.execute(
-            "UPDATE notifications SET status = $2 WHERE notification_id = $1 AND status = 1",
-            nid,
-            DELIVERY_STATUS_FAILED,
-        )
-
-
-async def record_receipt(pool: asyncpg.Pool, receipt: Receipt) -> None:
+async def record_receipt(pool: asyncpg.Pool, receipt: Receipt) -> tuple[uuid.UUID, str] | None:
     async with pool.acquire() as conn, conn.transaction():
         await _lock_message(conn, receipt.message_id)
         await conn.execute(
@@ -108,7 +296,7 @@ async def record_receipt(pool: asyncpg.Pool, receipt: Receipt) -> None:
             receipt.stat,
             receipt.err,
         )
-        await _match(conn, receipt.message_id)
+        return await _apply_receipt(conn, receipt.message_id)
 
 
 async def get(pool: asyncpg.Pool, nid: uuid.UUID) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:

@@ -1,10 +1,14 @@
-"""Messages a holder can act on, in Chinese and English: why, what happens next, by when, how to restore."""
+"""Messages a holder can act on, in Chinese and English: why, what happens next, by when, how to restore.
+
+Only the masked number appears; the reasons are the scoring engine's sentences, with their figures.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from carrier.common.v1.common_pb2 import Action, LineState
 from carrier.notify.v1.notify_pb2 import Template
 
 CHINA_TZ = timezone(timedelta(hours=8))
@@ -15,30 +19,80 @@ class Content:
     masked_msisdn: str
     reasons: list[str]  # sentences in the message's language
     deadline: datetime | None
-    next_step: str
+    next_step: str  # how to restore: the online link, or the hall and what to bring
+    pending_action: int = Action.ACTION_UNSPECIFIED  # a warning: what happens without verification
+    line_state: int = LineState.LINE_STATE_UNSPECIFIED  # a suspension notice: what is barred now
 
 
 _ZH = {
-    Template.TEMPLATE_WARNING: "【安全提醒】您的号码{m}近期使用异常：{r}。请于{d}前完成核验：{n}。逾期未核验，号码可能被限制或暂停使用。",
+    Template.TEMPLATE_WARNING: "【安全提醒】您的号码{m}近期使用异常：{r}。请于{d}前完成核验：{n}。逾期未核验，{c}。",
     Template.TEMPLATE_REMINDER: "【核验提醒】您的号码{m}尚未完成核验（{r}）。请于{d}前完成：{n}。",
-    Template.TEMPLATE_SUSPENDED: "【保护性停机】为保护您的权益，号码{m}已暂停部分或全部服务，原因：{r}。恢复方法：{n}。",
+    Template.TEMPLATE_SUSPENDED: "【保护性停机】为保护您的权益，{s}。原因：{r}。恢复方法：{n}。",
     Template.TEMPLATE_RESTORED: "【复机通知】您的号码{m}已完成核验并恢复正常使用。感谢您的配合。",
 }
 _EN = {
     Template.TEMPLATE_WARNING: "[Security notice] Unusual use of your number {m}: {r}. Please verify by {d}: {n}. "
-    "If not verified, the number may be restricted or suspended.",
+    "If not verified, {c}.",
     Template.TEMPLATE_REMINDER: "[Reminder] Your number {m} is not yet verified ({r}). Please verify by {d}: {n}.",
-    Template.TEMPLATE_SUSPENDED: "[Protective suspension] To protect you, services of {m} are restricted or suspended. "
-    "Why: {r}. To restore: {n}.",
+    Template.TEMPLATE_SUSPENDED: "[Protective suspension] To protect you, {s}. Why: {r}. To restore: {n}.",
     Template.TEMPLATE_RESTORED: "[Restored] Your number {m} has been verified and is back in service. Thank you.",
 }
+_SUBJECT = {
+    "zh": {
+        Template.TEMPLATE_WARNING: "号码安全提醒",
+        Template.TEMPLATE_REMINDER: "号码核验提醒",
+        Template.TEMPLATE_SUSPENDED: "号码保护性停机通知",
+        Template.TEMPLATE_RESTORED: "号码复机通知",
+    },
+    "en": {
+        Template.TEMPLATE_WARNING: "Security notice for your number",
+        Template.TEMPLATE_REMINDER: "Reminder: please verify your number",
+        Template.TEMPLATE_SUSPENDED: "Your number has been protectively suspended",
+        Template.TEMPLATE_RESTORED: "Your number is back in service",
+    },
+}
+# What happens to the line without verification (warning), by pending action.
+_CONSEQUENCE = {
+    "zh": {
+        Action.ACTION_RESTRICT: "号码将被限制呼出和发送短信（仍可接听来电、接收短信和使用数据）",
+        Action.ACTION_SUSPEND: "号码将被暂停全部服务",
+    },
+    "en": {
+        Action.ACTION_RESTRICT: "outgoing calls and SMS will be barred (you can still receive calls, SMS and use data)",
+        Action.ACTION_SUSPEND: "all services of the number will be suspended",
+    },
+}
+_CONSEQUENCE_DEFAULT = {"zh": "号码可能被限制或暂停使用", "en": "the number may be restricted or suspended"}
+# What is barred now (suspension notice), by line state.
+_STATE = {
+    "zh": {
+        LineState.LINE_STATE_RESTRICTED: "号码{m}已限制呼出和发送短信，仍可接听来电、接收短信和使用数据",
+        LineState.LINE_STATE_SUSPENDED: "号码{m}已暂停全部服务",
+    },
+    "en": {
+        LineState.LINE_STATE_RESTRICTED: "outgoing calls and SMS from {m} are barred; you can still receive calls, "
+        "SMS and use data",
+        LineState.LINE_STATE_SUSPENDED: "all services of {m} are suspended",
+    },
+}
+_STATE_DEFAULT = {"zh": "号码{m}已暂停部分或全部服务", "en": "services of {m} are restricted or suspended"}
+
+
+def subject(template: int, language: str) -> str:
+    return _SUBJECT["zh" if language == "zh" else "en"][template]
 
 
 def render(template: int, language: str, c: Content) -> str:
-    table = _ZH if language == "zh" else _EN
+    lang = "zh" if language == "zh" else "en"
+    table = _ZH if lang == "zh" else _EN
     if c.deadline is not None:
         deadline = c.deadline.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+        deadline += "（北京时间）" if lang == "zh" else " (Beijing time)"
     else:
-        deadline = "尽快" if language == "zh" else "as soon as possible"
-    sep = "；" if language == "zh" else "; "
-    return table[template].format(m=c.masked_msisdn, r=sep.join(c.reasons), d=deadline, n=c.next_step)
+        deadline = "尽快" if lang == "zh" else "as soon as possible"
+    sep = "；" if lang == "zh" else "; "
+    consequence = _CONSEQUENCE[lang].get(c.pending_action, _CONSEQUENCE_DEFAULT[lang])
+    state = _STATE[lang].get(c.line_state, _STATE_DEFAULT[lang]).format(m=c.masked_msisdn)
+    return table[template].format(
+        m=c.masked_msisdn, r=sep.join(c.reasons), d=deadline, n=c.next_step, c=consequence, s=state
+    )
