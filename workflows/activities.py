@@ -18,7 +18,7 @@ from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
 from pscommon.channels import channel
 from pscommon.config import Settings
 from workflows import policy
-from workflows.contracts import ReasonText
+from workflows.contracts import Delivery, DeliveryAttempt, ReasonText
 
 # Errors that a retry cannot fix: the workflow must decide.
 _PERMANENT = {
@@ -52,6 +52,7 @@ class NotifyArgs:
     deadline: str | None  # RFC 3339
     next_step_zh: str
     next_step_en: str
+    pending_action: str = ""  # a warning: restrict | suspend, what happens without verification
 
 
 @dataclass
@@ -78,6 +79,38 @@ async def _call(rpc: Any, request: Any, timeout: float) -> Any:
                 f"{err.code().name}: {err.details()}", type=err.code().name, non_retryable=True
             ) from err
         raise
+
+
+_STATUS = {
+    notify_pb2.DELIVERY_STATUS_PENDING: "pending",
+    notify_pb2.DELIVERY_STATUS_DELIVERED: "delivered",
+    notify_pb2.DELIVERY_STATUS_FAILED: "failed",
+}
+
+
+def _name(enum: Any, value: int, prefix: str) -> str:
+    return "" if value == 0 else enum.Name(value).removeprefix(prefix).lower()
+
+
+def delivery(resp: notify_pb2.GetNotificationResponse) -> Delivery:
+    return Delivery(
+        notification_id=resp.notification_id,
+        status=_STATUS[resp.status],
+        channel=_name(notify_pb2.Channel, resp.delivered_channel, "CHANNEL_"),
+        at=resp.delivered_at.ToDatetime().isoformat() + "Z" if resp.HasField("delivered_at") else "",
+        location=resp.location,
+        country=resp.country,
+        attempts=[
+            DeliveryAttempt(
+                channel=_name(notify_pb2.Channel, a.channel, "CHANNEL_"),
+                outcome=a.outcome,
+                error_class=_name(notify_pb2.ErrorClass, a.error_class, "ERROR_CLASS_"),
+                at=a.at.ToDatetime().isoformat() + "Z",
+                detail=a.detail,
+            )
+            for a in resp.attempts
+        ],
+    )
 
 
 class CaseActivities:
@@ -146,8 +179,16 @@ class CaseActivities:
         )
         if args.deadline:
             req.deadline.FromDatetime(datetime.fromisoformat(args.deadline))
+        if args.pending_action:
+            req.pending_action = common_pb2.Action.Value(f"ACTION_{args.pending_action.upper()}")
         resp = await _call(self.notify.SendNotification, req, 15)
         return resp.notification_id
+
+    @activity.defn
+    async def get_delivery(self, notification_id: str) -> Delivery:
+        """The notification as it stands (attempts so far), without waiting."""
+        req = notify_pb2.GetNotificationRequest(notification_id=notification_id)
+        return delivery(await _call(self.notify.GetNotification, req, 10))
 
     @activity.defn
     async def record_outcome(self, args: OutcomeArgs) -> None:
@@ -168,5 +209,6 @@ class CaseActivities:
             self.restore_route,
             self.change_line_state,
             self.send_notification,
+            self.get_delivery,
             self.record_outcome,
         ]

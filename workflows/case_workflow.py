@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         Assessment,
         CaseInput,
         CaseStatus,
+        Delivery,
         StageEntry,
         VerificationPassed,
     )
@@ -28,6 +29,7 @@ ACTIONS = ("none", "warn", "restrict", "suspend")
 ENFORCED_STATE = {"restrict": "LINE_STATE_RESTRICTED", "suspend": "LINE_STATE_SUSPENDED"}
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 CALL = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
+DELIVERY_CHECK_MAX = timedelta(minutes=10)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -42,6 +44,7 @@ class ProtectiveSuspensionCase:
         self.history: list[StageEntry] = []
         self.notifications: list[str] = []
         self.route = RouteText("", "")
+        self.warning_delivery: Delivery | None = None
 
     # ---- what operators and callers see -------------------------------------------------------
 
@@ -53,6 +56,7 @@ class ProtectiveSuspensionCase:
             line_state=self.line_state,
             risk_level=self.assessment.risk_level if self.assessment else "",
             history=list(self.history),
+            warning_delivery=self.warning_delivery,
         )
 
     @workflow.update(name=UPDATE_WAIT_STAGE)
@@ -91,7 +95,29 @@ class ProtectiveSuspensionCase:
             f"**Stage** {self.stage} · **line** {self.line_state.removeprefix('LINE_STATE_').lower()} · "
             f"**next** {self.next_step}\n\n**Reasons**\n{reasons}\n\n"
             f"| stage | at |\n|---|---|\n{rows}\n\n"
+            f"{self._delivery_details()}"
             f"**Notifications** {notes}\n\n**Trace** `{self.case.trace_id}`"
+        )
+
+    def _delivery_details(self) -> str:
+        d = self.warning_delivery
+        if d is None:
+            return ""
+        where = {"roaming_international": f"roaming abroad ({d.country})", "roaming_domestic": "roaming in China"}
+        place = where.get(d.location, d.location or "location unknown")
+        if d.status == "delivered":
+            head = f"delivered by **{d.channel}** at {d.at}"
+        elif d.status == "failed":
+            head = "**not delivered** by any channel: marked for manual outreach"
+        else:
+            head = "**no delivery outcome** within the grace window"
+        rows = "\n".join(
+            f"| {i} | {x.channel} | {x.outcome} | {x.error_class or '-'} | {x.at} | {x.detail} |"
+            for i, x in enumerate(d.attempts, 1)
+        )
+        return (
+            f"**Warning** {head}; handset {place}\n\n"
+            f"| # | channel | outcome | error class | at | detail |\n|---|---|---|---|---|---|\n{rows}\n\n"
         )
 
     # ---- the saga ------------------------------------------------------------------------------
@@ -115,18 +141,26 @@ class ProtectiveSuspensionCase:
         deadline = workflow.now() + grace
 
         await self._change("LINE_STATE_WARNED", f"RISK_{self.assessment.risk_level.upper()}", "warn")
-        await self._notify("TEMPLATE_WARNING", deadline.isoformat(), "warning")
+        warning = await self._notify(
+            "TEMPLATE_WARNING", deadline.isoformat(), "warning", action if action in ENFORCED_STATE else ""
+        )
         consequence = {
             "warn": "the case stays open",
             "restrict": "outgoing calls are barred",
             "suspend": "the line is suspended",
         }[action]
         self._enter("warned", f"holder verifies by {deadline.isoformat()}; otherwise {consequence}")
+        await self._await_warning_delivery(warning, deadline)
 
-        if not await self._wait_verified(grace, f"grace window ({grace}) before '{action}'"):
+        if not await self._wait_verified(deadline - workflow.now(), f"grace window ({grace}) before '{action}'"):
             action = self.assessment.action  # scoring may have escalated meanwhile
+            reason = f"UNVERIFIED_AFTER_WARNING_{action.upper()}"
+            if action == "suspend" and not self._warned() and self.assessment.risk_level != "extreme":
+                # The holder may never have seen the warning (abroad, handset off): keep incoming SMS and data
+                # so the verification link still arrives, and only bar calling out.
+                action, reason = "restrict", "WARNING_UNDELIVERED_RESTRICT_ONLY"
             if action in ENFORCED_STATE:
-                await self._change(ENFORCED_STATE[action], f"UNVERIFIED_AFTER_WARNING_{action.upper()}", action)
+                await self._change(ENFORCED_STATE[action], reason, action)
                 await self._notify("TEMPLATE_SUSPENDED", None, action)
                 self._enter(
                     "restricted" if action == "restrict" else "suspended",
@@ -148,7 +182,38 @@ class ProtectiveSuspensionCase:
         await self._restore()
         return self.status()
 
+    def _warned(self) -> bool:
+        return self.warning_delivery is not None and self.warning_delivery.status == "delivered"
+
+    async def _await_warning_delivery(self, notification_id: str, deadline: datetime) -> None:
+        """Follows the warning until it has an outcome or the grace window ends, and records it.
+
+        Checks back on a doubling interval (1 s up to 10 min) rather than holding an activity open for a day, so
+        the history stays small and nothing is in flight across the window.
+        """
+        delay = timedelta(seconds=1)
+        while True:
+            delivery: Delivery = await workflow.execute_activity_method(
+                CaseActivities.get_delivery, notification_id, summary="has the warning reached the holder?", **CALL
+            )
+            left = deadline - workflow.now()
+            if delivery.status != "pending" or self.verified is not None or left <= timedelta(0):
+                break
+            await self._wait_verified(min(delay, left), "check the warning's delivery again")
+            delay = min(delay * 2, DELIVERY_CHECK_MAX)
+        self.warning_delivery = delivery
+        workflow.upsert_search_attributes([temporal.ROAMING.value_set(delivery.roaming)])
+        if delivery.status == "delivered":
+            self._enter("warning_delivered", f"holder verifies by {deadline.isoformat()}")
+        else:
+            self._enter(
+                "warning_undelivered",
+                "reach the holder in person (manual outreach); the line is at most restricted unless risk is extreme",
+            )
+
     async def _wait_verified(self, timeout: timedelta, summary: str) -> bool:
+        if timeout <= timedelta(0):
+            return self.verified is not None
         try:
             await workflow.wait_condition(lambda: self.verified is not None, timeout=timeout, timeout_summary=summary)
         except TimeoutError:
@@ -188,7 +253,7 @@ class ProtectiveSuspensionCase:
             **CALL,
         )
 
-    async def _notify(self, template: str, deadline: str | None, step: str) -> None:
+    async def _notify(self, template: str, deadline: str | None, step: str, pending_action: str = "") -> str:
         assert self.case is not None and self.assessment is not None
         nid = await workflow.execute_activity_method(
             CaseActivities.send_notification,
@@ -204,8 +269,10 @@ class ProtectiveSuspensionCase:
                 deadline=deadline,
                 next_step_zh=self.route.zh,
                 next_step_en=self.route.en,
+                pending_action=pending_action,
             ),
             summary=f"notify holder: {template.removeprefix('TEMPLATE_').lower()}",
             **CALL,
         )
         self.notifications.append(nid)
+        return nid

@@ -53,9 +53,36 @@ class StageEntry:
 
 
 @dataclass
+class DeliveryAttempt:
+    channel: str  # sms | push | email | voice | alternate_contact
+    outcome: str  # delivered, submitted, undeliv, skipped, interrupted ...
+    error_class: str  # temporary | absent | permanent, or "" when it did not fail
+    at: str  # RFC 3339
+    detail: str  # contacts appear masked
+
+
+@dataclass
+class Delivery:
+    """What became of a notification: by which channel it reached the holder, and every attempt."""
+
+    notification_id: str
+    status: str  # delivered | failed (marked for manual outreach) | pending
+    channel: str = ""
+    at: str = ""
+    location: str = ""  # home | roaming_domestic | roaming_international | absent
+    country: str = ""
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+
+    @property
+    def roaming(self) -> bool:
+        return self.location in ("roaming_domestic", "roaming_international")
+
+
+@dataclass
 class CaseStatus:
     stage: str
     next_step: str
     line_state: str
     risk_level: str
     history: list[StageEntry] = field(default_factory=list)
+    warning_delivery: Delivery | None = None
