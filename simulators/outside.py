@@ -117,7 +117,7 @@ class PushGateway(push_pb2_grpc.PushGatewayServiceServicer):
         self.network = network
         self.devices: dict[str, str] = {}  # push token -> line of the device holding the app
         self.sent: dict[str, push_pb2.SendPushResponse] = {}  # by request_id: a repeat is not pushed again
-        self.pushes = 0  # pushes actually sent to devices, for tests
+        self.requests: dict[str, int] = {}  # request_id -> times asked, for tests
 
     def register(self, token: str, msisdn: str) -> None:
         self.devices[token] = msisdn
@@ -127,13 +127,13 @@ class PushGateway(push_pb2_grpc.PushGatewayServiceServicer):
         v.request_id(request.request_id)
         v.required(request.push_token, "push_token")
         v.raise_if_any()
+        self.requests[request.request_id] = self.requests.get(request.request_id, 0) + 1
         if request.request_id in self.sent:
             return self.sent[request.request_id]
         msisdn = self.devices.get(request.push_token)
         if msisdn is None:
             raise not_found("device for this push token", "UNKNOWN_PUSH_TOKEN")
         h = self.network.handset(msisdn)
-        self.pushes += 1
         resp = push_pb2.SendPushResponse(
             message_id=uuid.uuid4().hex, delivered=self.network.reachable(msisdn) and not h.barring.data
         )
@@ -148,6 +148,7 @@ class Ivr(ivr_pb2_grpc.IvrServiceServicer):
         self.network = network
         self.no_answer: set[str] = set()  # lines whose holder does not pick up
         self.calls: dict[str, ivr_pb2.PlaceCallResponse] = {}
+        self.requests: dict[str, int] = {}  # request_id -> times asked, for tests
 
     async def PlaceCall(self, request, context):  # noqa: N802
         v = Violations()
@@ -156,9 +157,13 @@ class Ivr(ivr_pb2_grpc.IvrServiceServicer):
         v.required(request.script, "script")
         v.raise_if_any()
         if request.request_id in self.calls:
+            self.requests[request.request_id] += 1
             return self.calls[request.request_id]
+        self.requests[request.request_id] = self.requests.get(request.request_id, 0) + 1
         h = self.network.handset(request.msisdn)
-        if not self.network.reachable(request.msisdn) or h.barring.incoming_voice:
+        if h.barring.incoming_voice:
+            outcome = ivr_pb2.CALL_OUTCOME_REJECTED
+        elif not self.network.reachable(request.msisdn):
             outcome = ivr_pb2.CALL_OUTCOME_UNREACHABLE
         elif request.msisdn in self.no_answer:
             outcome = ivr_pb2.CALL_OUTCOME_NO_ANSWER

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+
+import smpp34
+
 from carrier.hlr.v1 import hlr_pb2_grpc
 from carrier.idcheck.v1 import idcheck_pb2_grpc
 from carrier.ivr.v1 import ivr_pb2_grpc
@@ -49,12 +53,29 @@ class Simulators:
         self.grpc = await grpc_server.start(
             "simulators", grpc_port, register, extra_interceptors=[FaultInterceptor(self.faults)]
         )
-        self.smsc = Smsc(cfg.smsc_host, smsc_port, self.network, self.faults)
-        await self.smsc.start()
+        self.smsc = await self._start_smsc(cfg.smsc_host, smsc_port)
         self.grpc.on_stop.append(self.smsc.stop)
         self.mail = MailServer(cfg.smtp_host, cfg.smtp_port if smtp_port is None else smtp_port, self.faults)
         await self.mail.start()
         self.grpc.on_stop.append(self.mail.stop)
+
+    async def _start_smsc(self, host: str, port: int) -> Smsc:
+        """Port 0: any free port (tests). A port picked free can be taken by the time it is bound, so retry."""
+        for _ in range(10 if port == 0 else 1):
+            smsc = Smsc(host, port or free_port(host), self.network, self.faults)
+            try:
+                await smsc.start()
+                return smsc
+            except smpp34.SmppError:
+                if port:
+                    raise
+        raise RuntimeError("no free port for the SMSC")
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:

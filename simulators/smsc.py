@@ -32,6 +32,7 @@ def receipt_text(message_id: str, stat: str, err: str, submitted: datetime) -> b
 
 class Smsc:
     def __init__(self, host: str, port: int, network: Network, faults: Faults, receipt_delay_s: float = 0.05) -> None:
+        self.port = port
         self.server = smpp34.Server(host=host, port=port, system_id="SIM-SMSC")
         self.network = network
         self.faults = faults
@@ -41,6 +42,8 @@ class Smsc:
         self.submitted: deque[tuple[str, str]] = deque(maxlen=100_000)
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        # Receipts for an ESME that was not bound when they were due: sent when it binds again.
+        self._held: deque[dict] = deque(maxlen=100_000)
 
     async def start(self) -> None:
         await self.server.start()
@@ -58,6 +61,9 @@ class Smsc:
             ev = await self.server.next()
             if isinstance(ev, smpp34.Esme):
                 self.sessions[ev.session_id] = ev
+                task = asyncio.create_task(self._redeliver(ev))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
             elif isinstance(ev, smpp34.Unbound):
                 self.sessions.pop(ev.session_id, None)
             elif isinstance(ev, smpp34.SubmitSmEvent):
@@ -81,13 +87,25 @@ class Smsc:
         await self.faults.apply("smsc.receipt")
         ok, why = self.network.sms_reachable(ev.destination_addr)
         stat, err = ("DELIVRD", "000") if ok else ("UNDELIV", "001" if why == "absent subscriber" else "013")
+        pdu = {
+            "source_addr": ev.destination_addr,
+            "destination_addr": ev.source_addr,
+            "esm_class": 0x04,
+            "short_message": receipt_text(message_id, stat, err, submitted),
+        }
         session = self.sessions.get(session_id) or next(iter(self.sessions.values()), None)
-        if session is None:
-            log.warning("no bound session for receipt of %s", message_id)
-            return
-        await session.deliver_sm(
-            source_addr=ev.destination_addr,
-            destination_addr=ev.source_addr,
-            esm_class=0x04,
-            short_message=receipt_text(message_id, stat, err, submitted),
-        )
+        if session is None or not await self._deliver(session, pdu):
+            self._held.append(pdu)
+
+    async def _deliver(self, session: smpp34.Esme, pdu: dict) -> bool:
+        try:
+            return (await session.deliver_sm(**pdu)).is_success
+        except Exception:  # noqa: BLE001 - the session went away: hold the receipt for the next bind
+            return False
+
+    async def _redeliver(self, session: smpp34.Esme) -> None:
+        while self._held:
+            pdu = self._held.popleft()
+            if not await self._deliver(session, pdu):
+                self._held.appendleft(pdu)
+                return

@@ -60,6 +60,8 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
             "PSP_CODEC_SERVER_PORT": str(CODEC_PORT),
             **{f"PSP_{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in PORTS.items()},
         }
+    # Time-compressed delivery retries for the local stack (added here too for data folders made before it).
+    values.setdefault("PSP_DELIVERY_POLICY", os.environ.get("PSP_DELIVERY_POLICY", "delivery_demo"))
     uri = postgres.server_uri(data)
     values["DATABASE_URL"] = asyncio.run(postgres.ensure_database(uri, "psp"))
     write_env(env_file, values)
@@ -99,6 +101,7 @@ def up(data: pathlib.Path) -> None:
     for name, port in PORTS.items():
         print(f"  {name:<13} 127.0.0.1:{port}")
     print(f"  SMSC (SMPP)   127.0.0.1:{Settings().smsc_port}")
+    print(f"  mail (SMTP)   127.0.0.1:{Settings().smtp_port}")
 
 
 def down(data: pathlib.Path) -> None:

@@ -7,7 +7,6 @@ import dataclasses
 import os
 import pathlib
 import shutil
-import socket
 import sys
 import tempfile
 import uuid
@@ -38,12 +37,6 @@ SPANS = InMemorySpanExporter()
 setup_tracing("tests").add_span_processor(SimpleSpanProcessor(SPANS))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Stack:
     cfg: Settings
@@ -72,16 +65,17 @@ async def stack(database_server: str) -> AsyncIterator[Stack]:
         temporal_address=env.client.service_client.config.target_host,
         codec_keys=codec.new_key_spec("test-1"),
         codec_active_key="test-1",
-        smsc_port=free_port(),
-        smtp_port=free_port(),
         case_policy="default",
+        delivery_policy="delivery_demo",
     )
     client = await temporal.connect(cfg)
     await temporal.ensure_search_attributes(client)
     sims = Simulators()
-    await sims.start(cfg, 0, cfg.smsc_port)
-    assert sims.grpc is not None
-    cfg = dataclasses.replace(cfg, simulators_addr=f"127.0.0.1:{sims.grpc.port}")
+    await sims.start(cfg, 0, 0, 0)
+    assert sims.grpc is not None and sims.smsc is not None and sims.mail is not None
+    cfg = dataclasses.replace(
+        cfg, simulators_addr=f"127.0.0.1:{sims.grpc.port}", smsc_port=sims.smsc.port, smtp_port=sims.mail.port
+    )
     services = {}
     for name, module in (
         ("suspension", suspension_server),

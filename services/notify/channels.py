@@ -186,4 +186,6 @@ class Channels:
             return Outcome("delivered", f"call {r.call_id} answered; message played")
         if r.outcome == ivr_pb2.CALL_OUTCOME_UNREACHABLE:
             return failed("call could not reach the handset", "absent")
+        if r.outcome == ivr_pb2.CALL_OUTCOME_REJECTED:
+            return failed("the network refused the call (incoming calls barred)", "permanent")
         return failed(f"call {ivr_pb2.CallOutcome.Name(r.outcome).removeprefix('CALL_OUTCOME_').lower()}", "temporary")

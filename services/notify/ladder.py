@@ -1,4 +1,4 @@
-"""What to do next for one notification: which channels to try now, when to look again, when to give up.
+"""What to do next for one notification: which channel to try now, when to look again, when to give up.
 
 Plain logic over what is known of each channel (no I/O). A channel that fails hands over to the next rung at
 once and is itself retried on the schedule of its error class; the first channel that lands ends it.
@@ -28,7 +28,7 @@ class Track:
 
 @dataclass
 class Plan:
-    send: list[str] = field(default_factory=list)  # channels to attempt now, in ladder order
+    send: list[str] = field(default_factory=list)  # the channel to attempt now, if any
     timed_out: list[str] = field(default_factory=list)  # in flight too long without a receipt
     give_up: bool = False  # nothing delivered and nothing left to try: a person must reach the holder
     next_due: datetime | None = None
@@ -68,15 +68,15 @@ def plan(policy: DeliveryPolicy, tracks: dict[str, Track], location: str, give_u
             p.timed_out.append(t.channel)
     ladder = policy.ladder_at(location)
     in_flight = [c for c, t in tracks.items() if t.state == IN_FLIGHT and c not in p.timed_out]
-    for c in ladder:
-        t = tracks.get(c)
-        if t is not None and t.state == FAILED and t.retry_at is not None and t.retry_at <= now:
-            p.send.append(c)
     if not in_flight and not p.timed_out:
+        # One channel at a time, in ladder order: a due retry of an earlier rung before the next untried one,
+        # so a holder whose handset comes back gets the SMS, not the SMS and a call at once.
         untried = [c for c in ladder if tracks.get(c, Track(c)).state == UNTRIED]
-        if untried and untried[0] not in p.send:
-            p.send.append(untried[0])
-        elif not untried and not p.send and not any(tracks[c].state == FAILED for c in ladder if c in tracks):
+        due = [c for c in ladder if c in tracks and tracks[c].state == FAILED and tracks[c].retry_at is not None
+               and tracks[c].retry_at <= now]  # fmt: skip
+        ready = [c for c in ladder if c in due or (untried and c == untried[0])]
+        p.send = ready[:1]
+        if not ready and not untried and not any(tracks[c].state == FAILED for c in ladder if c in tracks):
             p.give_up = True  # every rung tried, no retry left
             return p
     dues = [give_up_at]
