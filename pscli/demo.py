@@ -51,7 +51,7 @@ def _cdr(line: Line, peer: str, province: str, out: bool, at: datetime, duration
         service=scoring_pb2.SERVICE_KIND_VOICE,
         duration_s=duration,
         roaming=scoring_pb2.ROAMING_NONE,
-        imei="35693803564380" + str(len(line.role)),
+        imei=f"86{line.msisdn}01",  # one handset per line, new each run: runs on one data folder stay apart
         cell_id="460-00-22817-10391",
     )
     c.start.FromDatetime(at)
