@@ -16,7 +16,6 @@ import pathlib
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import uuid
 from datetime import date
 
 import grpc
+from procs import cpu_s, free_port, rss_mb, threads, wait_serving
 from temporalio.testing import WorkflowEnvironment
 
 from carrier.scoring.v1 import scoring_pb2
@@ -39,12 +39,6 @@ KEY = "bench-line-hash-key"
 T0 = 1_790_000_000  # event time of the first call
 INGEST = "/carrier.scoring.v1.ScoringService/IngestCdrs"
 SCORE = "/carrier.scoring.v1.ScoringService/ScoreCdrs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Workload:
@@ -121,22 +115,6 @@ async def paced_latency(address: str, payloads: list[bytes], rate_cdrs: int, bat
     return latencies
 
 
-def rss_mb(pid: int) -> float:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s(pid: int) -> float:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def threads(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
 def start_profiler(pid: int) -> subprocess.Popen | None:
     """BENCH_PYSPY=/path/to/py-spy samples the scoring process during the measured ingest (raw flamegraph text
     in BENCH_PYSPY_OUT, default /tmp/scoring-profile.txt). py-spy is a developer tool, not a dependency."""
@@ -146,17 +124,6 @@ def start_profiler(pid: int) -> subprocess.Popen | None:
     out = os.environ.get("BENCH_PYSPY_OUT", "/tmp/scoring-profile.txt")
     return subprocess.Popen([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", "100", "-f", "raw", "-o", out],
                             stdout=subprocess.DEVNULL)  # fmt: skip
-
-
-def wait_serving(port: int, timeout_s: float = 60) -> None:
-    from stack.processes import grpc_serving, tcp_open
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if tcp_open(port) and grpc_serving(port):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"nothing serving on {port}")
 
 
 async def seed_subscribers(dsn: str, msisdns: list[str]) -> None:
