@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import socket
 import time
 
-from stack.processes import grpc_serving, tcp_open
+from stack.processes import free_port, grpc_serving, tcp_open
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["cpu_s", "free_port", "rss_mb", "threads", "wait_serving"]
 
 
 def rss_mb(pid: int) -> float:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import smpp34
 
 from carrier.hlr.v1 import hlr_pb2_grpc
@@ -19,6 +17,7 @@ from simulators.mail import MailServer
 from simulators.network import Network
 from simulators.outside import FaultInjection, Hlr, IdentityCheck, Ivr, PushGateway, Registry
 from simulators.smsc import Smsc
+from stack.processes import free_port
 
 
 class Simulators:
@@ -70,12 +69,6 @@ class Simulators:
                 if port:
                     raise
         raise RuntimeError("no free port for the SMSC")
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:

@@ -51,6 +51,13 @@ def spawn(p: Proc, data: pathlib.Path, env: dict[str, str]) -> int:
     return child.pid
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now (another process can still take it before it is bound)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def tcp_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)

@@ -31,7 +31,6 @@ LOCATION_NAMES = {
     hlr_pb2.LOCATION_STATUS_ROAMING_INTERNATIONAL: "roaming_international",
     hlr_pb2.LOCATION_STATUS_ABSENT: "absent",
 }
-LOCATION_STATUS = {v: k for k, v in LOCATION_NAMES.items()}
 # SMPP statuses that no retry can fix; anything else refused by the SMSC is worth another try.
 PERMANENT_SMPP = {smpp34.ESME_RINVDSTADR, smpp34.ESME_RINVSRCADR, smpp34.ESME_RINVMSGLEN}
 # gRPC codes from a gateway that mean "this contact cannot work", not "try later".

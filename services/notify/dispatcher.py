@@ -20,7 +20,7 @@ import grpc
 from carrier.hlr.v1 import hlr_pb2
 from services.notify import ladder, store
 from services.notify.channels import Channels, Contacts, Message
-from services.notify.ladder import DELIVERED, IN_FLIGHT, Track
+from services.notify.ladder import DELIVERED, IN_FLIGHT, RECEIPT_FAILED, Track
 from services.notify.policy import DeliveryPolicy
 from services.notify.templates import subject
 
@@ -93,7 +93,7 @@ class Dispatcher:
             if t.state == IN_FLIGHT and last.get(name) == "sending":  # a dispatcher stopped mid-send
                 ladder.failed(self.policy, t, "temporary", now)
                 await store.interrupted(self.pool, nid, t)
-            elif t.state == "receipt_failed":  # the SMSC reported it undelivered
+            elif t.state == RECEIPT_FAILED:  # the SMSC reported it undelivered
                 ladder.failed(self.policy, t, t.error_class, now)
                 await store.save_track(self.pool, nid, t)
         loc = await self.channels.location(n["msisdn"], n["home_province"])
@@ -110,9 +110,8 @@ class Dispatcher:
             if plan.timed_out:
                 continue
             if plan.give_up:
-                if not any(t.state == DELIVERED for t in tracks.values()):
-                    await store.give_up(self.pool, nid)
-                    log.info("notification %s: nothing delivered; marked for manual outreach", nid)
+                await store.give_up(self.pool, nid)
+                log.info("notification %s: nothing delivered; marked for manual outreach", nid)
                 await store.release(self.pool, nid, self.owner, None)
                 return
             if not plan.send:
@@ -143,9 +142,6 @@ class Dispatcher:
                 if t.state == DELIVERED:
                     await store.release(self.pool, nid, self.owner, None)
                     return
-
-    async def on_receipt_matched(self) -> None:
-        self.wake()
 
     async def _watch_locations(self) -> None:
         """Follows the HLR's reachability events: a handset that comes back gets its messages at once."""

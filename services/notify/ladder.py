@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from services.notify.policy import DeliveryPolicy
 
 UNTRIED, IN_FLIGHT, FAILED, DONE, DELIVERED = "untried", "in_flight", "failed", "done", "delivered"
+# Set by a failed SMS receipt outside any step; the next step turns it into FAILED with the class's retry.
+RECEIPT_FAILED = "receipt_failed"
 
 
 @dataclass
@@ -43,16 +45,6 @@ def failed(policy: DeliveryPolicy, t: Track, error_class: str, now: datetime) ->
         t.state, t.retry_at = FAILED, now + timedelta(seconds=waits[t.tries - 1])
     else:
         t.state, t.retry_at = DONE, None
-
-
-def reattached(tracks: dict[str, Track], now: datetime) -> bool:
-    """The handset is back: channels that failed because it was absent are retried at once."""
-    due = False
-    for t in tracks.values():
-        if t.state == FAILED and t.error_class == "absent":
-            t.retry_at = now
-            due = True
-    return due
 
 
 def plan(policy: DeliveryPolicy, tracks: dict[str, Track], location: str, give_up_at: datetime, now: datetime) -> Plan:

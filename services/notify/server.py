@@ -93,7 +93,7 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         return resp
 
     async def on_receipt(self, receipt: Receipt) -> None:
-        if await store.record_receipt(self.pool, receipt) is not None and self.dispatcher is not None:
+        if await store.record_receipt(self.pool, receipt) and self.dispatcher is not None:
             self.dispatcher.wake()
         self.changed()
 

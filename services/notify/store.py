@@ -9,7 +9,7 @@ import asyncpg
 
 from carrier.notify.v1 import notify_pb2
 from services.notify.channels import Outcome
-from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, Track
+from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, RECEIPT_FAILED, Track
 from services.notify.receipts import DELIVERED_STATS, FAILED_STATS, Receipt
 
 PENDING, DELIVERED_STATUS, FAILED_STATUS = (
@@ -244,8 +244,8 @@ async def _lock_message(conn: asyncpg.Connection, message_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", message_id)
 
 
-async def _apply_receipt(conn: asyncpg.Connection, message_id: str) -> tuple[uuid.UUID, str] | None:
-    """Matches a stored final receipt to its attempt; returns (notification, channel) when it changed a track."""
+async def _apply_receipt(conn: asyncpg.Connection, message_id: str) -> bool:
+    """Matches a stored final receipt to its attempt; True when it matched one (the dispatcher has work)."""
     row = await conn.fetchrow(
         "UPDATE attempts a SET outcome = CASE WHEN r.stat = ANY($2::text[]) THEN 'delivered' ELSE lower(r.stat) END,"
         " detail = a.detail || '; stat:' || r.stat || ' err:' || r.err, at = r.received_at"
@@ -256,7 +256,7 @@ async def _apply_receipt(conn: asyncpg.Connection, message_id: str) -> tuple[uui
         list(DELIVERED_STATS | FAILED_STATS),
     )
     if row is None:
-        return None
+        return False
     nid, channel = row["notification_id"], CHANNEL_NAMES[row["channel"]]
     receipt = Receipt(message_id, row["stat"], row["err"])
     if receipt.delivered:
@@ -267,25 +267,26 @@ async def _apply_receipt(conn: asyncpg.Connection, message_id: str) -> tuple[uui
             DELIVERED,
         )
         await _delivered(conn, nid, channel)
-        return nid, channel
+        return True
     await conn.execute("UPDATE attempts SET error_class = $3 WHERE notification_id = $1 AND seq = $2",
                        nid, row["seq"], CLASS_IDS[receipt.error_class])  # fmt: skip
     # Only the channel's latest attempt decides its track; the dispatcher works out the retry when it is due.
     changed = await conn.fetchval(
-        "UPDATE channel_tracks SET state = 'receipt_failed', error_class = $4 WHERE notification_id = $1"
+        "UPDATE channel_tracks SET state = $6, error_class = $4 WHERE notification_id = $1"
         " AND channel = $2 AND last_seq = $3 AND state = $5 RETURNING 1",
         nid,
         row["channel"],
         row["seq"],
         CLASS_IDS[receipt.error_class],
         IN_FLIGHT,
+        RECEIPT_FAILED,
     )
     if changed:
         await conn.execute("UPDATE notifications SET due_at = now() WHERE notification_id = $1 AND status = 1", nid)
-    return nid, channel
+    return True
 
 
-async def record_receipt(pool: asyncpg.Pool, receipt: Receipt) -> tuple[uuid.UUID, str] | None:
+async def record_receipt(pool: asyncpg.Pool, receipt: Receipt) -> bool:
     async with pool.acquire() as conn, conn.transaction():
         await _lock_message(conn, receipt.message_id)
         await conn.execute(

@@ -59,18 +59,18 @@ async def test_fault_mix_with_a_notify_restart(stack):
     population = lines()
     for msisdn, kind in population:
         await prepare(stack, msisdn, kind)
-    await fault(stack, "smsc.submit_sm", "ESME_RTHROTTLED", fail_next=4)
-    await fault(stack, "smsc.receipt", latency_ms=400)  # slow receipts: some arrive while notify is down
-
-    sent = {msisdn: await send_warning(stack, msisdn, "65" if kind == ABROAD else "44") for msisdn, kind in population}
-    await fault(stack, "smsc.submit_sm", "ESME_RSYSERR", fail_next=3)
-    await restart_notify(stack)
-    for msisdn, kind in population:
-        if kind == ABSENT:
-            stack.sims.network.move(msisdn, hlr_pb2.LOCATION_STATUS_HOME)  # re-attach: retried at once
-
-    results = {msisdn: await outcome(stack, nid, wait_s=60) for msisdn, nid in sent.items()}
-    stack.sims.faults.clear()
+    try:  # faults are the simulators': the next test must not inherit them
+        await fault(stack, "smsc.submit_sm", "ESME_RTHROTTLED", fail_next=4)
+        await fault(stack, "smsc.receipt", latency_ms=400)  # slow receipts: some arrive while notify is down
+        sent = {m: await send_warning(stack, m, "65" if kind == ABROAD else "44") for m, kind in population}
+        await fault(stack, "smsc.submit_sm", "ESME_RSYSERR", fail_next=3)
+        await restart_notify(stack)
+        for msisdn, kind in population:
+            if kind == ABSENT:
+                stack.sims.network.move(msisdn, hlr_pb2.LOCATION_STATUS_HOME)  # re-attach: retried at once
+        results = {msisdn: await outcome(stack, nid, wait_s=60) for msisdn, nid in sent.items()}
+    finally:
+        stack.sims.faults.clear()
 
     kinds = dict(population)
     for msisdn, n in results.items():

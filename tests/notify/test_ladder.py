@@ -56,15 +56,6 @@ def test_retries_run_out_after_the_schedule():
     assert (t.state, t.retry_at) == (DONE, None)
 
 
-def test_reattach_makes_absent_failures_due_now_but_not_others():
-    sms, mail = Track("sms", 1), Track("email", 1)
-    ladder.failed(POLICY, sms, "absent", NOW)
-    ladder.failed(POLICY, mail, "temporary", NOW)
-    later = NOW + timedelta(minutes=1)
-    assert ladder.reattached({"sms": sms, "email": mail}, later)
-    assert sms.retry_at == later and mail.retry_at == NOW + timedelta(seconds=30)
-
-
 def test_nothing_to_do_after_delivery_and_give_up_at_the_deadline():
     assert ladder.plan(POLICY, {"sms": Track("sms", 1, ladder.DELIVERED)}, "home", GIVE_UP, NOW).send == []
     assert ladder.plan(POLICY, {}, "home", GIVE_UP, GIVE_UP).give_up
