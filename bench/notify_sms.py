@@ -15,6 +15,7 @@ import asyncio
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import uuid
 
 import asyncpg
 import smpp34
-from procs import cpu_s, free_port, wait_serving
+from procs import CpuSplit, free_port, start_profiler, wait_serving
 
 from carrier.common.v1 import common_pb2
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
@@ -123,6 +124,7 @@ async def main() -> None:
     procs: list[subprocess.Popen] = []
     try:
         dsn = await postgres.ensure_database(postgres.start_embedded(tmp / "pg"), f"psp_bench_{uuid.uuid4().hex[:8]}")
+        postmaster = int((tmp / "pg" / "postmaster.pid").read_text().split()[0])
         sims_port, smsc_port, notify_port = free_port(), free_port(), free_port()
         env = {**os.environ, "DATABASE_URL": dsn, "PSP_SIMULATORS_ADDR": f"127.0.0.1:{sims_port}",
                "PSP_SMSC_PORT": str(smsc_port), "PSP_SMTP_PORT": str(free_port()),
@@ -133,16 +135,22 @@ async def main() -> None:
             wait_serving(port)
         print(f"{args.messages:,} messages, UCS-2, receipt requested, one SMSC (smpp34) ...", flush=True)
         bare = await bare_client(smsc_port, numbers(args.messages), args.window)
-        cpu0 = cpu_s(procs[1].pid)
-        t0 = time.perf_counter()
+        split = CpuSplit({"notify": procs[1].pid, "simulators": procs[0].pid, "postgres": postmaster,
+                          "bench client": os.getpid()}, frozenset({"postgres"}))  # fmt: skip
+        split.start()
+        profiler = start_profiler(procs[1].pid, "/tmp/notify-profile.txt")
         rate, accept_rate = await through_notify(f"127.0.0.1:{notify_port}", dsn, numbers(args.messages),
                                                  args.concurrency)  # fmt: skip
-        busy = (cpu_s(procs[1].pid) - cpu0) / (time.perf_counter() - t0)
+        cpu = split.report()
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
         print()
         print(f"bare smpp34 client     {bare:>8,.0f} msg/s  (submit + receipt, window {args.window})")
         print(f"through notify         {rate:>8,.0f} msg/s  (accepted, submitted, persisted, receipt correlated)"
               f"   ratio {rate / bare:.3f}")  # fmt: skip
-        print(f"  SendNotification accepted at {accept_rate:,.0f}/s; notify process CPU {busy:.0%} of one core")
+        print(f"  SendNotification accepted at {accept_rate:,.0f}/s")
+        print(f"  {cpu}")
     finally:
         for p in procs:
             p.terminate()

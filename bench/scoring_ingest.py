@@ -25,7 +25,7 @@ import uuid
 from datetime import date
 
 import grpc
-from procs import cpu_s, free_port, rss_mb, threads, wait_serving
+from procs import cpu_s, free_port, rss_mb, start_profiler, threads, wait_serving
 from temporalio.testing import WorkflowEnvironment
 
 from carrier.scoring.v1 import scoring_pb2
@@ -115,17 +115,6 @@ async def paced_latency(address: str, payloads: list[bytes], rate_cdrs: int, bat
     return latencies
 
 
-def start_profiler(pid: int) -> subprocess.Popen | None:
-    """BENCH_PYSPY=/path/to/py-spy samples the scoring process during the measured ingest (raw flamegraph text
-    in BENCH_PYSPY_OUT, default /tmp/scoring-profile.txt). py-spy is a developer tool, not a dependency."""
-    pyspy = os.environ.get("BENCH_PYSPY")
-    if not pyspy:
-        return None
-    out = os.environ.get("BENCH_PYSPY_OUT", "/tmp/scoring-profile.txt")
-    return subprocess.Popen([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", "100", "-f", "raw", "-o", out],
-                            stdout=subprocess.DEVNULL)  # fmt: skip
-
-
 async def seed_subscribers(dsn: str, msisdns: list[str]) -> None:
     pool = await db.connect(dsn, "scoring")
     rows = [(line_hash(m, KEY), m, "44", date(2020, 1, 1), "", "zh") for m in msisdns]
@@ -183,7 +172,7 @@ async def main() -> None:
             took, accepted = await stream_all(f"127.0.0.1:{port}", warm_payloads)
             cold = accepted / took
         cpu0 = cpu_s(scoring.pid)
-        profiler = start_profiler(scoring.pid)
+        profiler = start_profiler(scoring.pid, "/tmp/scoring-profile.txt")
         took, accepted = await stream_all(f"127.0.0.1:{port}", ingest_payloads)
         busy = (cpu_s(scoring.pid) - cpu0) / took
         if profiler:

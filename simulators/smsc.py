@@ -18,6 +18,7 @@ from simulators.faults import Faults
 from simulators.network import Network
 
 log = logging.getLogger(__name__)
+DELIVER_RETRIES_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def receipt_text(message_id: str, stat: str, err: str, submitted: datetime) -> bytes:
@@ -33,7 +34,7 @@ def receipt_text(message_id: str, stat: str, err: str, submitted: datetime) -> b
 class Smsc:
     def __init__(self, host: str, port: int, network: Network, faults: Faults, receipt_delay_s: float = 0.05) -> None:
         self.port = port
-        self.server = smpp34.Server(host=host, port=port, system_id="SIM-SMSC")
+        self.server = smpp34.Server(host=host, port=port, system_id="SIM-SMSC", inbound_capacity=8192)
         self.network = network
         self.faults = faults
         self.receipt_delay_s = receipt_delay_s
@@ -93,9 +94,15 @@ class Smsc:
             "esm_class": 0x04,
             "short_message": receipt_text(message_id, stat, err, submitted),
         }
-        session = self.sessions.get(session_id) or next(iter(self.sessions.values()), None)
-        if session is None or not await self._deliver(session, pdu):
-            self._held.append(pdu)
+        # Like an SMSC's retry schedule: a bound ESME that refused the receipt (it is busy) gets it again shortly.
+        for delay in DELIVER_RETRIES_S:
+            session = self.sessions.get(session_id) or next(iter(self.sessions.values()), None)
+            if session is None:
+                break
+            if await self._deliver(session, pdu):
+                return
+            await asyncio.sleep(delay)
+        self._held.append(pdu)
 
     async def _deliver(self, session: smpp34.Esme, pdu: dict) -> bool:
         try:

@@ -27,6 +27,7 @@ from services.notify.templates import subject
 log = logging.getLogger(__name__)
 LEASE_S = 30.0
 BATCH = 64
+MAX_STEPPING = 256  # notifications stepped at once; each mostly waits on the network
 IDLE_POLL_S = 1.0
 
 
@@ -42,6 +43,8 @@ class Dispatcher:
         self.on_change = on_change  # someone may be long-polling for an outcome
         self.owner = uuid.uuid4().hex
         self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stepping: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -51,18 +54,27 @@ class Dispatcher:
         self._wake.set()
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._stepping]:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._stepping, return_exceptions=True)
         await store.release_all(self.pool, self.owner)
 
     async def _run(self) -> None:
+        """Claims due notifications whenever there is room, without waiting for the slowest of a batch."""
         while True:
             try:
-                claimed = await store.claim_due(self.pool, self.owner, LEASE_S, BATCH)
-                if claimed:
-                    await asyncio.gather(*(self._step_safely(n) for n in claimed))
+                if len(self._stepping) >= MAX_STEPPING:
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
                     continue
+                limit = min(BATCH, MAX_STEPPING - len(self._stepping))
+                claimed = await store.claim_due(self.pool, self.owner, LEASE_S, limit)
+                for n in claimed:
+                    task = asyncio.create_task(self._step_safely(n))
+                    self._stepping.add(task)
+                    task.add_done_callback(self._stepped)
+                if len(claimed) == limit:
+                    continue  # there may be more due
                 due = await store.next_due(self.pool)
             except (OSError, asyncpg.PostgresError) as err:
                 log.warning("notify dispatcher: database unavailable (%s); retrying", type(err).__name__)
@@ -73,6 +85,10 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass
+
+    def _stepped(self, task: asyncio.Task[None]) -> None:
+        self._stepping.discard(task)
+        self._slot_free.set()
 
     async def _step_safely(self, n: asyncpg.Record) -> None:
         try:
@@ -87,7 +103,7 @@ class Dispatcher:
     async def step(self, n: asyncpg.Record) -> None:
         """Sends on every channel the ladder says is due now, until one lands or nothing is left to do now."""
         nid = n["notification_id"]
-        tracks, last = await store.tracks(self.pool, nid)
+        tracks, last = await store.tracks(self.pool, nid) if n["has_tracks"] else ({}, {})
         now = utcnow()
         for name, t in tracks.items():
             if t.state == IN_FLIGHT and last.get(name) == "sending":  # a dispatcher stopped mid-send
@@ -97,8 +113,6 @@ class Dispatcher:
                 ladder.failed(self.policy, t, t.error_class, now)
                 await store.save_track(self.pool, nid, t)
         loc = await self.channels.location(n["msisdn"], n["home_province"])
-        if (loc.name, loc.country) != (n["location"], n["country"]) and loc.name:
-            await store.set_location(self.pool, nid, loc.name, loc.country)
         contacts: Contacts | None = None
         looked_up = False
         while True:
@@ -112,10 +126,10 @@ class Dispatcher:
             if plan.give_up:
                 await store.give_up(self.pool, nid)
                 log.info("notification %s: nothing delivered; marked for manual outreach", nid)
-                await store.release(self.pool, nid, self.owner, None)
+                await store.release(self.pool, nid, self.owner, None, loc.name, loc.country)
                 return
             if not plan.send:
-                await store.release(self.pool, nid, self.owner, plan.next_due)
+                await store.release(self.pool, nid, self.owner, plan.next_due, loc.name, loc.country)
                 return
             if not looked_up and any(c != "sms" for c in plan.send):
                 contacts, looked_up = await self.channels.contacts(n["msisdn"], n["home_province"]), True
@@ -140,7 +154,7 @@ class Dispatcher:
                 await store.finish_attempt(self.pool, nid, seq, t, out)
                 self.on_change()
                 if t.state == DELIVERED:
-                    await store.release(self.pool, nid, self.owner, None)
+                    await store.release(self.pool, nid, self.owner, None, loc.name, loc.country)
                     return
 
     async def _watch_locations(self) -> None:

@@ -92,8 +92,8 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
             self.dispatcher.wake()
         return resp
 
-    async def on_receipt(self, receipt: Receipt) -> None:
-        if await store.record_receipt(self.pool, receipt) and self.dispatcher is not None:
+    async def on_receipts(self, receipts: list[Receipt]) -> None:
+        if await store.record_receipts(self.pool, receipts) and self.dispatcher is not None:
             self.dispatcher.wake()
         self.changed()
 
@@ -156,10 +156,10 @@ def notification_pb(n: asyncpg.Record, attempts: list[asyncpg.Record]) -> notify
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
-    pool = await db.connect(cfg.database_url, "notify")
+    pool = await db.connect(cfg.database_url, "notify", max_size=40)
     delivery = policy.load(cfg.delivery_policy)
     servicer = Notify(pool, cfg, delivery)
-    link = SmppLink(cfg.smsc_host, cfg.smsc_port, cfg.smsc_system_id, cfg.smsc_password, servicer.on_receipt)
+    link = SmppLink(cfg.smsc_host, cfg.smsc_port, cfg.smsc_system_id, cfg.smsc_password, servicer.on_receipts)
     await link.start()
     dispatcher = Dispatcher(pool, Channels(cfg, link), delivery, servicer.changed)
     servicer.dispatcher = dispatcher

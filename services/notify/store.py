@@ -56,7 +56,8 @@ async def claim_due(pool: asyncpg.Pool, owner: str, lease_s: float, limit: int) 
         "UPDATE notifications SET lease_owner = $1, lease_until = now() + make_interval(secs => $2), due_at = NULL"
         " WHERE notification_id IN (SELECT notification_id FROM notifications WHERE status = 1"
         " AND ((due_at <= now() AND lease_until IS NULL) OR lease_until < now())"
-        " ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
+        " ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *, EXISTS (SELECT 1 FROM channel_tracks t"
+        " WHERE t.notification_id = notifications.notification_id) AS has_tracks",
         owner,
         lease_s,
         limit,
@@ -70,14 +71,21 @@ async def next_due(pool: asyncpg.Pool) -> datetime | None:
     )
 
 
-async def release(pool: asyncpg.Pool, nid: uuid.UUID, owner: str, due_at: datetime | None) -> None:
+async def release(
+    pool: asyncpg.Pool, nid: uuid.UUID, owner: str, due_at: datetime | None, location: str, country: str
+) -> None:
+    """Ends a step: the lease goes, the next due time stays the earlier of the step's and a receipt's, and where the
+    HLR last saw the handset is recorded (unless it did not answer)."""
     await pool.execute(
         "UPDATE notifications SET lease_owner = NULL, lease_until = NULL,"
-        " due_at = CASE WHEN status = 1 THEN least(due_at, $3) END"
+        " due_at = CASE WHEN status = 1 THEN least(due_at, $3) END,"
+        " location = CASE WHEN $4 = '' THEN location ELSE $4 END, country = CASE WHEN $4 = '' THEN country ELSE $5 END"
         " WHERE notification_id = $1 AND lease_owner = $2",
         nid,
         owner,
         due_at,
+        location,
+        country,
     )
 
 
@@ -107,37 +115,39 @@ async def tracks(pool: asyncpg.Pool, nid: uuid.UUID) -> tuple[dict[str, Track], 
     return out, last
 
 
-async def save_track(conn: asyncpg.Connection, nid: uuid.UUID, t: Track, last_seq: int | None = None) -> None:
-    await conn.execute(
-        "INSERT INTO channel_tracks (notification_id, channel, tries, state, error_class, retry_at, sent_at, last_seq)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 0)) ON CONFLICT (notification_id, channel) DO UPDATE SET"
-        " tries = excluded.tries, state = excluded.state, error_class = excluded.error_class,"
-        " retry_at = excluded.retry_at, sent_at = excluded.sent_at,"
-        " last_seq = coalesce($8, channel_tracks.last_seq)",
-        nid,
-        CHANNEL_IDS[t.channel],
-        t.tries,
-        t.state,
-        CLASS_IDS[t.error_class],
-        t.retry_at,
-        t.sent_at,
-        last_seq,
-    )
+# Upserts a channel track: $1 notification, $2 channel, $3 tries, $4 state, $5 error class, $6 retry_at, $7 sent_at,
+# $8 its latest attempt (NULL keeps the one recorded).
+_SAVE_TRACK = (
+    "INSERT INTO channel_tracks (notification_id, channel, tries, state, error_class, retry_at, sent_at, last_seq)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 0)) ON CONFLICT (notification_id, channel) DO UPDATE SET"
+    " tries = excluded.tries, state = excluded.state, error_class = excluded.error_class,"
+    " retry_at = excluded.retry_at, sent_at = excluded.sent_at, last_seq = coalesce($8, channel_tracks.last_seq)"
+)
+
+
+def _track_args(nid: uuid.UUID, t: Track, last_seq: int | None = None) -> tuple:
+    return nid, CHANNEL_IDS[t.channel], t.tries, t.state, CLASS_IDS[t.error_class], t.retry_at, t.sent_at, last_seq
+
+
+async def save_track(conn: asyncpg.Connection, nid: uuid.UUID, t: Track) -> None:
+    await conn.execute(_SAVE_TRACK, *_track_args(nid, t))
 
 
 async def begin_attempt(pool: asyncpg.Pool, nid: uuid.UUID, t: Track, location: str) -> int:
-    """Writes the attempt as 'sending' before anything leaves: after a crash it is known, and never resent."""
-    async with pool.acquire() as conn, conn.transaction():
-        seq = await conn.fetchval("SELECT coalesce(max(seq), 0) + 1 FROM attempts WHERE notification_id = $1", nid)
-        await conn.execute(
-            "INSERT INTO attempts (notification_id, seq, channel, outcome, location) VALUES ($1, $2, $3, 'sending', $4)",
-            nid,
-            seq,
-            CHANNEL_IDS[t.channel],
-            location,
-        )
-        await save_track(conn, nid, t, seq)
-    return seq
+    """Writes the attempt as 'sending' before anything leaves: after a crash it is known, and never resent.
+    One statement, so one commit; only the leaseholder writes a notification's attempts."""
+    return await pool.fetchval(
+        "WITH a AS (INSERT INTO attempts (notification_id, seq, channel, outcome, location)"
+        " SELECT $1, coalesce(max(seq), 0) + 1, $2, 'sending', $8 FROM attempts WHERE notification_id = $1"
+        " RETURNING seq),"
+        " t AS (INSERT INTO channel_tracks (notification_id, channel, tries, state, error_class, retry_at, sent_at,"
+        " last_seq) SELECT $1, $2, $3, $4, $5, $6, $7, seq FROM a ON CONFLICT (notification_id, channel) DO UPDATE SET"
+        " tries = excluded.tries, state = excluded.state, error_class = excluded.error_class,"
+        " retry_at = excluded.retry_at, sent_at = excluded.sent_at, last_seq = excluded.last_seq)"
+        " SELECT seq FROM a",
+        *_track_args(nid, t)[:7],
+        location,
+    )
 
 
 async def finish_attempt(pool: asyncpg.Pool, nid: uuid.UUID, seq: int, t: Track, out: Outcome) -> None:
@@ -145,16 +155,15 @@ async def finish_attempt(pool: asyncpg.Pool, nid: uuid.UUID, seq: int, t: Track,
         if out.smsc_message_id:
             await _lock_message(conn, out.smsc_message_id)
         await conn.execute(
-            "UPDATE attempts SET outcome = $3, detail = $4, error_class = $5, smsc_message_id = $6, at = now()"
-            " WHERE notification_id = $1 AND seq = $2",
-            nid,
+            "WITH a AS (UPDATE attempts SET outcome = $10, detail = $11, error_class = $12, smsc_message_id = $13,"
+            " at = now() WHERE notification_id = $1 AND seq = $9) " + _SAVE_TRACK,
+            *_track_args(nid, t),
             seq,
             out.outcome,
             out.detail,
             CLASS_IDS[out.error_class],
             out.smsc_message_id,
         )
-        await save_track(conn, nid, t)
         if t.state == DELIVERED:
             await _delivered(conn, nid, t.channel)
         if out.smsc_message_id:
@@ -190,12 +199,6 @@ async def receipt_overdue(pool: asyncpg.Pool, nid: uuid.UUID, t: Track, timeout_
             timeout_s,
         )
         await save_track(conn, nid, t)
-
-
-async def set_location(pool: asyncpg.Pool, nid: uuid.UUID, location: str, country: str) -> None:
-    await pool.execute(
-        "UPDATE notifications SET location = $2, country = $3 WHERE notification_id = $1", nid, location, country
-    )
 
 
 async def give_up(pool: asyncpg.Pool, nid: uuid.UUID) -> None:
@@ -286,18 +289,26 @@ async def _apply_receipt(conn: asyncpg.Connection, message_id: str) -> bool:
     return True
 
 
-async def record_receipt(pool: asyncpg.Pool, receipt: Receipt) -> bool:
+async def record_receipts(pool: asyncpg.Pool, receipts: list[Receipt]) -> int:
+    """Stores a batch of receipts (a later one for the same message wins) and matches them to their attempts, in
+    one transaction; returns how many matched an attempt."""
+    latest = {r.message_id: r for r in receipts}
+    ids = sorted(latest)
     async with pool.acquire() as conn, conn.transaction():
-        await _lock_message(conn, receipt.message_id)
+        # Every lock before any row is touched, in one order: a submit being recorded holds at most one of them.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(m, 1)) FROM unnest($1::text[]) m", ids)
         await conn.execute(
-            "INSERT INTO receipts (smsc_message_id, stat, err) VALUES ($1, $2, $3)"
+            "INSERT INTO receipts (smsc_message_id, stat, err) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
             " ON CONFLICT (smsc_message_id) DO UPDATE SET stat = excluded.stat, err = excluded.err,"
             " received_at = now()",
-            receipt.message_id,
-            receipt.stat,
-            receipt.err,
+            ids,
+            [latest[m].stat for m in ids],
+            [latest[m].err for m in ids],
         )
-        return await _apply_receipt(conn, receipt.message_id)
+        matched = 0
+        for m in ids:
+            matched += await _apply_receipt(conn, m)
+        return matched
 
 
 async def get(pool: asyncpg.Pool, nid: uuid.UUID) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
