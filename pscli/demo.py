@@ -136,7 +136,7 @@ async def run_demo() -> int:
                     verification_pb2.SubmitOnlineVerificationRequest(
                         request_id=uuid.uuid4().hex, case_id=d.case_id, msisdn=ln.msisdn, risk_level=d.risk_level,
                         claimed_holder_ref=ln.holder_ref, liveness_token=f"video-{uuid.uuid4().hex[:8]}",
-                        risk_notice_acknowledged=True, caller_province="44",
+                        risk_notice_acknowledged=True, caller_province="44", caller_id="demo-app-session",
                     )
                 )  # fmt: skip
                 if out.outcome.result != verification_pb2.RESULT_PASSED:

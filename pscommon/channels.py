@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-_channels: dict[str, grpc.aio.Channel] = {}
+_channels: dict[tuple[str, str], grpc.aio.Channel] = {}
 
 
-def channel(target: str) -> grpc.aio.Channel:
-    """One shared channel per target per event loop user; channels multiplex calls."""
-    ch = _channels.get(target)
+def retrying(service: str, attempts: int = 3, timeout_s: float = 3.0) -> str:
+    """A gRPC service config: calls to `service` time out after `timeout_s` in all, and UNAVAILABLE answers are
+    retried by gRPC itself (up to `attempts`, with backoff)."""
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": service}],
+                    "timeout": f"{timeout_s}s",
+                    "retryPolicy": {
+                        "maxAttempts": attempts,
+                        "initialBackoff": "0.1s",
+                        "maxBackoff": "1s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def channel(target: str, service_config: str = "") -> grpc.aio.Channel:
+    """One shared channel per target (and service config) per process; channels multiplex calls."""
+    ch = _channels.get((target, service_config))
     if ch is None:
-        ch = grpc.aio.insecure_channel(target, interceptors=aio_client_interceptors())
-        _channels[target] = ch
+        options = [("grpc.enable_retries", 1), ("grpc.service_config", service_config)] if service_config else []
+        ch = grpc.aio.insecure_channel(target, options=options, interceptors=aio_client_interceptors())
+        _channels[(target, service_config)] = ch
     return ch
 
 

@@ -68,3 +68,30 @@ def from_settings(keys_spec: str, active: str) -> EncryptionCodec:
     if not keys_spec or not active:
         raise RuntimeError("PSP_CODEC_KEYS and PSP_CODEC_ACTIVE_KEY must be set: payloads are always encrypted")
     return EncryptionCodec(parse_keys(keys_spec), active)
+
+
+class Sealer:
+    """Encrypts data kept at rest (evidence) with the same keys as the payload codec: AES-256-GCM, bound to its
+    owner by associated data, the key id kept beside it so keys can rotate."""
+
+    def __init__(self, keys: dict[str, bytes], active_key_id: str) -> None:
+        if active_key_id not in keys:
+            raise ValueError("the active codec key id has no key")
+        self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
+        self.active = active_key_id
+
+    def seal(self, data: bytes, owner: bytes) -> tuple[str, bytes]:
+        nonce = os.urandom(12)
+        return self.active, nonce + self._keys[self.active].encrypt(nonce, data, owner)
+
+    def open(self, key_id: str, sealed: bytes, owner: bytes) -> bytes:
+        aead = self._keys.get(key_id)
+        if aead is None:
+            raise ValueError(f"unknown key id {key_id!r}")
+        return aead.decrypt(sealed[:12], sealed[12:], owner)
+
+
+def sealer_from_settings(keys_spec: str, active: str) -> Sealer:
+    if not keys_spec or not active:
+        raise RuntimeError("PSP_CODEC_KEYS and PSP_CODEC_ACTIVE_KEY must be set: evidence is always encrypted")
+    return Sealer(parse_keys(keys_spec), active)

@@ -40,6 +40,8 @@ class Settings:
     verify_url_base: str = field(default_factory=lambda: _env("PSP_VERIFY_URL", "https://verify.example-carrier.cn/r"))
     # Which case policy the worker uses (a file under workflows/policies/).
     case_policy: str = field(default_factory=lambda: _env("PSP_CASE_POLICY", "default"))
+    # Path of the verification policy table; empty: the one shipped with the service.
+    verification_policy: str = field(default_factory=lambda: _env("PSP_VERIFICATION_POLICY", ""))
     # How often scoring writes changed line windows to PostgreSQL (what a crash can lose, at most).
     scoring_snapshot_s: float = field(default_factory=lambda: float(_env("PSP_SCORING_SNAPSHOT_S", "30")))
     shutdown_grace_s: float = field(default_factory=lambda: float(_env("PSP_SHUTDOWN_GRACE_S", "5")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 import grpc
 from google.protobuf import any_pb2
@@ -22,6 +23,7 @@ class ServiceError(Exception):
         reason: str,
         violations: Iterable[tuple[str, str]] = (),
         metadata: dict[str, str] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -29,6 +31,7 @@ class ServiceError(Exception):
         self.reason = reason
         self.violations = list(violations)
         self.metadata = metadata or {}
+        self.retry_after_s = retry_after_s
 
     def to_status(self) -> grpc.Status:
         status = status_pb2.Status(code=self.code.value[0], message=self.message)
@@ -43,6 +46,12 @@ class ServiceError(Exception):
             )
             detail = any_pb2.Any()
             detail.Pack(bad)
+            status.details.append(detail)
+        if self.retry_after_s is not None:
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromTimedelta(timedelta(seconds=max(0.0, self.retry_after_s)))
+            detail = any_pb2.Any()
+            detail.Pack(retry)
             status.details.append(detail)
         return rpc_status.to_status(status)
 
@@ -68,6 +77,16 @@ def unavailable(dependency: str, cause: grpc.aio.AioRpcError | None = None) -> S
         "DEPENDENCY_UNAVAILABLE",
         metadata={"dependency": dependency},
     )
+
+
+def resource_exhausted(message: str, reason: str, retry_after_s: float, metadata: dict[str, str]) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason, metadata=metadata, retry_after_s=retry_after_s
+    )
+
+
+def permission_denied(message: str, reason: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, reason)
 
 
 def parse_details(err: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo | None, list[tuple[str, str]]]:

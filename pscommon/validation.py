@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import date
 
 from pscommon.errors import invalid_argument
@@ -38,6 +39,12 @@ class Violations:
 
     def required(self, value: str, field: str) -> None:
         self.check(bool(value.strip()), field, "required")
+
+    def uuid(self, value: str, field: str) -> None:
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            self.add(field, "must be a UUID as returned by this service")
 
     def enum(self, value: int, field: str, allowed: set[int]) -> None:
         self.check(value in allowed, field, "required: one of the enum's defined values")

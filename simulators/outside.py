@@ -33,7 +33,10 @@ class Registry(registry_pb2_grpc.RegistryServiceServicer):
         sub = self.by_province.get(request.province, {}).get(request.msisdn)
         if sub is None:
             raise not_found("subscriber in this province's registry", "SUBSCRIBER_NOT_FOUND")
-        return registry_pb2.GetSubscriberResponse(subscriber=sub)
+        shown = registry_pb2.Subscriber()
+        shown.CopyFrom(sub)
+        shown.ClearField("service_password")  # a registry compares it; it never hands it out
+        return registry_pb2.GetSubscriberResponse(subscriber=shown)
 
     async def FindHomeProvince(self, request, context):  # noqa: N802
         v = Violations()
@@ -56,6 +59,20 @@ class Registry(registry_pb2_grpc.RegistryServiceServicer):
         if sub.push_token and self.push is not None:
             self.push.register(sub.push_token, sub.msisdn)
         return registry_pb2.RegisterSubscriberResponse(subscriber=sub)
+
+    async def CheckKnowledge(self, request, context):  # noqa: N802
+        v = Violations()
+        v.province(request.province, "province")
+        v.msisdn(request.msisdn)
+        v.raise_if_any()
+        sub = self.by_province.get(request.province, {}).get(request.msisdn)
+        if sub is None:
+            raise not_found("subscriber in this province's registry", "SUBSCRIBER_NOT_FOUND")
+        offered = set(request.recent_contacts)
+        return registry_pb2.CheckKnowledgeResponse(
+            service_password_ok=bool(sub.service_password) and request.service_password == sub.service_password,
+            recent_contacts_matched=len(offered & set(sub.recent_contacts)),
+        )
 
     async def CheckProvinceCode(self, request, context):  # noqa: N802
         # The provincial public-security code encodes province and holder; the simulator checks that binding.

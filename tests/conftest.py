@@ -84,7 +84,8 @@ async def stack(database_server: str) -> AsyncIterator[Stack]:
         ("scoring", scoring_server),
     ):
         services[name] = await module.start(cfg, 0)
-    cfg = dataclasses.replace(cfg, **{f"{n}_addr": f"127.0.0.1:{s.port}" for n, s in services.items()})
+        # Services started later (verification asks suspension) call the ones started before.
+        cfg = dataclasses.replace(cfg, **{f"{name}_addr": f"127.0.0.1:{services[name].port}"})
     worker: Worker = case_worker.build(client, cfg)
     async with worker:
         yield Stack(cfg, env, client, sims, SPANS, services)

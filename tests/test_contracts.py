@@ -91,6 +91,23 @@ BAD = [
     ("verification", "SubmitInPersonVerification", verification_pb2.SubmitInPersonVerificationRequest(
      request_id=rid(), case_id="c", msisdn="19312345678", risk_level=3, claimed_holder_ref="h",
      agent_id="a"), "hall_id"),
+    ("verification", "SubmitOnlineVerification", verification_pb2.SubmitOnlineVerificationRequest(
+     request_id=rid(), case_id="c", msisdn="19312345678", risk_level=2, claimed_holder_ref="h", liveness_token="v",
+     caller_province="44"), "caller_id"),
+    ("verification", "SubmitAppeal", verification_pb2.SubmitAppealRequest(request_id=rid(), case_id="case-x",
+     msisdn="19312345678", explanation="I was driving for a delivery firm", caller_province="44"), "case_id"),
+    ("verification", "SubmitAppeal", verification_pb2.SubmitAppealRequest(request_id=rid(), msisdn="19312345678",
+     caller_province="44"), "explanation"),
+    ("verification", "ClaimReview", verification_pb2.ClaimReviewRequest(request_id=rid(), review_id="r1",
+     reviewer_id="rev"), "review_id"),
+    ("verification", "DecideReview", verification_pb2.DecideReviewRequest(request_id=rid(),
+     review_id="00000000-0000-0000-0000-000000000001", reviewer_id="rev", decision=verification_pb2.DECISION_ASK_FOR_MORE),
+     "more_requested"),
+    ("verification", "SubmitAuthorityOrder", verification_pb2.SubmitAuthorityOrderRequest(request_id=rid(),
+     case_id="case-0123456789abcdef0123-1", authority=verification_pb2.AUTHORITY_POLICE, order_ref="GA-1"), "order"),
+    ("verification", "GetCaseStatus", verification_pb2.GetCaseStatusRequest(), "case_id"),
+    ("verification", "ListReviews", verification_pb2.ListReviewsRequest(page_size=501), "page_size"),
+    ("suspension", "ListLineHistory", suspension_pb2.ListLineHistoryRequest(line_hash="not-a-hash"), "line_hash"),
 ]  # fmt: skip
 
 

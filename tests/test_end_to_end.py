@@ -68,7 +68,15 @@ async def test_line_is_warned_suspended_and_restored_after_verification(stack):
             extra_evidence=["employment-letter"],
         )
     )
-    assert outcome.outcome.result == verification_pb2.RESULT_PASSED, outcome.outcome.failures
+    # Extreme risk: every check passed, and a reviewer approves the restore.
+    assert outcome.outcome.result == verification_pb2.RESULT_PENDING_REVIEW, outcome.outcome.failures
+    review_id = outcome.outcome.review_id
+    await handle.execute_update(UPDATE_WAIT_STAGE, "awaiting_reviewer", result_type=CaseStatus)
+    await verify.ClaimReview(verification_pb2.ClaimReviewRequest(request_id=rid(), review_id=review_id,
+                                                                 reviewer_id="reviewer-7"))  # fmt: skip
+    await verify.DecideReview(verification_pb2.DecideReviewRequest(
+        request_id=rid(), review_id=review_id, reviewer_id="reviewer-7", decision=verification_pb2.DECISION_APPROVE,
+        note="hall check and employment letter in order"))  # fmt: skip
     final = await handle.result()
     assert final.stage == "restored"
     got = await line_agrees_with_network(stack, common_pb2.LINE_STATE_RESTORED)
@@ -90,11 +98,11 @@ async def test_line_is_warned_suspended_and_restored_after_verification(stack):
         (common_pb2.LINE_STATE_WARNED, common_pb2.LINE_STATE_SUSPENDED),
         (common_pb2.LINE_STATE_SUSPENDED, common_pb2.LINE_STATE_RESTORED),
     ]
-    assert all(r["case_id"] == case_id and r["actor_kind"] == "workflow" and r["actor_id"] for r in rows)
-    assert [r["reason"] for r in rows] == [
-        "RISK_EXTREME",
-        "UNVERIFIED_AFTER_WARNING_SUSPEND",
-        "VERIFIED_IN_PERSON_WITH_REVIEW",
+    assert all(r["case_id"] == case_id and r["actor_id"] for r in rows)
+    assert [(r["actor_kind"], r["reason"]) for r in rows] == [
+        ("workflow", "RISK_EXTREME"),
+        ("workflow", "UNVERIFIED_AFTER_WARNING_SUSPEND"),
+        ("reviewer", "REVIEW_APPROVED_RESTORE_APPROVAL"),
     ]
 
     # Operators: search attributes without personal data, and the raw history is encrypted.

@@ -37,6 +37,8 @@ class LineChange:
     case_id: str
     target_state: str  # LINE_STATE_* name
     reason: str
+    actor_kind: str = ""  # default: the case workflow itself
+    actor_id: str = ""
 
 
 @dataclass
@@ -67,6 +69,7 @@ class OutcomeArgs:
 class RouteText:
     zh: str
     en: str
+    route: str  # online | in_person | in_person_with_review
 
 
 async def _call(rpc: Any, request: Any, timeout: float) -> Any:
@@ -126,12 +129,12 @@ class CaseActivities:
         return policy.load(self.cfg.case_policy)
 
     @activity.defn
-    async def restore_route(self, risk_level: str) -> RouteText:
-        """How the holder can restore, in words, from the verification policy in force."""
+    async def restore_route(self, risk_level: str, msisdn: str) -> RouteText:
+        """How the holder can restore, in words, from the verification policy in force and the line's history."""
         resp = await _call(
             self.verification.GetRequirements,
             verification_pb2.GetRequirementsRequest(
-                risk_level=common_pb2.RiskLevel.Value(f"RISK_LEVEL_{risk_level.upper()}")
+                risk_level=common_pb2.RiskLevel.Value(f"RISK_LEVEL_{risk_level.upper()}"), msisdn=msisdn
             ),
             10,
         )
@@ -141,7 +144,13 @@ class CaseActivities:
         return RouteText(
             zh=f"{first.description_zh}（{link}）" if online else first.description_zh,
             en=f"{first.description_en} ({link})" if online else first.description_en,
+            route=verification_pb2.Route.Name(first.route).removeprefix("ROUTE_").lower(),
         )
+
+    @activity.defn
+    async def escalate_review(self, request_id: str, review_id: str) -> None:
+        req = verification_pb2.EscalateReviewRequest(request_id=request_id, review_id=review_id)
+        await _call(self.verification.EscalateReview, req, 10)
 
     @activity.defn
     async def change_line_state(self, change: LineChange) -> str:
@@ -152,7 +161,9 @@ class CaseActivities:
                 msisdn=change.msisdn,
                 home_province=change.home_province,
                 target_state=common_pb2.LineState.Value(change.target_state),
-                actor=common_pb2.Actor(kind="workflow", id="protective-suspension-case"),
+                actor=common_pb2.Actor(
+                    kind=change.actor_kind or "workflow", id=change.actor_id or "protective-suspension-case"
+                ),
                 case_id=change.case_id,
                 reason=change.reason,
             ),
@@ -207,6 +218,7 @@ class CaseActivities:
         return [
             self.load_case_policy,
             self.restore_route,
+            self.escalate_review,
             self.change_line_state,
             self.send_notification,
             self.get_delivery,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -13,13 +14,20 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         QUERY_STATUS,
         SIGNAL_ASSESSMENT,
+        SIGNAL_AUTHORITY_ORDER,
+        SIGNAL_REVIEW_DECIDED,
+        SIGNAL_REVIEW_OPENED,
         SIGNAL_VERIFIED,
         UPDATE_WAIT_STAGE,
         WORKFLOW_NAME,
         Assessment,
+        AuthorityOrder,
         CaseInput,
         CaseStatus,
         Delivery,
+        ReviewDecided,
+        ReviewOpened,
+        ReviewState,
         StageEntry,
         VerificationPassed,
     )
@@ -30,6 +38,18 @@ ENFORCED_STATE = {"restrict": "LINE_STATE_RESTRICTED", "suspend": "LINE_STATE_SU
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 CALL = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
 DELIVERY_CHECK_MAX = timedelta(minutes=10)
+REVIEW_STAGES = {"appeal": "in_review", "restore_approval": "awaiting_reviewer", "termination": "termination_review"}
+Event = VerificationPassed | ReviewOpened | ReviewDecided | AuthorityOrder
+
+
+@dataclass
+class Resolution:
+    """How the case ends: the line restored or terminated, why, and on whose authority."""
+
+    action: str  # restore | terminate
+    reason: str
+    actor_kind: str = "workflow"
+    actor_id: str = "protective-suspension-case"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -43,8 +63,14 @@ class ProtectiveSuspensionCase:
         self.verified: VerificationPassed | None = None
         self.history: list[StageEntry] = []
         self.notifications: list[str] = []
-        self.route = RouteText("", "")
+        self.route = RouteText("", "", "")
         self.warning_delivery: Delivery | None = None
+        self.inbox: list[Event] = []  # signals not yet acted on, in arrival order
+        self.resolution: Resolution | None = None
+        self.review: ReviewState | None = None
+        self.fraud_confirmed = False
+        self.deadline: datetime | None = None
+        self.more_requested = ""
 
     # ---- what operators and callers see -------------------------------------------------------
 
@@ -57,6 +83,12 @@ class ProtectiveSuspensionCase:
             risk_level=self.assessment.risk_level if self.assessment else "",
             history=list(self.history),
             warning_delivery=self.warning_delivery,
+            deadline=self.deadline.isoformat() if self.deadline else "",
+            review=self.review,
+            reasons=list(self.assessment.reasons) if self.assessment else [],
+            route=self.route.route,
+            more_requested=self.more_requested,
+            masked_msisdn=self.case.masked_msisdn if self.case else "",
         )
 
     @workflow.update(name=UPDATE_WAIT_STAGE)
@@ -67,8 +99,19 @@ class ProtectiveSuspensionCase:
 
     @workflow.signal(name=SIGNAL_VERIFIED)
     def verification_passed(self, passed: VerificationPassed) -> None:
-        if self.verified is None:
-            self.verified = passed
+        self.inbox.append(passed)
+
+    @workflow.signal(name=SIGNAL_REVIEW_OPENED)
+    def review_opened(self, opened: ReviewOpened) -> None:
+        self.inbox.append(opened)
+
+    @workflow.signal(name=SIGNAL_REVIEW_DECIDED)
+    def review_decided(self, decided: ReviewDecided) -> None:
+        self.inbox.append(decided)
+
+    @workflow.signal(name=SIGNAL_AUTHORITY_ORDER)
+    def authority_order(self, order: AuthorityOrder) -> None:
+        self.inbox.append(order)
 
     @workflow.signal(name=SIGNAL_ASSESSMENT)
     def new_assessment(self, assessment: Assessment) -> None:
@@ -132,13 +175,14 @@ class ProtectiveSuspensionCase:
         )
         self.route = await workflow.execute_activity_method(
             CaseActivities.restore_route,
-            self.assessment.risk_level,
+            args=[self.assessment.risk_level, case.msisdn],
             summary=f"how a {self.assessment.risk_level}-risk holder restores",
             **CALL,
         )
         action = self.assessment.action
         grace = timedelta(seconds=policy.grace_s[action])
         deadline = workflow.now() + grace
+        self.deadline = deadline
 
         await self._change("LINE_STATE_WARNED", f"RISK_{self.assessment.risk_level.upper()}", "warn")
         warning = await self._notify(
@@ -151,36 +195,141 @@ class ProtectiveSuspensionCase:
         }[action]
         self._enter("warned", f"holder verifies by {deadline.isoformat()}; otherwise {consequence}")
         await self._await_warning_delivery(warning, deadline)
+        await self._wait_events(deadline, f"grace window ({grace}) before '{action}'")
 
-        if not await self._wait_verified(deadline - workflow.now(), f"grace window ({grace}) before '{action}'"):
-            action = self.assessment.action  # scoring may have escalated meanwhile
-            reason = f"UNVERIFIED_AFTER_WARNING_{action.upper()}"
-            if action == "suspend" and not self._warned() and self.assessment.risk_level != "extreme":
-                # The holder may never have seen the warning (abroad, handset off): keep incoming SMS and data
-                # so the verification link still arrives, and only bar calling out.
-                action, reason = "restrict", "WARNING_UNDELIVERED_RESTRICT_ONLY"
-            if action in ENFORCED_STATE:
-                await self._change(ENFORCED_STATE[action], reason, action)
-                await self._notify("TEMPLATE_SUSPENDED", None, action)
-                self._enter(
-                    "restricted" if action == "restrict" else "suspended",
-                    f"holder restores: {self.route.en}",
+        if self.resolution is None:
+            if not self.fraud_confirmed:
+                await self._enforce()
+            await self._wait_for_resolution(policy)
+        if self.resolution is None:
+            self.deadline = None
+            self._enter("closed_unverified", "line stays as it is; the holder can still restore in person")
+        elif self.resolution.action == "terminate":
+            await self._terminate()
+        else:
+            await self._restore()
+        return self.status()
+
+    async def _enforce(self) -> None:
+        """The grace window ended without verification: apply the action (scoring may have escalated it)."""
+        assert self.assessment is not None
+        action = self.assessment.action
+        reason = f"UNVERIFIED_AFTER_WARNING_{action.upper()}"
+        if action == "suspend" and not self._warned() and self.assessment.risk_level != "extreme":
+            # The holder may never have seen the warning (abroad, handset off): keep incoming SMS and data
+            # so the verification link still arrives, and only bar calling out.
+            action, reason = "restrict", "WARNING_UNDELIVERED_RESTRICT_ONLY"
+        if action in ENFORCED_STATE:
+            await self._change(ENFORCED_STATE[action], reason, action)
+            await self._notify("TEMPLATE_SUSPENDED", None, action)
+            self._enter("restricted" if action == "restrict" else "suspended", f"holder restores: {self.route.en}")
+
+    async def _wait_for_resolution(self, policy: CasePolicy) -> None:
+        """Waits for the holder, a reviewer or an authority, reminding the holder on schedule and escalating a
+        review whose SLA runs out. The case closes unresolved when the window ends with nothing under review."""
+        window_end = workflow.now() + timedelta(seconds=policy.verification_window_s)
+        every = timedelta(seconds=policy.reminder_every_s)
+        next_reminder = workflow.now() + every
+        reminder = 0
+        while self.resolution is None:
+            reviewing = self.review is not None and self.review.status == "waiting"
+            sla_end = datetime.fromisoformat(self.review.due) if reviewing and self.review else None
+            due = [window_end, next_reminder] + ([sla_end] if sla_end and not self.review.escalated else [])
+            self.deadline = sla_end if reviewing else window_end
+            await self._wait_events(min(due), "wait for verification, a review or an authority")
+            if self.resolution is not None:
+                return
+            now = workflow.now()
+            review = self.review
+            overdue = review is not None and now >= datetime.fromisoformat(review.due)
+            if review and review.status == "waiting" and not review.escalated and overdue:
+                await workflow.execute_activity_method(
+                    CaseActivities.escalate_review,
+                    args=[self._rid(f"escalate-{review.review_id}"), review.review_id],
+                    summary="the review's SLA ran out: escalate it",
+                    **CALL,
                 )
-            window_end = workflow.now() + timedelta(seconds=policy.verification_window_s)
-            reminder = 0
-            while not self.verified and workflow.now() < window_end:
-                wait = min(timedelta(seconds=policy.reminder_every_s), window_end - workflow.now())
-                if await self._wait_verified(wait, f"wait for verification; reminder #{reminder + 1} after"):
-                    break
-                if workflow.now() < window_end:
+                review.escalated = True
+                self._enter("review_escalated", "a senior reviewer decides; the review is at the top of the queue")
+            if now >= window_end and not (self.review and self.review.status == "waiting"):
+                return
+            if now >= next_reminder:
+                next_reminder = now + every
+                if not (self.review and self.review.status == "waiting"):  # nothing asked of the holder meanwhile
                     reminder += 1
                     await self._notify("TEMPLATE_REMINDER", window_end.isoformat(), f"reminder-{reminder}")
 
-        if self.verified is None:
-            self._enter("closed_unverified", "line stays as it is; the holder can still restore in person")
-            return self.status()
-        await self._restore()
-        return self.status()
+    async def _wait_events(self, until: datetime, summary: str) -> None:
+        """Acts on signals as they arrive, until `until`, a resolution, or fraud confirmed (which ends a grace)."""
+        while self.resolution is None:
+            if not self.inbox:
+                left = until - workflow.now()
+                if left <= timedelta(0):
+                    return
+                try:
+                    await workflow.wait_condition(lambda: bool(self.inbox), timeout=left, timeout_summary=summary)
+                except TimeoutError:
+                    return
+            confirmed_before = self.fraud_confirmed
+            await self._handle(self.inbox.pop(0))
+            if self.fraud_confirmed and not confirmed_before:
+                return
+
+    async def _handle(self, ev: Event) -> None:
+        if isinstance(ev, VerificationPassed):
+            self.verified = ev
+            self.resolution = Resolution("restore", f"VERIFIED_{ev.route.upper()}")
+        elif isinstance(ev, ReviewOpened):
+            due = workflow.now() + timedelta(seconds=ev.sla_s)
+            self.review = ReviewState(ev.review_id, ev.kind, due.isoformat())
+            self.more_requested = ""
+            self._enter(REVIEW_STAGES[ev.kind], f"a reviewer decides by {due.isoformat()}")
+        elif isinstance(ev, ReviewDecided):
+            await self._decided(ev)
+        elif ev.order == "restore":
+            self.resolution = Resolution(
+                "restore", f"AUTHORITY_{ev.authority.upper()}_RESTORE", ev.authority, ev.order_ref
+            )
+        else:
+            await self._fraud_confirmed(ev)
+
+    async def _decided(self, d: ReviewDecided) -> None:
+        if self.review is None or self.review.review_id != d.review_id:
+            workflow.logger.warning("decision for a review this case is not waiting on; ignored")
+            return
+        if d.decision == "approve":
+            self.review.status = "approved"
+            if d.kind == "termination":
+                self.resolution = Resolution("terminate", "REVIEWER_CONFIRMED_TERMINATION", "reviewer", d.reviewer_id)
+            else:
+                self.resolution = Resolution("restore", f"REVIEW_APPROVED_{d.kind.upper()}", "reviewer", d.reviewer_id)
+        elif d.decision == "reject":
+            self.review.status = "rejected"
+            stage = {"appeal": "appeal_rejected", "restore_approval": "restore_refused"}.get(
+                d.kind, "termination_refused"
+            )
+            self._enter(stage, f"holder restores: {self.route.en}")
+        else:
+            self.review.status = "more_requested"
+            self.more_requested = d.more_requested
+            self._enter("more_requested", f"holder provides: {d.more_requested}")
+            await self._notify(
+                "TEMPLATE_REMINDER",
+                None,
+                f"more-{d.review_id}",
+                next_step=f"审核人员需要补充材料：{d.more_requested}（在App或营业厅提交）",
+                next_step_en=f"the reviewer asks for: {d.more_requested} (send it in the app or at a hall)",
+            )
+
+    async def _fraud_confirmed(self, order: AuthorityOrder) -> None:
+        """The police or the regulator confirmed fraud: the line is (or stays) suspended, scoring learns it, and
+        a reviewer decides on termination (verification opens that review)."""
+        assert self.case is not None
+        self.fraud_confirmed = True
+        if self.line_state != "LINE_STATE_SUSPENDED":
+            await self._change("LINE_STATE_SUSPENDED", f"AUTHORITY_{order.authority.upper()}_CONFIRMED_FRAUD", "fraud")
+        await self._record_outcome("OUTCOME_CONFIRMED_FRAUD")
+        self._enter("fraud_confirmed", "a reviewer decides whether the line is terminated")
 
     def _warned(self) -> bool:
         return self.warning_delivery is not None and self.warning_delivery.status == "delivered"
@@ -197,9 +346,9 @@ class ProtectiveSuspensionCase:
                 CaseActivities.get_delivery, notification_id, summary="has the warning reached the holder?", **CALL
             )
             left = deadline - workflow.now()
-            if delivery.status != "pending" or self.verified is not None or left <= timedelta(0):
+            if delivery.status != "pending" or self.resolution is not None or left <= timedelta(0):
                 break
-            await self._wait_verified(min(delay, left), "check the warning's delivery again")
+            await self._wait_events(workflow.now() + min(delay, left), "check the warning's delivery again")
             delay = min(delay * 2, DELIVERY_CHECK_MAX)
         self.warning_delivery = delivery
         workflow.upsert_search_attributes([temporal.ROAMING.value_set(delivery.roaming)])
@@ -211,34 +360,38 @@ class ProtectiveSuspensionCase:
                 "reach the holder in person (manual outreach); the line is at most restricted unless risk is extreme",
             )
 
-    async def _wait_verified(self, timeout: timedelta, summary: str) -> bool:
-        if timeout <= timedelta(0):
-            return self.verified is not None
-        try:
-            await workflow.wait_condition(lambda: self.verified is not None, timeout=timeout, timeout_summary=summary)
-        except TimeoutError:
-            return False
-        return True
-
     async def _restore(self) -> None:
-        assert self.verified is not None
+        assert self.resolution is not None
+        self.deadline = None
         self._enter("verified", "restore the line")
-        await self._change("LINE_STATE_RESTORED", f"VERIFIED_{self.verified.route.upper()}", "restore")
+        await self._change("LINE_STATE_RESTORED", self.resolution.reason, "restore")
         await self._notify("TEMPLATE_RESTORED", None, "restored")
+        if not self.fraud_confirmed:
+            await self._record_outcome("OUTCOME_FALSE_POSITIVE")
+        self._enter("restored", "none: the line is back in service")
+
+    async def _terminate(self) -> None:
+        assert self.resolution is not None
+        self.deadline = None
+        await self._change("LINE_STATE_TERMINATED", self.resolution.reason, "terminate")
+        self._enter("terminated", "none: the line was terminated on a reviewer's decision")
+
+    async def _record_outcome(self, outcome: str) -> None:
         assert self.case is not None
         await workflow.execute_activity_method(
             CaseActivities.record_outcome,
-            OutcomeArgs(self._rid("outcome"), self.case.msisdn, workflow.info().workflow_id, "OUTCOME_FALSE_POSITIVE"),
-            summary="tell scoring: false positive",
+            OutcomeArgs(self._rid(f"outcome-{outcome}"), self.case.msisdn, workflow.info().workflow_id, outcome),
+            summary=f"tell scoring: {outcome.removeprefix('OUTCOME_').lower().replace('_', ' ')}",
             **CALL,
         )
-        self._enter("restored", "none: the line is back in service")
 
     def _rid(self, step: str) -> str:
         return f"{workflow.info().workflow_id}:{step}"
 
     async def _change(self, target: str, reason: str, step: str) -> None:
+        """Moves the line; a restore or termination is made on the authority of whoever resolved the case."""
         assert self.case is not None
+        by = self.resolution if step in ("restore", "terminate") and self.resolution else Resolution("", "")
         self.line_state = await workflow.execute_activity_method(
             CaseActivities.change_line_state,
             LineChange(
@@ -248,12 +401,22 @@ class ProtectiveSuspensionCase:
                 workflow.info().workflow_id,
                 target,
                 reason,
+                by.actor_kind,
+                by.actor_id,
             ),
             summary=f"line → {target.removeprefix('LINE_STATE_').lower()} ({reason})",
             **CALL,
         )
 
-    async def _notify(self, template: str, deadline: str | None, step: str, pending_action: str = "") -> str:
+    async def _notify(
+        self,
+        template: str,
+        deadline: str | None,
+        step: str,
+        pending_action: str = "",
+        next_step: str = "",
+        next_step_en: str = "",
+    ) -> str:
         assert self.case is not None and self.assessment is not None
         nid = await workflow.execute_activity_method(
             CaseActivities.send_notification,
@@ -267,8 +430,8 @@ class ProtectiveSuspensionCase:
                 reasons=self.assessment.reasons,
                 line_state=self.line_state,
                 deadline=deadline,
-                next_step_zh=self.route.zh,
-                next_step_en=self.route.en,
+                next_step_zh=next_step or self.route.zh,
+                next_step_en=next_step_en or self.route.en,
                 pending_action=pending_action,
             ),
             summary=f"notify holder: {template.removeprefix('TEMPLATE_').lower()}",

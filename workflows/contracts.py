@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 WORKFLOW_NAME = "ProtectiveSuspensionCase"
 SIGNAL_VERIFIED = "verification_passed"
 SIGNAL_ASSESSMENT = "new_assessment"
+SIGNAL_REVIEW_OPENED = "review_opened"
+SIGNAL_REVIEW_DECIDED = "review_decided"
+SIGNAL_AUTHORITY_ORDER = "authority_order"
 QUERY_STATUS = "status"
 UPDATE_WAIT_STAGE = "wait_for_stage"
 
@@ -44,6 +47,41 @@ class VerificationPassed:
     verification_id: str
     route: str  # online | in_person | in_person_with_review
     policy_version: str
+
+
+@dataclass
+class ReviewOpened:
+    """A person must decide: an appeal, a restore the policy wants approved, or a proposed termination."""
+
+    review_id: str
+    kind: str  # appeal | restore_approval | termination
+    sla_s: int  # the case escalates when no decision came within this
+
+
+@dataclass
+class ReviewDecided:
+    review_id: str
+    kind: str
+    decision: str  # approve | reject | ask_for_more
+    reviewer_id: str
+    note: str = ""
+    more_requested: str = ""
+
+
+@dataclass
+class AuthorityOrder:
+    authority: str  # police | regulator
+    order: str  # restore | confirm_fraud
+    order_ref: str
+
+
+@dataclass
+class ReviewState:
+    review_id: str
+    kind: str
+    due: str  # RFC 3339, workflow time: when the SLA runs out
+    escalated: bool = False
+    status: str = "waiting"  # waiting | more_requested | approved | rejected
 
 
 @dataclass
@@ -86,3 +124,9 @@ class CaseStatus:
     risk_level: str
     history: list[StageEntry] = field(default_factory=list)
     warning_delivery: Delivery | None = None
+    deadline: str = ""  # RFC 3339: when the next thing is due (holder's deadline, or a review's SLA)
+    review: ReviewState | None = None
+    reasons: list[ReasonText] = field(default_factory=list)
+    route: str = ""  # how the holder restores: online | in_person | in_person_with_review
+    more_requested: str = ""  # what a reviewer asked the holder for
+    masked_msisdn: str = ""

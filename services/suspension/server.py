@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 
 import asyncpg
@@ -25,6 +26,7 @@ from services.suspension.state_machine import (
     is_restore,
 )
 
+LINE_HASH_RE = re.compile(r"^[0-9a-f]{20}$")
 SERVICE = "carrier.suspension.v1.SuspensionService"
 TARGET_STATES = set(common_pb2.LineState.values()) - {
     common_pb2.LINE_STATE_UNSPECIFIED,
@@ -133,9 +135,13 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
 
     async def ListLineHistory(self, request, context):  # noqa: N802
         v = Violations()
-        v.msisdn(request.msisdn)
+        if request.line_hash:
+            v.check(not request.msisdn, "msisdn", "give the number or its line_hash, not both")
+            v.check(bool(LINE_HASH_RE.match(request.line_hash)), "line_hash", "must be a line hash as in case ids")
+        else:
+            v.msisdn(request.msisdn)
         v.raise_if_any()
-        rows = await store.history(self.pool, self._hash(request.msisdn))
+        rows = await store.history(self.pool, request.line_hash or self._hash(request.msisdn))
         entries = []
         for r in rows:
             e = suspension_pb2.HistoryEntry(

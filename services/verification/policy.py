@@ -1,4 +1,4 @@
-"""The verification policy table and the judgement of a check against it (no I/O here)."""
+"""The verification policy table and the judgement of a check against it (no I/O beyond reading the file)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from carrier.verification.v1.verification_pb2 import (
     ROUTE_IN_PERSON_WITH_REVIEW,
     ROUTE_ONLINE,
 )
+from pscommon.durations import seconds
 
 ROUTES = {"online": ROUTE_ONLINE, "in_person": ROUTE_IN_PERSON, "in_person_with_review": ROUTE_IN_PERSON_WITH_REVIEW}
 LEVELS = {
@@ -21,42 +22,107 @@ LEVELS = {
     "high": RiskLevel.RISK_LEVEL_HIGH,
     "extreme": RiskLevel.RISK_LEVEL_EXTREME,
 }
+EVIDENCE = {"holder_match", "liveness", "risk_notice", "province_code", "hall", "agent", "extra_evidence"}
+KNOWLEDGE = {"service_password", "recent_contacts"}
 DEFAULT_PATH = pathlib.Path(__file__).with_name("policy.yaml")
+RESTORED_BEFORE = "RESTORED_BEFORE"
 
 
 @dataclass(frozen=True)
 class RouteRule:
     route: int
     evidence: tuple[str, ...]
+    optional: tuple[str, ...]
     description_zh: str
     description_en: str
+    where_zh: str
+    where_en: str
+
+    @property
+    def needs_reviewer(self) -> bool:
+        return self.route == ROUTE_IN_PERSON_WITH_REVIEW
+
+
+@dataclass(frozen=True)
+class Limit:
+    max_failures: int
+    window_s: int
+    lockout_s: int
 
 
 @dataclass(frozen=True)
 class Policy:
     version: str
     by_level: dict[int, tuple[RouteRule, ...]]
+    restored_before: RouteRule
+    per_line: Limit
+    per_caller: Limit
+    evidence_retention_s: int
+    review_sla_s: int
+    restore_after_pass_s: int
 
-    def rule(self, level: int, route: int) -> RouteRule | None:
-        return next((r for r in self.by_level.get(level, ()) if r.route == route), None)
+    def rules(self, level: int, restored_before: bool) -> tuple[RouteRule, ...]:
+        """The routes accepted: by risk level, unless the line was restored before ("one restore chance")."""
+        return (self.restored_before,) if restored_before else self.by_level[level]
+
+    def rule(self, level: int, route: int, restored_before: bool = False) -> RouteRule | None:
+        return next((r for r in self.rules(level, restored_before) if r.route == route), None)
 
 
-def load(path: pathlib.Path = DEFAULT_PATH) -> Policy:
-    raw = yaml.safe_load(path.read_text())
-    by_level: dict[int, tuple[RouteRule, ...]] = {}
-    for level_name, rules in raw["levels"].items():
-        by_level[LEVELS[level_name]] = tuple(
-            RouteRule(
-                ROUTES[r["route"]],
-                tuple(r["evidence"]),
-                raw["descriptions"][r["route"]]["zh"],
-                raw["descriptions"][r["route"]]["en"],
-            )
-            for r in rules
+class PolicyError(ValueError):
+    pass
+
+
+def _rule(raw: dict, item: dict) -> RouteRule:
+    name = item["route"]
+    if name not in ROUTES:
+        raise PolicyError(f"unknown route {name!r}; routes: {sorted(ROUTES)}")
+    unknown = (set(item["evidence"]) - EVIDENCE) | (set(item.get("optional", ())) - KNOWLEDGE)
+    if unknown:
+        raise PolicyError(f"route {name!r}: unknown evidence {sorted(unknown)}")
+    d = raw["descriptions"][name]
+    return RouteRule(
+        ROUTES[name],
+        tuple(item["evidence"]),
+        tuple(item.get("optional", ())),
+        d["zh"],
+        d["en"],
+        d["where_zh"],
+        d["where_en"],
+    )
+
+
+def _limit(raw: dict) -> Limit:
+    return Limit(int(raw["max_failures"]), seconds(raw["window"]), seconds(raw["lockout"]))
+
+
+def load(path: pathlib.Path | str = DEFAULT_PATH) -> Policy:
+    raw = yaml.safe_load(pathlib.Path(path).read_text())
+    try:
+        by_level = {LEVELS[name]: tuple(_rule(raw, r) for r in rules) for name, rules in raw["levels"].items()}
+        if set(by_level) != set(LEVELS.values()) or not all(by_level.values()):
+            raise PolicyError(f"every risk level needs at least one route: {sorted(LEVELS)}")
+        restored = ROUTES.get(raw["restored_before"])
+        restored_rule = next((r for rules in by_level.values() for r in rules if r.route == restored), None)
+        if restored_rule is None:
+            raise PolicyError("restored_before must name a route that some risk level uses")
+        return Policy(
+            version=str(raw["version"]),
+            by_level=by_level,
+            restored_before=restored_rule,
+            per_line=_limit(raw["attempts"]["per_line"]),
+            per_caller=_limit(raw["attempts"]["per_caller"]),
+            evidence_retention_s=seconds(raw["evidence_retention"]),
+            review_sla_s=seconds(raw["review_sla"]),
+            restore_after_pass_s=seconds(raw["restore_after_pass"]),
         )
-    return Policy(str(raw["version"]), by_level)
+    except (KeyError, TypeError) as err:
+        raise PolicyError(f"{path}: missing or malformed {err}") from err
 
 
 def judge(rule: RouteRule, checks: dict[str, bool]) -> list[str]:
-    """Failure codes: every evidence item the rule demands that did not check out."""
-    return [f"{item.upper()}_FAILED" for item in rule.evidence if not checks.get(item, False)]
+    """Failure codes: every evidence item the rule demands, and every optional one offered, that did not check out.
+    An optional item absent from `checks` was not offered."""
+    failed = [item for item in rule.evidence if not checks.get(item, False)]
+    failed += [item for item in rule.optional if checks.get(item) is False]
+    return [f"{item.upper()}_FAILED" for item in failed]

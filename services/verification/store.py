@@ -1,0 +1,114 @@
+"""SQL of the verification service: verifications, failed attempts, sealed evidence, the review queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from pscommon.codec import Sealer
+from services.verification.reviews import WAITING
+
+_WAITING = list(WAITING)
+
+
+async def insert_verification(conn: asyncpg.Connection, **fields: object) -> None:
+    cols = ", ".join(fields)
+    params = ", ".join(f"${i}" for i in range(1, len(fields) + 1))
+    await conn.execute(f"INSERT INTO verifications ({cols}) VALUES ({params})", *fields.values())
+
+
+async def failures(
+    conn: asyncpg.Connection | asyncpg.Pool, line_hash: str, caller: str, since: datetime
+) -> tuple[list[datetime], list[datetime]]:
+    """Failure times since `since`, for the line and for the caller."""
+    rows = await conn.fetch(
+        "SELECT line_hash = $1 AS for_line, caller = $2 AS for_caller, at FROM failed_attempts"
+        " WHERE (line_hash = $1 OR caller = $2) AND at > $3",
+        line_hash,
+        caller,
+        since,
+    )
+    return [r["at"] for r in rows if r["for_line"]], [r["at"] for r in rows if r["for_caller"]]
+
+
+async def record_failure(conn: asyncpg.Connection, line_hash: str, caller: str, at: datetime) -> None:
+    await conn.execute("INSERT INTO failed_attempts (line_hash, caller, at) VALUES ($1, $2, $3)", line_hash, caller, at)
+
+
+async def clear_line_failures(conn: asyncpg.Connection, line_hash: str) -> None:
+    """A passed check wipes the line's slate (a caller's failures on other lines still count)."""
+    await conn.execute("DELETE FROM failed_attempts WHERE line_hash = $1", line_hash)
+
+
+async def seal_evidence(
+    conn: asyncpg.Connection, sealer: Sealer, owner: uuid.UUID, items: list[tuple[str, str]], retention_s: int
+) -> None:
+    """Stores each (kind, value) encrypted and bound to its owner; it is deleted when retention ends."""
+    rows = []
+    for kind, value in items:
+        key_id, sealed = sealer.seal(value.encode(), owner.bytes)
+        rows.append((owner, kind, key_id, sealed, timedelta(seconds=retention_s)))
+    await conn.executemany(
+        "INSERT INTO evidence (owner_id, kind, key_id, sealed, expires_at) VALUES ($1, $2, $3, $4, now() + $5)", rows
+    )
+
+
+async def open_evidence(conn: asyncpg.Pool, sealer: Sealer, owner: uuid.UUID, kind: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT key_id, sealed FROM evidence WHERE owner_id = $1 AND kind = $2 AND expires_at > now() ORDER BY stored_at",
+        owner,
+        kind,
+    )
+    return [sealer.open(r["key_id"], bytes(r["sealed"]), owner.bytes).decode() for r in rows]
+
+
+async def purge_expired_evidence(pool: asyncpg.Pool) -> int:
+    deleted = await pool.fetchval(
+        "WITH d AS (DELETE FROM evidence WHERE expires_at <= now() RETURNING 1) SELECT count(*) FROM d"
+    )
+    return int(deleted)
+
+
+async def open_review(conn: asyncpg.Connection, **fields: object) -> asyncpg.Record:
+    cols = ", ".join(fields)
+    params = ", ".join(f"${i}" for i in range(1, len(fields) + 1))
+    return await conn.fetchrow(f"INSERT INTO reviews ({cols}) VALUES ({params}) RETURNING *", *fields.values())
+
+
+async def waiting_review(conn: asyncpg.Connection | asyncpg.Pool, case_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM reviews WHERE case_id = $1 AND status = ANY($2::smallint[])", case_id, _WAITING
+    )
+
+
+async def review(
+    conn: asyncpg.Connection | asyncpg.Pool, review_id: uuid.UUID, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM reviews WHERE review_id = $1" + (" FOR UPDATE" if lock else ""), review_id
+    )
+
+
+async def update_review(conn: asyncpg.Connection, review_id: uuid.UUID, **fields: object) -> asyncpg.Record:
+    sets = ", ".join(f"{col} = ${i}" for i, col in enumerate(fields, start=2))
+    return await conn.fetchrow(
+        f"UPDATE reviews SET {sets} WHERE review_id = $1 RETURNING *", review_id, *fields.values()
+    )
+
+
+async def list_reviews(
+    pool: asyncpg.Pool, statuses: list[int], escalated_only: bool, limit: int
+) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM reviews WHERE status = ANY($1::smallint[]) AND (escalated OR NOT $2)"
+        " ORDER BY escalated DESC, due_at, created_at LIMIT $3",
+        statuses,
+        escalated_only,
+        limit,
+    )
+
+
+async def latest_case_review(pool: asyncpg.Pool, case_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT * FROM reviews WHERE case_id = $1 ORDER BY created_at DESC LIMIT 1", case_id)
