@@ -97,8 +97,11 @@ async def one_case(cfg: Settings, client, route: str, poll_s: float) -> tuple[fl
             yield scoring_pb2.IngestCdrsRequest(request_id=uuid.uuid4().hex, cdrs=mine[i : i + 25])
 
     resp = await scoring_pb2_grpc.ScoringServiceStub(channels.channel(cfg.scoring_addr)).IngestCdrs(batches())
+    if not resp.decisions:
+        raise RuntimeError("scoring opened no case for the line")
     d = resp.decisions[-1]  # the last decision of the line wins, as in the demo
-    rated = f"{common_pb2.RiskLevel.Name(d.risk_level)[11:].lower()} → {common_pb2.Action.Name(d.action)[7:].lower()}"
+    level = common_pb2.RiskLevel.Name(d.risk_level).removeprefix("RISK_LEVEL_").lower()
+    rated = f"{level} → {common_pb2.Action.Name(d.action).removeprefix('ACTION_').lower()}"
     handle = client.get_workflow_handle(d.case_id, result_type=CaseStatus)
     await asyncio.wait_for(handle.execute_update(UPDATE_WAIT_STAGE, STAGE[d.action], result_type=CaseStatus), 120)
 

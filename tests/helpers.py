@@ -25,6 +25,8 @@ async def register_line(
     email: str = "",
     push_token: str = "",
     alternate_contact: str = "",
+    service_password: str = "",
+    recent_contacts: tuple[str, ...] = (),
 ) -> None:
     await registry_pb2_grpc.RegistryServiceStub(channel(cfg.simulators_addr)).RegisterSubscriber(
         registry_pb2.RegisterSubscriberRequest(
@@ -38,6 +40,8 @@ async def register_line(
                 email=email,
                 push_token=push_token,
                 alternate_contact=alternate_contact,
+                service_password=service_password,
+                recent_contacts=recent_contacts,
             ),
         )
     )
@@ -79,3 +83,18 @@ async def ingest(cfg, cdrs: list[scoring_pb2.Cdr], batch: int = 50) -> scoring_p
             yield scoring_pb2.IngestCdrsRequest(request_id=rid(), cdrs=cdrs[i : i + batch])
 
     return await scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr)).IngestCdrs(batches())
+
+
+async def open_case(stack, msisdn: str, risk_level: str, action: str, seq: int = 1, province: str = "44") -> str:
+    """Starts a case for a registered line as scoring would when it crosses a threshold; returns its id."""
+    from pscommon.identity import line_hash, mask
+    from workflows.contracts import WORKFLOW_NAME, Assessment, CaseInput, ReasonText
+
+    h = line_hash(msisdn, stack.cfg.line_hash_key)
+    case_id = f"case-{h}-{seq}"
+    reasons = [ReasonText("CALL_BURST_NEW_PEERS", "1小时内向23个从未联系过的号码拨出电话",
+                          "23 calls in 1 hour to numbers never called before", 0.6)]  # fmt: skip
+    assessment = Assessment(risk_level, action, 0.8, reasons, "2026-11-20T09:00:00+00:00")
+    case = CaseInput(msisdn, h, mask(msisdn), province, "zh", assessment)
+    await stack.client.start_workflow(WORKFLOW_NAME, case, id=case_id, task_queue=stack.cfg.task_queue)
+    return case_id

@@ -136,6 +136,14 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         """One check, whatever the route: the policy in force, the lockouts, the evidence, the record, the case."""
         p = self.policy()
         h = self._hash(request.msisdn)
+        case = await self._case(request.case_id)
+        if policy_mod.LEVELS.get(case.risk_level) != request.risk_level:
+            # The case decides how strict the check is, not the caller: a stale or forged level is refused.
+            raise failed_precondition(
+                f"the case is at {case.risk_level or 'no'} risk, not {LEVEL_NAMES.get(request.risk_level)}; ask"
+                " GetCaseStatus for what the holder must do",
+                "RISK_LEVEL_MISMATCH",
+            )
         again = await self._restored_before(h)
         if route == vpb.ROUTE_IN_PERSON:  # a hall check satisfies the reviewed route too, with a reviewer after
             rule = p.rule(request.risk_level, vpb.ROUTE_IN_PERSON_WITH_REVIEW, again) or self._rule(
