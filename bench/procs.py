@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import time
+from typing import Any
 
 import psutil
 
@@ -58,7 +59,7 @@ class CpuSplit:
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.with_children = with_children
 
-    def _now(self) -> tuple[dict[str, float], psutil._common.scputimes, float]:
+    def _now(self) -> tuple[dict[str, float], Any, float]:
         used = {}
         for name, p in self.procs.items():
             total = 0.0

@@ -69,13 +69,13 @@ def failed_precondition(message: str, reason: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message, reason)
 
 
-def unavailable(dependency: str, cause: grpc.aio.AioRpcError | None = None) -> ServiceError:
+def unavailable(dependency: str, cause: grpc.aio.AioRpcError | None = None, **metadata: str) -> ServiceError:
     detail = f" ({cause.code().name})" if cause is not None else ""
     return ServiceError(
         grpc.StatusCode.UNAVAILABLE,
         f"{dependency} is unavailable{detail}; retry later",
         "DEPENDENCY_UNAVAILABLE",
-        metadata={"dependency": dependency},
+        metadata={"dependency": dependency, **metadata},
     )
 
 

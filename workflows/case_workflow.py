@@ -60,7 +60,6 @@ class ProtectiveSuspensionCase:
         self.stage = "opened"
         self.next_step = "assess"
         self.line_state = "LINE_STATE_ACTIVE"
-        self.verified: VerificationPassed | None = None
         self.history: list[StageEntry] = []
         self.notifications: list[str] = []
         self.route = RouteText("", "", "")
@@ -89,6 +88,7 @@ class ProtectiveSuspensionCase:
             route=self.route.route,
             more_requested=self.more_requested,
             masked_msisdn=self.case.masked_msisdn if self.case else "",
+            home_province=self.case.home_province if self.case else "",
         )
 
     @workflow.update(name=UPDATE_WAIT_STAGE)
@@ -232,17 +232,16 @@ class ProtectiveSuspensionCase:
         next_reminder = workflow.now() + every
         reminder = 0
         while self.resolution is None:
-            reviewing = self.review is not None and self.review.status == "waiting"
-            sla_end = datetime.fromisoformat(self.review.due) if reviewing and self.review else None
-            due = [window_end, next_reminder] + ([sla_end] if sla_end and not self.review.escalated else [])
-            self.deadline = sla_end if reviewing else window_end
+            review = self._waiting_review()
+            sla_end = datetime.fromisoformat(review.due) if review else None
+            due = [window_end, next_reminder] + ([sla_end] if review and sla_end and not review.escalated else [])
+            self.deadline = sla_end or window_end
             await self._wait_events(min(due), "wait for verification, a review or an authority")
             if self.resolution is not None:
                 return
             now = workflow.now()
-            review = self.review
-            overdue = review is not None and now >= datetime.fromisoformat(review.due)
-            if review and review.status == "waiting" and not review.escalated and overdue:
+            review = self._waiting_review()
+            if review and not review.escalated and now >= datetime.fromisoformat(review.due):
                 await workflow.execute_activity_method(
                     CaseActivities.escalate_review,
                     args=[self._rid(f"escalate-{review.review_id}"), review.review_id],
@@ -251,13 +250,16 @@ class ProtectiveSuspensionCase:
                 )
                 review.escalated = True
                 self._enter("review_escalated", "a senior reviewer decides; the review is at the top of the queue")
-            if now >= window_end and not (self.review and self.review.status == "waiting"):
+            if now >= window_end and review is None:
                 return
             if now >= next_reminder:
                 next_reminder = now + every
-                if not (self.review and self.review.status == "waiting"):  # nothing asked of the holder meanwhile
+                if review is None:  # nothing is asked of the holder while a reviewer decides
                     reminder += 1
                     await self._notify("TEMPLATE_REMINDER", window_end.isoformat(), f"reminder-{reminder}")
+
+    def _waiting_review(self) -> ReviewState | None:
+        return self.review if self.review is not None and self.review.status == "waiting" else None
 
     async def _wait_events(self, until: datetime, summary: str) -> None:
         """Acts on signals as they arrive, until `until`, a resolution, or fraud confirmed (which ends a grace)."""
@@ -277,7 +279,6 @@ class ProtectiveSuspensionCase:
 
     async def _handle(self, ev: Event) -> None:
         if isinstance(ev, VerificationPassed):
-            self.verified = ev
             self.resolution = Resolution("restore", f"VERIFIED_{ev.route.upper()}")
         elif isinstance(ev, ReviewOpened):
             due = workflow.now() + timedelta(seconds=ev.sla_s)

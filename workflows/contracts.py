@@ -130,3 +130,4 @@ class CaseStatus:
     route: str = ""  # how the holder restores: online | in_person | in_person_with_review
     more_requested: str = ""  # what a reviewer asked the holder for
     masked_msisdn: str = ""
+    home_province: str = ""

@@ -115,21 +115,26 @@ async def tracks(pool: asyncpg.Pool, nid: uuid.UUID) -> tuple[dict[str, Track], 
     return out, last
 
 
-# Upserts a channel track: $1 notification, $2 channel, $3 tries, $4 state, $5 error class, $6 retry_at, $7 sent_at,
-# $8 its latest attempt (NULL keeps the one recorded).
-_SAVE_TRACK = (
-    "INSERT INTO channel_tracks (notification_id, channel, tries, state, error_class, retry_at, sent_at, last_seq)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 0)) ON CONFLICT (notification_id, channel) DO UPDATE SET"
-    " tries = excluded.tries, state = excluded.state, error_class = excluded.error_class,"
-    " retry_at = excluded.retry_at, sent_at = excluded.sent_at, last_seq = coalesce($8, channel_tracks.last_seq)"
-)
+def _upsert_track(values: str) -> str:
+    """Upserts a channel track from `values`: $1 notification, $2 channel, $3 tries, $4 state, $5 error class,
+    $6 retry_at, $7 sent_at, then its latest attempt (0: unchanged). The latest attempt only moves forward."""
+    return (
+        "INSERT INTO channel_tracks (notification_id, channel, tries, state, error_class, retry_at, sent_at, last_seq) "
+        + values
+        + " ON CONFLICT (notification_id, channel) DO UPDATE SET tries = excluded.tries, state = excluded.state,"
+        " error_class = excluded.error_class, retry_at = excluded.retry_at, sent_at = excluded.sent_at,"
+        " last_seq = greatest(excluded.last_seq, channel_tracks.last_seq)"
+    )
 
 
-def _track_args(nid: uuid.UUID, t: Track, last_seq: int | None = None) -> tuple:
-    return nid, CHANNEL_IDS[t.channel], t.tries, t.state, CLASS_IDS[t.error_class], t.retry_at, t.sent_at, last_seq
+_SAVE_TRACK = _upsert_track("VALUES ($1, $2, $3, $4, $5, $6, $7, 0)")
 
 
-async def save_track(conn: asyncpg.Connection, nid: uuid.UUID, t: Track) -> None:
+def _track_args(nid: uuid.UUID, t: Track) -> tuple:
+    return nid, CHANNEL_IDS[t.channel], t.tries, t.state, CLASS_IDS[t.error_class], t.retry_at, t.sent_at
+
+
+async def save_track(conn: asyncpg.Connection | asyncpg.Pool, nid: uuid.UUID, t: Track) -> None:
     await conn.execute(_SAVE_TRACK, *_track_args(nid, t))
 
 
@@ -139,13 +144,9 @@ async def begin_attempt(pool: asyncpg.Pool, nid: uuid.UUID, t: Track, location: 
     return await pool.fetchval(
         "WITH a AS (INSERT INTO attempts (notification_id, seq, channel, outcome, location)"
         " SELECT $1, coalesce(max(seq), 0) + 1, $2, 'sending', $8 FROM attempts WHERE notification_id = $1"
-        " RETURNING seq),"
-        " t AS (INSERT INTO channel_tracks (notification_id, channel, tries, state, error_class, retry_at, sent_at,"
-        " last_seq) SELECT $1, $2, $3, $4, $5, $6, $7, seq FROM a ON CONFLICT (notification_id, channel) DO UPDATE SET"
-        " tries = excluded.tries, state = excluded.state, error_class = excluded.error_class,"
-        " retry_at = excluded.retry_at, sent_at = excluded.sent_at, last_seq = excluded.last_seq)"
+        " RETURNING seq), t AS (" + _upsert_track("SELECT $1, $2, $3, $4, $5, $6, $7, seq FROM a") + ")"
         " SELECT seq FROM a",
-        *_track_args(nid, t)[:7],
+        *_track_args(nid, t),
         location,
     )
 
@@ -155,8 +156,8 @@ async def finish_attempt(pool: asyncpg.Pool, nid: uuid.UUID, seq: int, t: Track,
         if out.smsc_message_id:
             await _lock_message(conn, out.smsc_message_id)
         await conn.execute(
-            "WITH a AS (UPDATE attempts SET outcome = $10, detail = $11, error_class = $12, smsc_message_id = $13,"
-            " at = now() WHERE notification_id = $1 AND seq = $9) " + _SAVE_TRACK,
+            "WITH a AS (UPDATE attempts SET outcome = $9, detail = $10, error_class = $11, smsc_message_id = $12,"
+            " at = now() WHERE notification_id = $1 AND seq = $8) " + _SAVE_TRACK,
             *_track_args(nid, t),
             seq,
             out.outcome,

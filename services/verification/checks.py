@@ -14,7 +14,7 @@ from carrier.verification.v1 import verification_pb2 as vpb
 from pscommon import grpc_server
 from pscommon.channels import channel, retrying
 from pscommon.config import Settings
-from pscommon.errors import ServiceError, not_found
+from pscommon.errors import not_found, unavailable
 from services.verification.policy import RouteRule
 
 REGISTRY_ATTEMPTS = 3
@@ -31,16 +31,6 @@ class Checks:
         self.registry = registry_pb2_grpc.RegistryServiceStub(registry)
         self.idcheck = idcheck_pb2_grpc.IdentityCheckServiceStub(channel(cfg.simulators_addr))
 
-    @staticmethod
-    def unavailable(what: str, err: grpc.aio.AioRpcError | None = None, **metadata: str) -> ServiceError:
-        why = f" ({err.code().name})" if err is not None else ""
-        return ServiceError(
-            grpc.StatusCode.UNAVAILABLE,
-            f"{what} did not answer{why}; nothing was changed, retry later",
-            "DEPENDENCY_UNAVAILABLE",
-            metadata={"dependency": what, **metadata},
-        )
-
     async def call(
         self, what: str, rpc: Callable[..., Awaitable[Any]], request: Any, timeout: float = 5.0, **meta: str
     ) -> Any:
@@ -49,7 +39,7 @@ class Checks:
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise not_found(what, "NOT_FOUND") from err
-            raise self.unavailable(what, err, **meta) from err
+            raise unavailable(what, err, **meta) from err
 
     async def holder(self, msisdn: str) -> registry_pb2.Subscriber:
         """The registered holder, from the registry of the line's home province, whichever province asks: the
@@ -60,7 +50,7 @@ class Checks:
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise not_found("line in the national number directory", "LINE_NOT_REGISTERED") from err
-            raise self.unavailable(f"the national number directory, after {REGISTRY_ATTEMPTS} attempts", err) from err
+            raise unavailable(f"the national number directory, after {REGISTRY_ATTEMPTS} attempts", err) from err
         try:
             found = await self.registry.GetSubscriber(
                 registry_pb2.GetSubscriberRequest(province=home.province, msisdn=msisdn),
@@ -70,7 +60,7 @@ class Checks:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise not_found(f"line in the registry of province {home.province}", "LINE_NOT_REGISTERED") from err
             what = f"the subscriber registry of province {home.province}, after {REGISTRY_ATTEMPTS} attempts"
-            raise self.unavailable(what, err, province=home.province) from err
+            raise unavailable(what, err, province=home.province) from err
         return found.subscriber
 
     async def identity(self, request_id: str, claimed: str, liveness: str) -> idcheck_pb2.CheckIdentityResponse:

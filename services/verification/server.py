@@ -19,9 +19,10 @@ from carrier.verification.v1 import verification_pb2_grpc
 from pscommon import codec, db, grpc_server, idempotency, temporal
 from pscommon.channels import channel
 from pscommon.config import Settings
-from pscommon.errors import failed_precondition, not_found, permission_denied, resource_exhausted
+from pscommon.errors import failed_precondition, not_found, permission_denied, resource_exhausted, unavailable
 from pscommon.identity import case_line_hash, line_hash, mask
 from pscommon.validation import Violations
+from services.suspension.state_machine import is_restore
 from services.verification import limits, reviews, status, store
 from services.verification import policy as policy_mod
 from services.verification.checks import Checks
@@ -77,10 +78,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         return list(resp.entries)
 
     async def _restored_before(self, h: str) -> bool:
-        barred = (common_pb2.LINE_STATE_RESTRICTED, common_pb2.LINE_STATE_SUSPENDED)
-        return any(
-            e.to_state == common_pb2.LINE_STATE_RESTORED and e.from_state in barred for e in await self._history(h)
-        )
+        return restores(await self._history(h)) > 0
 
     # ---- requirements and holder lookup ---------------------------------------------------------
 
@@ -136,7 +134,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         """One check, whatever the route: the policy in force, the lockouts, the evidence, the record, the case."""
         p = self.policy()
         h = self._hash(request.msisdn)
-        case = await self._case(request.case_id)
+        case, again = await asyncio.gather(self._case(request.case_id), self._restored_before(h))
         if policy_mod.LEVELS.get(case.risk_level) != request.risk_level:
             # The case decides how strict the check is, not the caller: a stale or forged level is refused.
             raise failed_precondition(
@@ -144,7 +142,6 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 " GetCaseStatus for what the holder must do",
                 "RISK_LEVEL_MISMATCH",
             )
-        again = await self._restored_before(h)
         if route == vpb.ROUTE_IN_PERSON:  # a hall check satisfies the reviewed route too, with a reviewer after
             rule = p.rule(request.risk_level, vpb.ROUTE_IN_PERSON_WITH_REVIEW, again) or self._rule(
                 p, request.risk_level, route, again
@@ -165,8 +162,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 await store.clear_line_failures(conn, h)
                 if rule.needs_reviewer:
                     result = vpb.RESULT_PENDING_REVIEW
-                    review = await self._open_review(conn, request.case_id, h, request.msisdn, vpb.REVIEW_KIND_RESTORE_APPROVAL,
-                                                     p, caller_province)  # fmt: skip
+                    review = await self._open_review(conn, request.case_id, case, vpb.REVIEW_KIND_RESTORE_APPROVAL, p)
                     review_id = review["review_id"]
             else:
                 await store.record_failure(conn, h, caller, now)
@@ -307,7 +303,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise failed_precondition("no open case with this case_id", "CASE_NOT_OPEN") from err
-            raise self.checks.unavailable("case workflow service") from err
+            raise unavailable("case workflow service") from err
 
     async def _case(self, case_id: str) -> CaseStatus:
         try:
@@ -315,12 +311,12 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise not_found("case", "CASE_NOT_FOUND") from err
-            raise self.checks.unavailable("case workflow service") from err
+            raise unavailable("case workflow service") from err
 
     # ---- appeals and manual review --------------------------------------------------------------------
 
     async def _open_review(
-        self, conn: asyncpg.Connection, case_id: str, h: str, msisdn: str, kind: int, p: Policy, province: str
+        self, conn: asyncpg.Connection, case_id: str, case: CaseStatus, kind: int, p: Policy, evidence_count: int = 0
     ) -> asyncpg.Record:
         if await store.waiting_review(conn, case_id) is not None:
             raise failed_precondition("a review of this case is already waiting for a decision", "REVIEW_WAITING")
@@ -330,9 +326,10 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             kind=kind,
             status=vpb.REVIEW_STATUS_OPEN,
             case_id=case_id,
-            line_hash=h,
-            masked_msisdn=mask(msisdn) if msisdn else "",
-            home_province=province,
+            line_hash=case_line_hash(case_id),
+            masked_msisdn=case.masked_msisdn,
+            home_province=case.home_province,
+            evidence_count=evidence_count,
             due_at=datetime.now(UTC) + timedelta(seconds=p.review_sla_s),
         )
 
@@ -349,7 +346,6 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         self._case_of_line(request.case_id, request.msisdn, v)
         v.raise_if_any()
         p = self.policy()
-        h = self._hash(request.msisdn)
 
         async def work(conn: asyncpg.Connection) -> vpb.SubmitAppealResponse:
             if request.review_id:
@@ -367,40 +363,26 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                     escalated=False,
                 )
             else:
-                holder = await self.checks.holder(request.msisdn)
-                row = await self._open_review(conn, request.case_id, h, request.msisdn, vpb.REVIEW_KIND_APPEAL, p,
-                                              holder.province)  # fmt: skip
-                row = await store.update_review(conn, row["review_id"], evidence_count=len(request.evidence_refs))
+                case = await self._case(request.case_id)
+                row = await self._open_review(conn, request.case_id, case, vpb.REVIEW_KIND_APPEAL, p,
+                                              len(request.evidence_refs))  # fmt: skip
             items = [("explanation", request.explanation)] + [("evidence_ref", r) for r in request.evidence_refs]
             await store.seal_evidence(conn, self.sealer, row["review_id"], items, p.evidence_retention_s)
             kind = reviews.KIND_NAMES[row["kind"]]
             await self._signal(request.case_id, SIGNAL_REVIEW_OPENED, ReviewOpened(str(row["review_id"]), kind,
                                                                                    p.review_sla_s))  # fmt: skip
-            return vpb.SubmitAppealResponse(review=await self._review_pb(row, conn))
+            return vpb.SubmitAppealResponse(review=await self._review_pb(conn, row))
 
         return await idempotency.once(self.pool, "SubmitAppeal", request.request_id, request,
                                       vpb.SubmitAppealResponse, work)  # fmt: skip
 
-    async def _review_pb(self, row: asyncpg.Record, conn=None) -> vpb.Review:
-        explanation = await store.open_evidence(conn or self.pool, self.sealer, row["review_id"], "explanation")
-        r = vpb.Review(
-            review_id=str(row["review_id"]),
-            kind=row["kind"],
-            status=row["status"],
-            case_id=row["case_id"],
-            masked_msisdn=row["masked_msisdn"],
-            home_province=row["home_province"],
-            explanation="\n\n".join(explanation),
-            evidence_count=row["evidence_count"],
-            claimed_by=row["claimed_by"],
-            escalated=row["escalated"],
-            decision=row["decision"],
-            decision_note=row["decision_note"],
-            more_requested=row["more_requested"],
-        )
-        r.due_at.FromDatetime(row["due_at"])
-        r.created_at.FromDatetime(row["created_at"])
-        return r
+    async def _reviews_pb(self, conn, rows: list[asyncpg.Record]) -> list[vpb.Review]:
+        """Reviews as reviewers see them, with the holder's explanations (decrypted in one query)."""
+        texts = await store.open_evidence(conn, self.sealer, [r["review_id"] for r in rows], "explanation")
+        return [review_pb(r, "\n\n".join(texts.get(r["review_id"], []))) for r in rows]
+
+    async def _review_pb(self, conn, row: asyncpg.Record) -> vpb.Review:
+        return (await self._reviews_pb(conn, [row]))[0]
 
     async def ListReviews(self, request, context):  # noqa: N802
         v = Violations()
@@ -409,7 +391,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         v.raise_if_any()
         statuses = [request.status] if request.status else list(reviews.WAITING)
         rows = await store.list_reviews(self.pool, statuses, request.escalated_only, request.page_size or 50)
-        return vpb.ListReviewsResponse(reviews=[await self._review_pb(r) for r in rows])
+        return vpb.ListReviewsResponse(reviews=await self._reviews_pb(self.pool, rows))
 
     def _validate_review_call(self, request, v: Violations) -> None:
         v.request_id(request.request_id)
@@ -435,7 +417,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 raise failed_precondition(str(refused), refused.reason) from refused
             row = await store.update_review(conn, row["review_id"], status=vpb.REVIEW_STATUS_CLAIMED,
                                             claimed_by=request.reviewer_id)  # fmt: skip
-            return vpb.ClaimReviewResponse(review=await self._review_pb(row, conn))
+            return vpb.ClaimReviewResponse(review=await self._review_pb(conn, row))
 
         return await idempotency.once(self.pool, "ClaimReview", request.request_id, request,
                                       vpb.ClaimReviewResponse, work)  # fmt: skip
@@ -476,7 +458,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 more_requested=request.more_requested,
             )
             await self._signal(row["case_id"], SIGNAL_REVIEW_DECIDED, decided)
-            return vpb.DecideReviewResponse(review=await self._review_pb(row, conn))
+            return vpb.DecideReviewResponse(review=await self._review_pb(conn, row))
 
         return await idempotency.once(self.pool, "DecideReview", request.request_id, request,
                                       vpb.DecideReviewResponse, work)  # fmt: skip
@@ -491,7 +473,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             if row["status"] in reviews.WAITING:
                 row = await store.update_review(conn, row["review_id"], escalated=True)
                 log.warning("review %s escalated: its SLA ran out", row["review_id"])
-            return vpb.EscalateReviewResponse(review=await self._review_pb(row, conn))
+            return vpb.EscalateReviewResponse(review=await self._review_pb(conn, row))
 
         return await idempotency.once(self.pool, "EscalateReview", request.request_id, request,
                                       vpb.EscalateReviewResponse, work)  # fmt: skip
@@ -518,11 +500,8 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 if waiting is not None:
                     await store.update_review(conn, waiting["review_id"], status=vpb.REVIEW_STATUS_REJECTED,
                                               decision_note=f"superseded: fraud confirmed by the {order.authority}")  # fmt: skip
-                h = case_line_hash(request.case_id) or ""
-                masked = waiting["masked_msisdn"] if waiting else ""
-                row = await self._open_review(conn, request.case_id, h, "", vpb.REVIEW_KIND_TERMINATION, p, "")
-                if masked:
-                    await store.update_review(conn, row["review_id"], masked_msisdn=masked)
+                case = await self._case(request.case_id)
+                row = await self._open_review(conn, request.case_id, case, vpb.REVIEW_KIND_TERMINATION, p)
                 await self._signal(request.case_id, SIGNAL_REVIEW_OPENED,
                                    ReviewOpened(str(row["review_id"]), "termination", p.review_sla_s))  # fmt: skip
             return vpb.SubmitAuthorityOrderResponse(case_id=request.case_id)
@@ -557,7 +536,6 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         p = self.policy()
         rule = next((r for rules in p.by_level.values() for r in rules if ROUTE_NAMES[r.route] == case.route), None)
         view = status.holder_view(case, rule, p.restore_after_pass_s)
-        barred = (common_pb2.LINE_STATE_RESTRICTED, common_pb2.LINE_STATE_SUSPENDED)
         resp = vpb.GetCaseStatusResponse(
             case_id=case_id,
             masked_msisdn=case.masked_msisdn,
@@ -569,9 +547,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             next_step_en=view.next_step_en,
             where_zh=view.where_zh,
             where_en=view.where_en,
-            restore_count=sum(
-                1 for e in history if e.to_state == common_pb2.LINE_STATE_RESTORED and e.from_state in barred
-            ),
+            restore_count=restores(history),
         )
         if view.deadline:
             resp.deadline.FromDatetime(view.deadline)
@@ -581,9 +557,34 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             resp.history.add(stage=entry.stage).at.FromDatetime(datetime.fromisoformat(entry.at))
         latest = await store.latest_case_review(self.pool, case_id)
         if latest is not None and latest["status"] in reviews.WAITING:
-            resp.review.CopyFrom(await self._review_pb(latest))
-            resp.review.explanation = ""  # the holder's own words are for reviewers, not every channel
+            resp.review.CopyFrom(review_pb(latest))  # without the holder's own words: those are for reviewers
         return resp
+
+
+def restores(history: list[suspension_pb2.HistoryEntry]) -> int:
+    """Restores that count, by the suspension service's own rule."""
+    return sum(is_restore(e.from_state, e.to_state) for e in history)
+
+
+def review_pb(row: asyncpg.Record, explanation: str = "") -> vpb.Review:
+    r = vpb.Review(
+        review_id=str(row["review_id"]),
+        kind=row["kind"],
+        status=row["status"],
+        case_id=row["case_id"],
+        masked_msisdn=row["masked_msisdn"],
+        home_province=row["home_province"],
+        explanation=explanation,
+        evidence_count=row["evidence_count"],
+        claimed_by=row["claimed_by"],
+        escalated=row["escalated"],
+        decision=row["decision"],
+        decision_note=row["decision_note"],
+        more_requested=row["more_requested"],
+    )
+    r.due_at.FromDatetime(row["due_at"])
+    r.created_at.FromDatetime(row["created_at"])
+    return r
 
 
 def requirement_pb(r: RouteRule) -> vpb.Requirement:

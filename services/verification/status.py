@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from carrier.verification.v1.verification_pb2 import ROUTE_ONLINE
 from services.verification.policy import RouteRule
 from workflows.contracts import CaseStatus
 
@@ -44,8 +45,9 @@ def holder_view(case: CaseStatus, rule: RouteRule | None, restore_after_pass_s: 
     deadline = _at(case.deadline)
     stage = case.stage
     if stage in HOLDER_ACTS and rule is not None:
-        soon = "（核验通过后约1分钟内恢复）" if rule.route == 1 else ""
-        back = " (the line is back within about a minute of passing)" if rule.route == 1 else ""
+        online = rule.route == ROUTE_ONLINE
+        soon = "（核验通过后约1分钟内恢复）" if online else ""
+        back = " (the line is back within about a minute of passing)" if online else ""
         return HolderView(rule.description_zh + soon, rule.description_en + back, rule.where_zh, rule.where_en,
                           deadline, None)  # fmt: skip
     if stage == "more_requested":

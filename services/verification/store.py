@@ -55,13 +55,21 @@ async def seal_evidence(
     )
 
 
-async def open_evidence(conn: asyncpg.Pool, sealer: Sealer, owner: uuid.UUID, kind: str) -> list[str]:
+async def open_evidence(
+    conn: asyncpg.Connection | asyncpg.Pool, sealer: Sealer, owners: list[uuid.UUID], kind: str
+) -> dict[uuid.UUID, list[str]]:
+    """The unexpired items of one kind for each owner, decrypted, oldest first; one query for all owners."""
     rows = await conn.fetch(
-        "SELECT key_id, sealed FROM evidence WHERE owner_id = $1 AND kind = $2 AND expires_at > now() ORDER BY stored_at",
-        owner,
+        "SELECT owner_id, key_id, sealed FROM evidence WHERE owner_id = ANY($1::uuid[]) AND kind = $2"
+        " AND expires_at > now() ORDER BY stored_at",
+        owners,
         kind,
     )
-    return [sealer.open(r["key_id"], bytes(r["sealed"]), owner.bytes).decode() for r in rows]
+    found: dict[uuid.UUID, list[str]] = {}
+    for r in rows:
+        owner = r["owner_id"]
+        found.setdefault(owner, []).append(sealer.open(r["key_id"], bytes(r["sealed"]), owner.bytes).decode())
+    return found
 
 
 async def purge_expired_evidence(pool: asyncpg.Pool) -> int:
