@@ -7,21 +7,22 @@ GEN := build/gen
 GENERATED := $(GEN)/.generated
 PROTOS := $(shell find protos -name '*.proto')
 DATA_DIR ?= .local
+TYPED := pscommon contracts services workflows pscli
 
-.PHONY: all demo up down clean test lint protos
+.PHONY: all demo up down clean test lint fmt typecheck protos
 
 all: $(GENERATED)
 
-$(INSTALLED): requirements.txt pyproject.toml
+$(INSTALLED): requirements.txt requirements-build.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	echo "$(abspath $(GEN))" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/carrier_generated.pth
 	touch $@
 
 $(GENERATED): $(INSTALLED) $(PROTOS)
-	$(PY) -m pscommon.codegen protos $(GEN)
+	$(PY) -m pscommon.codegen protos $(GEN) --stubs
 	touch $@
 
 protos: $(GENERATED)
@@ -29,10 +30,17 @@ protos: $(GENERATED)
 lint: $(GENERATED)
 	$(VENV)/bin/buf lint protos
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
-test: $(GENERATED)
-	$(VENV)/bin/buf lint protos
-	$(VENV)/bin/ruff check .
+typecheck: $(GENERATED)
+	$(VENV)/bin/mypy $(TYPED)
+
+fmt: $(INSTALLED)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint typecheck
 	$(PY) -m pytest
 
 up: $(GENERATED)

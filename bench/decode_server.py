@@ -18,14 +18,24 @@ class DecodeOnly(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self, read_fields: bool) -> None:
         self.read_fields = read_fields
 
-    async def IngestCdrs(self, request_iterator, context):  # noqa: N802
+    async def IngestCdrs(self, request_iterator, context):
         n = 0
         async for batch in request_iterator:
             n += len(batch.cdrs)
             if self.read_fields:
                 for c in batch.cdrs:
-                    _ = (c.msisdn, c.peer, c.peer_province, c.direction, c.start.seconds, c.duration_s, c.cell_id,
-                         c.roaming, c.imei, c.service)  # fmt: skip
+                    _ = (
+                        c.msisdn,
+                        c.peer,
+                        c.peer_province,
+                        c.direction,
+                        c.start.seconds,
+                        c.duration_s,
+                        c.cell_id,
+                        c.roaming,
+                        c.imei,
+                        c.service,
+                    )
         return scoring_pb2.IngestCdrsResponse(cdrs_accepted=n)
 
 

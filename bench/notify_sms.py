@@ -41,8 +41,9 @@ def numbers(n: int) -> list[str]:
 
 async def bare_client(port: int, dests: list[str], window: int) -> float:
     """Submit every message (UCS-2, receipt requested) and wait for every receipt; returns messages/s."""
-    client = smpp34.Client(host="127.0.0.1", port=port, system_id="bench", password="bench", bind_type="TRX",
-                           window_size=window)  # fmt: skip
+    client = smpp34.Client(
+        host="127.0.0.1", port=port, system_id="bench", password="bench", bind_type="TRX", window_size=window
+    )
     smsc = await client.connect()
     payload = BODY.encode("utf-16-be")
     receipts = 0
@@ -64,9 +65,14 @@ async def bare_client(port: int, dests: list[str], window: int) -> float:
 
     async def submit(dest: str) -> None:
         async with sem:
-            r = await smsc.submit_sm(destination_addr=dest, short_message=b"", source_addr="10086",
-                                     registered_delivery=1, data_coding=8,
-                                     tlvs=[smpp34.Tlv(smpp34.TLV_MESSAGE_PAYLOAD, payload)])  # fmt: skip
+            r = await smsc.submit_sm(
+                destination_addr=dest,
+                short_message=b"",
+                source_addr="10086",
+                registered_delivery=1,
+                data_coding=8,
+                tlvs=[smpp34.Tlv(smpp34.TLV_MESSAGE_PAYLOAD, payload)],
+            )
             assert r.is_success
 
     t0 = time.perf_counter()
@@ -88,13 +94,19 @@ async def through_notify(addr: str, dsn: str, dests: list[str], concurrency: int
         async with sem:
             await stub.SendNotification(
                 notify_pb2.SendNotificationRequest(
-                    request_id=uuid.uuid4().hex, msisdn=dest, home_province="44", case_id=f"bench-{dest}",
-                    template=notify_pb2.TEMPLATE_WARNING, language="zh", reasons=reasons,
-                    next_step_zh="登录 https://verify.example/r 完成核验", next_step_en="verify online",
+                    request_id=uuid.uuid4().hex,
+                    msisdn=dest,
+                    home_province="44",
+                    case_id=f"bench-{dest}",
+                    template=notify_pb2.TEMPLATE_WARNING,
+                    language="zh",
+                    reasons=reasons,
+                    next_step_zh="登录 https://verify.example/r 完成核验",
+                    next_step_en="verify online",
                     pending_action=common_pb2.ACTION_RESTRICT,
                 ),
                 timeout=30,
-            )  # fmt: skip
+            )
 
     conn = await asyncpg.connect(dsn)
     t0 = time.perf_counter()
@@ -126,29 +138,47 @@ async def main() -> None:
         dsn = await postgres.ensure_database(postgres.start_embedded(tmp / "pg"), f"psp_bench_{uuid.uuid4().hex[:8]}")
         postmaster = int((tmp / "pg" / "postmaster.pid").read_text().split()[0])
         sims_port, smsc_port, notify_port = free_port(), free_port(), free_port()
-        env = {**os.environ, "DATABASE_URL": dsn, "PSP_SIMULATORS_ADDR": f"127.0.0.1:{sims_port}",
-               "PSP_SMSC_PORT": str(smsc_port), "PSP_SMTP_PORT": str(free_port()),
-               "PSP_NOTIFY_ADDR": f"127.0.0.1:{notify_port}", "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}"}  # fmt: skip
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "PSP_SIMULATORS_ADDR": f"127.0.0.1:{sims_port}",
+            "PSP_SMSC_PORT": str(smsc_port),
+            "PSP_SMTP_PORT": str(free_port()),
+            "PSP_NOTIFY_ADDR": f"127.0.0.1:{notify_port}",
+            "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}",
+        }
         for mod, port in (("simulators.server", sims_port), ("services.notify.server", notify_port)):
-            procs.append(subprocess.Popen([sys.executable, "-m", mod], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                          stderr=open(tmp / f"{mod}.log", "w")))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", mod],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(tmp / f"{mod}.log", "w"),
+                )
+            )
             wait_serving(port)
         print(f"{args.messages:,} messages, UCS-2, receipt requested, one SMSC (smpp34) ...", flush=True)
         bare = await bare_client(smsc_port, numbers(args.messages), args.window)
-        split = CpuSplit({"notify": procs[1].pid, "simulators": procs[0].pid, "postgres": postmaster,
-                          "bench client": os.getpid()}, frozenset({"postgres"}))  # fmt: skip
+        split = CpuSplit(
+            {"notify": procs[1].pid, "simulators": procs[0].pid, "postgres": postmaster, "bench client": os.getpid()},
+            frozenset({"postgres"}),
+        )
         split.start()
         profiler = start_profiler(procs[1].pid, "/tmp/notify-profile.txt")
-        rate, accept_rate = await through_notify(f"127.0.0.1:{notify_port}", dsn, numbers(args.messages),
-                                                 args.concurrency)  # fmt: skip
+        rate, accept_rate = await through_notify(
+            f"127.0.0.1:{notify_port}", dsn, numbers(args.messages), args.concurrency
+        )
         cpu = split.report()
         if profiler:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
         print()
         print(f"bare smpp34 client     {bare:>8,.0f} msg/s  (submit + receipt, window {args.window})")
-        print(f"through notify         {rate:>8,.0f} msg/s  (accepted, submitted, persisted, receipt correlated)"
-              f"   ratio {rate / bare:.3f}")  # fmt: skip
+        print(
+            f"through notify         {rate:>8,.0f} msg/s  (accepted, submitted, persisted, receipt correlated)"
+            f"   ratio {rate / bare:.3f}"
+        )
         print(f"  SendNotification accepted at {accept_rate:,.0f}/s")
         print(f"  {cpu}")
     finally:

@@ -47,8 +47,10 @@ def start_profiler(pid: int, default_out: str) -> subprocess.Popen | None:
     if not pyspy:
         return None
     out = os.environ.get("BENCH_PYSPY_OUT", default_out)
-    return subprocess.Popen([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", "100", "-f", "raw", "-o", out],
-                            stdout=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", "100", "-f", "raw", "-o", out],
+        stdout=subprocess.DEVNULL,
+    )
 
 
 class CpuSplit:

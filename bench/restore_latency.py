@@ -54,8 +54,11 @@ from workflows.contracts import UPDATE_WAIT_STAGE, CaseStatus
 
 TENURE_DAYS = {"online": None, "in-person": 3 * 365}  # None: the demo's own opening date (2012)
 # The stage a case rests in, waiting for the holder, by the action scoring decided.
-STAGE = {common_pb2.ACTION_WARN: "warning_delivered", common_pb2.ACTION_RESTRICT: "restricted",
-         common_pb2.ACTION_SUSPEND: "suspended"}  # fmt: skip
+STAGE = {
+    common_pb2.ACTION_WARN: "warning_delivered",
+    common_pb2.ACTION_RESTRICT: "restricted",
+    common_pb2.ACTION_SUSPEND: "suspended",
+}
 NOTHING_BARRED = suspension_pb2.Barring()
 
 
@@ -68,8 +71,9 @@ def stack_up(data: pathlib.Path) -> None:
     stack_main.TEMPORAL_PORT, stack_main.UI_PORT, stack_main.CODEC_PORT, smsc, smtp = ports[:5]
     stack_main.PORTS = dict(zip(stack_main.PORTS, ports[5:], strict=True))
     os.environ.pop("DATABASE_URL", None)  # always the embedded server, in `data`
-    os.environ.update(PSP_CASE_POLICY="demo", PSP_DELIVERY_POLICY="delivery_demo", PSP_SMSC_PORT=str(smsc),
-                      PSP_SMTP_PORT=str(smtp))  # fmt: skip
+    os.environ.update(
+        PSP_CASE_POLICY="demo", PSP_DELIVERY_POLICY="delivery_demo", PSP_SMSC_PORT=str(smsc), PSP_SMTP_PORT=str(smtp)
+    )
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data / "run"))  # as `python -m stack` does
     with contextlib.redirect_stdout(io.StringIO()):
         stack_main.up(data)  # exports the stack's settings (addresses, keys, DATABASE_URL) into os.environ
@@ -105,18 +109,35 @@ async def one_case(cfg: Settings, client, route: str, poll_s: float) -> tuple[fl
     handle = client.get_workflow_handle(d.case_id, result_type=CaseStatus)
     await asyncio.wait_for(handle.execute_update(UPDATE_WAIT_STAGE, STAGE[d.action], result_type=CaseStatus), 120)
 
-    common = dict(request_id=uuid.uuid4().hex, case_id=d.case_id, msisdn=line.msisdn, risk_level=d.risk_level,
-                  claimed_holder_ref=line.holder_ref)  # fmt: skip
+    common = dict(
+        request_id=uuid.uuid4().hex,
+        case_id=d.case_id,
+        msisdn=line.msisdn,
+        risk_level=d.risk_level,
+        claimed_holder_ref=line.holder_ref,
+    )
     verification = verification_pb2_grpc.VerificationServiceStub(channels.channel(cfg.verification_addr))
     sent = time.perf_counter()
     if route == "online":
-        out = await verification.SubmitOnlineVerification(vpb.SubmitOnlineVerificationRequest(
-            **common, liveness_token=f"video-{uuid.uuid4().hex[:8]}", risk_notice_acknowledged=True,
-            caller_province=line.province, caller_id="bench-app-session"))  # fmt: skip
+        out = await verification.SubmitOnlineVerification(
+            vpb.SubmitOnlineVerificationRequest(
+                **common,
+                liveness_token=f"video-{uuid.uuid4().hex[:8]}",
+                risk_notice_acknowledged=True,
+                caller_province=line.province,
+                caller_id="bench-app-session",
+            )
+        )
     else:
-        out = await verification.SubmitInPersonVerification(vpb.SubmitInPersonVerificationRequest(
-            **common, hall_id="hall-bench-1", agent_id="agent-bench-1", risk_notice_signed=True,
-            province_code_token=f"{line.province}-{line.holder_ref}"))  # fmt: skip
+        out = await verification.SubmitInPersonVerification(
+            vpb.SubmitInPersonVerificationRequest(
+                **common,
+                hall_id="hall-bench-1",
+                agent_id="agent-bench-1",
+                risk_notice_signed=True,
+                province_code_token=f"{line.province}-{line.holder_ref}",
+            )
+        )
     passed = time.perf_counter()
     if out.outcome.result != vpb.RESULT_PASSED:
         raise RuntimeError(f"verification {vpb.Result.Name(out.outcome.result)}: {list(out.outcome.failures)}")
@@ -137,8 +158,10 @@ def pct(xs: list[float], q: float) -> float:
 
 def report(label: str, xs: list[float]) -> None:
     xs = sorted(x * 1000 for x in xs)
-    print(f"{label:<28} p50 {pct(xs, 0.5):7.1f} ms   p99 {pct(xs, 0.99):7.1f} ms   min {xs[0]:7.1f}   "
-          f"max {xs[-1]:7.1f}   mean {statistics.fmean(xs):7.1f}   n={len(xs)}")  # fmt: skip
+    print(
+        f"{label:<28} p50 {pct(xs, 0.5):7.1f} ms   p99 {pct(xs, 0.99):7.1f} ms   min {xs[0]:7.1f}   "
+        f"max {xs[-1]:7.1f}   mean {statistics.fmean(xs):7.1f}   n={len(xs)}"
+    )
 
 
 async def measure(args: argparse.Namespace, data: pathlib.Path) -> None:
@@ -181,14 +204,22 @@ def main() -> None:
     try:
         started = time.monotonic()
         stack_up(data)
-        what = ("online verification of a medium-risk line (warned, nothing barred)" if args.route == "online"
-                else "in-person verification of a high-risk line (restricted: calls and SMS out barred)")  # fmt: skip
+        what = (
+            "online verification of a medium-risk line (warned, nothing barred)"
+            if args.route == "online"
+            else "in-person verification of a high-risk line (restricted: calls and SMS out barred)"
+        )
         print(f"stack up in {time.monotonic() - started:.1f}s (embedded, case policy demo)")
         print(f"restore latency: {what}")
-        print(f"  clock: the verification RPC returns PASSED → GetLine shows RESTORED and the HLR bars nothing "
-              f"(polled every {args.poll_ms:g} ms)")  # fmt: skip
-        print(f"  {args.cases} cases, concurrency {args.concurrency}, after {args.warmup} warm-up case(s); "
-              f"percentiles by nearest rank", flush=True)  # fmt: skip
+        print(
+            f"  clock: the verification RPC returns PASSED → GetLine shows RESTORED and the HLR bars nothing "
+            f"(polled every {args.poll_ms:g} ms)"
+        )
+        print(
+            f"  {args.cases} cases, concurrency {args.concurrency}, after {args.warmup} warm-up case(s); "
+            f"percentiles by nearest rank",
+            flush=True,
+        )
         asyncio.run(measure(args, data))
     finally:
         stack_down(data)
@@ -205,7 +236,7 @@ if __name__ == "__main__":
         status = 0
     except KeyboardInterrupt:
         status = 130
-    except Exception:
+    except Exception:  # noqa: BLE001 - printed, then the exit below with status 1
         traceback.print_exc()
     sys.stdout.flush()
     sys.stderr.flush()

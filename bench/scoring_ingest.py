@@ -64,9 +64,16 @@ class Workload:
                 peer = f"15{(line * 31 + rng.randrange(12)) % 10**9:09d}"
                 prov, direction, duration = "44", rng.choice((1, 2)), rng.randrange(200)
             c = scoring_pb2.Cdr(
-                msisdn=self.msisdns[line], peer=peer, peer_province=prov, direction=direction, service=1,
-                duration_s=duration, cell_id=f"460-00-{line % 5000}-1", roaming=1, imei=f"86{line:013d}",
-            )  # fmt: skip
+                msisdn=self.msisdns[line],
+                peer=peer,
+                peer_province=prov,
+                direction=direction,
+                service=1,
+                duration_s=duration,
+                cell_id=f"460-00-{line % 5000}-1",
+                roaming=1,
+                imei=f"86{line:013d}",
+            )
             c.start.seconds = int(self.t)
             out.append(c)
         return out
@@ -159,11 +166,23 @@ async def main() -> None:
 
         port = free_port()
         keys = codec.new_key_spec("bench")
-        env = {**os.environ, "DATABASE_URL": dsn, "TEMPORAL_ADDRESS": target, "PSP_LINE_HASH_KEY": KEY,
-               "PSP_CODEC_KEYS": keys, "PSP_CODEC_ACTIVE_KEY": "bench", "PSP_SCORING_ADDR": f"127.0.0.1:{port}",
-               "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}"}  # fmt: skip
-        scoring = subprocess.Popen([sys.executable, "-m", "services.scoring.server"], cwd=ROOT, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=open(tmp / "scoring.log", "w"))  # fmt: skip
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "TEMPORAL_ADDRESS": target,
+            "PSP_LINE_HASH_KEY": KEY,
+            "PSP_CODEC_KEYS": keys,
+            "PSP_CODEC_ACTIVE_KEY": "bench",
+            "PSP_SCORING_ADDR": f"127.0.0.1:{port}",
+            "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}",
+        }
+        scoring = subprocess.Popen(
+            [sys.executable, "-m", "services.scoring.server"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "scoring.log", "w"),
+        )
         procs.append(scoring)
         wait_serving(port)
         idle_rss = rss_mb(scoring.pid)
@@ -186,8 +205,9 @@ async def main() -> None:
         baselines = {}
         for name, extra in (("decode only", []), ("decode + read fields", ["--read-fields"])):
             bport = free_port()
-            p = subprocess.Popen([sys.executable, str(ROOT / "bench" / "decode_server.py"), str(bport), *extra],
-                                 cwd=ROOT, env=env)  # fmt: skip
+            p = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "decode_server.py"), str(bport), *extra], cwd=ROOT, env=env
+            )
             procs.append(p)
             wait_serving_plain(bport)
             btook, _ = await stream_all(f"127.0.0.1:{bport}", ingest_payloads)
@@ -208,8 +228,10 @@ async def main() -> None:
         )
         for name, brate in baselines.items():
             print(f"{name:<21} {brate:>10,.0f} CDR/s   ratio scoring/{name}: {rate / brate:.3f}")
-        print(f"decision latency at {args.latency_rate:,} CDR/s offered (batch of 500, ack with decisions):"
-              f" p50 {p50:.1f} ms, p99 {p99:.1f} ms")  # fmt: skip
+        print(
+            f"decision latency at {args.latency_rate:,} CDR/s offered (batch of 500, ack with decisions):"
+            f" p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        )
         print(f"scoring process CPU during ingest: {busy:.0%} of one core, threads: {threads(scoring.pid)}")
         print(f"scoring RSS: idle {idle_rss:.0f} MB, after ingest {busy_rss:.0f} MB")
     finally:

@@ -49,8 +49,18 @@ def main() -> None:
         t = T0 + k * (86_400 // args.calls)
         for i, m in enumerate(msisdns):
             peer = f"15{(i * 13 + rng.randrange(6)) % 10**9:09d}"
-            engine.observe(m, peer, "44", k % 3 != 0, t + i % 600, rng.randrange(300), f"460-00-{i % 9000}-1",
-                           False, f"86{i:013d}", False)  # fmt: skip
+            engine.observe(
+                m,
+                peer,
+                "44",
+                k % 3 != 0,
+                t + i % 600,
+                rng.randrange(300),
+                f"460-00-{i % 9000}-1",
+                False,
+                f"86{i:013d}",
+                False,
+            )
             events += 1
     took = time.perf_counter() - started
     gc.collect()

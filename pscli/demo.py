@@ -94,17 +94,25 @@ async def _register(cfg: Settings, lines: list[Line]) -> None:
             registry_pb2.RegisterSubscriberRequest(
                 request_id=uuid.uuid4().hex,
                 subscriber=registry_pb2.Subscriber(
-                    msisdn=ln.msisdn, province=ln.province, holder_ref=ln.holder_ref, opened_at=ln.opened_at,
-                    enterprise=ln.enterprise, language="zh",
+                    msisdn=ln.msisdn,
+                    province=ln.province,
+                    holder_ref=ln.holder_ref,
+                    opened_at=ln.opened_at,
+                    enterprise=ln.enterprise,
+                    language="zh",
                 ),
             )
-        )  # fmt: skip
+        )
         await scoring.UpsertSubscriber(
             scoring_pb2.UpsertSubscriberRequest(
-                request_id=uuid.uuid4().hex, msisdn=ln.msisdn, home_province=ln.province, opened_at=ln.opened_at,
-                enterprise=ln.enterprise, language="zh",
+                request_id=uuid.uuid4().hex,
+                msisdn=ln.msisdn,
+                home_province=ln.province,
+                opened_at=ln.opened_at,
+                enterprise=ln.enterprise,
+                language="zh",
             )
-        )  # fmt: skip
+        )
 
 
 async def run_demo() -> int:
@@ -134,11 +142,17 @@ async def run_demo() -> int:
                 await handle.execute_update(UPDATE_WAIT_STAGE, "warned", result_type=CaseStatus)
                 out = await verification.SubmitOnlineVerification(
                     verification_pb2.SubmitOnlineVerificationRequest(
-                        request_id=uuid.uuid4().hex, case_id=d.case_id, msisdn=ln.msisdn, risk_level=d.risk_level,
-                        claimed_holder_ref=ln.holder_ref, liveness_token=f"video-{uuid.uuid4().hex[:8]}",
-                        risk_notice_acknowledged=True, caller_province="44", caller_id="demo-app-session",
+                        request_id=uuid.uuid4().hex,
+                        case_id=d.case_id,
+                        msisdn=ln.msisdn,
+                        risk_level=d.risk_level,
+                        claimed_holder_ref=ln.holder_ref,
+                        liveness_token=f"video-{uuid.uuid4().hex[:8]}",
+                        risk_notice_acknowledged=True,
+                        caller_province="44",
+                        caller_id="demo-app-session",
                     )
-                )  # fmt: skip
+                )
                 if out.outcome.result != verification_pb2.RESULT_PASSED:
                     failures += 1
                 await handle.execute_update(UPDATE_WAIT_STAGE, "restored", result_type=CaseStatus)

@@ -155,8 +155,9 @@ def _cdr(ln: _Line) -> tuple[scoring_pb2.Cdr, datetime]:
 
 def _report(ln: _Line) -> tuple[scoring_pb2.ReplayReport, datetime]:
     at = ln.time("at")
-    r = scoring_pb2.ReplayReport(msisdn=ln.str("msisdn", MSISDN_RE, "11 digits starting with 1"),
-                                 source=ln.choice("source", SOURCES))  # fmt: skip
+    r = scoring_pb2.ReplayReport(
+        msisdn=ln.str("msisdn", MSISDN_RE, "11 digits starting with 1"), source=ln.choice("source", SOURCES)
+    )
     r.at.FromDatetime(at)
     return r, at
 

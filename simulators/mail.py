@@ -32,7 +32,7 @@ class MailHandler:
         self.faults = faults
         self.received: deque[Mail] = deque(maxlen=100_000)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list) -> str:  # noqa: N802
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list) -> str:
         error = await self.faults.apply("smtp.rcpt")
         if error is not None:
             return "550 5.1.1 mailbox unavailable" if error in PERMANENT_FAULTS else "451 4.3.0 try again later"
@@ -41,7 +41,7 @@ class MailHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         body = msg.get_body(("plain",))
         text = body.get_content() if body is not None else ""

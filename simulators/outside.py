@@ -25,7 +25,7 @@ class Registry(registry_pb2_grpc.RegistryServiceServicer):
         self.by_province: dict[str, dict[str, registry_pb2.Subscriber]] = {}
         self.push = push  # a holder who installed the app has a device behind the push token
 
-    async def GetSubscriber(self, request, context):  # noqa: N802
+    async def GetSubscriber(self, request, context):
         v = Violations()
         v.province(request.province, "province")
         v.msisdn(request.msisdn)
@@ -38,7 +38,7 @@ class Registry(registry_pb2_grpc.RegistryServiceServicer):
         shown.ClearField("service_password")  # a registry compares it; it never hands it out
         return registry_pb2.GetSubscriberResponse(subscriber=shown)
 
-    async def FindHomeProvince(self, request, context):  # noqa: N802
+    async def FindHomeProvince(self, request, context):
         v = Violations()
         v.msisdn(request.msisdn)
         v.raise_if_any()
@@ -47,7 +47,7 @@ class Registry(registry_pb2_grpc.RegistryServiceServicer):
                 return registry_pb2.FindHomeProvinceResponse(province=province)
         raise not_found("number in the national directory", "NUMBER_NOT_FOUND")
 
-    async def RegisterSubscriber(self, request, context):  # noqa: N802
+    async def RegisterSubscriber(self, request, context):
         sub = request.subscriber
         v = Violations()
         v.request_id(request.request_id)
@@ -60,7 +60,7 @@ class Registry(registry_pb2_grpc.RegistryServiceServicer):
             self.push.register(sub.push_token, sub.msisdn)
         return registry_pb2.RegisterSubscriberResponse(subscriber=sub)
 
-    async def CheckKnowledge(self, request, context):  # noqa: N802
+    async def CheckKnowledge(self, request, context):
         v = Violations()
         v.province(request.province, "province")
         v.msisdn(request.msisdn)
@@ -74,7 +74,7 @@ class Registry(registry_pb2_grpc.RegistryServiceServicer):
             recent_contacts_matched=len(offered & set(sub.recent_contacts)),
         )
 
-    async def CheckProvinceCode(self, request, context):  # noqa: N802
+    async def CheckProvinceCode(self, request, context):
         # The provincial public-security code encodes province and holder; the simulator checks that binding.
         return registry_pb2.CheckProvinceCodeResponse(
             valid=request.code_token == f"{request.province}-{request.holder_ref}"
@@ -86,7 +86,7 @@ class Hlr(hlr_pb2_grpc.HlrServiceServicer):
         self.network = network
         self.applied: dict[str, hlr_pb2.SetBarringResponse] = {}
 
-    async def SetBarring(self, request, context):  # noqa: N802
+    async def SetBarring(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.msisdn(request.msisdn)
@@ -100,14 +100,14 @@ class Hlr(hlr_pb2_grpc.HlrServiceServicer):
         self.applied[request.request_id] = resp
         return resp
 
-    async def GetBarring(self, request, context):  # noqa: N802
+    async def GetBarring(self, request, context):
         return hlr_pb2.GetBarringResponse(barring=self.network.handset(request.msisdn).barring)
 
-    async def GetLocation(self, request, context):  # noqa: N802
+    async def GetLocation(self, request, context):
         h = self.network.handset(request.msisdn)
         return hlr_pb2.GetLocationResponse(status=h.location, country=h.country, visited_province=h.visited_province)
 
-    async def SetLocation(self, request, context):  # noqa: N802
+    async def SetLocation(self, request, context):
         v = Violations()
         v.msisdn(request.msisdn)
         v.enum(request.status, "status", set(hlr_pb2.LocationStatus.values()) - {0})
@@ -115,7 +115,7 @@ class Hlr(hlr_pb2_grpc.HlrServiceServicer):
         self.network.move(request.msisdn, request.status, request.country, request.visited_province)
         return hlr_pb2.SetLocationResponse()
 
-    async def WatchLocations(self, request, context):  # noqa: N802
+    async def WatchLocations(self, request, context):
         q = self.network.watch()
         try:
             while True:
@@ -139,7 +139,7 @@ class PushGateway(push_pb2_grpc.PushGatewayServiceServicer):
     def register(self, token: str, msisdn: str) -> None:
         self.devices[token] = msisdn
 
-    async def SendPush(self, request, context):  # noqa: N802
+    async def SendPush(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.required(request.push_token, "push_token")
@@ -167,7 +167,7 @@ class Ivr(ivr_pb2_grpc.IvrServiceServicer):
         self.calls: dict[str, ivr_pb2.PlaceCallResponse] = {}
         self.requests: dict[str, int] = {}  # request_id -> times asked, for tests
 
-    async def PlaceCall(self, request, context):  # noqa: N802
+    async def PlaceCall(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.msisdn(request.msisdn)
@@ -194,7 +194,7 @@ class Ivr(ivr_pb2_grpc.IvrServiceServicer):
 class IdentityCheck(idcheck_pb2_grpc.IdentityCheckServiceServicer):
     """Rules of the simulated provider: IDs starting 'forged-' are invalid, videos starting 'spoof' fail liveness."""
 
-    async def CheckIdentity(self, request, context):  # noqa: N802
+    async def CheckIdentity(self, request, context):
         valid = bool(request.holder_ref) and not request.holder_ref.startswith("forged-")
         alive = bool(request.liveness_token) and not request.liveness_token.startswith("spoof")
         return idcheck_pb2.CheckIdentityResponse(
@@ -206,13 +206,13 @@ class FaultInjection(simulator_pb2_grpc.FaultInjectionServiceServicer):
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
 
-    async def SetFault(self, request, context):  # noqa: N802
+    async def SetFault(self, request, context):
         f = request.fault
         if f.error and f.error not in grpc.StatusCode.__members__ and not f.error.startswith("ESME_"):
             raise invalid_argument([("fault.error", "a gRPC status code name or an SMPP ESME_* status")])
         self.faults.set(f.target, Fault(f.latency_ms, f.fail_next, f.error or "UNAVAILABLE"))
         return simulator_pb2.SetFaultResponse()
 
-    async def ClearFaults(self, request, context):  # noqa: N802
+    async def ClearFaults(self, request, context):
         self.faults.clear()
         return simulator_pb2.ClearFaultsResponse()

@@ -24,12 +24,22 @@ PORTS = {"simulators": 50060, "scoring": 50051, "suspension": 50052, "notify": 5
 
 def processes(data: pathlib.Path) -> list[Proc]:
     temporal_argv = [
-        venv_bin("temporal"), "server", "start-dev", "--ip", "127.0.0.1",
-        "--port", str(TEMPORAL_PORT), "--ui-port", str(UI_PORT),
-        "--db-filename", str(data / "temporal.db"),
-        "--ui-codec-endpoint", f"http://127.0.0.1:{CODEC_PORT}",
-        "--log-level", "warn",
-    ]  # fmt: skip
+        venv_bin("temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(TEMPORAL_PORT),
+        "--ui-port",
+        str(UI_PORT),
+        "--db-filename",
+        str(data / "temporal.db"),
+        "--ui-codec-endpoint",
+        f"http://127.0.0.1:{CODEC_PORT}",
+        "--log-level",
+        "warn",
+    ]
     for flag in temporal.search_attribute_flags():
         temporal_argv += ["--search-attribute", flag]
     return [
@@ -70,8 +80,19 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
 
 def wait_for_worker(cfg: Settings, timeout_s: float = 60) -> None:
     """Ready when the worker polls its task queue (asked through the Temporal CLI, as an operator would)."""
-    argv = [venv_bin("temporal"), "task-queue", "describe", "--address", cfg.temporal_address,
-            "--namespace", cfg.temporal_namespace, "--task-queue", cfg.task_queue, "-o", "json"]  # fmt: skip
+    argv = [
+        venv_bin("temporal"),
+        "task-queue",
+        "describe",
+        "--address",
+        cfg.temporal_address,
+        "--namespace",
+        cfg.temporal_namespace,
+        "--task-queue",
+        cfg.task_queue,
+        "-o",
+        "json",
+    ]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10)

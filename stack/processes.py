@@ -45,7 +45,7 @@ def spawn(p: Proc, data: pathlib.Path, env: dict[str, str]) -> int:
     pid = pid_of(run_dir, p.name)
     if pid is not None:
         return pid
-    log = open(log_dir / f"{p.name}.log", "ab")  # noqa: SIM115 - handed to the child
+    log = open(log_dir / f"{p.name}.log", "ab")  # handed to the child, which keeps it open
     child = subprocess.Popen(p.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     (run_dir / f"{p.name}.pid").write_text(str(child.pid))
     return child.pid

@@ -92,8 +92,14 @@ async def open_case(stack, msisdn: str, risk_level: str, action: str, seq: int =
 
     h = line_hash(msisdn, stack.cfg.line_hash_key)
     case_id = f"case-{h}-{seq}"
-    reasons = [ReasonText("CALL_BURST_NEW_PEERS", "1小时内向23个从未联系过的号码拨出电话",
-                          "23 calls in 1 hour to numbers never called before", 0.6)]  # fmt: skip
+    reasons = [
+        ReasonText(
+            "CALL_BURST_NEW_PEERS",
+            "1小时内向23个从未联系过的号码拨出电话",
+            "23 calls in 1 hour to numbers never called before",
+            0.6,
+        )
+    ]
     assessment = Assessment(risk_level, action, 0.8, reasons, "2026-11-20T09:00:00+00:00")
     case = CaseInput(msisdn, h, mask(msisdn), province, "zh", assessment)
     await stack.client.start_workflow(WORKFLOW_NAME, case, id=case_id, task_queue=stack.cfg.task_queue)

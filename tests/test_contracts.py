@@ -52,63 +52,213 @@ async def _one_batch(req):
 
 
 BAD = [
-    ("scoring", "UpsertSubscriber", scoring_pb2.UpsertSubscriberRequest(request_id=rid(), msisdn="1931234567",
-     home_province="44", opened_at="2020-01-01", language="zh"), "msisdn"),
-    ("scoring", "UpsertSubscriber", scoring_pb2.UpsertSubscriberRequest(request_id=rid(), msisdn="19312345678",
-     home_province="44", opened_at="2020-13-01", language="zh"), "opened_at"),
+    (
+        "scoring",
+        "UpsertSubscriber",
+        scoring_pb2.UpsertSubscriberRequest(
+            request_id=rid(), msisdn="1931234567", home_province="44", opened_at="2020-01-01", language="zh"
+        ),
+        "msisdn",
+    ),
+    (
+        "scoring",
+        "UpsertSubscriber",
+        scoring_pb2.UpsertSubscriberRequest(
+            request_id=rid(), msisdn="19312345678", home_province="44", opened_at="2020-13-01", language="zh"
+        ),
+        "opened_at",
+    ),
     ("scoring", "GetAssessment", scoring_pb2.GetAssessmentRequest(msisdn="abc"), "msisdn"),
-    ("scoring", "RecordOutcome", scoring_pb2.RecordOutcomeRequest(request_id=rid(), msisdn="19312345678",
-     case_id="case-x"), "outcome"),
-    ("scoring", "IngestCdrs", scoring_pb2.IngestCdrsRequest(request_id=rid(), cdrs=[scoring_pb2.Cdr(
-     msisdn="19312345678", peer="13700000000", peer_province="5", direction=1, service=1)]), "cdrs[0].peer_province"),
-    ("scoring", "ScoreCdrs", scoring_pb2.ScoreCdrsRequest(request_id=rid(), cdrs=[scoring_pb2.Cdr(
-     msisdn="19312345678", peer="13700000000", peer_province="51", direction=1, service=3)]), "cdrs[0].service"),
-    ("scoring", "ReplayScenario", scoring_pb2.ReplayScenarioRequest(subscriber=scoring_pb2.ReplaySubscriber(
-     msisdn="19312345678", home_province="4", opened_at="2020-01-01", language="zh")), "items[0].subscriber.home_province"),
-    ("scoring", "UpdateCells", scoring_pb2.UpdateCellsRequest(request_id=rid(), cells=[scoring_pb2.Cell(
-     cell_id="460-00-1-2", province="52")]), "cells[0].risk"),
+    (
+        "scoring",
+        "RecordOutcome",
+        scoring_pb2.RecordOutcomeRequest(request_id=rid(), msisdn="19312345678", case_id="case-x"),
+        "outcome",
+    ),
+    (
+        "scoring",
+        "IngestCdrs",
+        scoring_pb2.IngestCdrsRequest(
+            request_id=rid(),
+            cdrs=[scoring_pb2.Cdr(msisdn="19312345678", peer="13700000000", peer_province="5", direction=1, service=1)],
+        ),
+        "cdrs[0].peer_province",
+    ),
+    (
+        "scoring",
+        "ScoreCdrs",
+        scoring_pb2.ScoreCdrsRequest(
+            request_id=rid(),
+            cdrs=[
+                scoring_pb2.Cdr(msisdn="19312345678", peer="13700000000", peer_province="51", direction=1, service=3)
+            ],
+        ),
+        "cdrs[0].service",
+    ),
+    (
+        "scoring",
+        "ReplayScenario",
+        scoring_pb2.ReplayScenarioRequest(
+            subscriber=scoring_pb2.ReplaySubscriber(
+                msisdn="19312345678", home_province="4", opened_at="2020-01-01", language="zh"
+            )
+        ),
+        "items[0].subscriber.home_province",
+    ),
+    (
+        "scoring",
+        "UpdateCells",
+        scoring_pb2.UpdateCellsRequest(request_id=rid(), cells=[scoring_pb2.Cell(cell_id="460-00-1-2", province="52")]),
+        "cells[0].risk",
+    ),
     ("scoring", "UpdateNumberFeed", scoring_pb2.UpdateNumberFeedRequest(request_id=rid(), add=["12x"]), "add[0]"),
-    ("scoring", "ReportLine", scoring_pb2.ReportLineRequest(request_id=rid(), msisdn="19312345678",
-     source=scoring_pb2.REPORT_SOURCE_POLICE), "at"),
-    ("scoring", "SetEnterpriseBinding", scoring_pb2.SetEnterpriseBindingRequest(request_id="short",
-     msisdn="19312345678", enterprise="SF"), "request_id"),
-    ("suspension", "ChangeLineState", suspension_pb2.ChangeLineStateRequest(request_id=rid(), msisdn="19312345678",
-     home_province="44", actor=common_pb2.Actor(kind="agent", id="a1"), case_id="c", reason="r"), "target_state"),
-    ("suspension", "ChangeLineState", suspension_pb2.ChangeLineStateRequest(request_id="x", msisdn="19312345678",
-     home_province="44", target_state=common_pb2.LINE_STATE_WARNED, actor=common_pb2.Actor(kind="agent", id="a1"),
-     case_id="c", reason="r"), "request_id"),
+    (
+        "scoring",
+        "ReportLine",
+        scoring_pb2.ReportLineRequest(request_id=rid(), msisdn="19312345678", source=scoring_pb2.REPORT_SOURCE_POLICE),
+        "at",
+    ),
+    (
+        "scoring",
+        "SetEnterpriseBinding",
+        scoring_pb2.SetEnterpriseBindingRequest(request_id="short", msisdn="19312345678", enterprise="SF"),
+        "request_id",
+    ),
+    (
+        "suspension",
+        "ChangeLineState",
+        suspension_pb2.ChangeLineStateRequest(
+            request_id=rid(),
+            msisdn="19312345678",
+            home_province="44",
+            actor=common_pb2.Actor(kind="agent", id="a1"),
+            case_id="c",
+            reason="r",
+        ),
+        "target_state",
+    ),
+    (
+        "suspension",
+        "ChangeLineState",
+        suspension_pb2.ChangeLineStateRequest(
+            request_id="x",
+            msisdn="19312345678",
+            home_province="44",
+            target_state=common_pb2.LINE_STATE_WARNED,
+            actor=common_pb2.Actor(kind="agent", id="a1"),
+            case_id="c",
+            reason="r",
+        ),
+        "request_id",
+    ),
     ("suspension", "GetLine", suspension_pb2.GetLineRequest(msisdn=""), "msisdn"),
     ("suspension", "ListLineHistory", suspension_pb2.ListLineHistoryRequest(msisdn="2931234567"), "msisdn"),
-    ("notify", "SendNotification", notify_pb2.SendNotificationRequest(request_id=rid(), msisdn="19312345678",
-     home_province="44", case_id="c", template=notify_pb2.TEMPLATE_WARNING, language="fr"), "language"),
+    (
+        "notify",
+        "SendNotification",
+        notify_pb2.SendNotificationRequest(
+            request_id=rid(),
+            msisdn="19312345678",
+            home_province="44",
+            case_id="c",
+            template=notify_pb2.TEMPLATE_WARNING,
+            language="fr",
+        ),
+        "language",
+    ),
     ("notify", "GetNotification", notify_pb2.GetNotificationRequest(notification_id="nope"), "notification_id"),
     ("verification", "GetRequirements", verification_pb2.GetRequirementsRequest(), "risk_level"),
-    ("verification", "LookupHolder", verification_pb2.LookupHolderRequest(msisdn="19312345678",
-     caller_province="6", claimed_holder_ref="h"), "caller_province"),
-    ("verification", "SubmitOnlineVerification", verification_pb2.SubmitOnlineVerificationRequest(
-     request_id=rid(), case_id="c", msisdn="19312345678", risk_level=2, claimed_holder_ref="h",
-     caller_province="44"), "liveness_token"),
-    ("verification", "SubmitInPersonVerification", verification_pb2.SubmitInPersonVerificationRequest(
-     request_id=rid(), case_id="c", msisdn="19312345678", risk_level=3, claimed_holder_ref="h",
-     agent_id="a"), "hall_id"),
-    ("verification", "SubmitOnlineVerification", verification_pb2.SubmitOnlineVerificationRequest(
-     request_id=rid(), case_id="c", msisdn="19312345678", risk_level=2, claimed_holder_ref="h", liveness_token="v",
-     caller_province="44"), "caller_id"),
-    ("verification", "SubmitAppeal", verification_pb2.SubmitAppealRequest(request_id=rid(), case_id="case-x",
-     msisdn="19312345678", explanation="I was driving for a delivery firm", caller_province="44"), "case_id"),
-    ("verification", "SubmitAppeal", verification_pb2.SubmitAppealRequest(request_id=rid(), msisdn="19312345678",
-     caller_province="44"), "explanation"),
-    ("verification", "ClaimReview", verification_pb2.ClaimReviewRequest(request_id=rid(), review_id="r1",
-     reviewer_id="rev"), "review_id"),
-    ("verification", "DecideReview", verification_pb2.DecideReviewRequest(request_id=rid(),
-     review_id="00000000-0000-0000-0000-000000000001", reviewer_id="rev", decision=verification_pb2.DECISION_ASK_FOR_MORE),
-     "more_requested"),
-    ("verification", "SubmitAuthorityOrder", verification_pb2.SubmitAuthorityOrderRequest(request_id=rid(),
-     case_id="case-0123456789abcdef0123-1", authority=verification_pb2.AUTHORITY_POLICE, order_ref="GA-1"), "order"),
+    (
+        "verification",
+        "LookupHolder",
+        verification_pb2.LookupHolderRequest(msisdn="19312345678", caller_province="6", claimed_holder_ref="h"),
+        "caller_province",
+    ),
+    (
+        "verification",
+        "SubmitOnlineVerification",
+        verification_pb2.SubmitOnlineVerificationRequest(
+            request_id=rid(),
+            case_id="c",
+            msisdn="19312345678",
+            risk_level=2,
+            claimed_holder_ref="h",
+            caller_province="44",
+        ),
+        "liveness_token",
+    ),
+    (
+        "verification",
+        "SubmitInPersonVerification",
+        verification_pb2.SubmitInPersonVerificationRequest(
+            request_id=rid(), case_id="c", msisdn="19312345678", risk_level=3, claimed_holder_ref="h", agent_id="a"
+        ),
+        "hall_id",
+    ),
+    (
+        "verification",
+        "SubmitOnlineVerification",
+        verification_pb2.SubmitOnlineVerificationRequest(
+            request_id=rid(),
+            case_id="c",
+            msisdn="19312345678",
+            risk_level=2,
+            claimed_holder_ref="h",
+            liveness_token="v",
+            caller_province="44",
+        ),
+        "caller_id",
+    ),
+    (
+        "verification",
+        "SubmitAppeal",
+        verification_pb2.SubmitAppealRequest(
+            request_id=rid(),
+            case_id="case-x",
+            msisdn="19312345678",
+            explanation="I was driving for a delivery firm",
+            caller_province="44",
+        ),
+        "case_id",
+    ),
+    (
+        "verification",
+        "SubmitAppeal",
+        verification_pb2.SubmitAppealRequest(request_id=rid(), msisdn="19312345678", caller_province="44"),
+        "explanation",
+    ),
+    (
+        "verification",
+        "ClaimReview",
+        verification_pb2.ClaimReviewRequest(request_id=rid(), review_id="r1", reviewer_id="rev"),
+        "review_id",
+    ),
+    (
+        "verification",
+        "DecideReview",
+        verification_pb2.DecideReviewRequest(
+            request_id=rid(),
+            review_id="00000000-0000-0000-0000-000000000001",
+            reviewer_id="rev",
+            decision=verification_pb2.DECISION_ASK_FOR_MORE,
+        ),
+        "more_requested",
+    ),
+    (
+        "verification",
+        "SubmitAuthorityOrder",
+        verification_pb2.SubmitAuthorityOrderRequest(
+            request_id=rid(),
+            case_id="case-0123456789abcdef0123-1",
+            authority=verification_pb2.AUTHORITY_POLICE,
+            order_ref="GA-1",
+        ),
+        "order",
+    ),
     ("verification", "GetCaseStatus", verification_pb2.GetCaseStatusRequest(), "case_id"),
     ("verification", "ListReviews", verification_pb2.ListReviewsRequest(page_size=501), "page_size"),
     ("suspension", "ListLineHistory", suspension_pb2.ListLineHistoryRequest(line_hash="not-a-hash"), "line_hash"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("service", "method", "request_", "field"), BAD, ids=[f"{b[1]}-{b[3]}" for b in BAD])
@@ -142,9 +292,14 @@ async def test_repeated_change_returns_first_answer_and_writes_nothing(stack):
     await register_line(stack.cfg, msisdn, "44", "holder-x")
     stub = stubs(stack.cfg)["suspension"]
     req = suspension_pb2.ChangeLineStateRequest(
-        request_id=rid(), msisdn=msisdn, home_province="44", target_state=common_pb2.LINE_STATE_RESTRICTED,
-        actor=common_pb2.Actor(kind="agent", id="cs-4401"), case_id="manual-1", reason="AGENT_REQUEST",
-    )  # fmt: skip
+        request_id=rid(),
+        msisdn=msisdn,
+        home_province="44",
+        target_state=common_pb2.LINE_STATE_RESTRICTED,
+        actor=common_pb2.Actor(kind="agent", id="cs-4401"),
+        case_id="manual-1",
+        reason="AGENT_REQUEST",
+    )
     first = await stub.ChangeLineState(req)
     before = await _count(stack.cfg, "SELECT count(*) FROM suspension.line_history")
     again = await stub.ChangeLineState(req)
@@ -159,10 +314,15 @@ async def test_repeated_change_returns_first_answer_and_writes_nothing(stack):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.ChangeLineState(
             suspension_pb2.ChangeLineStateRequest(
-                request_id=rid(), msisdn=msisdn, home_province="44", target_state=common_pb2.LINE_STATE_TERMINATED,
-                actor=common_pb2.Actor(kind="agent", id="cs-4401"), case_id="manual-1", reason="AGENT_REQUEST",
+                request_id=rid(),
+                msisdn=msisdn,
+                home_province="44",
+                target_state=common_pb2.LINE_STATE_TERMINATED,
+                actor=common_pb2.Actor(kind="agent", id="cs-4401"),
+                case_id="manual-1",
+                reason="AGENT_REQUEST",
             )
-        )  # fmt: skip
+        )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert await _count(stack.cfg, "SELECT count(*) FROM suspension.line_history") == before
 
@@ -180,9 +340,14 @@ async def test_hlr_outage_leaves_no_half_written_state(stack):
     )
     stub = stubs(stack.cfg)["suspension"]
     req = suspension_pb2.ChangeLineStateRequest(
-        request_id=rid(), msisdn=msisdn, home_province="44", target_state=common_pb2.LINE_STATE_SUSPENDED,
-        actor=common_pb2.Actor(kind="agent", id="cs-4401"), case_id="manual-2", reason="AGENT_REQUEST",
-    )  # fmt: skip
+        request_id=rid(),
+        msisdn=msisdn,
+        home_province="44",
+        target_state=common_pb2.LINE_STATE_SUSPENDED,
+        actor=common_pb2.Actor(kind="agent", id="cs-4401"),
+        case_id="manual-2",
+        reason="AGENT_REQUEST",
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.ChangeLineState(req)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -197,11 +362,18 @@ async def test_hlr_outage_leaves_no_half_written_state(stack):
 async def test_repeated_notification_is_sent_once_and_its_receipt_is_kept(stack):
     stub = stubs(stack.cfg)["notify"]
     req = notify_pb2.SendNotificationRequest(
-        request_id=rid(), msisdn="19300000003", home_province="44", case_id="case-n",
-        template=notify_pb2.TEMPLATE_WARNING, language="en",
-        reasons=[common_pb2.Reason(code="CALL_BURST", text_en="23 calls in 90 minutes", text_zh="90分钟内拨出23个电话")],
-        next_step_en="verify online", next_step_zh="在线核验",
-    )  # fmt: skip
+        request_id=rid(),
+        msisdn="19300000003",
+        home_province="44",
+        case_id="case-n",
+        template=notify_pb2.TEMPLATE_WARNING,
+        language="en",
+        reasons=[
+            common_pb2.Reason(code="CALL_BURST", text_en="23 calls in 90 minutes", text_zh="90分钟内拨出23个电话")
+        ],
+        next_step_en="verify online",
+        next_step_zh="在线核验",
+    )
     first = await stub.SendNotification(req)
     again = await stub.SendNotification(req)
     assert again.notification_id == first.notification_id
@@ -232,12 +404,16 @@ async def test_deadline_is_honoured_and_inherited_downstream(stack):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.ChangeLineState(
                 suspension_pb2.ChangeLineStateRequest(
-                    request_id=rid(), msisdn=msisdn, home_province="44",
-                    target_state=common_pb2.LINE_STATE_RESTRICTED, actor=common_pb2.Actor(kind="agent", id="cs-1"),
-                    case_id="manual-3", reason="AGENT_REQUEST",
+                    request_id=rid(),
+                    msisdn=msisdn,
+                    home_province="44",
+                    target_state=common_pb2.LINE_STATE_RESTRICTED,
+                    actor=common_pb2.Actor(kind="agent", id="cs-1"),
+                    case_id="manual-3",
+                    reason="AGENT_REQUEST",
                 ),
                 timeout=0.3,
-            )  # fmt: skip
+            )
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         await faults.ClearFaults(simulator_pb2.ClearFaultsRequest())

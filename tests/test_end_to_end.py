@@ -72,11 +72,18 @@ async def test_line_is_warned_suspended_and_restored_after_verification(stack):
     assert outcome.outcome.result == verification_pb2.RESULT_PENDING_REVIEW, outcome.outcome.failures
     review_id = outcome.outcome.review_id
     await handle.execute_update(UPDATE_WAIT_STAGE, "awaiting_reviewer", result_type=CaseStatus)
-    await verify.ClaimReview(verification_pb2.ClaimReviewRequest(request_id=rid(), review_id=review_id,
-                                                                 reviewer_id="reviewer-7"))  # fmt: skip
-    await verify.DecideReview(verification_pb2.DecideReviewRequest(
-        request_id=rid(), review_id=review_id, reviewer_id="reviewer-7", decision=verification_pb2.DECISION_APPROVE,
-        note="hall check and employment letter in order"))  # fmt: skip
+    await verify.ClaimReview(
+        verification_pb2.ClaimReviewRequest(request_id=rid(), review_id=review_id, reviewer_id="reviewer-7")
+    )
+    await verify.DecideReview(
+        verification_pb2.DecideReviewRequest(
+            request_id=rid(),
+            review_id=review_id,
+            reviewer_id="reviewer-7",
+            decision=verification_pb2.DECISION_APPROVE,
+            note="hall check and employment letter in order",
+        )
+    )
     final = await handle.result()
     assert final.stage == "restored"
     got = await line_agrees_with_network(stack, common_pb2.LINE_STATE_RESTORED)

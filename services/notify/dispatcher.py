@@ -95,7 +95,7 @@ class Dispatcher:
             await self.step(n)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the lease runs out and the notification is stepped again
+        except Exception:  # the lease runs out and the notification is stepped again
             log.exception("notification step failed; it will be retried when its lease runs out")
         finally:
             self.on_change()

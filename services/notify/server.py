@@ -45,7 +45,7 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         if self._changed is None or self._changed.done():
             self._changed = asyncio.create_task(tell())
 
-    async def SendNotification(self, request, context):  # noqa: N802
+    async def SendNotification(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.msisdn(request.msisdn)
@@ -112,7 +112,7 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         except TimeoutError:
             return await store.get(self.pool, nid)
 
-    async def GetNotification(self, request, context):  # noqa: N802
+    async def GetNotification(self, request, context):
         try:
             nid = uuid.UUID(request.notification_id)
         except ValueError:

@@ -272,8 +272,12 @@ async def _apply_receipt(conn: asyncpg.Connection, message_id: str) -> bool:
         )
         await _delivered(conn, nid, channel)
         return True
-    await conn.execute("UPDATE attempts SET error_class = $3 WHERE notification_id = $1 AND seq = $2",
-                       nid, row["seq"], CLASS_IDS[receipt.error_class])  # fmt: skip
+    await conn.execute(
+        "UPDATE attempts SET error_class = $3 WHERE notification_id = $1 AND seq = $2",
+        nid,
+        row["seq"],
+        CLASS_IDS[receipt.error_class],
+    )
     # Only the channel's latest attempt decides its track; the dispatcher works out the retry when it is due.
     changed = await conn.fetchval(
         "UPDATE channel_tracks SET state = $6, error_class = $4 WHERE notification_id = $1"

@@ -110,7 +110,7 @@ class CaseOpener:
         """Opens the cases of these decisions now; failures are left to the background retry."""
         try:
             await self._open(ids)
-        except Exception:  # noqa: BLE001 - the outbox keeps them; the loop retries
+        except Exception:  # the outbox keeps them; the loop retries
             log.warning("case opening deferred", exc_info=True)
             self.wake.set()
 
@@ -119,7 +119,7 @@ class CaseOpener:
             try:
                 while await self._open(None):
                     pass
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("case opener: will retry", exc_info=True)
                 await asyncio.sleep(RETRY_S)
                 continue

@@ -71,8 +71,19 @@ class Engine:
             s = self.lines[msisdn] = LineState(profile)
         return s
 
-    def observe(self, msisdn: str, peer: str, peer_province: str, outgoing: bool, t: int, duration: int,
-                cell_id: str, abroad: bool, imei: str, sms: bool) -> Escalation | None:  # fmt: skip
+    def observe(
+        self,
+        msisdn: str,
+        peer: str,
+        peer_province: str,
+        outgoing: bool,
+        t: int,
+        duration: int,
+        cell_id: str,
+        abroad: bool,
+        imei: str,
+        sms: bool,
+    ) -> Escalation | None:
         s = self.lines.get(msisdn)
         if s is None:
             profile = self.profiles.get(msisdn)

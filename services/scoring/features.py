@@ -268,9 +268,19 @@ class LineState:
     # The stored form: plain lists, dicts, numbers and strings, in this order (SNAPSHOT_FIELDS).
     def snapshot(self) -> list:
         """The line as plain data, sharing the live lists and dicts: encode it before the state changes."""
-        return [self.last_t, self.out, self.contacts, self.callers, list(self.incoming or ()),
-                list(self.cells or ()), self.imeis, self.imei, list(self.reports or ()), self.abroad,
-                self.out_total]  # fmt: skip
+        return [
+            self.last_t,
+            self.out,
+            self.contacts,
+            self.callers,
+            list(self.incoming or ()),
+            list(self.cells or ()),
+            self.imeis,
+            self.imei,
+            list(self.reports or ()),
+            self.abroad,
+            self.out_total,
+        ]
 
     @classmethod
     def restore(cls, profile: Profile, snap: list) -> LineState:
@@ -296,8 +306,19 @@ class LineState:
         return s
 
 
-SNAPSHOT_FIELDS = ("last_t", "out", "contacts", "callers", "incoming", "cells", "imeis", "imei", "reports", "abroad",
-                   "out_total")  # fmt: skip
+SNAPSHOT_FIELDS = (
+    "last_t",
+    "out",
+    "contacts",
+    "callers",
+    "incoming",
+    "cells",
+    "imeis",
+    "imei",
+    "reports",
+    "abroad",
+    "out_total",
+)
 
 
 def _share(count: int, of: int) -> float:
@@ -355,7 +376,7 @@ def compile_function(name: str, body: list[str]):
     """Compiles `def name(s, p, now, eng)` over the feature expressions (built from checked parts only)."""
     src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", *body]
     namespace = dict(HELPERS)
-    exec(compile("\n".join(src), f"<{name}>", "exec"), namespace)  # noqa: S102
+    exec(compile("\n".join(src), f"<{name}>", "exec"), namespace)
     return namespace[name]
 
 

@@ -29,8 +29,9 @@ def score_cdrs(engine: Engine, rows: list[requests.CdrRow]) -> list:
     observe = engine.observe
     out = []
     for msisdn, peer, province, direction, start, duration, cell, roaming, imei, service in rows:
-        e = observe(msisdn, peer, province, direction == OUT, start, duration, cell, roaming == ABROAD, imei,
-                    service == SMS)  # fmt: skip
+        e = observe(
+            msisdn, peer, province, direction == OUT, start, duration, cell, roaming == ABROAD, imei, service == SMS
+        )
         if e is not None:
             out.append(e)
     return out

@@ -24,8 +24,18 @@ CdrRow = tuple[str, str, str, int, int, int, str, int, str, int]
 
 
 def cdr_row(c: scoring_pb2.Cdr) -> CdrRow:
-    return (c.msisdn, c.peer, c.peer_province, c.direction, c.start.seconds, c.duration_s, c.cell_id, c.roaming,
-            c.imei, c.service)  # fmt: skip
+    return (
+        c.msisdn,
+        c.peer,
+        c.peer_province,
+        c.direction,
+        c.start.seconds,
+        c.duration_s,
+        c.cell_id,
+        c.roaming,
+        c.imei,
+        c.service,
+    )
 
 
 def _row_ok(row: CdrRow) -> bool:

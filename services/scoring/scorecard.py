@@ -59,8 +59,9 @@ class Assessment:
 
 
 class Scorecard:
-    def __init__(self, version: str, rules: Sequence[Rule], thresholds: Sequence[tuple[str, float]],
-                 actions: dict[str, str]) -> None:  # fmt: skip
+    def __init__(
+        self, version: str, rules: Sequence[Rule], thresholds: Sequence[tuple[str, float]], actions: dict[str, str]
+    ) -> None:
         self.version = version
         self.rules = tuple(rules)
         self.lowest = [0.0] + [dict(thresholds)[lvl] for lvl in LEVELS[1:]]

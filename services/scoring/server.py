@@ -77,7 +77,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
                 ids.append(did)
         return False, decisions, ids
 
-    async def IngestCdrs(self, request_iterator, context):  # noqa: N802
+    async def IngestCdrs(self, request_iterator, context):
         resp = scoring_pb2.IngestCdrsResponse()
         openings = []
         async for batch in read_ahead(request_iterator):
@@ -93,20 +93,20 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         await asyncio.gather(*openings)
         return resp
 
-    async def ScoreCdrs(self, request_iterator, context):  # noqa: N802
+    async def ScoreCdrs(self, request_iterator, context):
         async for batch in read_ahead(request_iterator):
             repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
             if ids:  # the case ids are already assigned and durable: acknowledge without waiting for Temporal
                 self.opener.open_soon(ids)
             yield scoring_pb2.ScoreCdrsResponse(request_id=batch.request_id, repeated=repeated, decisions=decisions)
 
-    async def ReplayScenario(self, request_iterator, context):  # noqa: N802
+    async def ReplayScenario(self, request_iterator, context):
         sandbox = Sandbox(self.engine.scorecard)
         async for item in request_iterator:
             sandbox.apply(item)
         return sandbox.verdicts()
 
-    async def UpsertSubscriber(self, request, context):  # noqa: N802
+    async def UpsertSubscriber(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         requests.check_profile(v, request)
@@ -126,7 +126,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         self.engine.set_profile(request.msisdn, profile)
         return resp
 
-    async def SetEnterpriseBinding(self, request, context):  # noqa: N802
+    async def SetEnterpriseBinding(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.msisdn(request.msisdn)
@@ -139,15 +139,19 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
             return scoring_pb2.SetEnterpriseBindingResponse()
 
         resp = await idempotency.once(
-            self.pool, "SetEnterpriseBinding", request.request_id, request,
-            scoring_pb2.SetEnterpriseBindingResponse, work,
-        )  # fmt: skip
+            self.pool,
+            "SetEnterpriseBinding",
+            request.request_id,
+            request,
+            scoring_pb2.SetEnterpriseBindingResponse,
+            work,
+        )
         profile = self.engine.profiles.get(request.msisdn)
         if profile is not None:
             profile.enterprise = request.enterprise
         return resp
 
-    async def UpdateCells(self, request, context):  # noqa: N802
+    async def UpdateCells(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         for i, c in enumerate(request.cells):
@@ -166,7 +170,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         self.engine.cells = await store.cells(self.pool)
         return resp
 
-    async def UpdateNumberFeed(self, request, context):  # noqa: N802
+    async def UpdateNumberFeed(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.check(bool(request.add or request.remove), "add", "give numbers to add or to remove")
@@ -185,7 +189,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         self.engine.hot_numbers = await store.hot_numbers(self.pool)
         return resp
 
-    async def ReportLine(self, request, context):  # noqa: N802
+    async def ReportLine(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         requests.check_report(v, request)
@@ -211,7 +215,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
             await self.opener.open(opened)
         return resp
 
-    async def GetAssessment(self, request, context):  # noqa: N802
+    async def GetAssessment(self, request, context):
         v = Violations()
         v.msisdn(request.msisdn)
         v.raise_if_any()
@@ -225,7 +229,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
             model_version=self.engine.scorecard.version,
         )
 
-    async def RecordOutcome(self, request, context):  # noqa: N802
+    async def RecordOutcome(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.msisdn(request.msisdn)

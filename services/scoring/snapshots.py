@@ -38,7 +38,7 @@ class SnapshotWriter:
             try:
                 await self.flush()
                 self.sweep()
-            except Exception:  # noqa: BLE001 - the lines stay dirty and are written next time
+            except Exception:  # the lines stay dirty and are written next time
                 log.warning("window snapshot failed; will retry", exc_info=True)
 
     async def flush(self) -> int:

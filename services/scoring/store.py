@@ -69,8 +69,16 @@ async def close_case(conn: asyncpg.Connection, line_hash: str, seq: int) -> None
     await conn.execute("UPDATE cases SET open = false WHERE line_hash = $1 AND last_seq = $2", line_hash, seq)
 
 
-async def insert_decision(conn: asyncpg.Connection, line_hash: str, a: Assessment, model_version: str, at: int,
-                          case_id: str, join: bool, trace_id: str) -> int:  # fmt: skip
+async def insert_decision(
+    conn: asyncpg.Connection,
+    line_hash: str,
+    a: Assessment,
+    model_version: str,
+    at: int,
+    case_id: str,
+    join: bool,
+    trace_id: str,
+) -> int:
     return await conn.fetchval(
         "INSERT INTO decisions (line_hash, risk_level, action, score, reasons, reason_texts, model_version,"
         " event_time, case_id, join_case, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -110,8 +118,15 @@ async def case_reason_codes(conn: asyncpg.Connection, case_id: str) -> list[str]
     return sorted({code for r in rows for code in json.loads(r["reasons"])})
 
 
-async def record_outcome(conn: asyncpg.Connection, line_hash: str, case_id: str, outcome: int, model_version: str,
-                         codes: list[str], cleared: list[str]) -> None:  # fmt: skip
+async def record_outcome(
+    conn: asyncpg.Connection,
+    line_hash: str,
+    case_id: str,
+    outcome: int,
+    model_version: str,
+    codes: list[str],
+    cleared: list[str],
+) -> None:
     await conn.execute(
         "INSERT INTO outcomes (line_hash, case_id, outcome, model_version, reason_codes, cleared_codes)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (line_hash, case_id) DO UPDATE SET outcome = excluded.outcome,"

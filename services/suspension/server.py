@@ -60,7 +60,7 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
     def _hash(self, msisdn: str) -> str:
         return line_hash(msisdn, self.cfg.line_hash_key)
 
-    async def ChangeLineState(self, request, context):  # noqa: N802
+    async def ChangeLineState(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.msisdn(request.msisdn)
@@ -115,7 +115,7 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
         except grpc.aio.AioRpcError as err:
             raise unavailable(f"HLR of province {request.home_province}", err) from err
 
-    async def GetLine(self, request, context):  # noqa: N802
+    async def GetLine(self, request, context):
         v = Violations()
         v.msisdn(request.msisdn)
         v.raise_if_any()
@@ -133,7 +133,7 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
         network = suspension_pb2.Barring(**{f: getattr(net.barring, f) for f in asdict(Barring())})
         return suspension_pb2.GetLineResponse(line=line, network_barring=network, in_sync=network == line.barring)
 
-    async def ListLineHistory(self, request, context):  # noqa: N802
+    async def ListLineHistory(self, request, context):
         v = Violations()
         if request.line_hash:
             v.check(not request.msisdn, "msisdn", "give the number or its line_hash, not both")

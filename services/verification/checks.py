@@ -45,8 +45,9 @@ class Checks:
         """The registered holder, from the registry of the line's home province, whichever province asks: the
         national directory names the province, then that province's registry answers."""
         try:
-            home = await self.registry.FindHomeProvince(registry_pb2.FindHomeProvinceRequest(msisdn=msisdn),
-                                                        timeout=grpc_server.remaining(REGISTRY_TIMEOUT_S))  # fmt: skip
+            home = await self.registry.FindHomeProvince(
+                registry_pb2.FindHomeProvinceRequest(msisdn=msisdn), timeout=grpc_server.remaining(REGISTRY_TIMEOUT_S)
+            )
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise not_found("line in the national number directory", "LINE_NOT_REGISTERED") from err
@@ -69,23 +70,37 @@ class Checks:
 
     async def province_code(self, province: str, claimed: str, token: str) -> bool:
         req = registry_pb2.CheckProvinceCodeRequest(province=province, holder_ref=claimed, code_token=token)
-        resp = await self.call(f"the public-security code service of province {province}",
-                               self.registry.CheckProvinceCode, req, province=province)  # fmt: skip
+        resp = await self.call(
+            f"the public-security code service of province {province}",
+            self.registry.CheckProvinceCode,
+            req,
+            province=province,
+        )
         return resp.valid
 
     async def knowledge(
         self, holder: registry_pb2.Subscriber, offered: vpb.KnowledgeFactors, rule: RouteRule
     ) -> dict[str, bool]:
         """Checks the knowledge factors the holder offered and the policy accepts; the rest are left out."""
-        wanted = {k for k in rule.optional if (k == "service_password" and offered.service_password)
-                  or (k == "recent_contacts" and offered.recent_contacts)}  # fmt: skip
+        wanted = {
+            k
+            for k in rule.optional
+            if (k == "service_password" and offered.service_password)
+            or (k == "recent_contacts" and offered.recent_contacts)
+        }
         if not wanted:
             return {}
-        req = registry_pb2.CheckKnowledgeRequest(province=holder.province, msisdn=holder.msisdn,
-                                                 service_password=offered.service_password,
-                                                 recent_contacts=offered.recent_contacts)  # fmt: skip
-        resp = await self.call(f"the registry of province {holder.province}", self.registry.CheckKnowledge, req,
-                               province=holder.province)  # fmt: skip
-        got = {"service_password": resp.service_password_ok,
-               "recent_contacts": resp.recent_contacts_matched >= min(CONTACTS_NEEDED, len(offered.recent_contacts))}  # fmt: skip
+        req = registry_pb2.CheckKnowledgeRequest(
+            province=holder.province,
+            msisdn=holder.msisdn,
+            service_password=offered.service_password,
+            recent_contacts=offered.recent_contacts,
+        )
+        resp = await self.call(
+            f"the registry of province {holder.province}", self.registry.CheckKnowledge, req, province=holder.province
+        )
+        got = {
+            "service_password": resp.service_password_ok,
+            "recent_contacts": resp.recent_contacts_matched >= min(CONTACTS_NEEDED, len(offered.recent_contacts)),
+        }
         return {k: got[k] for k in wanted}

@@ -82,7 +82,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
 
     # ---- requirements and holder lookup ---------------------------------------------------------
 
-    async def GetRequirements(self, request, context):  # noqa: N802
+    async def GetRequirements(self, request, context):
         v = Violations()
         v.enum(request.risk_level, "risk_level", LEVELS)
         if request.msisdn:
@@ -96,7 +96,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             escalated_because=RESTORED_BEFORE if again else "",
         )
 
-    async def LookupHolder(self, request, context):  # noqa: N802
+    async def LookupHolder(self, request, context):
         v = Violations()
         v.msisdn(request.msisdn)
         v.province(request.caller_province, "caller_province")
@@ -186,11 +186,15 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             await store.seal_evidence(conn, self.sealer, vid, evidence, p.evidence_retention_s)
             # Inside the transaction: if the case cannot be told, the verification is not recorded either.
             if result == vpb.RESULT_PASSED:
-                await self._signal(request.case_id, SIGNAL_VERIFIED,
-                                   VerificationPassed(str(vid), ROUTE_NAMES[rule.route], p.version))  # fmt: skip
+                await self._signal(
+                    request.case_id, SIGNAL_VERIFIED, VerificationPassed(str(vid), ROUTE_NAMES[rule.route], p.version)
+                )
             elif result == vpb.RESULT_PENDING_REVIEW:
-                await self._signal(request.case_id, SIGNAL_REVIEW_OPENED,
-                                   ReviewOpened(str(review_id), "restore_approval", p.review_sla_s))  # fmt: skip
+                await self._signal(
+                    request.case_id,
+                    SIGNAL_REVIEW_OPENED,
+                    ReviewOpened(str(review_id), "restore_approval", p.review_sla_s),
+                )
             left = min(line_standing.left, caller_standing.left) - (1 if failures else 0)
             outcome = vpb.VerificationOutcome(
                 verification_id=str(vid),
@@ -244,7 +248,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         v.required(request.claimed_holder_ref, "claimed_holder_ref")
         self._case_of_line(request.case_id, request.msisdn, v)
 
-    async def SubmitOnlineVerification(self, request, context):  # noqa: N802
+    async def SubmitOnlineVerification(self, request, context):
         v = Violations()
         self._validate_common(request, v)
         v.required(request.liveness_token, "liveness_token")
@@ -263,10 +267,17 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             }
 
         evidence = [("holder_ref", request.claimed_holder_ref), ("liveness_token", request.liveness_token)]
-        return await self._judge(request, vpb.ROUTE_ONLINE, f"online:{request.caller_id}", gather, evidence, ("", ""),
-                                 request.caller_province)  # fmt: skip
+        return await self._judge(
+            request,
+            vpb.ROUTE_ONLINE,
+            f"online:{request.caller_id}",
+            gather,
+            evidence,
+            ("", ""),
+            request.caller_province,
+        )
 
-    async def SubmitInPersonVerification(self, request, context):  # noqa: N802
+    async def SubmitInPersonVerification(self, request, context):
         v = Violations()
         self._validate_common(request, v)
         v.required(request.hall_id, "hall_id")
@@ -277,8 +288,9 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         async def gather(rule: RouteRule) -> dict[str, bool]:
             holder = await self.checks.holder(request.msisdn)
             province.append(holder.province)
-            code_ok = await self.checks.province_code(holder.province, request.claimed_holder_ref,
-                                                      request.province_code_token)  # fmt: skip
+            code_ok = await self.checks.province_code(
+                holder.province, request.claimed_holder_ref, request.province_code_token
+            )
             return {
                 "holder_match": holder.holder_ref == request.claimed_holder_ref,
                 "province_code": code_ok,
@@ -292,8 +304,15 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         evidence = [("holder_ref", request.claimed_holder_ref), ("province_code_token", request.province_code_token)]
         evidence += [("extra_evidence", ref) for ref in request.extra_evidence]
         hall_province = request.hall_id[:2] if request.hall_id[:2].isdigit() else ""
-        return await self._judge(request, vpb.ROUTE_IN_PERSON, f"hall:{request.agent_id}", gather, evidence,
-                                 (request.hall_id, request.agent_id), hall_province)  # fmt: skip
+        return await self._judge(
+            request,
+            vpb.ROUTE_IN_PERSON,
+            f"hall:{request.agent_id}",
+            gather,
+            evidence,
+            (request.hall_id, request.agent_id),
+            hall_province,
+        )
 
     # ---- the case -----------------------------------------------------------------------------------
 
@@ -333,7 +352,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             due_at=datetime.now(UTC) + timedelta(seconds=p.review_sla_s),
         )
 
-    async def SubmitAppeal(self, request, context):  # noqa: N802
+    async def SubmitAppeal(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.required(request.case_id, "case_id")
@@ -364,17 +383,20 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 )
             else:
                 case = await self._case(request.case_id)
-                row = await self._open_review(conn, request.case_id, case, vpb.REVIEW_KIND_APPEAL, p,
-                                              len(request.evidence_refs))  # fmt: skip
+                row = await self._open_review(
+                    conn, request.case_id, case, vpb.REVIEW_KIND_APPEAL, p, len(request.evidence_refs)
+                )
             items = [("explanation", request.explanation)] + [("evidence_ref", r) for r in request.evidence_refs]
             await store.seal_evidence(conn, self.sealer, row["review_id"], items, p.evidence_retention_s)
             kind = reviews.KIND_NAMES[row["kind"]]
-            await self._signal(request.case_id, SIGNAL_REVIEW_OPENED, ReviewOpened(str(row["review_id"]), kind,
-                                                                                   p.review_sla_s))  # fmt: skip
+            await self._signal(
+                request.case_id, SIGNAL_REVIEW_OPENED, ReviewOpened(str(row["review_id"]), kind, p.review_sla_s)
+            )
             return vpb.SubmitAppealResponse(review=await self._review_pb(conn, row))
 
-        return await idempotency.once(self.pool, "SubmitAppeal", request.request_id, request,
-                                      vpb.SubmitAppealResponse, work)  # fmt: skip
+        return await idempotency.once(
+            self.pool, "SubmitAppeal", request.request_id, request, vpb.SubmitAppealResponse, work
+        )
 
     async def _reviews_pb(self, conn, rows: list[asyncpg.Record]) -> list[vpb.Review]:
         """Reviews as reviewers see them, with the holder's explanations (decrypted in one query)."""
@@ -384,7 +406,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
     async def _review_pb(self, conn, row: asyncpg.Record) -> vpb.Review:
         return (await self._reviews_pb(conn, [row]))[0]
 
-    async def ListReviews(self, request, context):  # noqa: N802
+    async def ListReviews(self, request, context):
         v = Violations()
         v.check(request.status in (0, *vpb.ReviewStatus.values()), "status", "unknown review status")
         v.check(0 <= request.page_size <= 500, "page_size", "between 1 and 500 (0: 50)")
@@ -403,7 +425,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             raise not_found("review", "REVIEW_NOT_FOUND")
         return row
 
-    async def ClaimReview(self, request, context):  # noqa: N802
+    async def ClaimReview(self, request, context):
         v = Violations()
         self._validate_review_call(request, v)
         v.required(request.reviewer_id, "reviewer_id")
@@ -415,14 +437,16 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 reviews.check_claim(row["status"], row["claimed_by"], request.reviewer_id)
             except reviews.ReviewRefused as refused:
                 raise failed_precondition(str(refused), refused.reason) from refused
-            row = await store.update_review(conn, row["review_id"], status=vpb.REVIEW_STATUS_CLAIMED,
-                                            claimed_by=request.reviewer_id)  # fmt: skip
+            row = await store.update_review(
+                conn, row["review_id"], status=vpb.REVIEW_STATUS_CLAIMED, claimed_by=request.reviewer_id
+            )
             return vpb.ClaimReviewResponse(review=await self._review_pb(conn, row))
 
-        return await idempotency.once(self.pool, "ClaimReview", request.request_id, request,
-                                      vpb.ClaimReviewResponse, work)  # fmt: skip
+        return await idempotency.once(
+            self.pool, "ClaimReview", request.request_id, request, vpb.ClaimReviewResponse, work
+        )
 
-    async def DecideReview(self, request, context):  # noqa: N802
+    async def DecideReview(self, request, context):
         v = Violations()
         self._validate_review_call(request, v)
         v.required(request.reviewer_id, "reviewer_id")
@@ -434,8 +458,9 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         async def work(conn: asyncpg.Connection) -> vpb.DecideReviewResponse:
             row = await self._locked_review(conn, request.review_id)
             try:
-                reviews.check_decision(row["status"], row["claimed_by"], request.reviewer_id, row["kind"],
-                                       request.decision)  # fmt: skip
+                reviews.check_decision(
+                    row["status"], row["claimed_by"], request.reviewer_id, row["kind"], request.decision
+                )
             except reviews.ReviewRefused as refused:
                 if refused.reason == "REVIEW_CLAIMED_BY_ANOTHER":
                     raise permission_denied(str(refused), refused.reason) from refused
@@ -460,10 +485,11 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             await self._signal(row["case_id"], SIGNAL_REVIEW_DECIDED, decided)
             return vpb.DecideReviewResponse(review=await self._review_pb(conn, row))
 
-        return await idempotency.once(self.pool, "DecideReview", request.request_id, request,
-                                      vpb.DecideReviewResponse, work)  # fmt: skip
+        return await idempotency.once(
+            self.pool, "DecideReview", request.request_id, request, vpb.DecideReviewResponse, work
+        )
 
-    async def EscalateReview(self, request, context):  # noqa: N802
+    async def EscalateReview(self, request, context):
         v = Violations()
         self._validate_review_call(request, v)
         v.raise_if_any()
@@ -475,12 +501,13 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 log.warning("review %s escalated: its SLA ran out", row["review_id"])
             return vpb.EscalateReviewResponse(review=await self._review_pb(conn, row))
 
-        return await idempotency.once(self.pool, "EscalateReview", request.request_id, request,
-                                      vpb.EscalateReviewResponse, work)  # fmt: skip
+        return await idempotency.once(
+            self.pool, "EscalateReview", request.request_id, request, vpb.EscalateReviewResponse, work
+        )
 
     # ---- authorities --------------------------------------------------------------------------------
 
-    async def SubmitAuthorityOrder(self, request, context):  # noqa: N802
+    async def SubmitAuthorityOrder(self, request, context):
         v = Violations()
         v.request_id(request.request_id)
         v.required(request.case_id, "case_id")
@@ -498,20 +525,28 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
                 # Any appeal is moot now; a reviewer decides on termination.
                 waiting = await store.waiting_review(conn, request.case_id)
                 if waiting is not None:
-                    await store.update_review(conn, waiting["review_id"], status=vpb.REVIEW_STATUS_REJECTED,
-                                              decision_note=f"superseded: fraud confirmed by the {order.authority}")  # fmt: skip
+                    await store.update_review(
+                        conn,
+                        waiting["review_id"],
+                        status=vpb.REVIEW_STATUS_REJECTED,
+                        decision_note=f"superseded: fraud confirmed by the {order.authority}",
+                    )
                 case = await self._case(request.case_id)
                 row = await self._open_review(conn, request.case_id, case, vpb.REVIEW_KIND_TERMINATION, p)
-                await self._signal(request.case_id, SIGNAL_REVIEW_OPENED,
-                                   ReviewOpened(str(row["review_id"]), "termination", p.review_sla_s))  # fmt: skip
+                await self._signal(
+                    request.case_id,
+                    SIGNAL_REVIEW_OPENED,
+                    ReviewOpened(str(row["review_id"]), "termination", p.review_sla_s),
+                )
             return vpb.SubmitAuthorityOrderResponse(case_id=request.case_id)
 
-        return await idempotency.once(self.pool, "SubmitAuthorityOrder", request.request_id, request,
-                                      vpb.SubmitAuthorityOrderResponse, work)  # fmt: skip
+        return await idempotency.once(
+            self.pool, "SubmitAuthorityOrder", request.request_id, request, vpb.SubmitAuthorityOrderResponse, work
+        )
 
     # ---- status ---------------------------------------------------------------------------------------
 
-    async def GetCaseStatus(self, request, context):  # noqa: N802
+    async def GetCaseStatus(self, request, context):
         v = Violations()
         v.check(bool(request.case_id) != bool(request.msisdn), "case_id", "give exactly one of case_id and msisdn")
         if request.msisdn:
@@ -588,8 +623,13 @@ def review_pb(row: asyncpg.Record, explanation: str = "") -> vpb.Review:
 
 
 def requirement_pb(r: RouteRule) -> vpb.Requirement:
-    return vpb.Requirement(route=r.route, evidence=r.evidence, optional_evidence=r.optional,
-                           description_zh=r.description_zh, description_en=r.description_en)  # fmt: skip
+    return vpb.Requirement(
+        route=r.route,
+        evidence=r.evidence,
+        optional_evidence=r.optional,
+        description_zh=r.description_zh,
+        description_en=r.description_en,
+    )
 
 
 async def _purge_evidence(pool: asyncpg.Pool) -> None:

@@ -48,8 +48,9 @@ def holder_view(case: CaseStatus, rule: RouteRule | None, restore_after_pass_s: 
         online = rule.route == ROUTE_ONLINE
         soon = "（核验通过后约1分钟内恢复）" if online else ""
         back = " (the line is back within about a minute of passing)" if online else ""
-        return HolderView(rule.description_zh + soon, rule.description_en + back, rule.where_zh, rule.where_en,
-                          deadline, None)  # fmt: skip
+        return HolderView(
+            rule.description_zh + soon, rule.description_en + back, rule.where_zh, rule.where_en, deadline, None
+        )
     if stage == "more_requested":
         return HolderView(
             f"补充审核人员要求的材料：{case.more_requested}",
@@ -80,6 +81,12 @@ def holder_view(case: CaseStatus, rule: RouteRule | None, restore_after_pass_s: 
         )
     if stage == "verified":
         verified_at = next((_at(h.at) for h in reversed(case.history) if h.stage == "verified"), None)
-        return HolderView("无需操作：正在恢复", "nothing to do: the line is being restored", "", "", None,
-                          verified_at + after_pass if verified_at else None)  # fmt: skip
+        return HolderView(
+            "无需操作：正在恢复",
+            "nothing to do: the line is being restored",
+            "",
+            "",
+            None,
+            verified_at + after_pass if verified_at else None,
+        )
     return HolderView("无需操作", "nothing to do", "", "", None, None)

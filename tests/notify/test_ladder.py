@@ -66,7 +66,13 @@ def test_nothing_to_do_after_delivery_and_give_up_at_the_deadline():
     [{"ladder": ["sms", "fax"]}, {"ladder": ["sms", "sms"]}, {"retry": {"soon": ["1s"]}}, {"skip": {"moon": ["sms"]}}],
 )
 def test_a_bad_policy_is_refused_at_load(change):
-    raw = {"version": "x", "ladder": ["sms"], "retry": {"temporary": ["1s"]}, "receipt_timeout": "1m",
-           "give_up_after": "1h", **change}  # fmt: skip
+    raw = {
+        "version": "x",
+        "ladder": ["sms"],
+        "retry": {"temporary": ["1s"]},
+        "receipt_timeout": "1m",
+        "give_up_after": "1h",
+        **change,
+    }
     with pytest.raises(ValueError):
         parse(raw)

@@ -20,22 +20,54 @@ COURIER, SCAM, TRAVELLER = "13512340001", "19312340002", "15912340003"
 
 def _cdr(msisdn, peer, minute, duration, direction="out", province="51", **extra):
     return {
-        "kind": "cdr", "msisdn": msisdn, "peer": peer, "peer_province": province, "direction": direction,
-        "service": "voice", "start": (T0 + timedelta(minutes=minute)).isoformat(), "duration_s": duration,
-        "cell_id": "460-00-1-1", "roaming": "none", "country": None, "imei": "861234567890123", **extra,
-    }  # fmt: skip
+        "kind": "cdr",
+        "msisdn": msisdn,
+        "peer": peer,
+        "peer_province": province,
+        "direction": direction,
+        "service": "voice",
+        "start": (T0 + timedelta(minutes=minute)).isoformat(),
+        "duration_s": duration,
+        "cell_id": "460-00-1-1",
+        "roaming": "none",
+        "country": None,
+        "imei": "861234567890123",
+        **extra,
+    }
 
 
 def scenario() -> list[dict]:
     lines = [
-        {"kind": "subscriber", "msisdn": COURIER, "home_province": "51", "opened_at": "2012-05-01",
-         "holder_ref": "h-1", "enterprise": "SF-Express", "language": "zh"},
-        {"kind": "subscriber", "msisdn": SCAM, "home_province": "44", "opened_at": "2026-01-30",
-         "holder_ref": "h-2", "enterprise": None, "language": "zh", "persona": "extra keys are ignored"},
-        {"kind": "subscriber", "msisdn": TRAVELLER, "home_province": "65", "opened_at": "2015-03-01",
-         "holder_ref": "h-3", "enterprise": None, "language": "en"},
+        {
+            "kind": "subscriber",
+            "msisdn": COURIER,
+            "home_province": "51",
+            "opened_at": "2012-05-01",
+            "holder_ref": "h-1",
+            "enterprise": "SF-Express",
+            "language": "zh",
+        },
+        {
+            "kind": "subscriber",
+            "msisdn": SCAM,
+            "home_province": "44",
+            "opened_at": "2026-01-30",
+            "holder_ref": "h-2",
+            "enterprise": None,
+            "language": "zh",
+            "persona": "extra keys are ignored",
+        },
+        {
+            "kind": "subscriber",
+            "msisdn": TRAVELLER,
+            "home_province": "65",
+            "opened_at": "2015-03-01",
+            "holder_ref": "h-3",
+            "enterprise": None,
+            "language": "en",
+        },
         {"kind": "cell", "cell_id": "460-00-9-9", "province": "52", "risk": "high"},
-    ]  # fmt: skip
+    ]
     events = []
     for i in range(22):  # courier: 22 short local calls in 90 minutes, half call back
         events.append(_cdr(COURIER, f"158{i:08d}", 4 * i, 30))
@@ -44,8 +76,18 @@ def scenario() -> list[dict]:
     for i in range(20):  # scam: a new line calling strangers in other provinces every 2 minutes
         events.append(_cdr(SCAM, f"137{i:08d}", 2 * i, 0 if i % 2 else 12, province="35"))
     for i in range(3):  # traveller abroad, calling home
-        events.append(_cdr(TRAVELLER, f"139{i:08d}", 30 * i, 200, province="65", cell_id=None,
-                           roaming="international", country="NP"))  # fmt: skip
+        events.append(
+            _cdr(
+                TRAVELLER,
+                f"139{i:08d}",
+                30 * i,
+                200,
+                province="65",
+                cell_id=None,
+                roaming="international",
+                country="NP",
+            )
+        )
     events.append({"kind": "report", "msisdn": SCAM, "at": (T0 + timedelta(hours=3)).isoformat(), "source": "police"})
     events.sort(key=lambda e: e.get("start") or e.get("at"))
     return lines + events
@@ -57,8 +99,13 @@ def write(path: pathlib.Path, objs: list[dict]) -> pathlib.Path:
 
 
 def psctl(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pscli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "pscli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 async def test_replay_writes_one_decision_per_subscriber_and_is_repeatable(stack, tmp_path):

@@ -130,8 +130,14 @@ def test_incremental_windows_match_a_recount_and_survive_a_snapshot_round_trip()
         ) == len(hour)
         for w, r in ((s.h1, restored.h1), (s.d1, restored.d1)):
             assert (w.n, w.new, w.remote, w.unanswered, w.callbacks, w.duration, w.peers) == (
-                r.n, r.new, r.remote, r.unanswered, r.callbacks, r.duration, r.peers
-            )  # fmt: skip
+                r.n,
+                r.new,
+                r.remote,
+                r.unanswered,
+                r.callbacks,
+                r.duration,
+                r.peers,
+            )
 
 
 def test_the_day_window_forgets_what_is_older_than_a_day():

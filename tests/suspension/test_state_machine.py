@@ -26,12 +26,15 @@ def test_suspended_bars_everything_and_restored_nothing():
     assert not any((barring_for(RESTORED).outgoing_voice, barring_for(RESTORED).data))
 
 
-@pytest.mark.parametrize(("current", "target", "actor", "reason"), [
-    (WARNED, WARNED, "workflow", "ALREADY_IN_STATE"),
-    (TERMINATED, RESTORED, "reviewer", "TRANSITION_NOT_ALLOWED"),
-    (ACTIVE, RESTORED, "workflow", "TRANSITION_NOT_ALLOWED"),
-    (SUSPENDED, TERMINATED, "workflow", "REVIEWER_REQUIRED"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("current", "target", "actor", "reason"),
+    [
+        (WARNED, WARNED, "workflow", "ALREADY_IN_STATE"),
+        (TERMINATED, RESTORED, "reviewer", "TRANSITION_NOT_ALLOWED"),
+        (ACTIVE, RESTORED, "workflow", "TRANSITION_NOT_ALLOWED"),
+        (SUSPENDED, TERMINATED, "workflow", "REVIEWER_REQUIRED"),
+    ],
+)
 def test_refused_transitions(current, target, actor, reason):
     with pytest.raises(TransitionRefused) as refused:
         check_transition(current, target, actor)

@@ -47,8 +47,9 @@ async def test_xinjiang_customer_service_confirms_a_guangdong_holder_in_one_requ
     ask = vpb.LookupHolderRequest(msisdn=msisdn, caller_province="65", claimed_holder_ref=holder)
     got = await stub(stack).LookupHolder(ask)
     assert got.holder_confirmed and got.home_province == "44" and got.masked_msisdn == "193****0001"
-    wrong = await stub(stack).LookupHolder(vpb.LookupHolderRequest(msisdn=msisdn, caller_province="65",
-                                                                  claimed_holder_ref="someone-else"))  # fmt: skip
+    wrong = await stub(stack).LookupHolder(
+        vpb.LookupHolderRequest(msisdn=msisdn, caller_province="65", claimed_holder_ref="someone-else")
+    )
     assert not wrong.holder_confirmed
 
     try:
@@ -110,24 +111,37 @@ async def test_one_caller_failing_on_many_lines_is_locked_out(stack):
 
 async def test_evidence_is_sealed_kept_for_its_retention_and_never_logged(stack, caplog):
     msisdn, holder = "19330000003", "holder-44-3003"
-    await register_line(stack.cfg, msisdn, "44", holder, service_password="730519",
-                        recent_contacts=("13800000001", "13800000002", "13800000003"))  # fmt: skip
+    await register_line(
+        stack.cfg,
+        msisdn,
+        "44",
+        holder,
+        service_password="730519",
+        recent_contacts=("13800000001", "13800000002", "13800000003"),
+    )
     case_id = await open_case(stack, msisdn, "medium", "restrict")
     await reach(stack, case_id, "warned")
     v = stub(stack)
-    wrong = await v.SubmitOnlineVerification(online(case_id, msisdn, holder,
-                                                    knowledge=vpb.KnowledgeFactors(service_password="000000")))  # fmt: skip
+    wrong = await v.SubmitOnlineVerification(
+        online(case_id, msisdn, holder, knowledge=vpb.KnowledgeFactors(service_password="000000"))
+    )
     assert wrong.outcome.result == vpb.RESULT_FAILED and wrong.outcome.failures == ["SERVICE_PASSWORD_FAILED"]
-    req = online(case_id, msisdn, holder, knowledge=vpb.KnowledgeFactors(
-        service_password="730519", recent_contacts=["13800000001", "13800000003"]))  # fmt: skip
+    req = online(
+        case_id,
+        msisdn,
+        holder,
+        knowledge=vpb.KnowledgeFactors(service_password="730519", recent_contacts=["13800000001", "13800000003"]),
+    )
     out = await v.SubmitOnlineVerification(req)
     assert out.outcome.result == vpb.RESULT_PASSED
 
     conn = await asyncpg.connect(stack.cfg.database_url)
     try:
         await conn.execute("SET search_path TO verification")
-        rows = await conn.fetch("SELECT kind, sealed, expires_at - stored_at AS kept FROM evidence WHERE owner_id = $1",
-                                uuid.UUID(out.outcome.verification_id))  # fmt: skip
+        rows = await conn.fetch(
+            "SELECT kind, sealed, expires_at - stored_at AS kept FROM evidence WHERE owner_id = $1",
+            uuid.UUID(out.outcome.verification_id),
+        )
         assert {r["kind"] for r in rows} == {"holder_ref", "liveness_token"}
         assert all(req.liveness_token.encode() not in bytes(r["sealed"]) for r in rows)
         assert all(r["kept"] == timedelta(days=180) for r in rows)
@@ -156,9 +170,13 @@ async def test_a_policy_change_applies_to_new_checks_without_a_release(stack, tm
         before = await v.GetRequirements(high)
         assert before.policy_version == "2026-11-default" and before.requirements[0].route == vpb.ROUTE_IN_PERSON
         # Shenzhen-style change: high risk may now restore online, without the hall.
-        table.write_text(shipped.replace('version: "2026-11-default"', 'version: "2026-12-shenzhen"').replace(
-            "  high:\n    - route: in_person", "  high:\n    - route: online\n      evidence: [holder_match, liveness,"
-            " risk_notice]\n    - route: in_person"))  # fmt: skip
+        table.write_text(
+            shipped.replace('version: "2026-11-default"', 'version: "2026-12-shenzhen"').replace(
+                "  high:\n    - route: in_person",
+                "  high:\n    - route: online\n      evidence: [holder_match, liveness,"
+                " risk_notice]\n    - route: in_person",
+            )
+        )
         after = await v.GetRequirements(high)
         assert after.policy_version == "2026-12-shenzhen"
         assert [r.route for r in after.requirements] == [vpb.ROUTE_ONLINE, vpb.ROUTE_IN_PERSON]
@@ -171,8 +189,10 @@ async def test_a_policy_change_applies_to_new_checks_without_a_release(stack, tm
         assert out.outcome.result == vpb.RESULT_PASSED and out.outcome.policy_version == "2026-12-shenzhen"
         conn = await asyncpg.connect(stack.cfg.database_url)
         try:
-            recorded = await conn.fetchval("SELECT policy_version FROM verification.verifications"
-                                           " WHERE verification_id = $1::uuid", out.outcome.verification_id)  # fmt: skip
+            recorded = await conn.fetchval(
+                "SELECT policy_version FROM verification.verifications WHERE verification_id = $1::uuid",
+                out.outcome.verification_id,
+            )
         finally:
             await conn.close()
         assert recorded == "2026-12-shenzhen"
@@ -201,8 +221,11 @@ async def test_every_channel_reads_the_same_status(stack):
     assert "business hall" in s.next_step_en and "any province" in s.where_en and s.where_zh
     assert s.HasField("deadline") and [h.stage for h in s.history][:2] == ["warned", "warning_delivered"]
 
-    appeal = await v.SubmitAppeal(vpb.SubmitAppealRequest(request_id=rid(), case_id=case_id, msisdn=msisdn,
-                                                          caller_province="65", explanation="it was me"))  # fmt: skip
+    appeal = await v.SubmitAppeal(
+        vpb.SubmitAppealRequest(
+            request_id=rid(), case_id=case_id, msisdn=msisdn, caller_province="65", explanation="it was me"
+        )
+    )
     await reach(stack, case_id, "in_review")
     seen = [await v.GetCaseStatus(a) for a in asks]
     assert seen[0] == seen[1] == seen[2]

@@ -36,10 +36,13 @@ def test_judge_names_every_missing_item_and_only_offered_extras():
     ("change", "complaint"),
     [
         (("route: online", "route: video_call"), "unknown route"),
-        (("evidence: [holder_match, liveness, risk_notice]", "evidence: [holder_match, social_insurance]"), "unknown evidence"),
+        (
+            ("evidence: [holder_match, liveness, risk_notice]", "evidence: [holder_match, social_insurance]"),
+            "unknown evidence",
+        ),
         (("restored_before: in_person_with_review", "restored_before: online_only"), "restored_before"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_table_is_refused_at_load(tmp_path: pathlib.Path, change, complaint):
     table = tmp_path / "p.yaml"
     table.write_text(policy.DEFAULT_PATH.read_text().replace(*change, 1))
@@ -65,6 +68,7 @@ def test_only_the_claiming_reviewer_decides_and_termination_is_not_sent_back():
     with pytest.raises(reviews.ReviewRefused, match="claim the review"):
         reviews.check_decision(vpb.REVIEW_STATUS_OPEN, "", "r1", vpb.REVIEW_KIND_APPEAL, vpb.DECISION_APPROVE)
     with pytest.raises(reviews.ReviewRefused, match="approve or reject"):
-        reviews.check_decision(vpb.REVIEW_STATUS_CLAIMED, "r1", "r1", vpb.REVIEW_KIND_TERMINATION,
-                               vpb.DECISION_ASK_FOR_MORE)  # fmt: skip
+        reviews.check_decision(
+            vpb.REVIEW_STATUS_CLAIMED, "r1", "r1", vpb.REVIEW_KIND_TERMINATION, vpb.DECISION_ASK_FOR_MORE
+        )
     assert reviews.status_after(vpb.DECISION_ASK_FOR_MORE) == vpb.REVIEW_STATUS_MORE_REQUESTED

@@ -30,25 +30,42 @@ async def reach(stack, case_id: str, stage: str) -> CaseStatus:
 
 def online(case_id: str, msisdn: str, holder: str, level=common_pb2.RISK_LEVEL_MEDIUM, **extra):
     return vpb.SubmitOnlineVerificationRequest(
-        request_id=rid(), case_id=case_id, msisdn=msisdn, risk_level=level, claimed_holder_ref=holder,
-        liveness_token=f"video-{rid()[:8]}", risk_notice_acknowledged=True, caller_province="44",
-        caller_id=extra.pop("caller_id", f"app-{rid()[:8]}"), **extra,
-    )  # fmt: skip
+        request_id=rid(),
+        case_id=case_id,
+        msisdn=msisdn,
+        risk_level=level,
+        claimed_holder_ref=holder,
+        liveness_token=f"video-{rid()[:8]}",
+        risk_notice_acknowledged=True,
+        caller_province="44",
+        caller_id=extra.pop("caller_id", f"app-{rid()[:8]}"),
+        **extra,
+    )
 
 
 def in_person(case_id: str, msisdn: str, holder: str, level: int, province: str = "44"):
     return vpb.SubmitInPersonVerificationRequest(
-        request_id=rid(), case_id=case_id, msisdn=msisdn, risk_level=level, claimed_holder_ref=holder,
-        hall_id=f"{province}-HALL-01", agent_id="agent-4471", province_code_token=f"{province}-{holder}",
-        risk_notice_signed=True, extra_evidence=["employment-letter-ref"],
-    )  # fmt: skip
+        request_id=rid(),
+        case_id=case_id,
+        msisdn=msisdn,
+        risk_level=level,
+        claimed_holder_ref=holder,
+        hall_id=f"{province}-HALL-01",
+        agent_id="agent-4471",
+        province_code_token=f"{province}-{holder}",
+        risk_notice_signed=True,
+        extra_evidence=["employment-letter-ref"],
+    )
 
 
 async def reviewer_decides(stack, review_id: str, decision: int, **extra) -> vpb.Review:
     v = stub(stack)
     await v.ClaimReview(vpb.ClaimReviewRequest(request_id=rid(), review_id=review_id, reviewer_id="reviewer-7"))
-    got = await v.DecideReview(vpb.DecideReviewRequest(request_id=rid(), review_id=review_id,
-                                                       reviewer_id="reviewer-7", decision=decision, **extra))  # fmt: skip
+    got = await v.DecideReview(
+        vpb.DecideReviewRequest(
+            request_id=rid(), review_id=review_id, reviewer_id="reviewer-7", decision=decision, **extra
+        )
+    )
     return got.review
 
 
@@ -61,8 +78,10 @@ async def history(stack, line_hash: str) -> list[tuple[str, str, str]]:
         )
     finally:
         await conn.close()
-    return [(common_pb2.LineState.Name(r["to_state"]).removeprefix("LINE_STATE_"), r["actor_kind"], r["reason"])
-            for r in rows]  # fmt: skip
+    return [
+        (common_pb2.LineState.Name(r["to_state"]).removeprefix("LINE_STATE_"), r["actor_kind"], r["reason"])
+        for r in rows
+    ]
 
 
 async def test_medium_risk_restores_online_within_the_grace_window(stack):
@@ -127,8 +146,9 @@ async def test_a_line_restored_before_needs_the_hall_and_a_reviewer_the_second_t
 
     second = await open_case(stack, msisdn, "medium", "restrict", seq=2)
     await reach(stack, second, "warned")
-    req = await stub(stack).GetRequirements(vpb.GetRequirementsRequest(risk_level=common_pb2.RISK_LEVEL_MEDIUM,
-                                                                        msisdn=msisdn))  # fmt: skip
+    req = await stub(stack).GetRequirements(
+        vpb.GetRequirementsRequest(risk_level=common_pb2.RISK_LEVEL_MEDIUM, msisdn=msisdn)
+    )
     assert req.escalated_because == "RESTORED_BEFORE"
     assert [r.route for r in req.requirements] == [vpb.ROUTE_IN_PERSON_WITH_REVIEW]
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -141,8 +161,10 @@ async def test_a_line_restored_before_needs_the_hall_and_a_reviewer_the_second_t
     done = await stack.client.get_workflow_handle(second, result_type=CaseStatus).result()
     assert done.stage == "restored"
     restores = [h for h in await history(stack, second.split("-")[1]) if h[0] == "RESTORED"]
-    assert restores == [("RESTORED", "workflow", "VERIFIED_ONLINE"),
-                        ("RESTORED", "reviewer", "REVIEW_APPROVED_RESTORE_APPROVAL")]  # fmt: skip
+    assert restores == [
+        ("RESTORED", "workflow", "VERIFIED_ONLINE"),
+        ("RESTORED", "reviewer", "REVIEW_APPROVED_RESTORE_APPROVAL"),
+    ]
 
 
 async def test_appeal_reviewer_asks_for_more_then_approves(stack):
@@ -152,10 +174,16 @@ async def test_appeal_reviewer_asks_for_more_then_approves(stack):
     await stack.env.sleep(timedelta(hours=25))
     await reach(stack, case_id, "restricted")
     v = stub(stack)
-    appeal = await v.SubmitAppeal(vpb.SubmitAppealRequest(
-        request_id=rid(), case_id=case_id, msisdn=msisdn, caller_province="65",
-        explanation="我是快递员，节前给收件人打电话 / I am a courier calling recipients before the holiday",
-        evidence_refs=["upload-courier-badge"]))  # fmt: skip
+    appeal = await v.SubmitAppeal(
+        vpb.SubmitAppealRequest(
+            request_id=rid(),
+            case_id=case_id,
+            msisdn=msisdn,
+            caller_province="65",
+            explanation="我是快递员，节前给收件人打电话 / I am a courier calling recipients before the holiday",
+            evidence_refs=["upload-courier-badge"],
+        )
+    )
     review_id = appeal.review.review_id
     assert appeal.review.kind == vpb.REVIEW_KIND_APPEAL and appeal.review.status == vpb.REVIEW_STATUS_OPEN
     await reach(stack, case_id, "in_review")
@@ -163,16 +191,28 @@ async def test_appeal_reviewer_asks_for_more_then_approves(stack):
     mine = next(r for r in listed.reviews if r.review_id == review_id)
     assert "courier" in mine.explanation and mine.masked_msisdn == "193****0004" and mine.evidence_count == 1
 
-    asked = await reviewer_decides(stack, review_id, vpb.DECISION_ASK_FOR_MORE,
-                                   more_requested="a letter from the courier company")  # fmt: skip
+    asked = await reviewer_decides(
+        stack, review_id, vpb.DECISION_ASK_FOR_MORE, more_requested="a letter from the courier company"
+    )
     assert asked.status == vpb.REVIEW_STATUS_MORE_REQUESTED
     await reach(stack, case_id, "more_requested")
-    answered = await v.SubmitAppeal(vpb.SubmitAppealRequest(
-        request_id=rid(), case_id=case_id, msisdn=msisdn, caller_province="44", review_id=review_id,
-        explanation="letter attached", evidence_refs=["upload-company-letter"]))  # fmt: skip
+    answered = await v.SubmitAppeal(
+        vpb.SubmitAppealRequest(
+            request_id=rid(),
+            case_id=case_id,
+            msisdn=msisdn,
+            caller_province="44",
+            review_id=review_id,
+            explanation="letter attached",
+            evidence_refs=["upload-company-letter"],
+        )
+    )
     assert answered.review.status == vpb.REVIEW_STATUS_CLAIMED and answered.review.evidence_count == 2
-    decided = await v.DecideReview(vpb.DecideReviewRequest(request_id=rid(), review_id=review_id,
-                                                           reviewer_id="reviewer-7", decision=vpb.DECISION_APPROVE))  # fmt: skip
+    decided = await v.DecideReview(
+        vpb.DecideReviewRequest(
+            request_id=rid(), review_id=review_id, reviewer_id="reviewer-7", decision=vpb.DECISION_APPROVE
+        )
+    )
     assert decided.review.status == vpb.REVIEW_STATUS_APPROVED
     done = await stack.client.get_workflow_handle(case_id, result_type=CaseStatus).result()
     assert done.stage == "restored"
@@ -186,8 +226,11 @@ async def test_an_appeal_nobody_decides_is_escalated_when_its_sla_runs_out(stack
     await stack.env.sleep(timedelta(hours=25))
     await reach(stack, case_id, "restricted")
     v = stub(stack)
-    appeal = await v.SubmitAppeal(vpb.SubmitAppealRequest(request_id=rid(), case_id=case_id, msisdn=msisdn,
-                                                          caller_province="44", explanation="not me"))  # fmt: skip
+    appeal = await v.SubmitAppeal(
+        vpb.SubmitAppealRequest(
+            request_id=rid(), case_id=case_id, msisdn=msisdn, caller_province="44", explanation="not me"
+        )
+    )
     await reach(stack, case_id, "in_review")
     await stack.env.sleep(timedelta(hours=49))  # the 48-hour review SLA runs out
     status = await reach(stack, case_id, "review_escalated")
@@ -207,9 +250,15 @@ async def test_police_order_restores_and_confirmed_fraud_is_terminated_only_by_a
     case_id = await open_case(stack, msisdn, "extreme", "suspend")
     await stack.env.sleep(timedelta(hours=3))
     await reach(stack, case_id, "suspended")
-    await v.SubmitAuthorityOrder(vpb.SubmitAuthorityOrderRequest(
-        request_id=rid(), case_id=case_id, authority=vpb.AUTHORITY_POLICE, order=vpb.ORDER_RESTORE,
-        order_ref="GA-2026-1122-0042"))  # fmt: skip
+    await v.SubmitAuthorityOrder(
+        vpb.SubmitAuthorityOrderRequest(
+            request_id=rid(),
+            case_id=case_id,
+            authority=vpb.AUTHORITY_POLICE,
+            order=vpb.ORDER_RESTORE,
+            order_ref="GA-2026-1122-0042",
+        )
+    )
     done = await stack.client.get_workflow_handle(case_id, result_type=CaseStatus).result()
     assert done.stage == "restored"
     assert (await history(stack, case_id.split("-")[1]))[-1] == ("RESTORED", "police", "AUTHORITY_POLICE_RESTORE")
@@ -218,9 +267,15 @@ async def test_police_order_restores_and_confirmed_fraud_is_terminated_only_by_a
     await register_line(stack.cfg, msisdn, "44", holder)
     case_id = await open_case(stack, msisdn, "extreme", "suspend")
     await reach(stack, case_id, "warned")
-    await v.SubmitAuthorityOrder(vpb.SubmitAuthorityOrderRequest(
-        request_id=rid(), case_id=case_id, authority=vpb.AUTHORITY_REGULATOR, order=vpb.ORDER_CONFIRM_FRAUD,
-        order_ref="FZ-2026-7781"))  # fmt: skip
+    await v.SubmitAuthorityOrder(
+        vpb.SubmitAuthorityOrderRequest(
+            request_id=rid(),
+            case_id=case_id,
+            authority=vpb.AUTHORITY_REGULATOR,
+            order=vpb.ORDER_CONFIRM_FRAUD,
+            order_ref="FZ-2026-7781",
+        )
+    )
     status = await reach(stack, case_id, "termination_review")
     assert status.line_state == "LINE_STATE_SUSPENDED"  # at once, without waiting out the grace window
     review_id = status.review.review_id
