@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from stack.processes import free_port, grpc_serving, tcp_open
+from pscommon.probes import free_port, grpc_serving, tcp_open
 
 __all__ = ["CpuSplit", "cpu_s", "free_port", "rss_mb", "start_profiler", "threads", "wait_serving"]
 

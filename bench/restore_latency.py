@@ -45,12 +45,12 @@ from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
+from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
 from pscli.demo import Line, _register, scenario
 from pscommon import channels, temporal
 from pscommon.config import Settings
 from stack import postgres
 from stack.processes import pid_of
-from workflows.contracts import UPDATE_WAIT_STAGE, CaseStatus
 
 TENURE_DAYS = {"online": None, "in-person": 3 * 365}  # None: the demo's own opening date (2012)
 # The stage a case rests in, waiting for the holder, by the action scoring decided.

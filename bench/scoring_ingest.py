@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from carrier.scoring.v1 import scoring_pb2
 from pscommon import codec, db, temporal
 from pscommon.identity import line_hash
+from services.scoring import server as scoring_server
 from stack import postgres
 from stack.binaries import venv_bin
 
@@ -123,7 +124,7 @@ async def paced_latency(address: str, payloads: list[bytes], rate_cdrs: int, bat
 
 
 async def seed_subscribers(dsn: str, msisdns: list[str]) -> None:
-    pool = await db.connect(dsn, "scoring")
+    pool = await db.connect(dsn, "scoring", scoring_server.MIGRATIONS)
     rows = [(line_hash(m, KEY), m, "44", date(2020, 1, 1), "", "zh") for m in msisdns]
     async with pool.acquire() as conn:
         await conn.copy_records_to_table(
@@ -251,7 +252,7 @@ async def main() -> None:
 
 
 def wait_serving_plain(port: int, timeout_s: float = 30) -> None:
-    from stack.processes import tcp_open
+    from pscommon.probes import tcp_open
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not tcp_open(port):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from contracts.case import QUERY_STATUS, CaseStatus
 from pscommon import temporal
 from pscommon.config import settings
 from pscommon.identity import is_msisdn, line_hash, mask
-from workflows.contracts import QUERY_STATUS, CaseStatus
 
 
 async def find_cases(msisdn: str) -> int:

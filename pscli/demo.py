@@ -20,11 +20,12 @@ from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
+from contracts.case import QUERY_STATUS, UPDATE_WAIT_STAGE, Action, CaseStatus, RiskLevel, Stage
+from contracts.pb import ACTION_OF, RISK_LEVEL_OF
 from pscommon import temporal
 from pscommon.channels import channel
 from pscommon.config import Settings, settings
 from pscommon.identity import line_hash, mask
-from workflows.contracts import UPDATE_WAIT_STAGE, CaseStatus
 
 
 @dataclass
@@ -139,7 +140,7 @@ async def run_demo() -> int:
         if d is not None:
             handle = client.get_workflow_handle(d.case_id, result_type=CaseStatus)
             if ln.expect == "RESTORED":
-                await handle.execute_update(UPDATE_WAIT_STAGE, "warned", result_type=CaseStatus)
+                await handle.execute_update(UPDATE_WAIT_STAGE, Stage.WARNED, result_type=CaseStatus)
                 out = await verification.SubmitOnlineVerification(
                     verification_pb2.SubmitOnlineVerificationRequest(
                         request_id=uuid.uuid4().hex,
@@ -155,10 +156,10 @@ async def run_demo() -> int:
                 )
                 if out.outcome.result != verification_pb2.RESULT_PASSED:
                     failures += 1
-                await handle.execute_update(UPDATE_WAIT_STAGE, "restored", result_type=CaseStatus)
+                await handle.execute_update(UPDATE_WAIT_STAGE, Stage.RESTORED, result_type=CaseStatus)
             else:
-                await handle.execute_update(UPDATE_WAIT_STAGE, "suspended", result_type=CaseStatus)
-            status = await handle.query("status", result_type=CaseStatus)
+                await handle.execute_update(UPDATE_WAIT_STAGE, Stage.SUSPENDED, result_type=CaseStatus)
+            status = await handle.query(QUERY_STATUS, result_type=CaseStatus)
             stages = [f"{h.stage} {h.at[11:19]}" for h in status.history]
         try:
             got = await suspension.GetLine(suspension_pb2.GetLineRequest(msisdn=ln.msisdn))
@@ -170,8 +171,8 @@ async def run_demo() -> int:
             state, sync = "ACTIVE", "never barred"
         ok = state == ln.expect
         failures += not ok
-        level = common_pb2.RiskLevel.Name(d.risk_level).removeprefix("RISK_LEVEL_").lower() if d else "low"
-        action = common_pb2.Action.Name(d.action).removeprefix("ACTION_").lower() if d else "none"
+        level = RISK_LEVEL_OF[d.risk_level] if d else RiskLevel.LOW
+        action = ACTION_OF[d.action] if d else Action.NONE
         print(
             f"{'OK ' if ok else 'BAD'} {mask(ln.msisdn)}  {ln.role:<17} risk={level:<8} action={action:<9} line={state} ({sync})"
         )

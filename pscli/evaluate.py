@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-ACTIONS = ("none", "warn", "restrict", "suspend")
+from contracts.case import Action
+
+ACTIONS = tuple(Action)
 # Design §6: legitimate heavy users fully suspended at most 1 %.
 HEAVY_USERS = ("courier", "rider", "truck_driver", "traveller", "returning_roamer")
 TARGETS = {"legit_suspended_max": 0.01, "heavy_suspended_max": 0.01, "fraud_acted_min": 0.95, "median_calls_max": 10}
@@ -32,7 +34,7 @@ class PersonaStats:
 
     @property
     def acted(self) -> int:
-        return self.lines - self.actions["none"]
+        return self.lines - self.actions[Action.NONE]
 
     @property
     def median_calls(self) -> float | None:
@@ -87,11 +89,11 @@ def _read_decisions(path: str | Path) -> dict[str, dict]:
             if not raw.strip():
                 continue
             d = json.loads(raw)
-            action = d.get("action", "none")
+            action = d.get("action", Action.NONE)
             if action not in ACTIONS:
-                raise ValueError(f"{path}:{number}: action: {action!r} is not one of {ACTIONS}")
+                raise ValueError(f"{path}:{number}: action: {action!r} is not one of {', '.join(ACTIONS)}")
             acted_at = d.get("acted_at")
-            d["_acted_at"] = datetime.fromisoformat(acted_at) if acted_at and action != "none" else None
+            d["_acted_at"] = datetime.fromisoformat(acted_at) if acted_at and action != Action.NONE else None
             decisions[d["msisdn"]] = d
     return decisions
 
@@ -118,10 +120,10 @@ def evaluate(scenario_path: str | Path, decisions_path: str | Path) -> Report:
     for msisdn, (persona, fraud) in subscribers.items():
         stats = personas.setdefault(persona, PersonaStats(fraud))
         d = decisions.get(msisdn)
-        action = d.get("action", "none") if d else "none"
+        action = d.get("action", Action.NONE) if d else Action.NONE
         stats.lines += 1
         stats.actions[action] += 1
-        if action == "none":
+        if action == Action.NONE:
             continue
         if msisdn in acted_at:
             stats.calls_before_action.append(out_before[msisdn])
@@ -136,10 +138,10 @@ def evaluate(scenario_path: str | Path, decisions_path: str | Path) -> Report:
     return Report(
         personas=dict(sorted(personas.items(), key=lambda kv: (kv[1].fraud, -kv[1].lines, kv[0]))),
         legit_lines=sum(s.lines for s in legit),
-        legit_suspended=sum(s.actions["suspend"] for s in legit),
+        legit_suspended=sum(s.actions[Action.SUSPEND] for s in legit),
         legit_acted=sum(s.acted for s in legit),
         heavy_lines=sum(s.lines for s in heavy),
-        heavy_suspended=sum(s.actions["suspend"] for s in heavy),
+        heavy_suspended=sum(s.actions[Action.SUSPEND] for s in heavy),
         fraud_lines=sum(s.lines for s in fraud),
         fraud_acted=sum(s.acted for s in fraud),
         fraud_calls_before_action=fraud_calls,

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from stack.env import apply_local_env
+from pscommon.config import apply_env_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("scenario")
     ev.add_argument("--decisions", help="a decision file; without it the scenario is replayed first")
     args = ap.parse_args(argv)
-    apply_local_env()
+    apply_env_file()
     if args.command == "replay":
         from pscli.replay import replay
 

@@ -12,15 +12,13 @@ from datetime import UTC, timedelta, timezone
 import grpc
 
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from contracts.pb import ACTION_OF, RISK_LEVEL_OF
 from pscli.scenario import Scenario, ScenarioError, read
-from pscommon.config import Settings
-from stack.env import apply_local_env
-from stack.processes import grpc_serving
+from pscommon.config import Settings, apply_env_file
+from pscommon.probes import grpc_serving
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CST = timezone(timedelta(hours=8))
-LEVELS = {1: "low", 2: "medium", 3: "high", 4: "extreme"}
-ACTIONS = {1: "none", 2: "warn", 3: "restrict", 4: "suspend"}
 SERVICE = "carrier.scoring.v1.ScoringService"
 
 
@@ -30,9 +28,9 @@ def decision_line(v: scoring_pb2.LineVerdict) -> dict:
         acted = v.acted_at.ToDatetime(tzinfo=UTC).astimezone(CST).isoformat()
     return {
         "msisdn": v.msisdn,
-        "risk_level": LEVELS[v.risk_level],
+        "risk_level": RISK_LEVEL_OF[v.risk_level],
         "score": round(v.score, 2),
-        "action": ACTIONS[v.action],
+        "action": ACTION_OF[v.action],
         "reasons": [r.code for r in v.reasons],
         "acted_at": acted,
         # Extra keys (the spec allows them): what a person reads, and how many calls it took.
@@ -69,7 +67,7 @@ def replay(scenario: str, decisions: str, address: str | None = None, keep_stack
             print("no scoring service is running: starting the embedded stack", file=sys.stderr)
             stack("up")
             started = True
-            apply_local_env(REPO / ".local" / "stack.env")
+            apply_env_file(REPO / ".local" / "stack.env")
             address = Settings().scoring_addr
     try:
         t0 = time.monotonic()

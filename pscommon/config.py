@@ -1,6 +1,7 @@
 """Configuration from the environment, the same way for every process (12-factor; ConfigMap in k8s)."""
 
 import os
+import pathlib
 from dataclasses import dataclass, field
 
 
@@ -49,3 +50,27 @@ class Settings:
 
 def settings() -> Settings:
     return Settings()
+
+
+# A settings file of KEY=VALUE lines: the local stack writes one (.local/stack.env) for its processes and psctl.
+DEFAULT_ENV_FILE = pathlib.Path(".local") / "stack.env"
+
+
+def load_env_file(path: pathlib.Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs}
+
+
+def write_env_file(path: pathlib.Path, values: dict[str, str]) -> None:
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+
+
+def apply_env_file(path: pathlib.Path | None = None) -> bool:
+    """Fills the environment from a settings file (what is already set wins); PSP_ENV_FILE names the file."""
+    values = load_env_file(path or pathlib.Path(os.environ.get("PSP_ENV_FILE", DEFAULT_ENV_FILE)))
+    for k, v in values.items():
+        os.environ.setdefault(k, v)
+    return bool(values)

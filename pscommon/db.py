@@ -14,13 +14,16 @@ _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _COMMON_MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
 
 
-async def connect(dsn: str, schema: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """Migrates the schema, then returns a pool whose connections see only that schema."""
+async def connect(
+    dsn: str, schema: str, migrations: pathlib.Path, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool:
+    """Migrates the schema with the service's `migrations` folder, then returns a pool whose connections see only
+    that schema."""
     if not _SCHEMA_RE.match(schema):
         raise ValueError(f"bad schema name {schema!r}")
     conn = await asyncpg.connect(dsn)
     try:
-        await migrate(conn, schema)
+        await migrate(conn, schema, migrations)
     finally:
         await conn.close()
     pool = await asyncpg.create_pool(
@@ -36,9 +39,8 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     rolls back a transaction left open."""
 
 
-def _migrations(schema: str) -> list[tuple[str, str]]:
+def _migrations(service_dir: pathlib.Path) -> list[tuple[str, str]]:
     """(name, sql): the shared tables first, then the service's own, each in file-name order."""
-    service_dir = pathlib.Path(__file__).parent.parent / "services" / schema / "migrations"
     found: list[tuple[str, str]] = []
     for folder, prefix in ((_COMMON_MIGRATIONS, "common/"), (service_dir, "")):
         if folder.is_dir():
@@ -46,7 +48,7 @@ def _migrations(schema: str) -> list[tuple[str, str]]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
+async def migrate(conn: asyncpg.Connection, schema: str, migrations: pathlib.Path) -> list[str]:
     """Applies pending migrations in one transaction each, serialised across replicas by an advisory lock."""
     applied_now: list[str] = []
     async with conn.transaction():
@@ -58,7 +60,7 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
         )
         done = {r["name"] for r in await conn.fetch(f"SELECT name FROM {schema}.schema_migrations")}
         await conn.execute(f"SET LOCAL search_path TO {schema}")
-        for name, sql in _migrations(schema):
+        for name, sql in _migrations(migrations):
             if name in done:
                 continue
             await conn.execute(sql)

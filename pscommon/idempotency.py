@@ -1,17 +1,48 @@
-"""Mutations idempotent by request_id: the work and its recorded answer commit together."""
+"""Mutations idempotent by request_id: the work and its recorded answer commit together.
+
+`mutation` is the one skeleton of every mutating RPC: validate the request, then run the work once per
+request_id in a transaction, then start what may only happen after the commit (telling Temporal, updating
+memory, waking a dispatcher)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar, cast
 
 import asyncpg
+import grpc
+from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from pscommon.errors import invalid_argument
 
+Req = TypeVar("Req", bound=Message)
 R = TypeVar("R", bound=Message)
+S = TypeVar("S", bound="HasPool")
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+class HasPool(Protocol):
+    pool: asyncpg.Pool
+
+
+class HasRequestId(Protocol):
+    request_id: str
+
+
+@dataclass
+class Tx:
+    """The transaction a mutation's work runs in, and what to do once it has committed (only on first run)."""
+
+    conn: asyncpg.Connection
+    after: list[AfterCommit] = field(default_factory=list)
+
+    def after_commit(self, action: AfterCommit) -> None:
+        self.after.append(action)
 
 
 def _fingerprint(request: Message) -> bytes:
@@ -24,26 +55,66 @@ async def once(
     request_id: str,
     request: Message,
     response_type: type[R],
-    work: Callable[[asyncpg.Connection], Awaitable[R]],
+    work: Callable[[Tx], Awaitable[R]],
 ) -> R:
-    """Runs `work` in a transaction unless request_id was seen; a reuse with another request is rejected."""
+    """Runs `work` in a transaction unless request_id was seen; a reuse with another request is rejected.
+    The work's after-commit actions run once the transaction has committed."""
     fingerprint = _fingerprint(request)
-    async with pool.acquire() as conn, conn.transaction():
-        # Serialise concurrent repeats of one request_id; different ids never wait on each other.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", request_id)
-        row = await conn.fetchrow(
-            "SELECT method, request_hash, response FROM idempotency WHERE request_id = $1", request_id
-        )
-        if row is not None:
-            if row["method"] != method or bytes(row["request_hash"]) != fingerprint:
-                raise invalid_argument([("request_id", "already used for a different request")])
-            return response_type.FromString(bytes(row["response"]))
-        response = await work(conn)
-        await conn.execute(
-            "INSERT INTO idempotency (request_id, method, request_hash, response) VALUES ($1, $2, $3, $4)",
-            request_id,
-            method,
-            fingerprint,
-            response.SerializeToString(deterministic=True),
-        )
-        return response
+    async with pool.acquire() as conn:
+        tx = Tx(conn)
+        async with conn.transaction():
+            # Serialise concurrent repeats of one request_id; different ids never wait on each other.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", request_id)
+            row = await conn.fetchrow(
+                "SELECT method, request_hash, response FROM idempotency WHERE request_id = $1", request_id
+            )
+            if row is not None:
+                if row["method"] != method or bytes(row["request_hash"]) != fingerprint:
+                    raise invalid_argument([("request_id", "already used for a different request")])
+                return response_type.FromString(bytes(row["response"]))
+            response = await work(tx)
+            await conn.execute(
+                "INSERT INTO idempotency (request_id, method, request_hash, response) VALUES ($1, $2, $3, $4)",
+                request_id,
+                method,
+                fingerprint,
+                response.SerializeToString(deterministic=True),
+            )
+    for action in tx.after:
+        done = action()
+        if inspect.isawaitable(done):
+            await done
+    return response
+
+
+@functools.cache
+def _rpc_of(request_type: type[Message]) -> tuple[str, type[Message]]:
+    """(method name, response class) of the RPC that takes this request type (each request serves one RPC)."""
+    desc = request_type.DESCRIPTOR
+    for service in desc.file.services_by_name.values():
+        for method in service.methods:
+            if method.input_type is desc:
+                return method.name, message_factory.GetMessageClass(method.output_type)
+    raise LookupError(f"no RPC takes {desc.full_name}")
+
+
+def mutation(
+    validate: Callable[[Req], None],
+) -> Callable[[Callable[[S, Req, Tx], Awaitable[R]]], Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[R]]]:
+    """Turns `work(self, request, tx)` into the servicer method: `validate(request)` raises INVALID_ARGUMENT
+    before anything happens, then the work runs once per request_id (see `once`) on `self.pool`."""
+
+    def wrap(work: Callable[[S, Req, Tx], Awaitable[R]]) -> Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[R]]:
+        @functools.wraps(work)
+        async def handler(self: S, request: Req, context: grpc.aio.ServicerContext) -> R:
+            validate(request)
+            method, response_type = _rpc_of(type(request))
+            request_id = cast(HasRequestId, request).request_id
+            response = await once(
+                self.pool, method, request_id, request, response_type, lambda tx: work(self, request, tx)
+            )
+            return cast(R, response)
+
+        return handler
+
+    return wrap

@@ -20,12 +20,3 @@ def mask(msisdn: str) -> str:
     if len(msisdn) < 8:
         return "*" * len(msisdn)
     return f"{msisdn[:3]}****{msisdn[-4:]}"
-
-
-CASE_ID_RE = re.compile(r"^case-([0-9a-f]{20})-\d+$")
-
-
-def case_line_hash(case_id: str) -> str | None:
-    """The line hash inside a case id (case-<line hash>-<n>), or None if it is not a case id."""
-    m = CASE_ID_RE.match(case_id)
-    return m[1] if m else None

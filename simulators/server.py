@@ -12,12 +12,12 @@ from carrier.registry.v1 import registry_pb2_grpc
 from carrier.simulator.v1 import simulator_pb2_grpc
 from pscommon import grpc_server
 from pscommon.config import Settings
+from pscommon.probes import free_port
 from simulators.faults import FaultInterceptor, Faults
 from simulators.mail import MailServer
 from simulators.network import Network
 from simulators.outside import FaultInjection, Hlr, IdentityCheck, Ivr, PushGateway, Registry
 from simulators.smsc import Smsc
-from stack.processes import free_port
 
 
 class Simulators:

@@ -12,10 +12,9 @@ import sys
 import time
 
 from pscommon import codec, temporal
-from pscommon.config import Settings
+from pscommon.config import Settings, load_env_file, write_env_file
 from stack import postgres
 from stack.binaries import venv_bin
-from stack.env import load_env, write_env
 from stack.processes import Proc, module, pid_of, spawn, stop, wait_ready
 
 TEMPORAL_PORT, UI_PORT, CODEC_PORT = 7233, 8233, 8081
@@ -57,7 +56,7 @@ def processes(data: pathlib.Path) -> list[Proc]:
 def stack_env(data: pathlib.Path) -> dict[str, str]:
     """Secrets are generated once per data folder, so cases survive a restart and stay decryptable."""
     env_file = data / "stack.env"
-    values = load_env(env_file)
+    values = load_env_file(env_file)
     if not values:
         key = codec.new_key_spec("local-1")
         values = {
@@ -74,7 +73,7 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     values.setdefault("PSP_DELIVERY_POLICY", os.environ.get("PSP_DELIVERY_POLICY", "delivery_demo"))
     uri = postgres.server_uri(data)
     values["DATABASE_URL"] = asyncio.run(postgres.ensure_database(uri, "psp"))
-    write_env(env_file, values)
+    write_env_file(env_file, values)
     return values
 
 

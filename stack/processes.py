@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pscommon.probes import grpc_serving, tcp_open
 
 
 @dataclass(frozen=True)
@@ -49,30 +47,6 @@ def spawn(p: Proc, data: pathlib.Path, env: dict[str, str]) -> int:
     child = subprocess.Popen(p.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     (run_dir / f"{p.name}.pid").write_text(str(child.pid))
     return child.pid
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free right now (another process can still take it before it is bound)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def tcp_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def grpc_serving(target: int | str, service: str = "", timeout: float = 1) -> bool:
-    """Whether a gRPC health service answers SERVING; `target` is a local port or "host:port"."""
-    address = f"127.0.0.1:{target}" if isinstance(target, int) else target
-    with grpc.insecure_channel(address) as ch:
-        try:
-            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-        except grpc.RpcError:
-            return False
-    return resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def wait_ready(p: Proc, data: pathlib.Path, timeout_s: float = 90) -> None:

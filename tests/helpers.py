@@ -87,8 +87,8 @@ async def ingest(cfg, cdrs: list[scoring_pb2.Cdr], batch: int = 50) -> scoring_p
 
 async def open_case(stack, msisdn: str, risk_level: str, action: str, seq: int = 1, province: str = "44") -> str:
     """Starts a case for a registered line as scoring would when it crosses a threshold; returns its id."""
+    from contracts.case import WORKFLOW_NAME, Assessment, CaseInput, ReasonText
     from pscommon.identity import line_hash, mask
-    from workflows.contracts import WORKFLOW_NAME, Assessment, CaseInput, ReasonText
 
     h = line_hash(msisdn, stack.cfg.line_hash_key)
     case_id = f"case-{h}-{seq}"

@@ -10,11 +10,11 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from carrier.common.v1 import common_pb2
 from carrier.hlr.v1 import hlr_pb2
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
+from contracts.case import UPDATE_WAIT_STAGE, WORKFLOW_NAME, Assessment, CaseInput, CaseStatus, ReasonText
 from pscommon import temporal
 from pscommon.channels import channel
 from pscommon.identity import line_hash, mask
 from tests.helpers import register_line
-from workflows.contracts import UPDATE_WAIT_STAGE, WORKFLOW_NAME, Assessment, CaseInput, CaseStatus, ReasonText
 
 REASONS = [
     ReasonText(

@@ -10,10 +10,10 @@ from temporalio.api.enums.v1 import EventType
 from carrier.common.v1 import common_pb2
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
+from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
 from pscommon import temporal
 from pscommon.channels import channel
 from tests.helpers import ingest, register_line, rid, scam_burst
-from workflows.contracts import UPDATE_WAIT_STAGE, CaseStatus
 
 MSISDN = "19312345678"
 HOLDER = "holder-44-0001"

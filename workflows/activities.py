@@ -15,10 +15,11 @@ from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
+from contracts.case import Delivery, DeliveryAttempt, DeliveryStatus, ReasonText, RiskLevel, Route
+from contracts.pb import RISK_LEVEL_PB, ROUTE_OF
 from pscommon.channels import channel
 from pscommon.config import Settings
 from workflows import policy
-from workflows.contracts import Delivery, DeliveryAttempt, ReasonText
 
 # Errors that a retry cannot fix: the workflow must decide.
 _PERMANENT = {
@@ -69,7 +70,7 @@ class OutcomeArgs:
 class RouteText:
     zh: str
     en: str
-    route: str  # online | in_person | in_person_with_review
+    route: Route | None
 
 
 async def _call(rpc: Any, request: Any, timeout: float) -> Any:
@@ -85,9 +86,9 @@ async def _call(rpc: Any, request: Any, timeout: float) -> Any:
 
 
 _STATUS = {
-    notify_pb2.DELIVERY_STATUS_PENDING: "pending",
-    notify_pb2.DELIVERY_STATUS_DELIVERED: "delivered",
-    notify_pb2.DELIVERY_STATUS_FAILED: "failed",
+    notify_pb2.DELIVERY_STATUS_PENDING: DeliveryStatus.PENDING,
+    notify_pb2.DELIVERY_STATUS_DELIVERED: DeliveryStatus.DELIVERED,
+    notify_pb2.DELIVERY_STATUS_FAILED: DeliveryStatus.FAILED,
 }
 
 
@@ -129,13 +130,11 @@ class CaseActivities:
         return policy.load(self.cfg.case_policy)
 
     @activity.defn
-    async def restore_route(self, risk_level: str, msisdn: str) -> RouteText:
+    async def restore_route(self, risk_level: RiskLevel, msisdn: str) -> RouteText:
         """How the holder can restore, in words, from the verification policy in force and the line's history."""
         resp = await _call(
             self.verification.GetRequirements,
-            verification_pb2.GetRequirementsRequest(
-                risk_level=common_pb2.RiskLevel.Value(f"RISK_LEVEL_{risk_level.upper()}"), msisdn=msisdn
-            ),
+            verification_pb2.GetRequirementsRequest(risk_level=RISK_LEVEL_PB[risk_level], msisdn=msisdn),
             10,
         )
         first = resp.requirements[0]
@@ -144,7 +143,7 @@ class CaseActivities:
         return RouteText(
             zh=f"{first.description_zh}（{link}）" if online else first.description_zh,
             en=f"{first.description_en} ({link})" if online else first.description_en,
-            route=verification_pb2.Route.Name(first.route).removeprefix("ROUTE_").lower(),
+            route=ROUTE_OF[first.route],
         )
 
     @activity.defn

@@ -9,9 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from pscommon import temporal
-    from workflows.activities import CaseActivities, LineChange, NotifyArgs, OutcomeArgs, RouteText
-    from workflows.contracts import (
+    from contracts.case import (
         QUERY_STATUS,
         SIGNAL_ASSESSMENT,
         SIGNAL_AUTHORITY_ORDER,
@@ -20,26 +18,44 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_VERIFIED,
         UPDATE_WAIT_STAGE,
         WORKFLOW_NAME,
+        Action,
         Assessment,
         AuthorityOrder,
+        CaseEvent,
         CaseInput,
         CaseStatus,
         Delivery,
+        DeliveryStatus,
+        OrderKind,
         ReviewDecided,
+        ReviewDecision,
+        ReviewKind,
         ReviewOpened,
         ReviewState,
+        ReviewStatus,
+        RiskLevel,
+        Stage,
         StageEntry,
         VerificationPassed,
     )
+    from pscommon import temporal
+    from workflows.activities import CaseActivities, LineChange, NotifyArgs, OutcomeArgs, RouteText
     from workflows.policy import CasePolicy
 
-ACTIONS = ("none", "warn", "restrict", "suspend")
-ENFORCED_STATE = {"restrict": "LINE_STATE_RESTRICTED", "suspend": "LINE_STATE_SUSPENDED"}
+ENFORCED_STATE = {Action.RESTRICT: "LINE_STATE_RESTRICTED", Action.SUSPEND: "LINE_STATE_SUSPENDED"}
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 CALL = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
 DELIVERY_CHECK_MAX = timedelta(minutes=10)
-REVIEW_STAGES = {"appeal": "in_review", "restore_approval": "awaiting_reviewer", "termination": "termination_review"}
-Event = VerificationPassed | ReviewOpened | ReviewDecided | AuthorityOrder
+REVIEW_STAGES = {
+    ReviewKind.APPEAL: Stage.IN_REVIEW,
+    ReviewKind.RESTORE_APPROVAL: Stage.AWAITING_REVIEWER,
+    ReviewKind.TERMINATION: Stage.TERMINATION_REVIEW,
+}
+REJECTED_STAGES = {
+    ReviewKind.APPEAL: Stage.APPEAL_REJECTED,
+    ReviewKind.RESTORE_APPROVAL: Stage.RESTORE_REFUSED,
+    ReviewKind.TERMINATION: Stage.TERMINATION_REFUSED,
+}
 
 
 @dataclass
@@ -57,14 +73,14 @@ class ProtectiveSuspensionCase:
     def __init__(self) -> None:
         self.case: CaseInput | None = None
         self.assessment: Assessment | None = None
-        self.stage = "opened"
+        self.stage = Stage.OPENED
         self.next_step = "assess"
         self.line_state = "LINE_STATE_ACTIVE"
         self.history: list[StageEntry] = []
         self.notifications: list[str] = []
-        self.route = RouteText("", "", "")
+        self.route = RouteText("", "", None)
         self.warning_delivery: Delivery | None = None
-        self.inbox: list[Event] = []  # signals not yet acted on, in arrival order
+        self.inbox: list[CaseEvent] = []  # signals not yet acted on, in arrival order
         self.resolution: Resolution | None = None
         self.review: ReviewState | None = None
         self.fraud_confirmed = False
@@ -79,7 +95,7 @@ class ProtectiveSuspensionCase:
             stage=self.stage,
             next_step=self.next_step,
             line_state=self.line_state,
-            risk_level=self.assessment.risk_level if self.assessment else "",
+            risk_level=self.assessment.risk_level if self.assessment else None,
             history=list(self.history),
             warning_delivery=self.warning_delivery,
             deadline=self.deadline.isoformat() if self.deadline else "",
@@ -92,7 +108,7 @@ class ProtectiveSuspensionCase:
         )
 
     @workflow.update(name=UPDATE_WAIT_STAGE)
-    async def wait_for_stage(self, stage: str) -> CaseStatus:
+    async def wait_for_stage(self, stage: Stage) -> CaseStatus:
         """Returns once the case has reached `stage` (at once if it already has)."""
         await workflow.wait_condition(lambda: any(h.stage == stage for h in self.history))
         return self.status()
@@ -115,13 +131,13 @@ class ProtectiveSuspensionCase:
 
     @workflow.signal(name=SIGNAL_ASSESSMENT)
     def new_assessment(self, assessment: Assessment) -> None:
-        if self.assessment is None or ACTIONS.index(assessment.action) > ACTIONS.index(self.assessment.action):
+        if self.assessment is None or assessment.action.stronger(self.assessment.action):
             self.assessment = assessment
             workflow.upsert_search_attributes([temporal.RISK_LEVEL.value_set(assessment.risk_level)])
             if self.case is not None:
                 workflow.set_current_details(self._details())
 
-    def _enter(self, stage: str, next_step: str) -> None:
+    def _enter(self, stage: Stage, next_step: str) -> None:
         self.stage, self.next_step = stage, next_step
         self.history.append(StageEntry(stage, workflow.now().isoformat()))
         workflow.upsert_search_attributes([temporal.CASE_STAGE.value_set(stage)])
@@ -148,9 +164,9 @@ class ProtectiveSuspensionCase:
             return ""
         where = {"roaming_international": f"roaming abroad ({d.country})", "roaming_domestic": "roaming in China"}
         place = where.get(d.location, d.location or "location unknown")
-        if d.status == "delivered":
+        if d.status == DeliveryStatus.DELIVERED:
             head = f"delivered by **{d.channel}** at {d.at}"
-        elif d.status == "failed":
+        elif d.status == DeliveryStatus.FAILED:
             head = "**not delivered** by any channel: marked for manual outreach"
         else:
             head = "**no delivery outcome** within the grace window"
@@ -189,11 +205,11 @@ class ProtectiveSuspensionCase:
             "TEMPLATE_WARNING", deadline.isoformat(), "warning", action if action in ENFORCED_STATE else ""
         )
         consequence = {
-            "warn": "the case stays open",
-            "restrict": "outgoing calls are barred",
-            "suspend": "the line is suspended",
+            Action.WARN: "the case stays open",
+            Action.RESTRICT: "outgoing calls are barred",
+            Action.SUSPEND: "the line is suspended",
         }[action]
-        self._enter("warned", f"holder verifies by {deadline.isoformat()}; otherwise {consequence}")
+        self._enter(Stage.WARNED, f"holder verifies by {deadline.isoformat()}; otherwise {consequence}")
         await self._await_warning_delivery(warning, deadline)
         await self._wait_events(deadline, f"grace window ({grace}) before '{action}'")
 
@@ -203,7 +219,7 @@ class ProtectiveSuspensionCase:
             await self._wait_for_resolution(policy)
         if self.resolution is None:
             self.deadline = None
-            self._enter("closed_unverified", "line stays as it is; the holder can still restore in person")
+            self._enter(Stage.CLOSED_UNVERIFIED, "line stays as it is; the holder can still restore in person")
         elif self.resolution.action == "terminate":
             await self._terminate()
         else:
@@ -215,14 +231,15 @@ class ProtectiveSuspensionCase:
         assert self.assessment is not None
         action = self.assessment.action
         reason = f"UNVERIFIED_AFTER_WARNING_{action.upper()}"
-        if action == "suspend" and not self._warned() and self.assessment.risk_level != "extreme":
+        if action == Action.SUSPEND and not self._warned() and self.assessment.risk_level != RiskLevel.EXTREME:
             # The holder may never have seen the warning (abroad, handset off): keep incoming SMS and data
             # so the verification link still arrives, and only bar calling out.
-            action, reason = "restrict", "WARNING_UNDELIVERED_RESTRICT_ONLY"
+            action, reason = Action.RESTRICT, "WARNING_UNDELIVERED_RESTRICT_ONLY"
         if action in ENFORCED_STATE:
             await self._change(ENFORCED_STATE[action], reason, action)
             await self._notify("TEMPLATE_SUSPENDED", None, action)
-            self._enter("restricted" if action == "restrict" else "suspended", f"holder restores: {self.route.en}")
+            stage = Stage.RESTRICTED if action == Action.RESTRICT else Stage.SUSPENDED
+            self._enter(stage, f"holder restores: {self.route.en}")
 
     async def _wait_for_resolution(self, policy: CasePolicy) -> None:
         """Waits for the holder, a reviewer or an authority, reminding the holder on schedule and escalating a
@@ -249,7 +266,7 @@ class ProtectiveSuspensionCase:
                     **CALL,
                 )
                 review.escalated = True
-                self._enter("review_escalated", "a senior reviewer decides; the review is at the top of the queue")
+                self._enter(Stage.REVIEW_ESCALATED, "a senior reviewer decides; the review is at the top of the queue")
             if now >= window_end and review is None:
                 return
             if now >= next_reminder:
@@ -259,7 +276,7 @@ class ProtectiveSuspensionCase:
                     await self._notify("TEMPLATE_REMINDER", window_end.isoformat(), f"reminder-{reminder}")
 
     def _waiting_review(self) -> ReviewState | None:
-        return self.review if self.review is not None and self.review.status == "waiting" else None
+        return self.review if self.review is not None and self.review.status == ReviewStatus.WAITING else None
 
     async def _wait_events(self, until: datetime, summary: str) -> None:
         """Acts on signals as they arrive, until `until`, a resolution, or fraud confirmed (which ends a grace)."""
@@ -277,7 +294,7 @@ class ProtectiveSuspensionCase:
             if self.fraud_confirmed and not confirmed_before:
                 return
 
-    async def _handle(self, ev: Event) -> None:
+    async def _handle(self, ev: CaseEvent) -> None:
         if isinstance(ev, VerificationPassed):
             self.resolution = Resolution("restore", f"VERIFIED_{ev.route.upper()}")
         elif isinstance(ev, ReviewOpened):
@@ -287,7 +304,7 @@ class ProtectiveSuspensionCase:
             self._enter(REVIEW_STAGES[ev.kind], f"a reviewer decides by {due.isoformat()}")
         elif isinstance(ev, ReviewDecided):
             await self._decided(ev)
-        elif ev.order == "restore":
+        elif ev.order == OrderKind.RESTORE:
             self.resolution = Resolution(
                 "restore", f"AUTHORITY_{ev.authority.upper()}_RESTORE", ev.authority, ev.order_ref
             )
@@ -298,22 +315,19 @@ class ProtectiveSuspensionCase:
         if self.review is None or self.review.review_id != d.review_id:
             workflow.logger.warning("decision for a review this case is not waiting on; ignored")
             return
-        if d.decision == "approve":
-            self.review.status = "approved"
-            if d.kind == "termination":
+        if d.decision == ReviewDecision.APPROVE:
+            self.review.status = ReviewStatus.APPROVED
+            if d.kind == ReviewKind.TERMINATION:
                 self.resolution = Resolution("terminate", "REVIEWER_CONFIRMED_TERMINATION", "reviewer", d.reviewer_id)
             else:
                 self.resolution = Resolution("restore", f"REVIEW_APPROVED_{d.kind.upper()}", "reviewer", d.reviewer_id)
-        elif d.decision == "reject":
-            self.review.status = "rejected"
-            stage = {"appeal": "appeal_rejected", "restore_approval": "restore_refused"}.get(
-                d.kind, "termination_refused"
-            )
-            self._enter(stage, f"holder restores: {self.route.en}")
+        elif d.decision == ReviewDecision.REJECT:
+            self.review.status = ReviewStatus.REJECTED
+            self._enter(REJECTED_STAGES[d.kind], f"holder restores: {self.route.en}")
         else:
-            self.review.status = "more_requested"
+            self.review.status = ReviewStatus.MORE_REQUESTED
             self.more_requested = d.more_requested
-            self._enter("more_requested", f"holder provides: {d.more_requested}")
+            self._enter(Stage.MORE_REQUESTED, f"holder provides: {d.more_requested}")
             await self._notify(
                 "TEMPLATE_REMINDER",
                 None,
@@ -330,10 +344,10 @@ class ProtectiveSuspensionCase:
         if self.line_state != "LINE_STATE_SUSPENDED":
             await self._change("LINE_STATE_SUSPENDED", f"AUTHORITY_{order.authority.upper()}_CONFIRMED_FRAUD", "fraud")
         await self._record_outcome("OUTCOME_CONFIRMED_FRAUD")
-        self._enter("fraud_confirmed", "a reviewer decides whether the line is terminated")
+        self._enter(Stage.FRAUD_CONFIRMED, "a reviewer decides whether the line is terminated")
 
     def _warned(self) -> bool:
-        return self.warning_delivery is not None and self.warning_delivery.status == "delivered"
+        return self.warning_delivery is not None and self.warning_delivery.status == DeliveryStatus.DELIVERED
 
     async def _await_warning_delivery(self, notification_id: str, deadline: datetime) -> None:
         """Follows the warning until it has an outcome or the grace window ends, and records it.
@@ -347,35 +361,35 @@ class ProtectiveSuspensionCase:
                 CaseActivities.get_delivery, notification_id, summary="has the warning reached the holder?", **CALL
             )
             left = deadline - workflow.now()
-            if delivery.status != "pending" or self.resolution is not None or left <= timedelta(0):
+            if delivery.status != DeliveryStatus.PENDING or self.resolution is not None or left <= timedelta(0):
                 break
             await self._wait_events(workflow.now() + min(delay, left), "check the warning's delivery again")
             delay = min(delay * 2, DELIVERY_CHECK_MAX)
         self.warning_delivery = delivery
         workflow.upsert_search_attributes([temporal.ROAMING.value_set(delivery.roaming)])
-        if delivery.status == "delivered":
-            self._enter("warning_delivered", f"holder verifies by {deadline.isoformat()}")
+        if delivery.status == DeliveryStatus.DELIVERED:
+            self._enter(Stage.WARNING_DELIVERED, f"holder verifies by {deadline.isoformat()}")
         else:
             self._enter(
-                "warning_undelivered",
+                Stage.WARNING_UNDELIVERED,
                 "reach the holder in person (manual outreach); the line is at most restricted unless risk is extreme",
             )
 
     async def _restore(self) -> None:
         assert self.resolution is not None
         self.deadline = None
-        self._enter("verified", "restore the line")
+        self._enter(Stage.VERIFIED, "restore the line")
         await self._change("LINE_STATE_RESTORED", self.resolution.reason, "restore")
         await self._notify("TEMPLATE_RESTORED", None, "restored")
         if not self.fraud_confirmed:
             await self._record_outcome("OUTCOME_FALSE_POSITIVE")
-        self._enter("restored", "none: the line is back in service")
+        self._enter(Stage.RESTORED, "none: the line is back in service")
 
     async def _terminate(self) -> None:
         assert self.resolution is not None
         self.deadline = None
         await self._change("LINE_STATE_TERMINATED", self.resolution.reason, "terminate")
-        self._enter("terminated", "none: the line was terminated on a reviewer's decision")
+        self._enter(Stage.TERMINATED, "none: the line was terminated on a reviewer's decision")
 
     async def _record_outcome(self, outcome: str) -> None:
         assert self.case is not None

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import grpc
 
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
-from pscommon import db, grpc_server, idempotency
+from pscommon import db, grpc_server
 from pscommon.config import Settings
 from pscommon.errors import not_found
+from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
-from pscommon.validation import Violations
-from services.notify import policy, store
+from services.notify import policy, requests, store
 from services.notify.channels import Channels
 from services.notify.dispatcher import Dispatcher
 from services.notify.policy import DeliveryPolicy
@@ -22,8 +24,8 @@ from services.notify.receipts import Receipt
 from services.notify.smpp_link import SmppLink
 from services.notify.templates import Content, render
 
+MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 SERVICE = "carrier.notify.v1.NotifyService"
-TEMPLATES = set(notify_pb2.Template.values()) - {notify_pb2.TEMPLATE_UNSPECIFIED}
 
 
 class Notify(notify_pb2_grpc.NotifyServiceServicer):
@@ -45,15 +47,10 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         if self._changed is None or self._changed.done():
             self._changed = asyncio.create_task(tell())
 
-    async def SendNotification(self, request, context):
-        v = Violations()
-        v.request_id(request.request_id)
-        v.msisdn(request.msisdn)
-        v.province(request.home_province, "home_province")
-        v.required(request.case_id, "case_id")
-        v.enum(request.template, "template", TEMPLATES)
-        v.check(request.language in ("zh", "en"), "language", "must be 'zh' or 'en'")
-        v.raise_if_any()
+    @mutation(requests.check_send)
+    async def SendNotification(
+        self, request: notify_pb2.SendNotificationRequest, tx: Tx
+    ) -> notify_pb2.SendNotificationResponse:
         zh = request.language == "zh"
         body = render(
             request.template,
@@ -67,30 +64,24 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
                 line_state=request.line_state,
             ),
         )
-
-        async def work(conn: asyncpg.Connection) -> notify_pb2.SendNotificationResponse:
-            nid = await store.create_notification(
-                conn,
-                case_id=request.case_id,
-                line_hash=line_hash(request.msisdn, self.cfg.line_hash_key),
-                msisdn=request.msisdn,
-                home_province=request.home_province,
-                template=request.template,
-                language=request.language,
-                body=body,
-                policy_version=self.delivery.version,
-                give_up_at=datetime.now(UTC) + timedelta(seconds=self.delivery.give_up_after_s),
-            )
-            return notify_pb2.SendNotificationResponse(
-                notification_id=str(nid), status=notify_pb2.DELIVERY_STATUS_PENDING
-            )
-
-        resp = await idempotency.once(
-            self.pool, "SendNotification", request.request_id, request, notify_pb2.SendNotificationResponse, work
+        nid = await store.create_notification(
+            tx.conn,
+            case_id=request.case_id,
+            line_hash=line_hash(request.msisdn, self.cfg.line_hash_key),
+            msisdn=request.msisdn,
+            home_province=request.home_province,
+            template=request.template,
+            language=request.language,
+            body=body,
+            policy_version=self.delivery.version,
+            give_up_at=datetime.now(UTC) + timedelta(seconds=self.delivery.give_up_after_s),
         )
+        tx.after_commit(self._wake_dispatcher)
+        return notify_pb2.SendNotificationResponse(notification_id=str(nid), status=notify_pb2.DELIVERY_STATUS_PENDING)
+
+    def _wake_dispatcher(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
-        return resp
 
     async def on_receipts(self, receipts: list[Receipt]) -> None:
         if await store.record_receipts(self.pool, receipts) and self.dispatcher is not None:
@@ -112,13 +103,11 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         except TimeoutError:
             return await store.get(self.pool, nid)
 
-    async def GetNotification(self, request, context):
-        try:
-            nid = uuid.UUID(request.notification_id)
-        except ValueError:
-            v = Violations()
-            v.add("notification_id", "must be a UUID returned by SendNotification")
-            v.raise_if_any()
+    async def GetNotification(
+        self, request: notify_pb2.GetNotificationRequest, context: grpc.aio.ServicerContext
+    ) -> notify_pb2.GetNotificationResponse:
+        requests.check_get(request)
+        nid = uuid.UUID(request.notification_id)
         n, attempts = await store.get(self.pool, nid)
         if n is None:
             raise not_found("notification", "NOTIFICATION_NOT_FOUND")
@@ -156,7 +145,7 @@ def notification_pb(n: asyncpg.Record, attempts: list[asyncpg.Record]) -> notify
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
-    pool = await db.connect(cfg.database_url, "notify", max_size=40)
+    pool = await db.connect(cfg.database_url, "notify", MIGRATIONS, max_size=40)
     delivery = policy.load(cfg.delivery_policy)
     servicer = Notify(pool, cfg, delivery)
     link = SmppLink(cfg.smsc_host, cfg.smsc_port, cfg.smsc_system_id, cfg.smsc_password, servicer.on_receipts)

@@ -6,10 +6,8 @@ workflow. Ingest never loses a case when Temporal is briefly unreachable: the op
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import logging
 
 import asyncpg
 from opentelemetry import context as otel_context
@@ -18,20 +16,24 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.case import (
+    SIGNAL_ASSESSMENT,
+    WORKFLOW_NAME,
+    Action,
+    Assessment,
+    CaseInput,
+    ReasonText,
+    RiskLevel,
+    Stage,
+)
 from pscommon import temporal
 from pscommon.config import Settings
 from pscommon.identity import mask
+from pscommon.outbox import Relay
 from pscommon.telemetry import current_trace_id
 from services.scoring import store
-from workflows.contracts import SIGNAL_ASSESSMENT, WORKFLOW_NAME, Assessment, CaseInput, ReasonText
 
-log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
-RETRY_S = 2.0
-
-
-def case_id(line_hash: str, seq: int) -> str:
-    return f"case-{line_hash}-{seq}"
 
 
 def summary(case: CaseInput) -> str:
@@ -61,8 +63,8 @@ def case_input(row: asyncpg.Record) -> CaseInput:
         home_province=row["home_province"],
         language=row["language"],
         assessment=Assessment(
-            risk_level=row["risk_level"],
-            action=row["action"],
+            risk_level=RiskLevel(row["risk_level"]),
+            action=Action(row["action"]),
             score=row["score"],
             reasons=[ReasonText(*r) for r in json.loads(row["reason_texts"])],
             decided_at=row["event_time"].isoformat(),
@@ -85,59 +87,17 @@ def span_ref() -> str:
     return f"{ctx.trace_id:032x}:{ctx.span_id:016x}" if ctx.is_valid else ""
 
 
-class CaseOpener:
-    def __init__(self, client: Client, pool: asyncpg.Pool, cfg: Settings) -> None:
+class CaseStarter:
+    """Delivers one decision from the outbox: starts the line's case, or tells the open one (new assessment)."""
+
+    def __init__(self, client: Client, cfg: Settings) -> None:
         self.client = client
-        self.pool = pool
         self.cfg = cfg
-        self.wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._pending: set[asyncio.Task] = set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+    def relay(self, pool: asyncpg.Pool) -> Relay:
+        return Relay("case opener", pool, store.pending_decisions, self.open_one, store.mark_opened)
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-
-    def open_soon(self, ids: list[int]) -> None:
-        task = asyncio.create_task(self.open(ids))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def open(self, ids: list[int]) -> None:
-        """Opens the cases of these decisions now; failures are left to the background retry."""
-        try:
-            await self._open(ids)
-        except Exception:  # the outbox keeps them; the loop retries
-            log.warning("case opening deferred", exc_info=True)
-            self.wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                while await self._open(None):
-                    pass
-            except Exception:
-                log.warning("case opener: will retry", exc_info=True)
-                await asyncio.sleep(RETRY_S)
-                continue
-            try:
-                await asyncio.wait_for(self.wake.wait(), RETRY_S * 15)
-            except TimeoutError:
-                pass
-            self.wake.clear()
-
-    async def _open(self, ids: list[int] | None) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await store.pending_decisions(conn, ids)
-            for row in rows:
-                await self._open_one(row)
-                await store.mark_opened(conn, row["id"])
-        return len(rows)
-
-    async def _open_one(self, row: asyncpg.Record) -> None:
+    async def open_one(self, row: asyncpg.Record) -> None:
         wid = row["case_id"]
         # Each case is its own trace, linked to the ingest that triggered it.
         root = otel_context.Context()
@@ -165,7 +125,7 @@ class CaseOpener:
                         SearchAttributePair(temporal.MASKED_NUMBER, case.masked_msisdn),
                         SearchAttributePair(temporal.RISK_LEVEL, case.assessment.risk_level),
                         SearchAttributePair(temporal.HOME_PROVINCE, case.home_province),
-                        SearchAttributePair(temporal.CASE_STAGE, "opened"),
+                        SearchAttributePair(temporal.CASE_STAGE, Stage.OPENED),
                     ]
                 ),
                 static_summary=summary(case),

@@ -65,6 +65,18 @@ class Engine:
         if s is not None:
             s.profile = profile
 
+    def set_feeds(self, cells: dict[str, int] | None = None, hot_numbers: set[str] | None = None) -> None:
+        """The national platform's lists as committed: high-risk cells, high-risk numbers."""
+        if cells is not None:
+            self.cells = cells
+        if hot_numbers is not None:
+            self.hot_numbers = hot_numbers
+
+    def set_enterprise(self, msisdn: str, enterprise: str) -> None:
+        profile = self.profiles.get(msisdn)
+        if profile is not None:
+            profile.enterprise = enterprise
+
     def state(self, msisdn: str, profile: Profile) -> LineState:
         s = self.lines.get(msisdn)
         if s is None:

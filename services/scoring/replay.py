@@ -9,11 +9,12 @@ from datetime import UTC, date, datetime
 
 from carrier.common.v1 import common_pb2
 from carrier.scoring.v1 import scoring_pb2
+from contracts.pb import ACTION_PB, RISK_LEVEL_PB
 from pscommon.validation import Violations
 from services.scoring import requests
 from services.scoring.engine import Engine
 from services.scoring.features import Profile
-from services.scoring.scorecard import Assessment, Scorecard
+from services.scoring.scorecard import ACTIONS, LEVELS, Assessment, Scorecard
 
 OUT, SMS, ABROAD = scoring_pb2.DIRECTION_OUT, scoring_pb2.SERVICE_KIND_SMS, scoring_pb2.ROAMING_INTERNATIONAL
 
@@ -85,9 +86,9 @@ class Sandbox:
             v = resp.verdicts.add(msisdn=msisdn, risk_level=common_pb2.RISK_LEVEL_LOW, action=common_pb2.ACTION_NONE)
             if pk is None:
                 continue
-            v.risk_level = pk.level + 1
+            v.risk_level = RISK_LEVEL_PB[LEVELS[pk.level]]
             v.score = pk.score
-            v.action = pk.action + 1
+            v.action = ACTION_PB[ACTIONS[pk.action]]
             v.reasons.extend(reasons_pb(pk.assessment))
             if pk.acted_at is not None:
                 v.acted_at.FromDatetime(datetime.fromtimestamp(pk.acted_at, UTC))

@@ -78,7 +78,9 @@ def cdr_rows(v: Violations, cdrs: Sequence[scoring_pb2.Cdr], field: str = "cdrs"
     return rows
 
 
-def check_profile(v: Violations, msg, prefix: str = "") -> None:
+def check_profile(
+    v: Violations, msg: scoring_pb2.UpsertSubscriberRequest | scoring_pb2.ReplaySubscriber, prefix: str = ""
+) -> None:
     v.msisdn(msg.msisdn, f"{prefix}msisdn")
     v.province(msg.home_province, f"{prefix}home_province")
     v.iso_date(msg.opened_at, f"{prefix}opened_at")
@@ -91,7 +93,9 @@ def check_cell(v: Violations, c: scoring_pb2.Cell, prefix: str) -> None:
     v.enum(c.risk, f"{prefix}.risk", CELL_RISKS)
 
 
-def check_report(v: Violations, msg, prefix: str = "") -> None:
+def check_report(
+    v: Violations, msg: scoring_pb2.ReportLineRequest | scoring_pb2.ReplayReport, prefix: str = ""
+) -> None:
     v.msisdn(msg.msisdn, f"{prefix}msisdn")
     v.enum(msg.source, f"{prefix}source", REPORT_SOURCES)
     v.check(msg.at.seconds > 0, f"{prefix}at", "required: when the report was made")
@@ -100,3 +104,58 @@ def check_report(v: Violations, msg, prefix: str = "") -> None:
 def report_source(source: int) -> int:
     """Engine's report source index: 0 user report, 1 national platform, 2 police."""
     return source - scoring_pb2.REPORT_SOURCE_USER_REPORT
+
+
+def check_upsert(r: scoring_pb2.UpsertSubscriberRequest) -> None:
+    v = Violations()
+    v.request_id(r.request_id)
+    check_profile(v, r)
+    v.raise_if_any()
+
+
+def check_enterprise(r: scoring_pb2.SetEnterpriseBindingRequest) -> None:
+    v = Violations()
+    v.request_id(r.request_id)
+    v.msisdn(r.msisdn)
+    v.check(len(r.enterprise) <= 128, "enterprise", "at most 128 characters")
+    v.raise_if_any()
+
+
+def check_cells(r: scoring_pb2.UpdateCellsRequest) -> None:
+    v = Violations()
+    v.request_id(r.request_id)
+    for i, c in enumerate(r.cells):
+        check_cell(v, c, f"cells[{i}]")
+    v.raise_if_any()
+
+
+def check_number_feed(r: scoring_pb2.UpdateNumberFeedRequest) -> None:
+    v = Violations()
+    v.request_id(r.request_id)
+    v.check(bool(r.add or r.remove), "add", "give numbers to add or to remove")
+    for name, numbers in (("add", r.add), ("remove", r.remove)):
+        for i, n in enumerate(numbers):
+            v.check(3 <= len(n) <= 20 and n.lstrip("+").isdigit(), f"{name}[{i}]", "must be 3-20 digits")
+    v.raise_if_any()
+
+
+def check_report_line(r: scoring_pb2.ReportLineRequest) -> None:
+    v = Violations()
+    v.request_id(r.request_id)
+    check_report(v, r)
+    v.raise_if_any()
+
+
+def check_outcome(r: scoring_pb2.RecordOutcomeRequest) -> None:
+    v = Violations()
+    v.request_id(r.request_id)
+    v.msisdn(r.msisdn)
+    v.required(r.case_id, "case_id")
+    v.enum(r.outcome, "outcome", {scoring_pb2.OUTCOME_FALSE_POSITIVE, scoring_pb2.OUTCOME_CONFIRMED_FRAUD})
+    v.raise_if_any()
+
+
+def check_get_assessment(r: scoring_pb2.GetAssessmentRequest) -> None:
+    v = Violations()
+    v.msisdn(r.msisdn)
+    v.raise_if_any()

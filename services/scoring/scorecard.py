@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import yaml
 
+from contracts.case import Action, RiskLevel
 from services.scoring.features import FEATURE_EXPR, FEATURE_NAMES, compile_function
 
-LEVELS = ("low", "medium", "high", "extreme")
-ACTIONS = ("none", "warn", "restrict", "suspend")
+LEVELS = tuple(RiskLevel)
+ACTIONS = tuple(Action)
 _COND_RE = re.compile(r"^(>=|<=|>|<|==)\s*(-?[\d.]+)$")
 DEFAULT_PATH = pathlib.Path(__file__).with_name("scorecard.yaml")
 
@@ -53,8 +54,8 @@ class Score:
 @dataclass(frozen=True)
 class Assessment:
     score: float
-    level: str
-    action: str
+    level: RiskLevel
+    action: Action
     reasons: tuple[Reason, ...]
 
 
@@ -65,8 +66,8 @@ class Scorecard:
         self.version = version
         self.rules = tuple(rules)
         self.lowest = [0.0] + [dict(thresholds)[lvl] for lvl in LEVELS[1:]]
-        self.level_action = [ACTIONS.index(actions[lvl]) for lvl in LEVELS]
-        self.warn = ACTIONS.index("warn")
+        self.level_action = [ACTIONS.index(Action(actions[lvl])) for lvl in LEVELS]
+        self.warn = ACTIONS.index(Action.WARN)
         # fired(s, p, now, eng): the rules that hold, or () when none counts against the line (the hot path).
         self.fired = _compile(self.rules, gated=True)
         # fired_all(...): every rule that holds, including those in the line's favour.
@@ -130,7 +131,10 @@ def load(path: pathlib.Path = DEFAULT_PATH) -> Scorecard:
         rules.append(rule)
     levels = {k: float(v) for k, v in raw["levels"].items()}
     actions = dict(raw["actions"])
-    if set(levels) != set(LEVELS[1:]) or not levels["medium"] <= levels["high"] <= levels["extreme"]:
+    if (
+        set(levels) != set(LEVELS[1:])
+        or not levels[RiskLevel.MEDIUM] <= levels[RiskLevel.HIGH] <= levels[RiskLevel.EXTREME]
+    ):
         raise ValueError("levels must give increasing lowest scores for medium, high and extreme")
     if set(actions) != set(LEVELS) or not set(actions.values()) <= set(ACTIONS):
         raise ValueError("actions must map every level to none, warn, restrict or suspend")

@@ -4,35 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import pathlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 
 import asyncpg
+import grpc
 
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from pscommon import db, grpc_server, idempotency, temporal
+from contracts.case import case_id, case_line_hash, case_seq
+from contracts.pb import ACTION_PB, RISK_LEVEL_PB
+from pscommon import db, grpc_server, temporal
 from pscommon.config import Settings
 from pscommon.errors import not_found
+from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
+from pscommon.outbox import Relay
 from pscommon.streams import read_ahead
 from pscommon.validation import Violations
 from services.scoring import cases, requests, store
 from services.scoring.engine import Engine, Escalation
 from services.scoring.features import Profile
 from services.scoring.replay import Sandbox, reasons_pb, score_cdrs
-from services.scoring.scorecard import ACTIONS, LEVELS, Assessment, load
+from services.scoring.scorecard import Assessment, load
 from services.scoring.snapshots import SnapshotWriter
 
+MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 SERVICE = "carrier.scoring.v1.ScoringService"
 GC_YOUNG_THRESHOLD = 50_000
-LEVEL_PB = dict(zip(LEVELS, range(1, 5), strict=True))
-ACTION_PB = dict(zip(ACTIONS, range(1, 5), strict=True))
 
 
 def decision_pb(h: str, masked: str, a: Assessment, at: int, case_id: str) -> scoring_pb2.Decision:
     d = scoring_pb2.Decision(
         line_hash=h,
         masked_msisdn=masked,
-        risk_level=LEVEL_PB[a.level],
+        risk_level=RISK_LEVEL_PB[a.level],
         score=a.score,
         action=ACTION_PB[a.action],
         reasons=reasons_pb(a),
@@ -43,7 +49,7 @@ def decision_pb(h: str, masked: str, a: Assessment, at: int, case_id: str) -> sc
 
 
 class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, cfg: Settings, engine: Engine, opener: cases.CaseOpener) -> None:
+    def __init__(self, pool: asyncpg.Pool, cfg: Settings, engine: Engine, opener: Relay) -> None:
         self.pool = pool
         self.cfg = cfg
         self.engine = engine
@@ -56,12 +62,14 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         """Records a decision and the case it opens or joins, in the caller's transaction."""
         h = self._hash(e.msisdn)
         seq, join = await store.assign_case(conn, h)
-        cid = cases.case_id(h, seq)
+        cid = case_id(h, seq)
         version = self.engine.scorecard.version
         did = await store.insert_decision(conn, h, e.assessment, version, e.at, cid, join, cases.span_ref())
         return decision_pb(h, mask(e.msisdn), e.assessment, e.at, cid), did
 
-    async def _ingest(self, request_id: str, cdrs) -> tuple[bool, list[scoring_pb2.Decision], list[int]]:
+    async def _ingest(
+        self, request_id: str, cdrs: Sequence[scoring_pb2.Cdr]
+    ) -> tuple[bool, list[scoring_pb2.Decision], list[int]]:
         """Scores one batch atomically with its record; returns (repeated, decisions, decision ids to open)."""
         v = Violations()
         v.request_id(request_id)
@@ -77,7 +85,9 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
                 ids.append(did)
         return False, decisions, ids
 
-    async def IngestCdrs(self, request_iterator, context):
+    async def IngestCdrs(
+        self, request_iterator: AsyncIterator[scoring_pb2.IngestCdrsRequest], context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.IngestCdrsResponse:
         resp = scoring_pb2.IngestCdrsResponse()
         openings = []
         async for batch in read_ahead(request_iterator):
@@ -86,139 +96,84 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
                 resp.batches_repeated += 1
                 continue
             if ids:
-                openings.append(asyncio.create_task(self.opener.open(ids)))
+                openings.append(asyncio.create_task(self.opener.deliver_now(ids)))
             resp.decisions.extend(decisions)
             resp.batches_accepted += 1
             resp.cdrs_accepted += len(batch.cdrs)
         await asyncio.gather(*openings)
         return resp
 
-    async def ScoreCdrs(self, request_iterator, context):
+    async def ScoreCdrs(
+        self, request_iterator: AsyncIterator[scoring_pb2.ScoreCdrsRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scoring_pb2.ScoreCdrsResponse]:
         async for batch in read_ahead(request_iterator):
             repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
             if ids:  # the case ids are already assigned and durable: acknowledge without waiting for Temporal
-                self.opener.open_soon(ids)
+                self.opener.deliver_soon(ids)
             yield scoring_pb2.ScoreCdrsResponse(request_id=batch.request_id, repeated=repeated, decisions=decisions)
 
-    async def ReplayScenario(self, request_iterator, context):
+    async def ReplayScenario(
+        self, request_iterator: AsyncIterator[scoring_pb2.ReplayScenarioRequest], context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ReplayScenarioResponse:
         sandbox = Sandbox(self.engine.scorecard)
         async for item in request_iterator:
             sandbox.apply(item)
         return sandbox.verdicts()
 
-    async def UpsertSubscriber(self, request, context):
-        v = Violations()
-        v.request_id(request.request_id)
-        requests.check_profile(v, request)
-        v.raise_if_any()
+    @mutation(requests.check_upsert)
+    async def UpsertSubscriber(
+        self, request: scoring_pb2.UpsertSubscriberRequest, tx: Tx
+    ) -> scoring_pb2.UpsertSubscriberResponse:
         h = self._hash(request.msisdn)
         profile = Profile(
             request.home_province, date.fromisoformat(request.opened_at), request.enterprise, request.language
         )
+        await store.upsert_subscriber(tx.conn, h, request.msisdn, profile)
+        tx.after_commit(lambda: self.engine.set_profile(request.msisdn, profile))
+        return scoring_pb2.UpsertSubscriberResponse(line_hash=h)
 
-        async def work(conn: asyncpg.Connection) -> scoring_pb2.UpsertSubscriberResponse:
-            await store.upsert_subscriber(conn, h, request.msisdn, profile)
-            return scoring_pb2.UpsertSubscriberResponse(line_hash=h)
+    @mutation(requests.check_enterprise)
+    async def SetEnterpriseBinding(
+        self, request: scoring_pb2.SetEnterpriseBindingRequest, tx: Tx
+    ) -> scoring_pb2.SetEnterpriseBindingResponse:
+        if not await store.set_enterprise(tx.conn, self._hash(request.msisdn), request.enterprise):
+            raise not_found("subscriber", "SUBSCRIBER_NOT_FOUND")
+        tx.after_commit(lambda: self.engine.set_enterprise(request.msisdn, request.enterprise))
+        return scoring_pb2.SetEnterpriseBindingResponse()
 
-        resp = await idempotency.once(
-            self.pool, "UpsertSubscriber", request.request_id, request, scoring_pb2.UpsertSubscriberResponse, work
-        )
-        self.engine.set_profile(request.msisdn, profile)
-        return resp
+    @mutation(requests.check_cells)
+    async def UpdateCells(self, request: scoring_pb2.UpdateCellsRequest, tx: Tx) -> scoring_pb2.UpdateCellsResponse:
+        await store.save_cells(tx.conn, [(c.cell_id, c.province, c.risk) for c in request.cells], request.replace)
+        cells = await store.cells(tx.conn)
+        tx.after_commit(lambda: self.engine.set_feeds(cells=cells))
+        return scoring_pb2.UpdateCellsResponse(listed_cells=len(cells))
 
-    async def SetEnterpriseBinding(self, request, context):
-        v = Violations()
-        v.request_id(request.request_id)
-        v.msisdn(request.msisdn)
-        v.check(len(request.enterprise) <= 128, "enterprise", "at most 128 characters")
-        v.raise_if_any()
+    @mutation(requests.check_number_feed)
+    async def UpdateNumberFeed(
+        self, request: scoring_pb2.UpdateNumberFeedRequest, tx: Tx
+    ) -> scoring_pb2.UpdateNumberFeedResponse:
+        await store.update_hot_numbers(tx.conn, list(request.add), list(request.remove))
+        numbers = await store.hot_numbers(tx.conn)
+        tx.after_commit(lambda: self.engine.set_feeds(hot_numbers=numbers))
+        return scoring_pb2.UpdateNumberFeedResponse(listed_numbers=len(numbers))
 
-        async def work(conn: asyncpg.Connection) -> scoring_pb2.SetEnterpriseBindingResponse:
-            if not await store.set_enterprise(conn, self._hash(request.msisdn), request.enterprise):
-                raise not_found("subscriber", "SUBSCRIBER_NOT_FOUND")
-            return scoring_pb2.SetEnterpriseBindingResponse()
-
-        resp = await idempotency.once(
-            self.pool,
-            "SetEnterpriseBinding",
-            request.request_id,
-            request,
-            scoring_pb2.SetEnterpriseBindingResponse,
-            work,
-        )
-        profile = self.engine.profiles.get(request.msisdn)
-        if profile is not None:
-            profile.enterprise = request.enterprise
-        return resp
-
-    async def UpdateCells(self, request, context):
-        v = Violations()
-        v.request_id(request.request_id)
-        for i, c in enumerate(request.cells):
-            requests.check_cell(v, c, f"cells[{i}]")
-        v.raise_if_any()
-        rows = [(c.cell_id, c.province, c.risk) for c in request.cells]
-
-        async def work(conn: asyncpg.Connection) -> scoring_pb2.UpdateCellsResponse:
-            await store.save_cells(conn, rows, request.replace)
-            listed = await conn.fetchval("SELECT count(*) FROM cells")
-            return scoring_pb2.UpdateCellsResponse(listed_cells=listed)
-
-        resp = await idempotency.once(
-            self.pool, "UpdateCells", request.request_id, request, scoring_pb2.UpdateCellsResponse, work
-        )
-        self.engine.cells = await store.cells(self.pool)
-        return resp
-
-    async def UpdateNumberFeed(self, request, context):
-        v = Violations()
-        v.request_id(request.request_id)
-        v.check(bool(request.add or request.remove), "add", "give numbers to add or to remove")
-        for field in ("add", "remove"):
-            for i, n in enumerate(getattr(request, field)):
-                v.check(3 <= len(n) <= 20 and n.lstrip("+").isdigit(), f"{field}[{i}]", "must be 3-20 digits")
-        v.raise_if_any()
-
-        async def work(conn: asyncpg.Connection) -> scoring_pb2.UpdateNumberFeedResponse:
-            listed = await store.update_hot_numbers(conn, list(request.add), list(request.remove))
-            return scoring_pb2.UpdateNumberFeedResponse(listed_numbers=listed)
-
-        resp = await idempotency.once(
-            self.pool, "UpdateNumberFeed", request.request_id, request, scoring_pb2.UpdateNumberFeedResponse, work
-        )
-        self.engine.hot_numbers = await store.hot_numbers(self.pool)
-        return resp
-
-    async def ReportLine(self, request, context):
-        v = Violations()
-        v.request_id(request.request_id)
-        requests.check_report(v, request)
-        v.raise_if_any()
+    @mutation(requests.check_report_line)
+    async def ReportLine(self, request: scoring_pb2.ReportLineRequest, tx: Tx) -> scoring_pb2.ReportLineResponse:
         if request.msisdn not in self.engine.profiles:
             raise not_found("subscriber", "SUBSCRIBER_NOT_FOUND")
-        opened: list[int] = []
+        at = request.at.ToDatetime(tzinfo=UTC)
+        await store.insert_report(tx.conn, self._hash(request.msisdn), request.source, at, request.request_id)
+        e = self.engine.report(request.msisdn, request.at.seconds, requests.report_source(request.source))
+        if e is None:
+            return scoring_pb2.ReportLineResponse()
+        d, did = await self._decide(tx.conn, e)
+        tx.after_commit(lambda: self.opener.deliver_now([did]))
+        return scoring_pb2.ReportLineResponse(decision=d)
 
-        async def work(conn: asyncpg.Connection) -> scoring_pb2.ReportLineResponse:
-            at = request.at.ToDatetime(tzinfo=UTC)
-            await store.insert_report(conn, self._hash(request.msisdn), request.source, at, request.request_id)
-            e = self.engine.report(request.msisdn, request.at.seconds, requests.report_source(request.source))
-            if e is None:
-                return scoring_pb2.ReportLineResponse()
-            d, did = await self._decide(conn, e)
-            opened.append(did)
-            return scoring_pb2.ReportLineResponse(decision=d)
-
-        resp = await idempotency.once(
-            self.pool, "ReportLine", request.request_id, request, scoring_pb2.ReportLineResponse, work
-        )
-        if opened:
-            await self.opener.open(opened)
-        return resp
-
-    async def GetAssessment(self, request, context):
-        v = Violations()
-        v.msisdn(request.msisdn)
-        v.raise_if_any()
+    async def GetAssessment(
+        self, request: scoring_pb2.GetAssessmentRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.GetAssessmentResponse:
+        requests.check_get_assessment(request)
         found = self.engine.current(request.msisdn)
         if found is None:
             raise not_found("subscriber", "SUBSCRIBER_NOT_FOUND")
@@ -229,29 +184,20 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
             model_version=self.engine.scorecard.version,
         )
 
-    async def RecordOutcome(self, request, context):
-        v = Violations()
-        v.request_id(request.request_id)
-        v.msisdn(request.msisdn)
-        v.required(request.case_id, "case_id")
-        v.enum(request.outcome, "outcome", {scoring_pb2.OUTCOME_FALSE_POSITIVE, scoring_pb2.OUTCOME_CONFIRMED_FRAUD})
-        v.raise_if_any()
+    @mutation(requests.check_outcome)
+    async def RecordOutcome(
+        self, request: scoring_pb2.RecordOutcomeRequest, tx: Tx
+    ) -> scoring_pb2.RecordOutcomeResponse:
         h = self._hash(request.msisdn)
-
-        async def work(conn: asyncpg.Connection) -> scoring_pb2.RecordOutcomeResponse:
-            codes = await store.case_reason_codes(conn, request.case_id)
-            fp = request.outcome == scoring_pb2.OUTCOME_FALSE_POSITIVE
-            cleared = sorted(self.engine.label(request.msisdn, fp, frozenset(codes)))
-            version = self.engine.scorecard.version
-            await store.record_outcome(conn, h, request.case_id, request.outcome, version, codes, cleared)
-            prefix = f"case-{h}-"
-            if request.case_id.startswith(prefix) and request.case_id[len(prefix) :].isdigit():
-                await store.close_case(conn, h, int(request.case_id[len(prefix) :]))
-            return scoring_pb2.RecordOutcomeResponse(cleared_reason_codes=cleared)
-
-        return await idempotency.once(
-            self.pool, "RecordOutcome", request.request_id, request, scoring_pb2.RecordOutcomeResponse, work
-        )
+        codes = await store.case_reason_codes(tx.conn, request.case_id)
+        fp = request.outcome == scoring_pb2.OUTCOME_FALSE_POSITIVE
+        cleared = sorted(self.engine.label(request.msisdn, fp, frozenset(codes)))
+        version = self.engine.scorecard.version
+        await store.record_outcome(tx.conn, h, request.case_id, request.outcome, version, codes, cleared)
+        seq = case_seq(request.case_id)
+        if case_line_hash(request.case_id) == h and seq is not None:
+            await store.close_case(tx.conn, h, seq)
+        return scoring_pb2.RecordOutcomeResponse(cleared_reason_codes=cleared)
 
 
 async def build_engine(pool: asyncpg.Pool) -> Engine:
@@ -259,8 +205,7 @@ async def build_engine(pool: asyncpg.Pool) -> Engine:
     engine = Engine(load())
     for msisdn, profile in await store.subscribers(pool):
         engine.set_profile(msisdn, profile)
-    engine.cells = await store.cells(pool)
-    engine.hot_numbers = await store.hot_numbers(pool)
+    engine.set_feeds(await store.cells(pool), await store.hot_numbers(pool))
     for msisdn, snap in await store.load_windows(pool):
         engine.restore(msisdn, snap)
     return engine
@@ -275,11 +220,11 @@ def tune_gc() -> None:
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
-    pool = await db.connect(cfg.database_url, "scoring")
+    pool = await db.connect(cfg.database_url, "scoring", MIGRATIONS)
     client = await temporal.connect(cfg)
     engine = await build_engine(pool)
     tune_gc()
-    opener = cases.CaseOpener(client, pool, cfg)
+    opener = cases.CaseStarter(client, cfg).relay(pool)
     opener.start()
     snapshots = SnapshotWriter(pool, engine, lambda m: line_hash(m, cfg.line_hash_key), cfg.scoring_snapshot_s)
     snapshots.start()

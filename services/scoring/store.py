@@ -191,18 +191,17 @@ async def save_cells(conn: asyncpg.Connection, cells: list[tuple[str, str, int]]
     await conn.execute("DELETE FROM cells WHERE risk <= 1")
 
 
-async def cells(pool: asyncpg.Pool) -> dict[str, int]:
-    return {r["cell_id"]: r["risk"] for r in await pool.fetch("SELECT cell_id, risk FROM cells")}
+async def cells(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    return {r["cell_id"]: r["risk"] for r in await conn.fetch("SELECT cell_id, risk FROM cells")}
 
 
-async def update_hot_numbers(conn: asyncpg.Connection, add: list[str], remove: list[str]) -> int:
+async def update_hot_numbers(conn: asyncpg.Connection, add: list[str], remove: list[str]) -> None:
     await conn.execute("DELETE FROM hot_numbers WHERE number = ANY($1)", remove)
     await conn.executemany("INSERT INTO hot_numbers (number) VALUES ($1) ON CONFLICT DO NOTHING", [(n,) for n in add])
-    return await conn.fetchval("SELECT count(*) FROM hot_numbers")
 
 
-async def hot_numbers(pool: asyncpg.Pool) -> set[str]:
-    return {r["number"] for r in await pool.fetch("SELECT number FROM hot_numbers")}
+async def hot_numbers(conn: asyncpg.Connection | asyncpg.Pool) -> set[str]:
+    return {r["number"] for r in await conn.fetch("SELECT number FROM hot_numbers")}
 
 
 async def insert_report(conn: asyncpg.Connection, line_hash: str, source: int, at: datetime, request_id: str) -> None:

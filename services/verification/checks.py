@@ -1,106 +1,183 @@
-"""The outside systems a check asks: the home province's registry (found from any province), the identity-check
-provider, the provincial public-security code service. Timeouts and retries come from gRPC's service config."""
+"""A holder's check, online or at a hall: the policy in force, the lockouts, the evidence, the record, the case.
+
+The case decides how strict the check is (its risk level, and whether the line was restored before), never the
+caller. Everything is recorded in the caller's transaction; the case hears of a pass only after the commit.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-import grpc
-
-from carrier.idcheck.v1 import idcheck_pb2, idcheck_pb2_grpc
-from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.verification.v1 import verification_pb2 as vpb
-from pscommon import grpc_server
-from pscommon.channels import channel, retrying
-from pscommon.config import Settings
-from pscommon.errors import not_found, unavailable
-from services.verification.policy import RouteRule
+from contracts.case import ReviewKind, ReviewOpened, VerificationPassed
+from contracts.pb import RISK_LEVEL_OF, RISK_LEVEL_PB, ROUTE_OF
+from pscommon.codec import Sealer
+from pscommon.errors import failed_precondition, resource_exhausted
+from pscommon.idempotency import Tx
+from services.verification import limits, store
+from services.verification.case_gateway import CaseGateway
+from services.verification.outside import Outside
+from services.verification.policy import RESTORED_BEFORE, Policy, RouteRule, judge
+from services.verification.reviews import Reviews
 
-REGISTRY_ATTEMPTS = 3
-REGISTRY_TIMEOUT_S = 3.0
-# Knowledge factors: how many recent contacts the holder must name correctly for the factor to count.
-CONTACTS_NEEDED = 2
+Gather = Callable[[RouteRule], Awaitable[dict[str, bool]]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What every check carries, whatever the route."""
+
+    case_id: str
+    line_hash: str
+    risk_level: int  # RiskLevel proto value the caller believes the case is at
+    caller: str  # who asked: "online:<app session>" or "hall:<agent>", for per-caller lockouts
+    caller_province: str
+    hall_id: str = ""
+    agent_id: str = ""
 
 
 class Checks:
-    def __init__(self, cfg: Settings) -> None:
-        registry = channel(
-            cfg.simulators_addr, retrying("carrier.registry.v1.RegistryService", REGISTRY_ATTEMPTS, REGISTRY_TIMEOUT_S)
-        )
-        self.registry = registry_pb2_grpc.RegistryServiceStub(registry)
-        self.idcheck = idcheck_pb2_grpc.IdentityCheckServiceStub(channel(cfg.simulators_addr))
+    def __init__(
+        self, policy: Callable[[], Policy], outside: Outside, case: CaseGateway, reviews: Reviews, sealer: Sealer
+    ):
+        self.policy = policy
+        self.outside = outside
+        self.case = case
+        self.reviews = reviews
+        self.sealer = sealer
 
-    async def call(
-        self, what: str, rpc: Callable[..., Awaitable[Any]], request: Any, timeout: float = 5.0, **meta: str
-    ) -> Any:
-        try:
-            return await rpc(request, timeout=grpc_server.remaining(timeout))
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise not_found(what, "NOT_FOUND") from err
-            raise unavailable(what, err, **meta) from err
+    def online(
+        self, tx: Tx, claim: Claim, r: vpb.SubmitOnlineVerificationRequest
+    ) -> Awaitable[vpb.VerificationOutcome]:
+        async def gather(rule: RouteRule) -> dict[str, bool]:
+            holder = await self.outside.holder(r.msisdn)
+            ident = await self.outside.identity(r.request_id, r.claimed_holder_ref, r.liveness_token)
+            return {
+                "holder_match": holder.holder_ref == r.claimed_holder_ref and ident.identity_valid,
+                "liveness": ident.liveness_passed and ident.match_score >= 0.8,
+                "risk_notice": r.risk_notice_acknowledged,
+                **await self.outside.knowledge(holder, r.knowledge, rule),
+            }
 
-    async def holder(self, msisdn: str) -> registry_pb2.Subscriber:
-        """The registered holder, from the registry of the line's home province, whichever province asks: the
-        national directory names the province, then that province's registry answers."""
-        try:
-            home = await self.registry.FindHomeProvince(
-                registry_pb2.FindHomeProvinceRequest(msisdn=msisdn), timeout=grpc_server.remaining(REGISTRY_TIMEOUT_S)
+        evidence = [("holder_ref", r.claimed_holder_ref), ("liveness_token", r.liveness_token)]
+        return self._judge(tx, claim, vpb.ROUTE_ONLINE, gather, evidence)
+
+    def in_person(
+        self, tx: Tx, claim: Claim, r: vpb.SubmitInPersonVerificationRequest
+    ) -> Awaitable[vpb.VerificationOutcome]:
+        async def gather(rule: RouteRule) -> dict[str, bool]:
+            holder = await self.outside.holder(r.msisdn)
+            code_ok = await self.outside.province_code(holder.province, r.claimed_holder_ref, r.province_code_token)
+            return {
+                "holder_match": holder.holder_ref == r.claimed_holder_ref,
+                "province_code": code_ok,
+                "risk_notice": r.risk_notice_signed,
+                "hall": bool(r.hall_id),
+                "agent": bool(r.agent_id),
+                "extra_evidence": bool(r.extra_evidence),
+                **await self.outside.knowledge(holder, r.knowledge, rule),
+            }
+
+        evidence = [("holder_ref", r.claimed_holder_ref), ("province_code_token", r.province_code_token)]
+        evidence += [("extra_evidence", ref) for ref in r.extra_evidence]
+        return self._judge(tx, claim, vpb.ROUTE_IN_PERSON, gather, evidence)
+
+    def _rule(self, p: Policy, level: int, route: int, again: bool) -> RouteRule:
+        if route == vpb.ROUTE_IN_PERSON:  # a hall check satisfies the reviewed route too, with a reviewer after
+            rule = p.rule(level, vpb.ROUTE_IN_PERSON_WITH_REVIEW, again)
+            if rule is not None:
+                return rule
+        rule = p.rule(level, route, again)
+        if rule is None:
+            accepted = " or ".join(r.description_en for r in p.rules(level, again))
+            why = "this line was restored before, so " if again else ""
+            raise failed_precondition(
+                f"this route is not accepted: {why}the holder must {accepted}", "ROUTE_NOT_ACCEPTED"
             )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise not_found("line in the national number directory", "LINE_NOT_REGISTERED") from err
-            raise unavailable(f"the national number directory, after {REGISTRY_ATTEMPTS} attempts", err) from err
-        try:
-            found = await self.registry.GetSubscriber(
-                registry_pb2.GetSubscriberRequest(province=home.province, msisdn=msisdn),
-                timeout=grpc_server.remaining(REGISTRY_TIMEOUT_S),
+        return rule
+
+    async def _judge(
+        self, tx: Tx, claim: Claim, route: int, gather: Gather, evidence: list[tuple[str, str]]
+    ) -> vpb.VerificationOutcome:
+        p = self.policy()
+        case, line = await asyncio.gather(self.case.status(claim.case_id), self.outside.line_record(claim.line_hash))
+        again = line.restore_count > 0
+        if case.risk_level is None or RISK_LEVEL_PB[case.risk_level] != claim.risk_level:
+            # The case decides how strict the check is, not the caller: a stale or forged level is refused.
+            raise failed_precondition(
+                f"the case is at {case.risk_level or 'no'} risk, not {RISK_LEVEL_OF.get(claim.risk_level)}; ask"
+                " GetCaseStatus for what the holder must do",
+                "RISK_LEVEL_MISMATCH",
             )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise not_found(f"line in the registry of province {home.province}", "LINE_NOT_REGISTERED") from err
-            what = f"the subscriber registry of province {home.province}, after {REGISTRY_ATTEMPTS} attempts"
-            raise unavailable(what, err, province=home.province) from err
-        return found.subscriber
-
-    async def identity(self, request_id: str, claimed: str, liveness: str) -> idcheck_pb2.CheckIdentityResponse:
-        req = idcheck_pb2.CheckIdentityRequest(request_id=request_id, holder_ref=claimed, liveness_token=liveness)
-        return await self.call("the identity-check provider", self.idcheck.CheckIdentity, req)
-
-    async def province_code(self, province: str, claimed: str, token: str) -> bool:
-        req = registry_pb2.CheckProvinceCodeRequest(province=province, holder_ref=claimed, code_token=token)
-        resp = await self.call(
-            f"the public-security code service of province {province}",
-            self.registry.CheckProvinceCode,
-            req,
-            province=province,
+        rule = self._rule(p, claim.risk_level, route, again)
+        now = datetime.now(UTC)
+        await tx.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 2))", claim.line_hash)
+        line_left, caller_left = await self._standing(tx, p, claim, now)
+        failures = judge(rule, await gather(rule))
+        vid = uuid.uuid4()
+        result = vpb.RESULT_FAILED if failures else vpb.RESULT_PASSED
+        review_id = None
+        if failures:
+            await store.record_failure(tx.conn, claim.line_hash, claim.caller, now)
+        else:
+            await store.clear_line_failures(tx.conn, claim.line_hash)
+            if rule.needs_reviewer:
+                result = vpb.RESULT_PENDING_REVIEW
+                review = await self.reviews.open(tx, claim.case_id, case, ReviewKind.RESTORE_APPROVAL, p)
+                review_id = review["review_id"]
+        await store.insert_verification(
+            tx.conn,
+            verification_id=vid,
+            case_id=claim.case_id,
+            line_hash=claim.line_hash,
+            route=rule.route,
+            result=result,
+            failures=failures,
+            policy_version=p.version,
+            caller_province=claim.caller_province,
+            hall_id=claim.hall_id,
+            agent_id=claim.agent_id,
+            decided_at=now,
+            caller_id=claim.caller,
+            review_id=review_id,
+            escalated_because=RESTORED_BEFORE if again else "",
         )
-        return resp.valid
+        await store.seal_evidence(tx.conn, self.sealer, vid, evidence, p.evidence_retention_s)
+        if result == vpb.RESULT_PASSED:
+            passed = VerificationPassed(str(vid), ROUTE_OF[rule.route], p.version)
+            await self.case.tell(tx, claim.case_id, passed, case)
+        elif review_id is not None:
+            opened = ReviewOpened(str(review_id), ReviewKind.RESTORE_APPROVAL, p.review_sla_s)
+            await self.case.tell(tx, claim.case_id, opened, case)
+        left = min(line_left, caller_left) - (1 if failures else 0)
+        outcome = vpb.VerificationOutcome(
+            verification_id=str(vid),
+            result=result,
+            route=rule.route,
+            failures=failures,
+            policy_version=p.version,
+            attempts_left=max(0, left) if failures else p.per_line.max_failures,
+            review_id=str(review_id or ""),
+        )
+        outcome.decided_at.FromDatetime(now)
+        return outcome
 
-    async def knowledge(
-        self, holder: registry_pb2.Subscriber, offered: vpb.KnowledgeFactors, rule: RouteRule
-    ) -> dict[str, bool]:
-        """Checks the knowledge factors the holder offered and the policy accepts; the rest are left out."""
-        wanted = {
-            k
-            for k in rule.optional
-            if (k == "service_password" and offered.service_password)
-            or (k == "recent_contacts" and offered.recent_contacts)
-        }
-        if not wanted:
-            return {}
-        req = registry_pb2.CheckKnowledgeRequest(
-            province=holder.province,
-            msisdn=holder.msisdn,
-            service_password=offered.service_password,
-            recent_contacts=offered.recent_contacts,
-        )
-        resp = await self.call(
-            f"the registry of province {holder.province}", self.registry.CheckKnowledge, req, province=holder.province
-        )
-        got = {
-            "service_password": resp.service_password_ok,
-            "recent_contacts": resp.recent_contacts_matched >= min(CONTACTS_NEEDED, len(offered.recent_contacts)),
-        }
-        return {k: got[k] for k in wanted}
+    async def _standing(self, tx: Tx, p: Policy, claim: Claim, now: datetime) -> tuple[int, int]:
+        """Failures left before a lockout, for the line and for the caller; a lockout in force refuses the check."""
+        since = now - timedelta(seconds=max(p.per_line.window_s, p.per_caller.window_s))
+        line_failures, caller_failures = await store.failures(tx.conn, claim.line_hash, claim.caller, since)
+        line = limits.standing(line_failures, p.per_line, now)
+        caller = limits.standing(caller_failures, p.per_caller, now)
+        for scope, st in (("line", line), ("caller", caller)):
+            if st.locked_until is not None:
+                raise resource_exhausted(
+                    f"too many failed checks for this {scope}; checks are locked until {st.locked_until.isoformat()}",
+                    "TOO_MANY_FAILED_ATTEMPTS",
+                    (st.locked_until - now).total_seconds(),
+                    {"scope": scope, "lifts_at": st.locked_until.isoformat()},
+                )
+        return line.left, caller.left

@@ -1,47 +1,140 @@
-"""Manual review: who may do what to a review, and what a decision means for the case (no I/O here)."""
+"""The manual review queue: appeals, restores the policy wants approved, terminations after confirmed fraud.
+
+Opening, asking for more, claiming, deciding and escalating a review; who may do what is `review_rules`. The
+holder's own words are sealed evidence, opened only for reviewers' listings.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
 from carrier.verification.v1 import verification_pb2 as vpb
+from contracts.case import CaseStatus, ReviewDecided, ReviewKind, ReviewOpened, case_line_hash
+from contracts.pb import DECISION_OF, REVIEW_KIND_OF, REVIEW_KIND_PB
+from pscommon.codec import Sealer
+from pscommon.errors import failed_precondition, not_found, permission_denied
+from pscommon.idempotency import Tx
+from services.verification import review_rules, store
+from services.verification.case_gateway import CaseGateway
+from services.verification.policy import Policy
 
-WAITING = (vpb.REVIEW_STATUS_OPEN, vpb.REVIEW_STATUS_CLAIMED, vpb.REVIEW_STATUS_MORE_REQUESTED)
-KIND_NAMES = {
-    vpb.REVIEW_KIND_APPEAL: "appeal",
-    vpb.REVIEW_KIND_RESTORE_APPROVAL: "restore_approval",
-    vpb.REVIEW_KIND_TERMINATION: "termination",
-}
-DECISION_NAMES = {
-    vpb.DECISION_APPROVE: "approve",
-    vpb.DECISION_REJECT: "reject",
-    vpb.DECISION_ASK_FOR_MORE: "ask_for_more",
-}
+log = logging.getLogger(__name__)
 
 
-class ReviewRefused(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+class Reviews:
+    def __init__(self, policy: Callable[[], Policy], case: CaseGateway, sealer: Sealer) -> None:
+        self.policy = policy
+        self.case = case
+        self.sealer = sealer
 
+    async def open(
+        self, tx: Tx, case_id: str, case: CaseStatus, kind: ReviewKind, p: Policy, evidence_count: int = 0
+    ) -> asyncpg.Record:
+        """Queues a review of the case (one waiting at a time); the caller tells the case."""
+        if await store.waiting_review(tx.conn, case_id) is not None:
+            raise failed_precondition("a review of this case is already waiting for a decision", "REVIEW_WAITING")
+        return await store.open_review(
+            tx.conn,
+            review_id=uuid.uuid4(),
+            kind=REVIEW_KIND_PB[kind],
+            status=vpb.REVIEW_STATUS_OPEN,
+            case_id=case_id,
+            line_hash=case_line_hash(case_id),
+            masked_msisdn=case.masked_msisdn,
+            home_province=case.home_province,
+            evidence_count=evidence_count,
+            due_at=datetime.now(UTC) + timedelta(seconds=p.review_sla_s),
+        )
 
-def check_claim(status: int, claimed_by: str, reviewer: str) -> None:
-    if status not in (vpb.REVIEW_STATUS_OPEN, vpb.REVIEW_STATUS_CLAIMED):
-        raise ReviewRefused("REVIEW_NOT_CLAIMABLE", f"the review is {vpb.ReviewStatus.Name(status)}")
-    if status == vpb.REVIEW_STATUS_CLAIMED and claimed_by != reviewer:
-        raise ReviewRefused("REVIEW_CLAIMED_BY_ANOTHER", "another reviewer has claimed this review")
+    async def appeal(
+        self, tx: Tx, case_id: str, explanation: str, evidence_refs: Sequence[str], review_id: str
+    ) -> asyncpg.Record:
+        """A new appeal, or (with `review_id`) what a reviewer asked for: the review waits for a decision again."""
+        p = self.policy()
+        case = await self.case.status(case_id)
+        if review_id:
+            row = await store.review(tx.conn, uuid.UUID(review_id), lock=True)
+            if row is None or row["case_id"] != case_id:
+                raise not_found("review of this case", "REVIEW_NOT_FOUND")
+            if row["status"] != vpb.REVIEW_STATUS_MORE_REQUESTED:
+                raise failed_precondition("the reviewer has not asked for more on this review", "NOTHING_ASKED")
+            row = await store.update_review(
+                tx.conn,
+                row["review_id"],
+                status=vpb.REVIEW_STATUS_CLAIMED if row["claimed_by"] else vpb.REVIEW_STATUS_OPEN,
+                due_at=datetime.now(UTC) + timedelta(seconds=p.review_sla_s),
+                evidence_count=row["evidence_count"] + len(evidence_refs),
+                escalated=False,
+            )
+        else:
+            row = await self.open(tx, case_id, case, ReviewKind.APPEAL, p, len(evidence_refs))
+        items = [("explanation", explanation)] + [("evidence_ref", r) for r in evidence_refs]
+        await store.seal_evidence(tx.conn, self.sealer, row["review_id"], items, p.evidence_retention_s)
+        opened = ReviewOpened(str(row["review_id"]), REVIEW_KIND_OF[row["kind"]], p.review_sla_s)
+        await self.case.tell(tx, case_id, opened, case)
+        return row
 
+    async def claim(self, tx: Tx, review_id: str, reviewer: str) -> asyncpg.Record:
+        row = await self._locked(tx, review_id)
+        try:
+            review_rules.check_claim(row["status"], row["claimed_by"], reviewer)
+        except review_rules.ReviewRefused as refused:
+            raise failed_precondition(str(refused), refused.reason) from refused
+        return await store.update_review(
+            tx.conn, row["review_id"], status=vpb.REVIEW_STATUS_CLAIMED, claimed_by=reviewer
+        )
 
-def check_decision(status: int, claimed_by: str, reviewer: str, kind: int, decision: int) -> None:
-    if status != vpb.REVIEW_STATUS_CLAIMED:
-        raise ReviewRefused("REVIEW_NOT_CLAIMED", "claim the review before deciding it")
-    if claimed_by != reviewer:
-        raise ReviewRefused("REVIEW_CLAIMED_BY_ANOTHER", "only the reviewer who claimed the review may decide it")
-    if kind == vpb.REVIEW_KIND_TERMINATION and decision == vpb.DECISION_ASK_FOR_MORE:
-        raise ReviewRefused("NOTHING_TO_ASK", "a termination review is decided on the case file: approve or reject")
+    async def decide(
+        self, tx: Tx, review_id: str, reviewer: str, decision: int, note: str, more_requested: str
+    ) -> asyncpg.Record:
+        row = await self._locked(tx, review_id)
+        try:
+            review_rules.check_decision(row["status"], row["claimed_by"], reviewer, row["kind"], decision)
+        except review_rules.ReviewRefused as refused:
+            if refused.reason == "REVIEW_CLAIMED_BY_ANOTHER":
+                raise permission_denied(str(refused), refused.reason) from refused
+            raise failed_precondition(str(refused), refused.reason) from refused
+        row = await store.update_review(
+            tx.conn,
+            row["review_id"],
+            status=review_rules.status_after(decision),
+            decision=decision,
+            decision_note=note,
+            more_requested=more_requested,
+            decided_at=datetime.now(UTC),
+        )
+        decided = ReviewDecided(
+            review_id=str(row["review_id"]),
+            kind=REVIEW_KIND_OF[row["kind"]],
+            decision=DECISION_OF[decision],
+            reviewer_id=reviewer,
+            note=note,
+            more_requested=more_requested,
+        )
+        await self.case.tell(tx, row["case_id"], decided)
+        return row
 
+    async def escalate(self, tx: Tx, review_id: str) -> asyncpg.Record:
+        row = await self._locked(tx, review_id)
+        if row["status"] in review_rules.WAITING:
+            row = await store.update_review(tx.conn, row["review_id"], escalated=True)
+            log.warning("review %s escalated: its SLA ran out", row["review_id"])
+        return row
 
-def status_after(decision: int) -> int:
-    return {
-        vpb.DECISION_APPROVE: vpb.REVIEW_STATUS_APPROVED,
-        vpb.DECISION_REJECT: vpb.REVIEW_STATUS_REJECTED,
-        vpb.DECISION_ASK_FOR_MORE: vpb.REVIEW_STATUS_MORE_REQUESTED,
-    }[decision]
+    async def explained(
+        self, conn: asyncpg.Connection | asyncpg.Pool, rows: Sequence[asyncpg.Record]
+    ) -> list[tuple[asyncpg.Record, str]]:
+        """Reviews as reviewers see them, with the holder's explanations (decrypted in one query)."""
+        texts = await store.open_evidence(conn, self.sealer, [r["review_id"] for r in rows], "explanation")
+        return [(r, "\n\n".join(texts.get(r["review_id"], []))) for r in rows]
+
+    async def _locked(self, tx: Tx, review_id: str) -> asyncpg.Record:
+        row = await store.review(tx.conn, uuid.UUID(review_id), lock=True)
+        if row is None:
+            raise not_found("review", "REVIEW_NOT_FOUND")
+        return row

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from pscommon.codec import Sealer
-from services.verification.reviews import WAITING
+from services.verification.review_rules import WAITING
 
 _WAITING = list(WAITING)
 
@@ -120,3 +120,27 @@ async def list_reviews(
 
 async def latest_case_review(pool: asyncpg.Pool, case_id: str) -> asyncpg.Record | None:
     return await pool.fetchrow("SELECT * FROM reviews WHERE case_id = $1 ORDER BY created_at DESC LIMIT 1", case_id)
+
+
+async def enqueue_signal(conn: asyncpg.Connection, case_id: str, signal: str, payload: str) -> int:
+    """A signal for the case, sent by the relay once this transaction has committed."""
+    row_id: int = await conn.fetchval(
+        "INSERT INTO case_signals (case_id, signal, payload) VALUES ($1, $2, $3::jsonb) RETURNING id",
+        case_id,
+        signal,
+        payload,
+    )
+    return row_id
+
+
+async def pending_signals(conn: asyncpg.Connection, ids: list[int] | None, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM case_signals WHERE sent_at IS NULL AND ($1::bigint[] IS NULL OR id = ANY($1))"
+        " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        ids,
+        limit,
+    )
+
+
+async def mark_signal_sent(conn: asyncpg.Connection, row_id: int) -> None:
+    await conn.execute("UPDATE case_signals SET sent_at = now() WHERE id = $1", row_id)

@@ -9,7 +9,7 @@ import pytest
 
 from carrier.common.v1.common_pb2 import RiskLevel
 from carrier.verification.v1 import verification_pb2 as vpb
-from services.verification import limits, policy, reviews
+from services.verification import limits, policy, review_rules
 from services.verification.policy import Limit, PolicyError
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -62,13 +62,13 @@ def test_lockout_after_the_last_allowed_failure_and_lifts_after_the_lockout():
 
 
 def test_only_the_claiming_reviewer_decides_and_termination_is_not_sent_back():
-    reviews.check_claim(vpb.REVIEW_STATUS_OPEN, "", "r1")
-    with pytest.raises(reviews.ReviewRefused, match="another reviewer"):
-        reviews.check_claim(vpb.REVIEW_STATUS_CLAIMED, "r1", "r2")
-    with pytest.raises(reviews.ReviewRefused, match="claim the review"):
-        reviews.check_decision(vpb.REVIEW_STATUS_OPEN, "", "r1", vpb.REVIEW_KIND_APPEAL, vpb.DECISION_APPROVE)
-    with pytest.raises(reviews.ReviewRefused, match="approve or reject"):
-        reviews.check_decision(
+    review_rules.check_claim(vpb.REVIEW_STATUS_OPEN, "", "r1")
+    with pytest.raises(review_rules.ReviewRefused, match="another reviewer"):
+        review_rules.check_claim(vpb.REVIEW_STATUS_CLAIMED, "r1", "r2")
+    with pytest.raises(review_rules.ReviewRefused, match="claim the review"):
+        review_rules.check_decision(vpb.REVIEW_STATUS_OPEN, "", "r1", vpb.REVIEW_KIND_APPEAL, vpb.DECISION_APPROVE)
+    with pytest.raises(review_rules.ReviewRefused, match="approve or reject"):
+        review_rules.check_decision(
             vpb.REVIEW_STATUS_CLAIMED, "r1", "r1", vpb.REVIEW_KIND_TERMINATION, vpb.DECISION_ASK_FOR_MORE
         )
-    assert reviews.status_after(vpb.DECISION_ASK_FOR_MORE) == vpb.REVIEW_STATUS_MORE_REQUESTED
+    assert review_rules.status_after(vpb.DECISION_ASK_FOR_MORE) == vpb.REVIEW_STATUS_MORE_REQUESTED

@@ -13,10 +13,10 @@ import pytest
 from carrier.common.v1 import common_pb2
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
+from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
 from pscommon.channels import channel
 from pscommon.errors import parse_details
 from tests.helpers import open_case, register_line, rid
-from workflows.contracts import UPDATE_WAIT_STAGE, CaseStatus
 
 
 def stub(stack) -> verification_pb2_grpc.VerificationServiceStub:

@@ -1,0 +1,33 @@
+"""Is it up? Free ports and readiness probes for launchers, benches and psctl (a launcher may poll; tests never do)."""
+
+from __future__ import annotations
+
+import socket
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now (another process can still take it before it is bound)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def tcp_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def grpc_serving(target: int | str, service: str = "", timeout: float = 1) -> bool:
+    """Whether a gRPC health service answers SERVING; `target` is a local port or "host:port"."""
+    address = f"127.0.0.1:{target}" if isinstance(target, int) else target
+    with grpc.insecure_channel(address) as ch:
+        try:
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError:
+            return False
+    return resp.status == health_pb2.HealthCheckResponse.SERVING

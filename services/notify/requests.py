@@ -1,0 +1,30 @@
+"""What the notify service accepts: every field checked before anything happens."""
+
+from __future__ import annotations
+
+import uuid
+
+from carrier.notify.v1 import notify_pb2
+from pscommon.validation import Violations
+
+TEMPLATES = set(notify_pb2.Template.values()) - {notify_pb2.TEMPLATE_UNSPECIFIED}
+
+
+def check_send(r: notify_pb2.SendNotificationRequest) -> None:
+    v = Violations()
+    v.request_id(r.request_id)
+    v.msisdn(r.msisdn)
+    v.province(r.home_province, "home_province")
+    v.required(r.case_id, "case_id")
+    v.enum(r.template, "template", TEMPLATES)
+    v.check(r.language in ("zh", "en"), "language", "must be 'zh' or 'en'")
+    v.raise_if_any()
+
+
+def check_get(r: notify_pb2.GetNotificationRequest) -> None:
+    v = Violations()
+    try:
+        uuid.UUID(r.notification_id)
+    except ValueError:
+        v.add("notification_id", "must be a UUID returned by SendNotification")
+    v.raise_if_any()
