@@ -5,6 +5,7 @@ value fails at import, not in a request."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -15,25 +16,31 @@ from contracts.case import Action, Authority, OrderKind, ReviewDecision, ReviewK
 E = TypeVar("E", bound=StrEnum)
 
 
-def _to_pb(members: type[E], pb_enum: Any, prefix: str) -> dict[E, int]:
+def _to_pb(members: type[E], pb_enum: Any, prefix: str) -> dict[E, Any]:
     return {m: pb_enum.Value(f"{prefix}{m.name}") for m in members}
 
 
-def _reverse(table: dict[E, int]) -> dict[int, E]:
+def _reverse(table: Mapping[E, int]) -> dict[int, E]:
     return {v: k for k, v in table.items()}
 
 
-RISK_LEVEL_PB = _to_pb(RiskLevel, common_pb2.RiskLevel, "RISK_LEVEL_")
+RISK_LEVEL_PB: dict[RiskLevel, common_pb2.RiskLevel.ValueType] = _to_pb(RiskLevel, common_pb2.RiskLevel, "RISK_LEVEL_")
 RISK_LEVEL_OF = _reverse(RISK_LEVEL_PB)
-ACTION_PB = _to_pb(Action, common_pb2.Action, "ACTION_")
+ACTION_PB: dict[Action, common_pb2.Action.ValueType] = _to_pb(Action, common_pb2.Action, "ACTION_")
 ACTION_OF = _reverse(ACTION_PB)
-ROUTE_PB = _to_pb(Route, verification_pb2.Route, "ROUTE_")
+ROUTE_PB: dict[Route, verification_pb2.Route.ValueType] = _to_pb(Route, verification_pb2.Route, "ROUTE_")
 ROUTE_OF = _reverse(ROUTE_PB)
-REVIEW_KIND_PB = _to_pb(ReviewKind, verification_pb2.ReviewKind, "REVIEW_KIND_")
+REVIEW_KIND_PB: dict[ReviewKind, verification_pb2.ReviewKind.ValueType] = _to_pb(
+    ReviewKind, verification_pb2.ReviewKind, "REVIEW_KIND_"
+)
 REVIEW_KIND_OF = _reverse(REVIEW_KIND_PB)
-DECISION_PB = _to_pb(ReviewDecision, verification_pb2.Decision, "DECISION_")
+DECISION_PB: dict[ReviewDecision, verification_pb2.Decision.ValueType] = _to_pb(
+    ReviewDecision, verification_pb2.Decision, "DECISION_"
+)
 DECISION_OF = _reverse(DECISION_PB)
-AUTHORITY_PB = _to_pb(Authority, verification_pb2.Authority, "AUTHORITY_")
+AUTHORITY_PB: dict[Authority, verification_pb2.Authority.ValueType] = _to_pb(
+    Authority, verification_pb2.Authority, "AUTHORITY_"
+)
 AUTHORITY_OF = _reverse(AUTHORITY_PB)
-ORDER_PB = _to_pb(OrderKind, verification_pb2.Order, "ORDER_")
+ORDER_PB: dict[OrderKind, verification_pb2.Order.ValueType] = _to_pb(OrderKind, verification_pb2.Order, "ORDER_")
 ORDER_OF = _reverse(ORDER_PB)

@@ -178,7 +178,7 @@ async def run_demo() -> int:
         )
         for r in d.reasons if d else []:
             print(f"      · {r.text_en}  /  {r.text_zh}")
-        if stages:
+        if d is not None and stages:
             print(f"      stages: {' → '.join(stages)} (UTC)")
             print(f"      {temporal.case_url(cfg, d.case_id)}")
         print()

@@ -129,12 +129,12 @@ def evaluate(scenario_path: str | Path, decisions_path: str | Path) -> Report:
             stats.calls_before_action.append(out_before[msisdn])
             if fraud:
                 fraud_calls.append(out_before[msisdn])
-        if not fraud:
+        if not fraud and d is not None:
             legit_reasons.update(d.get("reasons") or [])
 
     legit = [s for s in personas.values() if not s.fraud]
     heavy = [s for name, s in personas.items() if not s.fraud and name in HEAVY_USERS]
-    fraud = [s for s in personas.values() if s.fraud]
+    scams = [s for s in personas.values() if s.fraud]
     return Report(
         personas=dict(sorted(personas.items(), key=lambda kv: (kv[1].fraud, -kv[1].lines, kv[0]))),
         legit_lines=sum(s.lines for s in legit),
@@ -142,8 +142,8 @@ def evaluate(scenario_path: str | Path, decisions_path: str | Path) -> Report:
         legit_acted=sum(s.acted for s in legit),
         heavy_lines=sum(s.lines for s in heavy),
         heavy_suspended=sum(s.actions[Action.SUSPEND] for s in heavy),
-        fraud_lines=sum(s.lines for s in fraud),
-        fraud_acted=sum(s.acted for s in fraud),
+        fraud_lines=sum(s.lines for s in scams),
+        fraud_acted=sum(s.acted for s in scams),
         fraud_calls_before_action=fraud_calls,
         legit_reasons=legit_reasons.most_common(10),
         missing_decisions=sum(1 for m in subscribers if m not in decisions),

@@ -223,8 +223,8 @@ class Gen:
         if line.seg_starts:
             i = bisect_right(line.seg_starts, t) - 1
             if i >= 0 and t < line.segs[i][1]:
-                _, _, cells, roaming, country = line.segs[i]
-                return (self.rng.choice(cells) if cells else None), roaming, country
+                _, _, seg_cells, roaming, country = line.segs[i]
+                return (self.rng.choice(seg_cells) if seg_cells else None), roaming, country
         cells = line.cells
         return (cells[0] if len(cells) == 1 or self.rng.random() < 0.6 else self.rng.choice(cells)), "none", None
 
@@ -752,7 +752,8 @@ class _Clock:
     """Seconds since the start -> RFC 3339, cached per minute."""
 
     def __init__(self, start: datetime):
-        self.start, self.cache = start, {}
+        self.start = start
+        self.cache: dict[int, tuple[str, str]] = {}
 
     def __call__(self, t: int) -> str:
         m, s = divmod(t, 60)

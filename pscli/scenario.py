@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TypeVar
 
 from carrier.scoring.v1 import scoring_pb2
 
@@ -15,6 +17,7 @@ TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:
 PROVINCE_RE = re.compile(r"^\d{2}$")
 MSISDN_RE = re.compile(r"^1\d{10}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+V = TypeVar("V", bound=int)
 DIRECTIONS = {"out": scoring_pb2.DIRECTION_OUT, "in": scoring_pb2.DIRECTION_IN}
 SERVICES = {"voice": scoring_pb2.SERVICE_KIND_VOICE, "sms": scoring_pb2.SERVICE_KIND_SMS}
 ROAMING = {
@@ -66,7 +69,7 @@ class _Line:
     def fail(self, key: str, problem: str) -> ScenarioError:
         return ScenarioError(self.n, key, problem)
 
-    def str(self, key: str, pattern: re.Pattern | None = None, what: str = "", nullable: bool = False) -> str:
+    def text(self, key: str, pattern: re.Pattern | None = None, what: str = "", nullable: bool = False) -> str:
         if key not in self.obj:
             if nullable:
                 return ""
@@ -78,16 +81,16 @@ class _Line:
             raise self.fail(key, f"must be {what or 'a non-empty string'}{' or null' if nullable else ''}, got {v!r}")
         return v
 
-    def choice(self, key: str, options: dict[str, int]) -> int:
-        v = self.obj.get(key)
+    def choice(self, key: str, options: Mapping[str, V]) -> V:
         if key not in self.obj:
             raise self.fail(key, "missing")
-        if v not in options:
+        v = self.obj[key]
+        if not isinstance(v, str) or v not in options:
             raise self.fail(key, f"must be one of {', '.join(options)}, got {v!r}")
         return options[v]
 
     def time(self, key: str) -> datetime:
-        v = self.str(key, TIME_RE, "an RFC 3339 time with an offset, e.g. 2026-02-06T19:02:11+08:00")
+        v = self.text(key, TIME_RE, "an RFC 3339 time with an offset, e.g. 2026-02-06T19:02:11+08:00")
         try:
             return datetime.fromisoformat(v)
         except ValueError:
@@ -95,30 +98,30 @@ class _Line:
 
 
 def _subscriber(ln: _Line) -> scoring_pb2.ReplaySubscriber:
-    opened = ln.str("opened_at", re.compile(r"^\d{4}-\d{2}-\d{2}$"), "a date YYYY-MM-DD")
+    opened = ln.text("opened_at", re.compile(r"^\d{4}-\d{2}-\d{2}$"), "a date YYYY-MM-DD")
     try:
         date.fromisoformat(opened)
     except ValueError:
         raise ln.fail("opened_at", f"not a valid date: {opened!r}") from None
-    language = ln.str("language")
+    language = ln.text("language")
     if language not in ("zh", "en"):
         raise ln.fail("language", f'must be "zh" or "en", got {language!r}')
-    ln.str("holder_ref")
+    ln.text("holder_ref")
     if "enterprise" not in ln.obj:
         raise ln.fail("enterprise", "missing (null when the line is not bound to an enterprise)")
     return scoring_pb2.ReplaySubscriber(
-        msisdn=ln.str("msisdn", MSISDN_RE, "11 digits starting with 1"),
-        home_province=ln.str("home_province", PROVINCE_RE, "2 digits"),
+        msisdn=ln.text("msisdn", MSISDN_RE, "11 digits starting with 1"),
+        home_province=ln.text("home_province", PROVINCE_RE, "2 digits"),
         opened_at=opened,
-        enterprise=ln.str("enterprise", nullable=True),
+        enterprise=ln.text("enterprise", nullable=True),
         language=language,
     )
 
 
 def _cell(ln: _Line) -> scoring_pb2.Cell:
     return scoring_pb2.Cell(
-        cell_id=ln.str("cell_id"),
-        province=ln.str("province", PROVINCE_RE, "2 digits"),
+        cell_id=ln.text("cell_id"),
+        province=ln.text("province", PROVINCE_RE, "2 digits"),
         risk=ln.choice("risk", CELL_RISK),
     )
 
@@ -134,20 +137,20 @@ def _cdr(ln: _Line) -> tuple[scoring_pb2.Cdr, datetime]:
     if service == scoring_pb2.SERVICE_KIND_SMS and duration != 0:
         raise ln.fail("duration_s", f"must be 0 for an sms, got {duration}")
     roaming = ln.choice("roaming", ROAMING)
-    country = ln.str("country", COUNTRY_RE, "an ISO 3166 alpha-2 code", nullable=True)
+    country = ln.text("country", COUNTRY_RE, "an ISO 3166 alpha-2 code", nullable=True)
     if roaming == scoring_pb2.ROAMING_INTERNATIONAL and not country:
         raise ln.fail("country", "required when roaming is international")
     cdr = scoring_pb2.Cdr(
-        msisdn=ln.str("msisdn", MSISDN_RE, "11 digits starting with 1"),
-        peer=ln.str("peer"),
-        peer_province=ln.str("peer_province", PROVINCE_RE, '2 digits, "00" for international'),
+        msisdn=ln.text("msisdn", MSISDN_RE, "11 digits starting with 1"),
+        peer=ln.text("peer"),
+        peer_province=ln.text("peer_province", PROVINCE_RE, '2 digits, "00" for international'),
         direction=ln.choice("direction", DIRECTIONS),
         service=service,
         duration_s=duration,
-        cell_id=ln.str("cell_id", nullable=True),
+        cell_id=ln.text("cell_id", nullable=True),
         roaming=roaming,
         country=country,
-        imei=ln.str("imei"),
+        imei=ln.text("imei"),
     )
     cdr.start.FromDatetime(start)
     return cdr, start
@@ -156,7 +159,7 @@ def _cdr(ln: _Line) -> tuple[scoring_pb2.Cdr, datetime]:
 def _report(ln: _Line) -> tuple[scoring_pb2.ReplayReport, datetime]:
     at = ln.time("at")
     r = scoring_pb2.ReplayReport(
-        msisdn=ln.str("msisdn", MSISDN_RE, "11 digits starting with 1"), source=ln.choice("source", SOURCES)
+        msisdn=ln.text("msisdn", MSISDN_RE, "11 digits starting with 1"), source=ln.choice("source", SOURCES)
     )
     r.at.FromDatetime(at)
     return r, at
@@ -197,22 +200,28 @@ def read(path: str) -> Scenario:
             elif kind == "cell":
                 sc.cells.append(_cell(ln))
             elif kind in ("cdr", "report"):
-                item, at = _cdr(ln) if kind == "cdr" else _report(ln)
+                cdr: scoring_pb2.Cdr | None = None
+                report: scoring_pb2.ReplayReport | None = None
+                if kind == "cdr":
+                    cdr, at = _cdr(ln)
+                else:
+                    report, at = _report(ln)
                 if last is not None and at < last:
                     raise ln.fail(
                         "start" if kind == "cdr" else "at",
                         "earlier than the line before: cdr and report lines must be in time order",
                     )
                 last = at
-                used.setdefault(item.msisdn, n)
-                if kind == "cdr":
-                    batch.cdrs.append(item)
+                if cdr is not None:
+                    used.setdefault(cdr.msisdn, n)
+                    batch.cdrs.append(cdr)
                     sc.cdrs += 1
                     if len(batch.cdrs) >= BATCH:
                         flush()
-                else:
+                elif report is not None:
+                    used.setdefault(report.msisdn, n)
                     flush()
-                    sc.events.append(scoring_pb2.ReplayScenarioRequest(report=item))
+                    sc.events.append(scoring_pb2.ReplayScenarioRequest(report=report))
             else:
                 raise ln.fail("kind", f"must be subscriber, cell, cdr or report, got {kind!r}")
     flush()

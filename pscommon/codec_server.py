@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import hdrs, web
 from google.protobuf import json_format
@@ -32,7 +32,7 @@ def build_app(codec: EncryptionCodec, allowed_origins: set[str]) -> web.Applicat
     async def options(req: web.Request) -> web.Response:
         return cors(req, web.Response())
 
-    async def apply(fn: Callable[[Iterable[Payload]], Awaitable[list[Payload]]], req: web.Request) -> web.Response:
+    async def apply(fn: Callable[[Sequence[Payload]], Awaitable[list[Payload]]], req: web.Request) -> web.Response:
         payloads = json_format.Parse(await req.read(), Payloads())
         result = Payloads(payloads=await fn(payloads.payloads))
         return cors(req, web.Response(content_type="application/json", text=json_format.MessageToJson(result)))

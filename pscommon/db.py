@@ -7,8 +7,12 @@ import pathlib
 import re
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
+
+# A connection, whether taken from a pool or opened alone: what SQL functions take.
+Conn = asyncpg.Connection | PoolConnectionProxy
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _COMMON_MIGRATIONS = pathlib.Path(__file__).parent / "migrations"

@@ -16,8 +16,10 @@ from typing import Protocol, TypeVar, cast
 import asyncpg
 import grpc
 from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
+from pscommon.db import Conn
 from pscommon.errors import invalid_argument
 
 Req = TypeVar("Req", bound=Message)
@@ -38,7 +40,7 @@ class HasRequestId(Protocol):
 class Tx:
     """The transaction a mutation's work runs in, and what to do once it has committed (only on first run)."""
 
-    conn: asyncpg.Connection
+    conn: Conn
     after: list[AfterCommit] = field(default_factory=list)
 
     def after_commit(self, action: AfterCommit) -> None:
@@ -87,15 +89,20 @@ async def once(
     return response
 
 
-@functools.cache
+_RPCS: dict[str, tuple[str, type[Message]]] = {}
+
+
 def _rpc_of(request_type: type[Message]) -> tuple[str, type[Message]]:
     """(method name, response class) of the RPC that takes this request type (each request serves one RPC)."""
     desc = request_type.DESCRIPTOR
-    for service in desc.file.services_by_name.values():
-        for method in service.methods:
-            if method.input_type is desc:
-                return method.name, message_factory.GetMessageClass(method.output_type)
-    raise LookupError(f"no RPC takes {desc.full_name}")
+    found = _RPCS.get(desc.full_name)
+    if found is None:
+        methods = [m for s in desc.file.services_by_name.values() for m in s.methods if m.input_type is desc]
+        if not methods:
+            raise LookupError(f"no RPC takes {desc.full_name}")
+        output = cast(Descriptor, methods[0].output_type)
+        found = _RPCS[desc.full_name] = (methods[0].name, message_factory.GetMessageClass(output))
+    return found
 
 
 def mutation(

@@ -14,12 +14,14 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from pscommon.db import Conn
+
 log = logging.getLogger(__name__)
 
 # pending(conn, ids or None for any, limit) -> rows, oldest first, locked FOR UPDATE SKIP LOCKED so replicas share
-Pending = Callable[[asyncpg.Connection, list[int] | None, int], Awaitable[list[asyncpg.Record]]]
+Pending = Callable[[Conn, list[int] | None, int], Awaitable[list[asyncpg.Record]]]
 Deliver = Callable[[asyncpg.Record], Awaitable[None]]
-MarkSent = Callable[[asyncpg.Connection, int], Awaitable[None]]
+MarkSent = Callable[[Conn, int], Awaitable[None]]
 
 
 class Relay:

@@ -27,7 +27,8 @@ def grpc_serving(target: int | str, service: str = "", timeout: float = 1) -> bo
     address = f"127.0.0.1:{target}" if isinstance(target, int) else target
     with grpc.insecure_channel(address) as ch:
         try:
-            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            stub = health_pb2_grpc.HealthStub(ch)  # its stub (types-grpcio-health-checking) omits the RPCs
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)  # type: ignore[attr-defined]
         except grpc.RpcError:
             return False
     return resp.status == health_pb2.HealthCheckResponse.SERVING

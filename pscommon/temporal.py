@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -21,7 +22,14 @@ RISK_LEVEL = SearchAttributeKey.for_keyword("RiskLevel")
 HOME_PROVINCE = SearchAttributeKey.for_keyword("HomeProvince")
 CASE_STAGE = SearchAttributeKey.for_keyword("CaseStage")
 ROAMING = SearchAttributeKey.for_bool("Roaming")
-SEARCH_ATTRIBUTES = [LINE_HASH, MASKED_NUMBER, RISK_LEVEL, HOME_PROVINCE, CASE_STAGE, ROAMING]
+SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
+    LINE_HASH,
+    MASKED_NUMBER,
+    RISK_LEVEL,
+    HOME_PROVINCE,
+    CASE_STAGE,
+    ROAMING,
+]
 
 
 def search_attribute_flags() -> list[str]:

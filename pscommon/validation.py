@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Collection
 from datetime import date
 
 from pscommon.errors import invalid_argument
@@ -46,7 +47,7 @@ class Violations:
         except ValueError:
             self.add(field, "must be a UUID as returned by this service")
 
-    def enum(self, value: int, field: str, allowed: set[int]) -> None:
+    def enum(self, value: int, field: str, allowed: Collection[int]) -> None:
         self.check(value in allowed, field, "required: one of the enum's defined values")
 
     def iso_date(self, value: str, field: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -43,8 +44,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policy import CasePolicy
 
 ENFORCED_STATE = {Action.RESTRICT: "LINE_STATE_RESTRICTED", Action.SUSPEND: "LINE_STATE_SUSPENDED"}
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-CALL = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
+
+
+class _Call(TypedDict):
+    start_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+CALL = _Call(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+)
 DELIVERY_CHECK_MAX = timedelta(minutes=10)
 REVIEW_STAGES = {
     ReviewKind.APPEAL: Stage.IN_REVIEW,

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 import grpc
-import smpp34
+from smpp34 import _smpp34 as codes  # ESME_/TLV_ constants: smpp34 re-exports them, untyped
 
 from carrier.hlr.v1 import hlr_pb2, hlr_pb2_grpc
 from carrier.ivr.v1 import ivr_pb2, ivr_pb2_grpc
@@ -32,7 +32,7 @@ LOCATION_NAMES = {
     hlr_pb2.LOCATION_STATUS_ABSENT: "absent",
 }
 # SMPP statuses that no retry can fix; anything else refused by the SMSC is worth another try.
-PERMANENT_SMPP = {smpp34.ESME_RINVDSTADR, smpp34.ESME_RINVSRCADR, smpp34.ESME_RINVMSGLEN}
+PERMANENT_SMPP = {codes.ESME_RINVDSTADR, codes.ESME_RINVSRCADR, codes.ESME_RINVMSGLEN}
 # gRPC codes from a gateway that mean "this contact cannot work", not "try later".
 PERMANENT_GRPC = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED}
 TIMEOUT_S = 10.0

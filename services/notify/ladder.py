@@ -64,14 +64,7 @@ def plan(policy: DeliveryPolicy, tracks: dict[str, Track], location: str, give_u
         # One channel at a time, in ladder order: a due retry of an earlier rung before the next untried one,
         # so a holder whose handset comes back gets the SMS, not the SMS and a call at once.
         untried = [c for c in ladder if tracks.get(c, Track(c)).state == UNTRIED]
-        due = [
-            c
-            for c in ladder
-            if c in tracks
-            and tracks[c].state == FAILED
-            and tracks[c].retry_at is not None
-            and tracks[c].retry_at <= now
-        ]
+        due = [c for c in ladder if c in tracks and _retry_due(tracks[c], now)]
         ready = [c for c in ladder if c in due or (untried and c == untried[0])]
         p.send = ready[:1]
         if not ready and not untried and not any(tracks[c].state == FAILED for c in ladder if c in tracks):
@@ -84,3 +77,7 @@ def plan(policy: DeliveryPolicy, tracks: dict[str, Track], location: str, give_u
     dues += [t.sent_at + receipt_timeout for c, t in tracks.items() if c in in_flight and t.sent_at]
     p.next_due = min(dues)
     return p
+
+
+def _retry_due(t: Track, now: datetime) -> bool:
+    return t.state == FAILED and t.retry_at is not None and t.retry_at <= now

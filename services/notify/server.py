@@ -88,13 +88,13 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
             self.dispatcher.wake()
         self.changed()
 
-    async def _wait_outcome(self, nid: uuid.UUID, wait_s: float):
-        async def final():
+    async def _wait_outcome(self, nid: uuid.UUID, wait_s: float) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
+        async def final() -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
             # Read under the condition's lock, so a change recorded meanwhile cannot be missed.
             async with self._outcomes:
                 while True:
                     n, attempts = await store.get(self.pool, nid)
-                    if n["status"] != notify_pb2.DELIVERY_STATUS_PENDING:
+                    if n is None or n["status"] != notify_pb2.DELIVERY_STATUS_PENDING:
                         return n, attempts
                     await self._outcomes.wait()
 
@@ -109,11 +109,12 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         requests.check_get(request)
         nid = uuid.UUID(request.notification_id)
         n, attempts = await store.get(self.pool, nid)
+        wait = grpc_server.remaining(request.wait_for_outcome.ToTimedelta().total_seconds())
+        pending = n is not None and n["status"] == notify_pb2.DELIVERY_STATUS_PENDING
+        if pending and request.HasField("wait_for_outcome") and wait > 0:
+            n, attempts = await self._wait_outcome(nid, wait)
         if n is None:
             raise not_found("notification", "NOTIFICATION_NOT_FOUND")
-        wait = grpc_server.remaining(request.wait_for_outcome.ToTimedelta().total_seconds())
-        if n["status"] == notify_pb2.DELIVERY_STATUS_PENDING and request.HasField("wait_for_outcome") and wait > 0:
-            n, attempts = await self._wait_outcome(nid, wait)
         return notification_pb(n, attempts)
 
 

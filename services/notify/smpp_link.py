@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import smpp34
+from smpp34 import _smpp34 as codes  # ESME_/TLV_ constants: smpp34 re-exports them, untyped
 
 from services.notify.receipts import Receipt, encode_sms, parse_receipt
 
 log = logging.getLogger(__name__)
 
-THROTTLED = {smpp34.ESME_RTHROTTLED, smpp34.ESME_RMSGQFUL}
+THROTTLED = {codes.ESME_RTHROTTLED, codes.ESME_RMSGQFUL}
 RECEIPT_BATCH = 256
 _STATUS_RE = re.compile(r"0x([0-9a-fA-F]{8})")
 
@@ -28,7 +29,7 @@ class SubmitRefused(Exception):
 def nack_status(err: smpp34.SmppError) -> int:
     """smpp34 raises for a generic_nack; its message carries the command_status, e.g. 'ESME_RSYSERR (0x00000008)'."""
     m = _STATUS_RE.search(str(err))
-    return int(m[1], 16) if m else smpp34.ESME_RUNKNOWNERR
+    return int(m[1], 16) if m else codes.ESME_RUNKNOWNERR
 
 
 def validity_period(after: timedelta) -> str:
@@ -136,7 +137,7 @@ class SmppLink:
     async def submit(self, destination: str, body: str, timeout: float = 10.0) -> str:
         """Submits one SMS with a receipt requested; returns the SMSC's message id."""
         data_coding, payload = encode_sms(body)
-        short, tlvs = (payload, []) if len(payload) <= 140 else (b"", [smpp34.Tlv(smpp34.TLV_MESSAGE_PAYLOAD, payload)])
+        short, tlvs = (payload, []) if len(payload) <= 140 else (b"", [smpp34.Tlv(codes.TLV_MESSAGE_PAYLOAD, payload)])
         for attempt in range(self._max_retries + 1):
             await asyncio.wait_for(self._bound.wait(), timeout)
             assert self._smsc is not None

@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from carrier.notify.v1 import notify_pb2
+from pscommon.db import Conn
 from services.notify.channels import Outcome
 from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, RECEIPT_FAILED, Track
 from services.notify.receipts import DELIVERED_STATS, FAILED_STATS, Receipt
@@ -34,7 +35,7 @@ CLASS_IDS = {
 CLASS_NAMES = {v: k for k, v in CLASS_IDS.items()}
 
 
-async def create_notification(conn: asyncpg.Connection, **fields: object) -> uuid.UUID:
+async def create_notification(conn: Conn, **fields: object) -> uuid.UUID:
     nid = uuid.uuid4()
     cols = ", ".join(fields)
     params = ", ".join(f"${i}" for i in range(3, len(fields) + 3))
@@ -134,7 +135,7 @@ def _track_args(nid: uuid.UUID, t: Track) -> tuple:
     return nid, CHANNEL_IDS[t.channel], t.tries, t.state, CLASS_IDS[t.error_class], t.retry_at, t.sent_at
 
 
-async def save_track(conn: asyncpg.Connection | asyncpg.Pool, nid: uuid.UUID, t: Track) -> None:
+async def save_track(conn: Conn | asyncpg.Pool, nid: uuid.UUID, t: Track) -> None:
     await conn.execute(_SAVE_TRACK, *_track_args(nid, t))
 
 
@@ -232,7 +233,7 @@ async def reattached(pool: asyncpg.Pool, msisdn: str) -> int:
         return len(ids)
 
 
-async def _delivered(conn: asyncpg.Connection, nid: uuid.UUID, channel: str) -> None:
+async def _delivered(conn: Conn, nid: uuid.UUID, channel: str) -> None:
     # A late receipt can still turn a notification marked for manual outreach into a delivered one.
     await conn.execute(
         "UPDATE notifications SET status = $2, delivered_channel = $3, delivered_at = now(), due_at = NULL"
@@ -243,12 +244,12 @@ async def _delivered(conn: asyncpg.Connection, nid: uuid.UUID, channel: str) -> 
     )
 
 
-async def _lock_message(conn: asyncpg.Connection, message_id: str) -> None:
+async def _lock_message(conn: Conn, message_id: str) -> None:
     # Receipt and submit record meet under this lock, so whichever commits second sees the other.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", message_id)
 
 
-async def _apply_receipt(conn: asyncpg.Connection, message_id: str) -> bool:
+async def _apply_receipt(conn: Conn, message_id: str) -> bool:
     """Matches a stored final receipt to its attempt; True when it matched one (the dispatcher has work)."""
     row = await conn.fetchrow(
         "UPDATE attempts a SET outcome = CASE WHEN r.stat = ANY($2::text[]) THEN 'delivered' ELSE lower(r.stat) END,"

@@ -20,8 +20,8 @@ class Content:
     reasons: list[str]  # sentences in the message's language
     deadline: datetime | None
     next_step: str  # how to restore: the online link, or the hall and what to bring
-    pending_action: int = Action.ACTION_UNSPECIFIED  # a warning: what happens without verification
-    line_state: int = LineState.LINE_STATE_UNSPECIFIED  # a suspension notice: what is barred now
+    pending_action: Action.ValueType = Action.ACTION_UNSPECIFIED  # a warning: what happens without verification
+    line_state: LineState.ValueType = LineState.LINE_STATE_UNSPECIFIED  # a suspension notice: what is barred now
 
 
 _ZH = {
@@ -78,11 +78,11 @@ _STATE = {
 _STATE_DEFAULT = {"zh": "号码{m}已暂停部分或全部服务", "en": "services of {m} are restricted or suspended"}
 
 
-def subject(template: int, language: str) -> str:
+def subject(template: Template.ValueType, language: str) -> str:
     return _SUBJECT["zh" if language == "zh" else "en"][template]
 
 
-def render(template: int, language: str, c: Content) -> str:
+def render(template: Template.ValueType, language: str, c: Content) -> str:
     lang = "zh" if language == "zh" else "en"
     table = _ZH if lang == "zh" else _EN
     if c.deadline is not None:

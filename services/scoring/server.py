@@ -16,6 +16,7 @@ from contracts.case import case_id, case_line_hash, case_seq
 from contracts.pb import ACTION_PB, RISK_LEVEL_PB
 from pscommon import db, grpc_server, temporal
 from pscommon.config import Settings
+from pscommon.db import Conn
 from pscommon.errors import not_found
 from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
@@ -58,7 +59,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
     def _hash(self, msisdn: str) -> str:
         return line_hash(msisdn, self.cfg.line_hash_key)
 
-    async def _decide(self, conn: asyncpg.Connection, e: Escalation) -> tuple[scoring_pb2.Decision, int]:
+    async def _decide(self, conn: Conn, e: Escalation) -> tuple[scoring_pb2.Decision, int]:
         """Records a decision and the case it opens or joins, in the caller's transaction."""
         h = self._hash(e.msisdn)
         seq, join = await store.assign_case(conn, h)

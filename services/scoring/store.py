@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgpack
 
+from pscommon.db import Conn
 from services.scoring.features import SNAPSHOT_FIELDS, Profile
 from services.scoring.scorecard import Assessment
 
@@ -16,7 +17,7 @@ def _ts(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-async def upsert_subscriber(conn: asyncpg.Connection, line_hash: str, msisdn: str, p: Profile) -> None:
+async def upsert_subscriber(conn: Conn, line_hash: str, msisdn: str, p: Profile) -> None:
     await conn.execute(
         "INSERT INTO subscribers (line_hash, msisdn, home_province, opened_at, enterprise, language)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (line_hash) DO UPDATE SET home_province = excluded.home_province,"
@@ -30,7 +31,7 @@ async def upsert_subscriber(conn: asyncpg.Connection, line_hash: str, msisdn: st
     )
 
 
-async def set_enterprise(conn: asyncpg.Connection, line_hash: str, enterprise: str) -> bool:
+async def set_enterprise(conn: Conn, line_hash: str, enterprise: str) -> bool:
     done = await conn.execute("UPDATE subscribers SET enterprise = $2 WHERE line_hash = $1", line_hash, enterprise)
     return done != "UPDATE 0"
 
@@ -40,7 +41,7 @@ async def subscribers(pool: asyncpg.Pool) -> list[tuple[str, Profile]]:
     return [(r["msisdn"], Profile(r["home_province"], r["opened_at"], r["enterprise"], r["language"])) for r in rows]
 
 
-async def batch_seen(conn: asyncpg.Connection, request_id: str, cdrs: int) -> bool:
+async def batch_seen(conn: Conn, request_id: str, cdrs: int) -> bool:
     """Records the batch; True when it had been ingested before."""
     inserted = await conn.fetchval(
         "INSERT INTO ingested_batches (request_id, cdrs) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
@@ -50,7 +51,7 @@ async def batch_seen(conn: asyncpg.Connection, request_id: str, cdrs: int) -> bo
     return inserted is None
 
 
-async def assign_case(conn: asyncpg.Connection, line_hash: str) -> tuple[int, bool]:
+async def assign_case(conn: Conn, line_hash: str) -> tuple[int, bool]:
     """The case a decision belongs to: the line's open case (join) or a new one. Returns (seq, join)."""
     row = await conn.fetchrow("SELECT last_seq, open FROM cases WHERE line_hash = $1 FOR UPDATE", line_hash)
     if row is not None and row["open"]:
@@ -65,12 +66,12 @@ async def assign_case(conn: asyncpg.Connection, line_hash: str) -> tuple[int, bo
     return seq, False
 
 
-async def close_case(conn: asyncpg.Connection, line_hash: str, seq: int) -> None:
+async def close_case(conn: Conn, line_hash: str, seq: int) -> None:
     await conn.execute("UPDATE cases SET open = false WHERE line_hash = $1 AND last_seq = $2", line_hash, seq)
 
 
 async def insert_decision(
-    conn: asyncpg.Connection,
+    conn: Conn,
     line_hash: str,
     a: Assessment,
     model_version: str,
@@ -97,7 +98,7 @@ async def insert_decision(
     )
 
 
-async def pending_decisions(conn: asyncpg.Connection, ids: list[int] | None, limit: int = 100) -> list[asyncpg.Record]:
+async def pending_decisions(conn: Conn, ids: list[int] | None, limit: int = 100) -> list[asyncpg.Record]:
     """Decisions whose case is not opened yet, locked for this opener (other replicas skip them)."""
     return await conn.fetch(
         "SELECT d.*, s.msisdn, s.home_province, s.language FROM decisions d"
@@ -108,18 +109,18 @@ async def pending_decisions(conn: asyncpg.Connection, ids: list[int] | None, lim
     )
 
 
-async def mark_opened(conn: asyncpg.Connection, decision_id: int) -> None:
+async def mark_opened(conn: Conn, decision_id: int) -> None:
     await conn.execute("UPDATE decisions SET opened_at = now() WHERE id = $1", decision_id)
 
 
-async def case_reason_codes(conn: asyncpg.Connection, case_id: str) -> list[str]:
+async def case_reason_codes(conn: Conn, case_id: str) -> list[str]:
     """Reason codes of every decision of a case (what a verified holder is cleared of)."""
     rows = await conn.fetch("SELECT reasons FROM decisions WHERE case_id = $1", case_id)
     return sorted({code for r in rows for code in json.loads(r["reasons"])})
 
 
 async def record_outcome(
-    conn: asyncpg.Connection,
+    conn: Conn,
     line_hash: str,
     case_id: str,
     outcome: int,
@@ -149,6 +150,7 @@ def packed_window(snap: list) -> tuple[bytes, int]:
 def unpacked_window(packed: bytes | None, state: str | None) -> list:
     if packed is not None:
         return msgpack.unpackb(packed)
+    assert state is not None, "a stored window has one of the two forms"
     old = json.loads(state)  # written as JSON before migration 003
     return [*(old[k] for k in SNAPSHOT_FIELDS), old.get("acted", 0), old.get("cleared", [])]
 
@@ -180,7 +182,7 @@ async def load_windows(pool: asyncpg.Pool) -> list[tuple[str, list]]:
     return [(r["msisdn"], unpacked_window(r["packed"], r["state"])) for r in rows]
 
 
-async def save_cells(conn: asyncpg.Connection, cells: list[tuple[str, str, int]], replace: bool) -> None:
+async def save_cells(conn: Conn, cells: list[tuple[str, str, int]], replace: bool) -> None:
     if replace:
         await conn.execute("DELETE FROM cells")
     await conn.executemany(
@@ -191,20 +193,20 @@ async def save_cells(conn: asyncpg.Connection, cells: list[tuple[str, str, int]]
     await conn.execute("DELETE FROM cells WHERE risk <= 1")
 
 
-async def cells(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+async def cells(conn: Conn | asyncpg.Pool) -> dict[str, int]:
     return {r["cell_id"]: r["risk"] for r in await conn.fetch("SELECT cell_id, risk FROM cells")}
 
 
-async def update_hot_numbers(conn: asyncpg.Connection, add: list[str], remove: list[str]) -> None:
+async def update_hot_numbers(conn: Conn, add: list[str], remove: list[str]) -> None:
     await conn.execute("DELETE FROM hot_numbers WHERE number = ANY($1)", remove)
     await conn.executemany("INSERT INTO hot_numbers (number) VALUES ($1) ON CONFLICT DO NOTHING", [(n,) for n in add])
 
 
-async def hot_numbers(conn: asyncpg.Connection | asyncpg.Pool) -> set[str]:
+async def hot_numbers(conn: Conn | asyncpg.Pool) -> set[str]:
     return {r["number"] for r in await conn.fetch("SELECT number FROM hot_numbers")}
 
 
-async def insert_report(conn: asyncpg.Connection, line_hash: str, source: int, at: datetime, request_id: str) -> None:
+async def insert_report(conn: Conn, line_hash: str, source: int, at: datetime, request_id: str) -> None:
     await conn.execute(
         "INSERT INTO reports (line_hash, source, at, request_id) VALUES ($1, $2, $3, $4)",
         line_hash,

@@ -13,7 +13,7 @@ SUSPENDED = LineState.LINE_STATE_SUSPENDED
 RESTORED = LineState.LINE_STATE_RESTORED
 TERMINATED = LineState.LINE_STATE_TERMINATED
 
-ALLOWED: dict[int, set[int]] = {
+ALLOWED: dict[LineState.ValueType, set[LineState.ValueType]] = {
     ACTIVE: {WARNED, RESTRICTED, SUSPENDED, TERMINATED},
     WARNED: {RESTRICTED, SUSPENDED, RESTORED, TERMINATED},
     RESTRICTED: {SUSPENDED, RESTORED, TERMINATED},
@@ -43,7 +43,7 @@ RESTRICTED_BARRING = Barring(outgoing_voice=True, outgoing_sms=True, internation
 EVERYTHING_BARRED = Barring(True, True, True, True, True, True)
 
 
-def barring_for(state: int) -> Barring:
+def barring_for(state: LineState.ValueType) -> Barring:
     if state == RESTRICTED:
         return RESTRICTED_BARRING
     if state in (SUSPENDED, TERMINATED):
@@ -57,7 +57,7 @@ class TransitionRefused(Exception):
         self.reason = reason
 
 
-def check_transition(current: int, target: int, actor_kind: str) -> None:
+def check_transition(current: LineState.ValueType, target: LineState.ValueType, actor_kind: str) -> None:
     if target == current:
         raise TransitionRefused("ALREADY_IN_STATE", f"line is already {LineState.Name(current)}")
     if target not in ALLOWED[current]:
@@ -68,6 +68,6 @@ def check_transition(current: int, target: int, actor_kind: str) -> None:
         raise TransitionRefused("REVIEWER_REQUIRED", "only a reviewer may terminate a line")
 
 
-def is_restore(current: int, target: int) -> bool:
+def is_restore(current: LineState.ValueType, target: LineState.ValueType) -> bool:
     """A restore that counts: the line had been barred."""
     return target == RESTORED and current in (RESTRICTED, SUSPENDED)

@@ -7,12 +7,11 @@ from dataclasses import asdict
 
 import asyncpg
 
+from pscommon.db import Conn
 from services.suspension.state_machine import ACTIVE, NOTHING_BARRED, Barring
 
 
-async def lock_line(
-    conn: asyncpg.Connection, line_hash: str, msisdn: str, masked: str, province: str
-) -> asyncpg.Record:
+async def lock_line(conn: Conn, line_hash: str, msisdn: str, masked: str, province: str) -> asyncpg.Record:
     """The line's row, locked for this transaction; a line we have never touched starts ACTIVE."""
     await conn.execute(
         "INSERT INTO lines (line_hash, msisdn, masked_msisdn, home_province, state, barring)"
@@ -24,11 +23,13 @@ async def lock_line(
         ACTIVE,
         json.dumps(asdict(NOTHING_BARRED)),
     )
-    return await conn.fetchrow("SELECT * FROM lines WHERE line_hash = $1 FOR UPDATE", line_hash)
+    row = await conn.fetchrow("SELECT * FROM lines WHERE line_hash = $1 FOR UPDATE", line_hash)
+    assert row is not None  # inserted above if it was not there
+    return row
 
 
 async def apply_transition(
-    conn: asyncpg.Connection,
+    conn: Conn,
     line_hash: str,
     from_state: int,
     to_state: int,
@@ -61,14 +62,15 @@ async def apply_transition(
         request_id,
         barring_json,
     )
+    assert line is not None  # locked by this transaction (lock_line)
     return line, seq
 
 
-async def get_line(conn: asyncpg.Connection | asyncpg.Pool, line_hash: str) -> asyncpg.Record | None:
+async def get_line(conn: Conn | asyncpg.Pool, line_hash: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM lines WHERE line_hash = $1", line_hash)
 
 
-async def history(conn: asyncpg.Connection | asyncpg.Pool, line_hash: str) -> list[asyncpg.Record]:
+async def history(conn: Conn | asyncpg.Pool, line_hash: str) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM line_history WHERE line_hash = $1 ORDER BY seq", line_hash)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from carrier.common.v1.common_pb2 import RiskLevel
 from carrier.verification.v1 import verification_pb2 as vpb
 from contracts.case import ReviewKind, ReviewOpened, VerificationPassed
 from contracts.pb import RISK_LEVEL_OF, RISK_LEVEL_PB, ROUTE_OF
@@ -33,7 +34,7 @@ class Claim:
 
     case_id: str
     line_hash: str
-    risk_level: int  # RiskLevel proto value the caller believes the case is at
+    risk_level: RiskLevel.ValueType  # proto value the caller believes the case is at
     caller: str  # who asked: "online:<app session>" or "hall:<agent>", for per-caller lockouts
     caller_province: str
     hall_id: str = ""
@@ -86,7 +87,7 @@ class Checks:
         evidence += [("extra_evidence", ref) for ref in r.extra_evidence]
         return self._judge(tx, claim, vpb.ROUTE_IN_PERSON, gather, evidence)
 
-    def _rule(self, p: Policy, level: int, route: int, again: bool) -> RouteRule:
+    def _rule(self, p: Policy, level: RiskLevel.ValueType, route: vpb.Route.ValueType, again: bool) -> RouteRule:
         if route == vpb.ROUTE_IN_PERSON:  # a hall check satisfies the reviewed route too, with a reviewer after
             rule = p.rule(level, vpb.ROUTE_IN_PERSON_WITH_REVIEW, again)
             if rule is not None:
@@ -101,7 +102,7 @@ class Checks:
         return rule
 
     async def _judge(
-        self, tx: Tx, claim: Claim, route: int, gather: Gather, evidence: list[tuple[str, str]]
+        self, tx: Tx, claim: Claim, route: vpb.Route.ValueType, gather: Gather, evidence: list[tuple[str, str]]
     ) -> vpb.VerificationOutcome:
         p = self.policy()
         case, line = await asyncio.gather(self.case.status(claim.case_id), self.outside.line_record(claim.line_hash))

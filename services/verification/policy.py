@@ -12,6 +12,7 @@ from carrier.verification.v1.verification_pb2 import (
     ROUTE_IN_PERSON,
     ROUTE_IN_PERSON_WITH_REVIEW,
     ROUTE_ONLINE,
+    Route,
 )
 from pscommon.durations import seconds
 
@@ -30,7 +31,7 @@ RESTORED_BEFORE = "RESTORED_BEFORE"
 
 @dataclass(frozen=True)
 class RouteRule:
-    route: int
+    route: Route.ValueType
     evidence: tuple[str, ...]
     optional: tuple[str, ...]
     description_zh: str
@@ -53,7 +54,7 @@ class Limit:
 @dataclass(frozen=True)
 class Policy:
     version: str
-    by_level: dict[int, tuple[RouteRule, ...]]
+    by_level: dict[RiskLevel.ValueType, tuple[RouteRule, ...]]
     restored_before: RouteRule
     per_line: Limit
     per_caller: Limit
@@ -61,11 +62,13 @@ class Policy:
     review_sla_s: int
     restore_after_pass_s: int
 
-    def rules(self, level: int, restored_before: bool) -> tuple[RouteRule, ...]:
+    def rules(self, level: RiskLevel.ValueType, restored_before: bool) -> tuple[RouteRule, ...]:
         """The routes accepted: by risk level, unless the line was restored before ("one restore chance")."""
         return (self.restored_before,) if restored_before else self.by_level[level]
 
-    def rule(self, level: int, route: int, restored_before: bool = False) -> RouteRule | None:
+    def rule(
+        self, level: RiskLevel.ValueType, route: Route.ValueType, restored_before: bool = False
+    ) -> RouteRule | None:
         return next((r for r in self.rules(level, restored_before) if r.route == route), None)
 
 

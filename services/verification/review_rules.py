@@ -13,14 +13,20 @@ class ReviewRefused(Exception):
         self.reason = reason
 
 
-def check_claim(status: int, claimed_by: str, reviewer: str) -> None:
+def check_claim(status: vpb.ReviewStatus.ValueType, claimed_by: str, reviewer: str) -> None:
     if status not in (vpb.REVIEW_STATUS_OPEN, vpb.REVIEW_STATUS_CLAIMED):
         raise ReviewRefused("REVIEW_NOT_CLAIMABLE", f"the review is {vpb.ReviewStatus.Name(status)}")
     if status == vpb.REVIEW_STATUS_CLAIMED and claimed_by != reviewer:
         raise ReviewRefused("REVIEW_CLAIMED_BY_ANOTHER", "another reviewer has claimed this review")
 
 
-def check_decision(status: int, claimed_by: str, reviewer: str, kind: int, decision: int) -> None:
+def check_decision(
+    status: vpb.ReviewStatus.ValueType,
+    claimed_by: str,
+    reviewer: str,
+    kind: vpb.ReviewKind.ValueType,
+    decision: vpb.Decision.ValueType,
+) -> None:
     if status != vpb.REVIEW_STATUS_CLAIMED:
         raise ReviewRefused("REVIEW_NOT_CLAIMED", "claim the review before deciding it")
     if claimed_by != reviewer:
@@ -29,7 +35,7 @@ def check_decision(status: int, claimed_by: str, reviewer: str, kind: int, decis
         raise ReviewRefused("NOTHING_TO_ASK", "a termination review is decided on the case file: approve or reject")
 
 
-def status_after(decision: int) -> int:
+def status_after(decision: vpb.Decision.ValueType) -> vpb.ReviewStatus.ValueType:
     return {
         vpb.DECISION_APPROVE: vpb.REVIEW_STATUS_APPROVED,
         vpb.DECISION_REJECT: vpb.REVIEW_STATUS_REJECTED,

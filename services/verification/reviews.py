@@ -17,6 +17,7 @@ from carrier.verification.v1 import verification_pb2 as vpb
 from contracts.case import CaseStatus, ReviewDecided, ReviewKind, ReviewOpened, case_line_hash
 from contracts.pb import DECISION_OF, REVIEW_KIND_OF, REVIEW_KIND_PB
 from pscommon.codec import Sealer
+from pscommon.db import Conn
 from pscommon.errors import failed_precondition, not_found, permission_denied
 from pscommon.idempotency import Tx
 from services.verification import review_rules, store
@@ -90,7 +91,7 @@ class Reviews:
         )
 
     async def decide(
-        self, tx: Tx, review_id: str, reviewer: str, decision: int, note: str, more_requested: str
+        self, tx: Tx, review_id: str, reviewer: str, decision: vpb.Decision.ValueType, note: str, more_requested: str
     ) -> asyncpg.Record:
         row = await self._locked(tx, review_id)
         try:
@@ -127,7 +128,7 @@ class Reviews:
         return row
 
     async def explained(
-        self, conn: asyncpg.Connection | asyncpg.Pool, rows: Sequence[asyncpg.Record]
+        self, conn: Conn | asyncpg.Pool, rows: Sequence[asyncpg.Record]
     ) -> list[tuple[asyncpg.Record, str]]:
         """Reviews as reviewers see them, with the holder's explanations (decrypted in one query)."""
         texts = await store.open_evidence(conn, self.sealer, [r["review_id"] for r in rows], "explanation")

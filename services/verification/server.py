@@ -17,6 +17,7 @@ from contracts.case import AuthorityOrder, case_line_hash
 from contracts.pb import AUTHORITY_OF, ORDER_OF, RISK_LEVEL_PB
 from pscommon import codec, db, grpc_server, temporal
 from pscommon.config import Settings
+from pscommon.db import Conn
 from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
 from services.verification import policy as policy_mod
@@ -133,7 +134,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         row = await self.reviews.escalate(tx, request.review_id)
         return vpb.EscalateReviewResponse(review=await self._review_pb(tx.conn, row))
 
-    async def _review_pb(self, conn: asyncpg.Connection, row: asyncpg.Record) -> vpb.Review:
+    async def _review_pb(self, conn: Conn, row: asyncpg.Record) -> vpb.Review:
         [(row, text)] = await self.reviews.explained(conn, [row])
         return review_pb(row, text)
 
@@ -160,7 +161,7 @@ def case_status_pb(s: StatusView) -> vpb.GetCaseStatusResponse:
         masked_msisdn=case.masked_msisdn,
         stage=case.stage,
         line_state=common_pb2.LineState.Value(case.line_state),
-        risk_level=RISK_LEVEL_PB[case.risk_level] if case.risk_level else 0,
+        risk_level=RISK_LEVEL_PB[case.risk_level] if case.risk_level else common_pb2.RISK_LEVEL_UNSPECIFIED,
         reasons=[common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en) for r in case.reasons],
         next_step_zh=view.next_step_zh,
         next_step_en=view.next_step_en,

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
 
 from pscommon.codec import Sealer
+from pscommon.db import Conn
 from services.verification.review_rules import WAITING
 
 _WAITING = list(WAITING)
 
 
-async def insert_verification(conn: asyncpg.Connection, **fields: object) -> None:
+async def insert_verification(conn: Conn, **fields: object) -> None:
     cols = ", ".join(fields)
     params = ", ".join(f"${i}" for i in range(1, len(fields) + 1))
     await conn.execute(f"INSERT INTO verifications ({cols}) VALUES ({params})", *fields.values())
 
 
 async def failures(
-    conn: asyncpg.Connection | asyncpg.Pool, line_hash: str, caller: str, since: datetime
+    conn: Conn | asyncpg.Pool, line_hash: str, caller: str, since: datetime
 ) -> tuple[list[datetime], list[datetime]]:
     """Failure times since `since`, for the line and for the caller."""
     rows = await conn.fetch(
@@ -33,17 +35,17 @@ async def failures(
     return [r["at"] for r in rows if r["for_line"]], [r["at"] for r in rows if r["for_caller"]]
 
 
-async def record_failure(conn: asyncpg.Connection, line_hash: str, caller: str, at: datetime) -> None:
+async def record_failure(conn: Conn, line_hash: str, caller: str, at: datetime) -> None:
     await conn.execute("INSERT INTO failed_attempts (line_hash, caller, at) VALUES ($1, $2, $3)", line_hash, caller, at)
 
 
-async def clear_line_failures(conn: asyncpg.Connection, line_hash: str) -> None:
+async def clear_line_failures(conn: Conn, line_hash: str) -> None:
     """A passed check wipes the line's slate (a caller's failures on other lines still count)."""
     await conn.execute("DELETE FROM failed_attempts WHERE line_hash = $1", line_hash)
 
 
 async def seal_evidence(
-    conn: asyncpg.Connection, sealer: Sealer, owner: uuid.UUID, items: list[tuple[str, str]], retention_s: int
+    conn: Conn, sealer: Sealer, owner: uuid.UUID, items: list[tuple[str, str]], retention_s: int
 ) -> None:
     """Stores each (kind, value) encrypted and bound to its owner; it is deleted when retention ends."""
     rows = []
@@ -56,7 +58,7 @@ async def seal_evidence(
 
 
 async def open_evidence(
-    conn: asyncpg.Connection | asyncpg.Pool, sealer: Sealer, owners: list[uuid.UUID], kind: str
+    conn: Conn | asyncpg.Pool, sealer: Sealer, owners: list[uuid.UUID], kind: str
 ) -> dict[uuid.UUID, list[str]]:
     """The unexpired items of one kind for each owner, decrypted, oldest first; one query for all owners."""
     rows = await conn.fetch(
@@ -79,35 +81,37 @@ async def purge_expired_evidence(pool: asyncpg.Pool) -> int:
     return int(deleted)
 
 
-async def open_review(conn: asyncpg.Connection, **fields: object) -> asyncpg.Record:
+async def open_review(conn: Conn, **fields: object) -> asyncpg.Record:
     cols = ", ".join(fields)
     params = ", ".join(f"${i}" for i in range(1, len(fields) + 1))
-    return await conn.fetchrow(f"INSERT INTO reviews ({cols}) VALUES ({params}) RETURNING *", *fields.values())
+    row = await conn.fetchrow(f"INSERT INTO reviews ({cols}) VALUES ({params}) RETURNING *", *fields.values())
+    assert row is not None
+    return row
 
 
-async def waiting_review(conn: asyncpg.Connection | asyncpg.Pool, case_id: str) -> asyncpg.Record | None:
+async def waiting_review(conn: Conn | asyncpg.Pool, case_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM reviews WHERE case_id = $1 AND status = ANY($2::smallint[])", case_id, _WAITING
     )
 
 
-async def review(
-    conn: asyncpg.Connection | asyncpg.Pool, review_id: uuid.UUID, lock: bool = False
-) -> asyncpg.Record | None:
+async def review(conn: Conn | asyncpg.Pool, review_id: uuid.UUID, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM reviews WHERE review_id = $1" + (" FOR UPDATE" if lock else ""), review_id
     )
 
 
-async def update_review(conn: asyncpg.Connection, review_id: uuid.UUID, **fields: object) -> asyncpg.Record:
+async def update_review(conn: Conn, review_id: uuid.UUID, **fields: object) -> asyncpg.Record:
     sets = ", ".join(f"{col} = ${i}" for i, col in enumerate(fields, start=2))
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         f"UPDATE reviews SET {sets} WHERE review_id = $1 RETURNING *", review_id, *fields.values()
     )
+    assert row is not None, "update_review is called on a review locked by this transaction"
+    return row
 
 
 async def list_reviews(
-    pool: asyncpg.Pool, statuses: list[int], escalated_only: bool, limit: int
+    pool: asyncpg.Pool, statuses: Sequence[int], escalated_only: bool, limit: int
 ) -> list[asyncpg.Record]:
     return await pool.fetch(
         "SELECT * FROM reviews WHERE status = ANY($1::smallint[]) AND (escalated OR NOT $2)"
@@ -122,7 +126,7 @@ async def latest_case_review(pool: asyncpg.Pool, case_id: str) -> asyncpg.Record
     return await pool.fetchrow("SELECT * FROM reviews WHERE case_id = $1 ORDER BY created_at DESC LIMIT 1", case_id)
 
 
-async def enqueue_signal(conn: asyncpg.Connection, case_id: str, signal: str, payload: str) -> int:
+async def enqueue_signal(conn: Conn, case_id: str, signal: str, payload: str) -> int:
     """A signal for the case, sent by the relay once this transaction has committed."""
     row_id: int = await conn.fetchval(
         "INSERT INTO case_signals (case_id, signal, payload) VALUES ($1, $2, $3::jsonb) RETURNING id",
@@ -133,7 +137,7 @@ async def enqueue_signal(conn: asyncpg.Connection, case_id: str, signal: str, pa
     return row_id
 
 
-async def pending_signals(conn: asyncpg.Connection, ids: list[int] | None, limit: int) -> list[asyncpg.Record]:
+async def pending_signals(conn: Conn, ids: list[int] | None, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM case_signals WHERE sent_at IS NULL AND ($1::bigint[] IS NULL OR id = ANY($1))"
         " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -142,5 +146,5 @@ async def pending_signals(conn: asyncpg.Connection, ids: list[int] | None, limit
     )
 
 
-async def mark_signal_sent(conn: asyncpg.Connection, row_id: int) -> None:
+async def mark_signal_sent(conn: Conn, row_id: int) -> None:
     await conn.execute("UPDATE case_signals SET sent_at = now() WHERE id = $1", row_id)
