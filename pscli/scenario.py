@@ -1,4 +1,4 @@
-"""Reads a scenario file (../shared/specs/scenario-jsonl.md) into replay messages, refusing the whole file on
+"""Reads a scenario file (docs/scenario-jsonl.md) into replay messages, refusing the whole file on
 the first bad line with the line number and the key."""
 
 from __future__ import annotations
