@@ -1,4 +1,5 @@
-"""Offline checks of the Kubernetes manifests in deploy/k8s/.
+"""Offline checks of the Kubernetes manifests in deploy/k8s/ (most of them rendered by deploy/k8s/render.py;
+test_render.py checks that the committed files are its output, so these checks cover what it renders).
 
 Every YAML document is validated against the Kubernetes OpenAPI schemas bundled with the pinned
 `kubernetes-validate` package (no cluster, no network: sockets are blocked while the tests run), then

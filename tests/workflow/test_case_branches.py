@@ -1,0 +1,486 @@
+"""Each branch of the case workflow, against fake activities on Temporal's time-skipping server.
+
+A test asserts what the case went through (the stages in its `status` history), what it asked of the carrier
+(line state changes with reason and actor, notifications with template and request id, outcomes told to scoring,
+reviews escalated) and where it stopped. Times come from the small policy in fakes.py: grace 6 h (warn), 4 h
+(restrict), 2 h (suspend); a reminder every 24 h; a 3-day verification window. With PSP_RECORD_HISTORIES=1 each
+test writes its case's history, as it stands at the end of the test, to histories/<test name>.json.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pscommon import temporal
+from tests.workflow.fakes import (
+    MSISDN,
+    SIGNAL_ASSESSMENT,
+    SIGNAL_AUTHORITY_ORDER,
+    SIGNAL_REVIEW_DECIDED,
+    SIGNAL_REVIEW_OPENED,
+    SIGNAL_VERIFIED,
+    AuthorityOrder,
+    FakeCarrier,
+    LineMove,
+    ReviewDecided,
+    ReviewOpened,
+    RouteText,
+    VerificationPassed,
+    assessment,
+    case_input,
+    delivered,
+    failed,
+    pending,
+)
+from tests.workflow.harness import Case, Cases
+
+CASE = ("workflow", "protective-suspension-case")  # the actor of every change the case makes on its own
+SLA_S = 48 * 3600
+IN_PERSON = RouteText("请本人携带身份证到营业厅办理", "bring your ID card to a business hall", "in_person")
+
+
+def steps(case: Case) -> list[str]:
+    """The notifications' request ids without the case id: the idempotency keys a refactor must keep."""
+    prefix = f"{case.handle.id}:"
+    assert all(n.request_id.startswith(prefix) for n in case.carrier.notifications)
+    return [n.request_id.removeprefix(prefix) for n in case.carrier.notifications]
+
+
+def warned(risk: str) -> LineMove:
+    return LineMove("LINE_STATE_WARNED", f"RISK_{risk.upper()}", *CASE)
+
+
+async def restricted_case(cases: Cases, carrier: FakeCarrier | None = None) -> Case:
+    """A high-risk 'restrict' case whose 4-hour grace ran out: the line is restricted."""
+    case = await cases.start(carrier or FakeCarrier(), case_input("high", "restrict"))
+    await case.reach("warned")
+    await case.skip(hours=5)
+    await case.reach("restricted")
+    return case
+
+
+# ---- the grace window -------------------------------------------------------------------------
+
+
+async def test_verified_during_grace_restores_as_false_positive(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(), case_input("medium", "restrict"))
+    st = await case.reach("warning_delivered")
+    assert st.line_state == "LINE_STATE_WARNED" and st.risk_level == "medium" and st.route == "online"
+    assert st.masked_msisdn == "199****0001" and st.home_province == "44"
+    assert st.warning_delivery is not None and st.warning_delivery.status == "delivered"
+    # The 4-hour grace counts from before the line was warned (the deadline is set first, then the line moves).
+    grace_left = datetime.fromisoformat(st.deadline) - datetime.fromisoformat(st.history[0].at)
+    assert timedelta(hours=4) - timedelta(minutes=1) < grace_left <= timedelta(hours=4)
+
+    await case.signal(SIGNAL_VERIFIED, VerificationPassed("ver-1", "online", "verification-policy-1"))
+    done = await case.result()
+
+    assert [h.stage for h in done.history] == ["warned", "warning_delivered", "verified", "restored"]
+    assert done.line_state == "LINE_STATE_RESTORED" and done.deadline == ""
+    assert case.carrier.moves() == [warned("medium"), LineMove("LINE_STATE_RESTORED", "VERIFIED_ONLINE", *CASE)]
+    assert case.carrier.templates() == ["TEMPLATE_WARNING", "TEMPLATE_RESTORED"]
+    assert steps(case) == ["notify-warning", "notify-restored"]
+    warning = case.carrier.notifications[0]
+    assert warning.pending_action == "restrict" and warning.deadline == st.deadline
+    assert warning.msisdn == MSISDN and warning.line_state == "LINE_STATE_WARNED"
+    assert case.carrier.outcome_names() == ["OUTCOME_FALSE_POSITIVE"]
+    assert case.carrier.outcomes[0].request_id == f"{case.handle.id}:outcome-OUTCOME_FALSE_POSITIVE"
+    assert case.carrier.route_requests == [("medium", MSISDN)]
+    await case.record_history()
+
+
+async def test_grace_runs_out_line_restricted(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(), case_input("high", "restrict"))
+    await case.reach("warned")
+    await case.skip(hours=5)
+    st = await case.reach("restricted")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_delivered", "restricted"]
+    assert st.line_state == "LINE_STATE_RESTRICTED" and st.next_step == "holder restores: verify in the app"
+    assert case.carrier.moves() == [
+        warned("high"),
+        LineMove("LINE_STATE_RESTRICTED", "UNVERIFIED_AFTER_WARNING_RESTRICT", *CASE),
+    ]
+    assert case.carrier.templates() == ["TEMPLATE_WARNING", "TEMPLATE_SUSPENDED"]
+    assert steps(case) == ["notify-warning", "notify-restrict"]
+    assert case.carrier.notifications[1].deadline is None
+    assert case.carrier.notifications[1].line_state == "LINE_STATE_RESTRICTED"
+    assert case.carrier.outcomes == []
+    desc = await case.handle.describe()
+    assert desc.typed_search_attributes.get(temporal.CASE_STAGE) == "restricted"
+    # Scoring sets RiskLevel when it starts a case (not done here); the workflow sets it on a new assessment only.
+    assert desc.typed_search_attributes.get(temporal.RISK_LEVEL) is None
+    await case.record_history()  # running: the holder has not verified yet
+
+
+async def test_grace_runs_out_line_suspended(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(deliveries=[delivered()]), case_input("high", "suspend"))
+    await case.reach("warned")
+    await case.skip(hours=3)
+    st = await case.reach("suspended")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_delivered", "suspended"]
+    assert st.line_state == "LINE_STATE_SUSPENDED"
+    assert case.carrier.moves() == [
+        warned("high"),
+        LineMove("LINE_STATE_SUSPENDED", "UNVERIFIED_AFTER_WARNING_SUSPEND", *CASE),
+    ]
+    assert case.carrier.templates() == ["TEMPLATE_WARNING", "TEMPLATE_SUSPENDED"]
+    assert steps(case) == ["notify-warning", "notify-suspend"]
+    assert case.carrier.notifications[0].pending_action == "suspend"
+    assert case.carrier.outcomes == []
+    await case.record_history()  # running: suspended, waiting for the holder to verify
+
+
+async def test_reminded_daily_then_verified_in_person(cases: Cases) -> None:
+    case = await restricted_case(cases, FakeCarrier(route=IN_PERSON))
+    await case.skip(hours=25)  # one daily reminder
+    await case.signal(SIGNAL_VERIFIED, VerificationPassed("ver-2", "in_person", "verification-policy-1"))
+    done = await case.result()
+
+    assert [h.stage for h in done.history] == ["warned", "warning_delivered", "restricted", "verified", "restored"]
+    assert done.route == "in_person"
+    assert case.carrier.moves()[-1] == LineMove("LINE_STATE_RESTORED", "VERIFIED_IN_PERSON", *CASE)
+    assert case.carrier.templates() == [
+        "TEMPLATE_WARNING",
+        "TEMPLATE_SUSPENDED",
+        "TEMPLATE_REMINDER",
+        "TEMPLATE_RESTORED",
+    ]
+    assert steps(case) == ["notify-warning", "notify-restrict", "notify-reminder-1", "notify-restored"]
+    reminder = case.carrier.notifications[2]
+    assert reminder.next_step_en == IN_PERSON.en and reminder.deadline is not None
+    restricted_at = datetime.fromisoformat(done.history[2].at)
+    assert datetime.fromisoformat(reminder.deadline) - restricted_at == timedelta(days=3)  # the window's end
+    assert case.carrier.outcome_names() == ["OUTCOME_FALSE_POSITIVE"]
+    await case.record_history()
+
+
+async def test_verification_window_closes_unverified(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(), case_input("high", "restrict"))
+    await case.skip(days=4)  # nothing happens: the 4-hour grace, two daily reminders, the 3-day window
+    done = await case.result()
+
+    assert [h.stage for h in done.history] == ["warned", "warning_delivered", "restricted", "closed_unverified"]
+    assert done.line_state == "LINE_STATE_RESTRICTED" and done.deadline == ""
+    assert done.next_step == "line stays as it is; the holder can still restore in person"
+    assert datetime.fromisoformat(done.history[3].at) - datetime.fromisoformat(done.history[2].at) >= timedelta(days=3)
+    assert len(case.carrier.line_changes) == 2
+    assert case.carrier.templates() == [
+        "TEMPLATE_WARNING",
+        "TEMPLATE_SUSPENDED",
+        "TEMPLATE_REMINDER",
+        "TEMPLATE_REMINDER",
+    ]
+    assert steps(case)[2:] == ["notify-reminder-1", "notify-reminder-2"]
+    assert case.carrier.outcomes == []
+    await case.record_history()
+
+
+# ---- the warning's delivery -----------------------------------------------------------------------
+
+
+async def test_undelivered_warning_high_risk_only_restricts(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(deliveries=[failed()]), case_input("high", "suspend"))
+    st = await case.reach("warning_undelivered")
+    assert st.warning_delivery is not None and st.warning_delivery.status == "failed"
+    assert [a.channel for a in st.warning_delivery.attempts] == ["sms", "voice"]
+    await case.skip(hours=3)
+    st = await case.reach("restricted")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_undelivered", "restricted"]
+    assert st.line_state == "LINE_STATE_RESTRICTED"
+    assert case.carrier.moves() == [
+        warned("high"),
+        LineMove("LINE_STATE_RESTRICTED", "WARNING_UNDELIVERED_RESTRICT_ONLY", *CASE),
+    ]
+    assert case.carrier.templates() == ["TEMPLATE_WARNING", "TEMPLATE_SUSPENDED"]
+    assert steps(case) == ["notify-warning", "notify-restrict"]
+    assert case.carrier.notifications[0].pending_action == "suspend"
+    assert len(case.carrier.delivery_checks) == 1
+    await case.record_history()
+
+
+async def test_undelivered_warning_extreme_risk_still_suspends(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(deliveries=[failed()]), case_input("extreme", "suspend"))
+    await case.reach("warning_undelivered")
+    await case.skip(hours=3)
+    st = await case.reach("suspended")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_undelivered", "suspended"]
+    assert case.carrier.moves() == [
+        warned("extreme"),
+        LineMove("LINE_STATE_SUSPENDED", "UNVERIFIED_AFTER_WARNING_SUSPEND", *CASE),
+    ]
+    assert steps(case) == ["notify-warning", "notify-suspend"]
+    await case.record_history()
+
+
+async def test_roamer_never_reached_is_only_restricted(cases: Cases) -> None:
+    carrier = FakeCarrier(deliveries=[pending("roaming_international", "TH")])
+    case = await cases.start(carrier, case_input("high", "suspend"))
+    await case.reach("warned")
+    await case.skip(hours=3)
+    st = await case.reach("restricted")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_undelivered", "restricted"]
+    assert st.warning_delivery is not None
+    assert (st.warning_delivery.status, st.warning_delivery.location, st.warning_delivery.country) == (
+        "pending",
+        "roaming_international",
+        "TH",
+    )
+    assert st.warning_delivery.notification_id == "ntf-1"
+    # Checked back after 1 s, doubling up to 10 min, until the 2-hour grace ended: 11 + 10 + the last at the end.
+    assert carrier.delivery_checks == ["ntf-1"] * 22
+    assert carrier.moves()[-1] == LineMove("LINE_STATE_RESTRICTED", "WARNING_UNDELIVERED_RESTRICT_ONLY", *CASE)
+    desc = await case.handle.describe()
+    assert desc.typed_search_attributes.get(temporal.ROAMING) is True
+    await case.record_history()
+
+
+# ---- a new assessment during the case -------------------------------------------------------------
+
+
+async def test_stronger_assessment_in_grace_applies_the_stronger_action(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(), case_input("medium", "warn"))
+    await case.reach("warning_delivered")
+    await case.signal(SIGNAL_ASSESSMENT, assessment("high", "suspend", 0.93))
+    await case.skip(hours=7)  # the 6-hour grace of the first action, 'warn'
+    st = await case.reach("suspended")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_delivered", "suspended"]
+    assert st.risk_level == "high"
+    assert case.carrier.moves() == [
+        warned("medium"),
+        LineMove("LINE_STATE_SUSPENDED", "UNVERIFIED_AFTER_WARNING_SUSPEND", *CASE),
+    ]
+    assert case.carrier.notifications[0].pending_action == ""  # the warning announced no enforcement
+    assert steps(case) == ["notify-warning", "notify-suspend"]
+    assert case.carrier.route_requests == [("medium", MSISDN)]  # the route is not asked again
+    desc = await case.handle.describe()
+    assert desc.typed_search_attributes.get(temporal.RISK_LEVEL) == "high"
+    await case.record_history()
+
+
+async def test_weaker_assessment_in_grace_changes_nothing(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(), case_input("high", "restrict"))
+    await case.reach("warning_delivered")
+    await case.signal(SIGNAL_ASSESSMENT, assessment("low", "warn", 0.2))
+    await case.skip(hours=5)
+    st = await case.reach("restricted")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_delivered", "restricted"]
+    assert st.risk_level == "high"
+    assert case.carrier.moves()[-1] == LineMove("LINE_STATE_RESTRICTED", "UNVERIFIED_AFTER_WARNING_RESTRICT", *CASE)
+    await case.record_history()
+
+
+async def test_stronger_assessment_after_enforcement_is_not_applied(cases: Cases) -> None:
+    """Today's behaviour: once the action was applied, an escalation only changes the risk level shown."""
+    case = await restricted_case(cases)
+    await case.signal(SIGNAL_ASSESSMENT, assessment("extreme", "suspend", 0.99))
+    st = await case.reach("restricted")
+
+    assert st.risk_level == "extreme" and st.line_state == "LINE_STATE_RESTRICTED"
+    assert [h.stage for h in st.history] == ["warned", "warning_delivered", "restricted"]
+    assert len(case.carrier.line_changes) == 2
+    await case.record_history()
+
+
+# ---- reviews ------------------------------------------------------------------------------------
+
+
+async def test_appeal_opened_waits_in_review(cases: Cases) -> None:
+    case = await restricted_case(cases)
+    await case.signal(SIGNAL_REVIEW_OPENED, ReviewOpened("rv-1", "appeal", SLA_S))
+    st = await case.reach("in_review")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_delivered", "restricted", "in_review"]
+    assert st.review is not None
+    assert (st.review.review_id, st.review.kind, st.review.status, st.review.escalated) == (
+        "rv-1",
+        "appeal",
+        "waiting",
+        False,
+    )
+    assert datetime.fromisoformat(st.review.due) - datetime.fromisoformat(st.history[-1].at) == timedelta(hours=48)
+    assert st.line_state == "LINE_STATE_RESTRICTED"
+    assert len(case.carrier.notifications) == 2
+    await case.record_history()  # running: a reviewer has not decided yet
+
+
+async def test_appeal_ask_for_more_then_approved_restores(cases: Cases) -> None:
+    case = await restricted_case(cases)
+    await case.signal(SIGNAL_REVIEW_OPENED, ReviewOpened("rv-2", "appeal", SLA_S))
+    await case.reach("in_review")
+    ask = ReviewDecided("rv-2", "appeal", "ask_for_more", "reviewer-7", more_requested="a letter from the employer")
+    await case.signal(SIGNAL_REVIEW_DECIDED, ask)
+    st = await case.reach("more_requested")
+    assert st.more_requested == "a letter from the employer"
+    assert st.review is not None and st.review.status == "more_requested"
+    assert st.next_step == "holder provides: a letter from the employer"
+
+    await case.signal(SIGNAL_REVIEW_OPENED, ReviewOpened("rv-2", "appeal", SLA_S))  # the holder sent it
+    await case.signal(SIGNAL_REVIEW_DECIDED, ReviewDecided("rv-2", "appeal", "approve", "reviewer-7"))
+    done = await case.result()
+
+    assert [h.stage for h in done.history] == [
+        "warned",
+        "warning_delivered",
+        "restricted",
+        "in_review",
+        "more_requested",
+        "in_review",
+        "verified",
+        "restored",
+    ]
+    assert done.more_requested == ""
+    assert case.carrier.moves()[-1] == LineMove(
+        "LINE_STATE_RESTORED", "REVIEW_APPROVED_APPEAL", "reviewer", "reviewer-7"
+    )
+    assert steps(case) == ["notify-warning", "notify-restrict", "notify-more-rv-2", "notify-restored"]
+    more = case.carrier.notifications[2]
+    assert more.template == "TEMPLATE_REMINDER" and more.deadline is None
+    assert more.next_step_en == "the reviewer asks for: a letter from the employer (send it in the app or at a hall)"
+    assert more.next_step_zh == "审核人员需要补充材料：a letter from the employer（在App或营业厅提交）"
+    assert case.carrier.outcome_names() == ["OUTCOME_FALSE_POSITIVE"]
+    await case.record_history()
+
+
+async def test_appeal_rejected_line_stays_restricted(cases: Cases) -> None:
+    case = await restricted_case(cases)
+    await case.signal(SIGNAL_REVIEW_OPENED, ReviewOpened("rv-3", "appeal", SLA_S))
+    await case.reach("in_review")
+    await case.signal(SIGNAL_REVIEW_DECIDED, ReviewDecided("rv-3", "appeal", "reject", "reviewer-7", note="scam"))
+    st = await case.reach("appeal_rejected")
+
+    assert [h.stage for h in st.history][-2:] == ["in_review", "appeal_rejected"]
+    assert st.review is not None and st.review.status == "rejected"
+    assert st.line_state == "LINE_STATE_RESTRICTED" and st.next_step == "holder restores: verify in the app"
+    assert len(case.carrier.line_changes) == 2 and len(case.carrier.notifications) == 2
+    await case.record_history()  # running: the holder can still verify
+
+
+async def test_review_sla_runs_out_review_escalated(cases: Cases) -> None:
+    case = await restricted_case(cases)
+    await case.signal(SIGNAL_REVIEW_OPENED, ReviewOpened("rv-4", "appeal", SLA_S))
+    await case.reach("in_review")
+    await case.skip(hours=49)
+    st = await case.reach("review_escalated")
+
+    assert [h.stage for h in st.history][-2:] == ["in_review", "review_escalated"]
+    assert st.review is not None and st.review.escalated and st.review.status == "waiting"
+    in_review, escalated = (datetime.fromisoformat(h.at) for h in st.history[-2:])
+    assert timedelta(hours=48) <= escalated - in_review < timedelta(hours=48, minutes=1)
+    assert case.carrier.escalations == [(f"{case.handle.id}:escalate-rv-4", "rv-4")]
+    assert case.carrier.templates() == ["TEMPLATE_WARNING", "TEMPLATE_SUSPENDED"]  # no reminders while in review
+    await case.record_history()  # running: a senior reviewer decides
+
+
+async def test_restore_approval_by_reviewer_restores(cases: Cases) -> None:
+    carrier = FakeCarrier(route=RouteText("营业厅核验并经审核", "a hall check and a reviewer", "in_person_with_review"))
+    case = await cases.start(carrier, case_input("extreme", "suspend"))
+    await case.reach("warned")
+    await case.skip(hours=3)
+    await case.reach("suspended")
+    await case.signal(SIGNAL_REVIEW_OPENED, ReviewOpened("rv-6", "restore_approval", SLA_S))
+    st = await case.reach("awaiting_reviewer")
+    assert st.review is not None and st.review.kind == "restore_approval"
+    await case.signal(SIGNAL_REVIEW_DECIDED, ReviewDecided("rv-6", "restore_approval", "approve", "reviewer-8"))
+    done = await case.result()
+
+    assert [h.stage for h in done.history] == [
+        "warned",
+        "warning_delivered",
+        "suspended",
+        "awaiting_reviewer",
+        "verified",
+        "restored",
+    ]
+    assert carrier.moves() == [
+        warned("extreme"),
+        LineMove("LINE_STATE_SUSPENDED", "UNVERIFIED_AFTER_WARNING_SUSPEND", *CASE),
+        LineMove("LINE_STATE_RESTORED", "REVIEW_APPROVED_RESTORE_APPROVAL", "reviewer", "reviewer-8"),
+    ]
+    assert carrier.outcome_names() == ["OUTCOME_FALSE_POSITIVE"]
+    await case.record_history()
+
+
+# ---- authorities ----------------------------------------------------------------------------------
+
+
+async def test_police_restore_order_restores(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(), case_input("extreme", "suspend"))
+    await case.reach("warned")
+    await case.skip(hours=3)
+    await case.reach("suspended")
+    await case.signal(SIGNAL_AUTHORITY_ORDER, AuthorityOrder("police", "restore", "GA-TEST-0001"))
+    done = await case.result()
+
+    assert [h.stage for h in done.history] == ["warned", "warning_delivered", "suspended", "verified", "restored"]
+    assert case.carrier.moves()[-1] == LineMove(
+        "LINE_STATE_RESTORED", "AUTHORITY_POLICE_RESTORE", "police", "GA-TEST-0001"
+    )
+    assert case.carrier.templates()[-1] == "TEMPLATE_RESTORED"
+    assert case.carrier.outcome_names() == ["OUTCOME_FALSE_POSITIVE"]
+    await case.record_history()
+
+
+async def test_confirmed_fraud_suspends_then_reviewer_terminates(cases: Cases) -> None:
+    case = await restricted_case(cases)
+    await case.signal(SIGNAL_AUTHORITY_ORDER, AuthorityOrder("police", "confirm_fraud", "GA-TEST-0002"))
+    st = await case.reach("fraud_confirmed")
+    assert st.line_state == "LINE_STATE_SUSPENDED"
+    assert case.carrier.outcome_names() == ["OUTCOME_CONFIRMED_FRAUD"]
+    assert case.carrier.outcomes[0].request_id == f"{case.handle.id}:outcome-OUTCOME_CONFIRMED_FRAUD"
+
+    await case.signal(SIGNAL_REVIEW_OPENED, ReviewOpened("rv-5", "termination", SLA_S))
+    await case.reach("termination_review")
+    await case.signal(SIGNAL_REVIEW_DECIDED, ReviewDecided("rv-5", "termination", "approve", "reviewer-9"))
+    done = await case.result()
+
+    assert [h.stage for h in done.history] == [
+        "warned",
+        "warning_delivered",
+        "restricted",
+        "fraud_confirmed",
+        "termination_review",
+        "terminated",
+    ]
+    assert done.line_state == "LINE_STATE_TERMINATED"
+    assert case.carrier.moves() == [
+        warned("high"),
+        LineMove("LINE_STATE_RESTRICTED", "UNVERIFIED_AFTER_WARNING_RESTRICT", *CASE),
+        LineMove("LINE_STATE_SUSPENDED", "AUTHORITY_POLICE_CONFIRMED_FRAUD", *CASE),
+        LineMove("LINE_STATE_TERMINATED", "REVIEWER_CONFIRMED_TERMINATION", "reviewer", "reviewer-9"),
+    ]
+    assert [c.request_id.removeprefix(f"{case.handle.id}:") for c in case.carrier.line_changes] == [
+        "line-warn",
+        "line-restrict",
+        "line-fraud",
+        "line-terminate",
+    ]
+    assert case.carrier.templates() == ["TEMPLATE_WARNING", "TEMPLATE_SUSPENDED"]  # nothing sent on termination
+    assert case.carrier.outcome_names() == ["OUTCOME_CONFIRMED_FRAUD"]
+    await case.record_history()
+
+
+async def test_confirmed_fraud_in_grace_suspends_at_once_and_waits_for_termination_review(cases: Cases) -> None:
+    case = await cases.start(FakeCarrier(), case_input("high", "restrict"))
+    await case.reach("warning_delivered")
+    await case.signal(SIGNAL_AUTHORITY_ORDER, AuthorityOrder("regulator", "confirm_fraud", "FZ-TEST-0003"))
+    await case.reach("fraud_confirmed")
+    await case.skip(hours=5)  # past the grace: nothing more is enforced
+    await case.signal(SIGNAL_REVIEW_OPENED, ReviewOpened("rv-7", "termination", SLA_S))
+    st = await case.reach("termination_review")
+
+    assert [h.stage for h in st.history] == ["warned", "warning_delivered", "fraud_confirmed", "termination_review"]
+    assert st.line_state == "LINE_STATE_SUSPENDED"
+    assert case.carrier.moves() == [
+        warned("high"),
+        LineMove("LINE_STATE_SUSPENDED", "AUTHORITY_REGULATOR_CONFIRMED_FRAUD", *CASE),
+    ]
+    assert case.carrier.templates() == ["TEMPLATE_WARNING"]
+    assert case.carrier.outcome_names() == ["OUTCOME_CONFIRMED_FRAUD"]
+    await case.record_history()  # running: a reviewer decides on termination
