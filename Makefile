@@ -9,7 +9,7 @@ PROTOS := $(shell find protos -name '*.proto')
 DATA_DIR ?= .local
 TYPED := pscommon contracts services workflows pscli
 
-.PHONY: all demo up down clean test lint fmt typecheck protos
+.PHONY: all demo up down clean test lint fmt typecheck protos manifests
 
 all: $(GENERATED)
 
@@ -35,6 +35,9 @@ lint: $(GENERATED)
 
 typecheck: $(GENERATED)
 	$(VENV)/bin/mypy $(TYPED)
+
+manifests: $(INSTALLED)
+	$(PY) deploy/k8s/render.py
 
 fmt: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix .

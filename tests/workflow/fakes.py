@@ -14,8 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from temporalio import activity
 
-from workflows.activities import LineChange, NotifyArgs, OutcomeArgs, RouteText
-from workflows.contracts import (
+from contracts.case import (
     QUERY_STATUS,
     SIGNAL_ASSESSMENT,
     SIGNAL_AUTHORITY_ORDER,
@@ -37,6 +36,7 @@ from workflows.contracts import (
     StageEntry,
     VerificationPassed,
 )
+from workflows.activities import LineChange, NotifyArgs, OutcomeArgs, RouteText
 from workflows.policy import CasePolicy
 
 __all__ = [
