@@ -115,7 +115,7 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
 
 
-_CASE_ID_RE = re.compile(r"^case-([0-9a-f]{20})-(\d+)$")
+_CASE_ID_RE = re.compile(r"case-([0-9a-f]{20})-([0-9]{1,9})")
 
 
 def case_id(line_hash: str, seq: int) -> str:
@@ -125,13 +125,13 @@ def case_id(line_hash: str, seq: int) -> str:
 
 def case_line_hash(case_id: str) -> str | None:
     """The line hash inside a case id, or None if it is not a case id."""
-    m = _CASE_ID_RE.match(case_id)
+    m = _CASE_ID_RE.fullmatch(case_id)
     return m[1] if m else None
 
 
 def case_seq(case_id: str) -> int | None:
     """The case number inside a case id, or None if it is not a case id."""
-    m = _CASE_ID_RE.match(case_id)
+    m = _CASE_ID_RE.fullmatch(case_id)
     return int(m[2]) if m else None
 
 

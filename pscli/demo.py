@@ -26,6 +26,7 @@ from pscommon import temporal
 from pscommon.channels import channel
 from pscommon.config import Settings, settings
 from pscommon.identity import line_hash, mask
+from pscommon.tls import TlsFiles
 
 
 @dataclass
@@ -88,8 +89,8 @@ def scenario(rng: random.Random, t0: datetime) -> tuple[list[Line], list[scoring
 
 
 async def _register(cfg: Settings, lines: list[Line]) -> None:
-    registry = registry_pb2_grpc.RegistryServiceStub(channel(cfg.simulators_addr))
-    scoring = scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr))
+    registry = registry_pb2_grpc.RegistryServiceStub(channel(cfg.simulators_addr, TlsFiles.of_principal(cfg, "ops")))
+    scoring = scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr, TlsFiles.of_principal(cfg, "mediation")))
     for ln in lines:
         await registry.RegisterSubscriber(
             registry_pb2.RegisterSubscriberRequest(
@@ -127,11 +128,15 @@ async def run_demo() -> int:
         for i in range(0, len(cdrs), 25):
             yield scoring_pb2.IngestCdrsRequest(request_id=uuid.uuid4().hex, cdrs=cdrs[i : i + 25])
 
-    resp = await scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr)).IngestCdrs(stream())
+    mediation = channel(cfg.scoring_addr, TlsFiles.of_principal(cfg, "mediation"))
+    resp = await scoring_pb2_grpc.ScoringServiceStub(mediation).IngestCdrs(stream())
     by_hash = {d.line_hash: d for d in resp.decisions}  # the last decision of each line wins
     client = await temporal.connect(cfg)
-    suspension = suspension_pb2_grpc.SuspensionServiceStub(channel(cfg.suspension_addr))
-    verification = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr))
+    suspension = suspension_pb2_grpc.SuspensionServiceStub(
+        channel(cfg.suspension_addr, TlsFiles.of_principal(cfg, "ops"))
+    )
+    app = TlsFiles.of_principal(cfg, "app")  # the carrier's app, acting for a holder it has authenticated
+    verification = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr, app))
     failures = 0
     print(f"\nPlayed {len(cdrs)} CDRs of {len(lines)} lines (case policy: {cfg.case_policy}).\n")
     for ln in lines:

@@ -13,6 +13,12 @@ from pscommon.config import apply_env_file
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="psctl", description="Protective-suspension platform control")
+    ap.add_argument(
+        "--as",
+        dest="principal",
+        default="",
+        help="call as this principal (its certificate in PSP_PKI_DIR, e.g. reviewer-1); default: ops",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     case = sub.add_parser("case", help="cases")
     case_sub = case.add_subparsers(dest="case_command", required=True)
@@ -34,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--decisions", help="a decision file; without it the scenario is replayed first")
     args = ap.parse_args(argv)
     apply_env_file()
+    os.environ["PSP_PRINCIPAL"] = args.principal or os.environ.get("PSP_PRINCIPAL") or "ops"
     if args.command == "replay":
         from pscli.replay import replay
 

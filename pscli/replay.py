@@ -16,6 +16,7 @@ from contracts.pb import ACTION_OF, RISK_LEVEL_OF
 from pscli.scenario import Scenario, ScenarioError, read
 from pscommon.config import Settings, apply_env_file
 from pscommon.probes import grpc_serving
+from pscommon.tls import TlsFiles
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CST = timezone(timedelta(hours=8))
@@ -40,18 +41,31 @@ def decision_line(v: scoring_pb2.LineVerdict) -> dict:
     }
 
 
+def _serving() -> bool:
+    cfg = Settings()
+    try:
+        tls = TlsFiles.from_settings(cfg)
+    except RuntimeError:  # no certificates yet: no stack was ever started here
+        return False
+    return tls.cert.exists() and grpc_serving(cfg.scoring_addr, tls, SERVICE, timeout=2)
+
+
 def stack(command: str) -> None:
     subprocess.run([sys.executable, "-m", "stack", command, "--data-dir", str(REPO / ".local")], cwd=REPO, check=True)
 
 
-def run_replay(sc: Scenario, address: str) -> scoring_pb2.ReplayScenarioResponse:
+def run_replay(sc: Scenario, address: str, tls: TlsFiles) -> scoring_pb2.ReplayScenarioResponse:
     # Sync client: one stream, no event loop, and it leaves no native threads behind at exit.
     options = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]
-    with grpc.insecure_channel(address, options=options) as ch:
+    with grpc.secure_channel(address, tls.channel_credentials(), options=options) as ch:
         return scoring_pb2_grpc.ScoringServiceStub(ch).ReplayScenario(sc.requests(), timeout=3600)
 
 
-def replay(scenario: str, decisions: str, address: str | None = None, keep_stack: bool = False) -> int:
+def replay(
+    scenario: str, decisions: str, address: str | None = None, keep_stack: bool = False, tls: TlsFiles | None = None
+) -> int:
+    """Replays through the scoring service at `address` (default: the local stack, started if needed), calling
+    with `tls` (default: psctl's principal, ops)."""
     try:
         sc = read(scenario)
     except ScenarioError as err:
@@ -62,16 +76,15 @@ def replay(scenario: str, decisions: str, address: str | None = None, keep_stack
         return 2
     started = False
     if address is None:
-        address = Settings().scoring_addr
-        if not grpc_serving(address, SERVICE, timeout=2):
+        if not _serving():
             print("no scoring service is running: starting the embedded stack", file=sys.stderr)
             stack("up")
             started = True
             apply_env_file(REPO / ".local" / "stack.env")
-            address = Settings().scoring_addr
+        address = Settings().scoring_addr
     try:
         t0 = time.monotonic()
-        resp = run_replay(sc, address)
+        resp = run_replay(sc, address, tls or TlsFiles.from_settings(Settings()))
         took = time.monotonic() - t0
     finally:
         if started and not keep_stack:

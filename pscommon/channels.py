@@ -7,7 +7,9 @@ import json
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-_channels: dict[tuple[str, str], grpc.aio.Channel] = {}
+from pscommon.tls import TlsFiles
+
+_channels: dict[tuple[str, str, TlsFiles], grpc.aio.Channel] = {}
 
 
 def retrying(service: str, attempts: int = 3, timeout_s: float = 3.0) -> str:
@@ -32,13 +34,17 @@ def retrying(service: str, attempts: int = 3, timeout_s: float = 3.0) -> str:
     )
 
 
-def channel(target: str, service_config: str = "") -> grpc.aio.Channel:
-    """One shared channel per target (and service config) per process; channels multiplex calls."""
-    ch = _channels.get((target, service_config))
+def channel(target: str, tls: TlsFiles, service_config: str = "") -> grpc.aio.Channel:
+    """One shared mutual-TLS channel per target, identity and service config per process; channels multiplex
+    calls. `tls` names the CA and the certificate this process calls with (its principal)."""
+    key = (target, service_config, tls)
+    ch = _channels.get(key)
     if ch is None:
         options = [("grpc.enable_retries", 1), ("grpc.service_config", service_config)] if service_config else []
-        ch = grpc.aio.insecure_channel(target, options=options, interceptors=aio_client_interceptors())
-        _channels[(target, service_config)] = ch
+        ch = grpc.aio.secure_channel(
+            target, tls.channel_credentials(), options=options, interceptors=aio_client_interceptors()
+        )
+        _channels[key] = ch
     return ch
 
 

@@ -46,6 +46,17 @@ class Settings:
     # How often scoring writes changed line windows to PostgreSQL (what a crash can lose, at most).
     scoring_snapshot_s: float = field(default_factory=lambda: float(_env("PSP_SCORING_SNAPSHOT_S", "30")))
     shutdown_grace_s: float = field(default_factory=lambda: float(_env("PSP_SHUTDOWN_GRACE_S", "5")))
+    # Mutual TLS: the platform CA, and this process's certificate and key (its principal, also its server
+    # certificate). The local stack issues them into .local/pki; in Kubernetes cert-manager mounts them.
+    # Or, instead of the three paths: a folder of <principal>.pem/.key beside ca.pem, and which principal this is.
+    pki_dir: str = field(default_factory=lambda: _env("PSP_PKI_DIR", ""))
+    principal: str = field(default_factory=lambda: _env("PSP_PRINCIPAL", ""))
+    tls_ca: str = field(default_factory=lambda: _env("PSP_TLS_CA", ""))
+    tls_cert: str = field(default_factory=lambda: _env("PSP_TLS_CERT", ""))
+    tls_key: str = field(default_factory=lambda: _env("PSP_TLS_KEY", ""))
+    trust_domain: str = field(default_factory=lambda: _env("PSP_TRUST_DOMAIN", "psp.local"))
+    # The access table (who may call what); empty: the one shipped in contracts/.
+    access_table: str = field(default_factory=lambda: _env("PSP_ACCESS_TABLE", ""))
 
 
 def settings() -> Settings:

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 # A connection, whether taken from a pool or opened alone: what SQL functions take.
 Conn = asyncpg.Connection | PoolConnectionProxy
 
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]*")
 _COMMON_MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
 
 
@@ -23,7 +23,7 @@ async def connect(
 ) -> asyncpg.Pool:
     """Migrates the schema with the service's `migrations` folder, then returns a pool whose connections see only
     that schema."""
-    if not _SCHEMA_RE.match(schema):
+    if not _SCHEMA_RE.fullmatch(schema):
         raise ValueError(f"bad schema name {schema!r}")
     conn = await asyncpg.connect(dsn)
     try:

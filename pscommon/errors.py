@@ -56,9 +56,25 @@ class ServiceError(Exception):
         return rpc_status.to_status(status)
 
 
+MAX_VIOLATIONS = 20  # so a BadRequest always fits the client's metadata limit
+
+
 def invalid_argument(violations: list[tuple[str, str]]) -> ServiceError:
-    fields = ", ".join(f for f, _ in violations)
-    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid fields: {fields}", "INVALID_FIELD", violations)
+    """INVALID_ARGUMENT naming the bad fields: the first 20, and how many there were in all."""
+    shown = violations[:MAX_VIOLATIONS]
+    more = len(violations) - len(shown)
+    fields = ", ".join(f for f, _ in shown) + (f" and {more} more" if more else "")
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"invalid fields: {fields}"[:1000],
+        "INVALID_FIELD",
+        shown,
+        metadata={"violations": str(len(violations))},
+    )
+
+
+def unauthenticated(message: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message, "UNKNOWN_PRINCIPAL")
 
 
 def not_found(what: str, reason: str = "NOT_FOUND") -> ServiceError:
@@ -85,8 +101,8 @@ def resource_exhausted(message: str, reason: str, retry_after_s: float, metadata
     )
 
 
-def permission_denied(message: str, reason: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, reason)
+def permission_denied(message: str, reason: str, metadata: dict[str, str] | None = None) -> ServiceError:
+    return ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, reason, metadata=metadata)
 
 
 def parse_details(err: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo | None, list[tuple[str, str]]]:

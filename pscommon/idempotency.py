@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
@@ -21,6 +22,8 @@ from google.protobuf.message import Message
 
 from pscommon.db import Conn
 from pscommon.errors import invalid_argument
+
+log = logging.getLogger(__name__)
 
 Req = TypeVar("Req", bound=Message)
 R = TypeVar("R", bound=Message)
@@ -38,17 +41,25 @@ class HasRequestId(Protocol):
 
 @dataclass
 class Tx:
-    """The transaction a mutation's work runs in, and what to do once it has committed (only on first run)."""
+    """The transaction a mutation's work runs in, what to do once it has committed (only on first run), and
+    how to undo an outside effect the work made if the transaction then fails (compensation)."""
 
     conn: Conn
     after: list[AfterCommit] = field(default_factory=list)
+    undo: list[AfterCommit] = field(default_factory=list)
 
     def after_commit(self, action: AfterCommit) -> None:
         self.after.append(action)
 
+    def on_rollback(self, action: AfterCommit) -> None:
+        """Runs (last registered first) if the work or the commit fails after this point."""
+        self.undo.append(action)
 
-def _fingerprint(request: Message) -> bytes:
-    return hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
+
+def _fingerprint(request: Message, principal: str) -> bytes:
+    """The request and who sent it: the same request_id from another caller is another request."""
+    body = request.SerializeToString(deterministic=True)
+    return hashlib.sha256(principal.encode() + b"\0" + body if principal else body).digest()
 
 
 async def once(
@@ -58,34 +69,62 @@ async def once(
     request: Message,
     response_type: type[R],
     work: Callable[[Tx], Awaitable[R]],
+    principal: str = "",
 ) -> R:
-    """Runs `work` in a transaction unless request_id was seen; a reuse with another request is rejected.
-    The work's after-commit actions run once the transaction has committed."""
-    fingerprint = _fingerprint(request)
+    """Runs `work` in a transaction unless request_id was seen; a reuse with another request (or by another
+    caller) is rejected. The work's after-commit actions run once the transaction has committed; if the work or
+    the commit fails, its compensations run."""
+    # Rows written before callers were part of the fingerprint still answer their retries.
+    fingerprint = (_fingerprint(request, principal), _fingerprint(request, ""))
     async with pool.acquire() as conn:
         tx = Tx(conn)
-        async with conn.transaction():
-            # Serialise concurrent repeats of one request_id; different ids never wait on each other.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", request_id)
-            row = await conn.fetchrow(
-                "SELECT method, request_hash, response FROM idempotency WHERE request_id = $1", request_id
-            )
-            if row is not None:
-                if row["method"] != method or bytes(row["request_hash"]) != fingerprint:
-                    raise invalid_argument([("request_id", "already used for a different request")])
-                return response_type.FromString(bytes(row["response"]))
-            response = await work(tx)
-            await conn.execute(
-                "INSERT INTO idempotency (request_id, method, request_hash, response) VALUES ($1, $2, $3, $4)",
-                request_id,
-                method,
-                fingerprint,
-                response.SerializeToString(deterministic=True),
-            )
+        try:
+            response = await _run_once(conn, tx, method, request_id, fingerprint, response_type, work)
+        except BaseException:
+            for action in reversed(tx.undo):
+                try:
+                    await _call(action)
+                except Exception:  # the original failure is what the caller must see; the undo is logged
+                    log.exception("%s: compensation failed", method)
+            raise
     for action in tx.after:
-        done = action()
-        if inspect.isawaitable(done):
-            await done
+        await _call(action)
+    return response
+
+
+async def _call(action: AfterCommit) -> None:
+    done = action()
+    if inspect.isawaitable(done):
+        await done
+
+
+async def _run_once(
+    conn: Conn,
+    tx: Tx,
+    method: str,
+    request_id: str,
+    fingerprint: tuple[bytes, bytes],
+    response_type: type[R],
+    work: Callable[[Tx], Awaitable[R]],
+) -> R:
+    async with conn.transaction():
+        # Serialise concurrent repeats of one request_id; different ids never wait on each other.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", request_id)
+        row = await conn.fetchrow(
+            "SELECT method, request_hash, response FROM idempotency WHERE request_id = $1", request_id
+        )
+        if row is not None:
+            if row["method"] != method or bytes(row["request_hash"]) not in fingerprint:
+                raise invalid_argument([("request_id", "already used for a different request")])
+            return response_type.FromString(bytes(row["response"]))
+        response = await work(tx)
+        await conn.execute(
+            "INSERT INTO idempotency (request_id, method, request_hash, response) VALUES ($1, $2, $3, $4)",
+            request_id,
+            method,
+            fingerprint[0],
+            response.SerializeToString(deterministic=True),
+        )
     return response
 
 

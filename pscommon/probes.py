@@ -7,6 +7,8 @@ import socket
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from pscommon.tls import TlsFiles
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free right now (another process can still take it before it is bound)."""
@@ -22,10 +24,11 @@ def tcp_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def grpc_serving(target: int | str, service: str = "", timeout: float = 1) -> bool:
-    """Whether a gRPC health service answers SERVING; `target` is a local port or "host:port"."""
+def grpc_serving(target: int | str, tls: TlsFiles, service: str = "", timeout: float = 1) -> bool:
+    """Whether a gRPC health service answers SERVING to the principal of `tls`; `target` is a local port or
+    "host:port"."""
     address = f"127.0.0.1:{target}" if isinstance(target, int) else target
-    with grpc.insecure_channel(address) as ch:
+    with grpc.secure_channel(address, tls.channel_credentials()) as ch:
         try:
             stub = health_pb2_grpc.HealthStub(ch)  # its stub (types-grpcio-health-checking) omits the RPCs
             resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)  # type: ignore[attr-defined]

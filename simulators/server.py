@@ -10,6 +10,7 @@ from carrier.ivr.v1 import ivr_pb2_grpc
 from carrier.push.v1 import push_pb2_grpc
 from carrier.registry.v1 import registry_pb2_grpc
 from carrier.simulator.v1 import simulator_pb2_grpc
+from contracts import ACCESS_TABLE
 from pscommon import grpc_server
 from pscommon.config import Settings
 from pscommon.probes import free_port
@@ -49,8 +50,9 @@ class Simulators:
                 "carrier.simulator.v1.FaultInjectionService",
             ]
 
+        security = grpc_server.Security.from_settings(cfg, ACCESS_TABLE)
         self.grpc = await grpc_server.start(
-            "simulators", grpc_port, register, extra_interceptors=[FaultInterceptor(self.faults)]
+            "simulators", grpc_port, register, security, extra_interceptors=[FaultInterceptor(self.faults)]
         )
         self.smsc = await self._start_smsc(cfg.smsc_host, smsc_port)
         self.grpc.on_stop.append(self.smsc.stop)

@@ -13,6 +13,8 @@ import time
 
 from pscommon import codec, temporal
 from pscommon.config import Settings, load_env_file, write_env_file
+from pscommon.pki import LocalPki
+from pscommon.tls import TlsFiles
 from stack import postgres
 from stack.binaries import venv_bin
 from stack.processes import Proc, module, pid_of, spawn, stop, wait_ready
@@ -44,12 +46,12 @@ def processes(data: pathlib.Path) -> list[Proc]:
     return [
         Proc("temporal", temporal_argv, tcp_port=TEMPORAL_PORT),
         module("codec-server", "pscommon.codec_server", tcp_port=CODEC_PORT),
-        module("simulators", "simulators.server", grpc_port=PORTS["simulators"]),
-        module("suspension", "services.suspension.server", grpc_port=PORTS["suspension"]),
-        module("notify", "services.notify.server", grpc_port=PORTS["notify"]),
-        module("verification", "services.verification.server", grpc_port=PORTS["verification"]),
-        module("scoring", "services.scoring.server", grpc_port=PORTS["scoring"]),
-        module("worker", "workflows.worker"),
+        module("simulators", "simulators.server", PORTS["simulators"], principal="simulators"),
+        module("suspension", "services.suspension.server", PORTS["suspension"], principal="suspension"),
+        module("notify", "services.notify.server", PORTS["notify"], principal="notify"),
+        module("verification", "services.verification.server", PORTS["verification"], principal="verification"),
+        module("scoring", "services.scoring.server", PORTS["scoring"], principal="scoring"),
+        module("worker", "workflows.worker", principal="worker"),
     ]
 
 
@@ -71,6 +73,10 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
         }
     # Time-compressed delivery retries for the local stack (added here too for data folders made before it).
     values.setdefault("PSP_DELIVERY_POLICY", os.environ.get("PSP_DELIVERY_POLICY", "delivery_demo"))
+    # The stack's own CA and a certificate per process and per caller; psctl calls as ops unless told.
+    values.setdefault("PSP_PKI_DIR", str(data / "pki"))
+    values.setdefault("PSP_TRUST_DOMAIN", "psp.local")
+    LocalPki(pathlib.Path(values["PSP_PKI_DIR"]), values["PSP_TRUST_DOMAIN"]).ensure_local()
     uri = postgres.server_uri(data)
     values["DATABASE_URL"] = asyncio.run(postgres.ensure_database(uri, "psp"))
     write_env_file(env_file, values)
@@ -109,9 +115,10 @@ def up(data: pathlib.Path) -> None:
     external_db = bool(os.environ.get("DATABASE_URL"))
     values = stack_env(data)
     env = {**os.environ, **values}
+    probe = TlsFiles.in_folder(pathlib.Path(values["PSP_PKI_DIR"]), "ops")
     for p in processes(data):
         spawn(p, data, env)
-        wait_ready(p, data)
+        wait_ready(p, data, probe)
         print(f"  {p.name:<13} ready", flush=True)
     os.environ.update(values)
     wait_for_worker(Settings())
@@ -119,7 +126,8 @@ def up(data: pathlib.Path) -> None:
     print(f"  Temporal UI   http://127.0.0.1:{UI_PORT}   (payloads decrypted by the codec server on :{CODEC_PORT})")
     print(f"  PostgreSQL    {'from DATABASE_URL' if external_db else 'embedded, ' + str(data / 'pg')}")
     for name, port in PORTS.items():
-        print(f"  {name:<13} 127.0.0.1:{port}")
+        print(f"  {name:<13} 127.0.0.1:{port}  (mutual TLS)")
+    print(f"  certificates  {values['PSP_PKI_DIR']}  (ca.pem; <principal>.pem/.key; psctl pki issue ROLE ID)")
     print(f"  SMSC (SMPP)   127.0.0.1:{Settings().smsc_port}")
     print(f"  mail (SMTP)   127.0.0.1:{Settings().smtp_port}")
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from pscommon.probes import grpc_serving, tcp_open
+from pscommon.tls import TlsFiles
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,11 @@ class Proc:
     argv: list[str]
     grpc_port: int | None = None
     tcp_port: int | None = None
+    principal: str = ""  # whose certificate it serves and calls with (.local/pki/<principal>.pem)
 
 
-def module(name: str, mod: str, grpc_port: int | None = None, tcp_port: int | None = None) -> Proc:
-    return Proc(name, [sys.executable, "-m", mod], grpc_port, tcp_port)
+def module(name: str, mod: str, grpc_port: int | None = None, tcp_port: int | None = None, principal: str = "") -> Proc:
+    return Proc(name, [sys.executable, "-m", mod], grpc_port, tcp_port, principal)
 
 
 def pid_of(run_dir: pathlib.Path, name: str) -> int | None:
@@ -44,18 +46,19 @@ def spawn(p: Proc, data: pathlib.Path, env: dict[str, str]) -> int:
     if pid is not None:
         return pid
     log = open(log_dir / f"{p.name}.log", "ab")  # handed to the child, which keeps it open
+    env = {**env, "PSP_PRINCIPAL": p.principal} if p.principal else env
     child = subprocess.Popen(p.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     (run_dir / f"{p.name}.pid").write_text(str(child.pid))
     return child.pid
 
 
-def wait_ready(p: Proc, data: pathlib.Path, timeout_s: float = 90) -> None:
+def wait_ready(p: Proc, data: pathlib.Path, probe_as: TlsFiles, timeout_s: float = 90) -> None:
     """Polls until the process answers (a launcher may poll; tests never do)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if pid_of(data / "run", p.name) is None:
             raise RuntimeError(f"{p.name} exited; see {data / 'logs' / (p.name + '.log')}")
-        if p.grpc_port is not None and grpc_serving(p.grpc_port):
+        if p.grpc_port is not None and grpc_serving(p.grpc_port, probe_as):
             return
         if p.tcp_port is not None and tcp_open(p.tcp_port):
             return

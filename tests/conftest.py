@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 from pscommon import channels, codec, temporal
 from pscommon.config import Settings
+from pscommon.pki import LocalPki
 from pscommon.telemetry import setup_tracing
 from services.notify import server as notify_server
 from services.scoring import server as scoring_server
@@ -33,6 +34,7 @@ from stack import postgres
 from stack.binaries import venv_bin
 from workflows import worker as case_worker
 
+TRUST_DOMAIN = "psp.test"
 SPANS = InMemorySpanExporter()
 setup_tracing("tests").add_span_processor(SimpleSpanProcessor(SPANS))
 
@@ -48,6 +50,15 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
+def pki_dir() -> Iterator[pathlib.Path]:
+    """The tests' own CA and a certificate per process and caller, as the local stack issues them."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="psp-pki-"))
+    LocalPki(folder, TRUST_DOMAIN).ensure_local()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def database_server() -> str:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="psp-test-"))
     uri = postgres.server_uri(tmp)
@@ -57,7 +68,7 @@ def database_server() -> str:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def stack(database_server: str) -> AsyncIterator[Stack]:
+async def stack(database_server: str, pki_dir: pathlib.Path) -> AsyncIterator[Stack]:
     dsn = await postgres.ensure_database(database_server, f"psp_test_{uuid.uuid4().hex[:8]}")
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=venv_bin("temporal-test-server"))
     cfg = Settings(
@@ -67,11 +78,13 @@ async def stack(database_server: str) -> AsyncIterator[Stack]:
         codec_active_key="test-1",
         case_policy="default",
         delivery_policy="delivery_demo",
+        pki_dir=str(pki_dir),
+        trust_domain=TRUST_DOMAIN,
     )
     client = await temporal.connect(cfg)
     await temporal.ensure_search_attributes(client)
     sims = Simulators()
-    await sims.start(cfg, 0, 0, 0)
+    await sims.start(dataclasses.replace(cfg, principal="simulators"), 0, 0, 0)
     assert sims.grpc is not None and sims.smsc is not None and sims.mail is not None
     cfg = dataclasses.replace(
         cfg, simulators_addr=f"127.0.0.1:{sims.grpc.port}", smsc_port=sims.smsc.port, smtp_port=sims.mail.port
@@ -83,10 +96,10 @@ async def stack(database_server: str) -> AsyncIterator[Stack]:
         ("verification", verification_server),
         ("scoring", scoring_server),
     ):
-        services[name] = await module.start(cfg, 0)
+        services[name] = await module.start(dataclasses.replace(cfg, principal=name), 0)
         # Services started later (verification asks suspension) call the ones started before.
         cfg = dataclasses.replace(cfg, **{f"{name}_addr": f"127.0.0.1:{services[name].port}"})
-    worker: Worker = case_worker.build(client, cfg)
+    worker: Worker = case_worker.build(client, dataclasses.replace(cfg, principal="worker"))
     async with worker:
         yield Stack(cfg, env, client, sims, SPANS, services)
     for svc in services.values():

@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import pathlib
 import uuid
 from datetime import datetime, timedelta
 
+import grpc
+
 from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from contracts import ACCESS_TABLE
+from pscommon import access
 from pscommon.channels import channel
+from pscommon.config import Settings
+from pscommon.pki import CALLERS, SERVERS
+from pscommon.tls import TlsFiles
+
+TABLE = access.load(ACCESS_TABLE)
+# One local principal per role (the first the local PKI issues).
+PRINCIPAL_OF_ROLE = {role: name for name, role in reversed([*SERVERS.items(), *CALLERS.items()])}
 
 
 def rid() -> str:
     return uuid.uuid4().hex
+
+
+def tls_as(cfg: Settings, principal: str) -> TlsFiles:
+    """The certificate of `principal` (reviewer-1, mediation, ops ...) from the tests' CA."""
+    return TlsFiles.in_folder(pathlib.Path(cfg.pki_dir), principal)
+
+
+def connect(cfg: Settings, service: str, principal: str) -> grpc.aio.Channel:
+    """A channel to `service` (scoring, suspension, notify, verification, simulators) calling as `principal`."""
+    return channel(getattr(cfg, f"{service}_addr"), tls_as(cfg, principal))
+
+
+def allowed_principal(method: str) -> str:
+    """A local principal the access table lets call `method` ("package.Service/Method")."""
+    roles = sorted(TABLE.roles_for(method))
+    assert roles, f"nobody may call {method}"
+    return PRINCIPAL_OF_ROLE[roles[0]]
 
 
 async def register_line(
@@ -28,7 +57,7 @@ async def register_line(
     service_password: str = "",
     recent_contacts: tuple[str, ...] = (),
 ) -> None:
-    await registry_pb2_grpc.RegistryServiceStub(channel(cfg.simulators_addr)).RegisterSubscriber(
+    await registry_pb2_grpc.RegistryServiceStub(connect(cfg, "simulators", "ops")).RegisterSubscriber(
         registry_pb2.RegisterSubscriberRequest(
             request_id=rid(),
             subscriber=registry_pb2.Subscriber(
@@ -45,7 +74,7 @@ async def register_line(
             ),
         )
     )
-    await scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr)).UpsertSubscriber(
+    await scoring_pb2_grpc.ScoringServiceStub(connect(cfg, "scoring", "mediation")).UpsertSubscriber(
         scoring_pb2.UpsertSubscriberRequest(
             request_id=rid(),
             msisdn=msisdn,
@@ -82,7 +111,7 @@ async def ingest(cfg, cdrs: list[scoring_pb2.Cdr], batch: int = 50) -> scoring_p
         for i in range(0, len(cdrs), batch):
             yield scoring_pb2.IngestCdrsRequest(request_id=rid(), cdrs=cdrs[i : i + batch])
 
-    return await scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr)).IngestCdrs(batches())
+    return await scoring_pb2_grpc.ScoringServiceStub(connect(cfg, "scoring", "mediation")).IngestCdrs(batches())
 
 
 async def open_case(stack, msisdn: str, risk_level: str, action: str, seq: int = 1, province: str = "44") -> str:
@@ -104,3 +133,15 @@ async def open_case(stack, msisdn: str, risk_level: str, action: str, seq: int =
     case = CaseInput(msisdn, h, mask(msisdn), province, "zh", assessment)
     await stack.client.start_workflow(WORKFLOW_NAME, case, id=case_id, task_queue=stack.cfg.task_queue)
     return case_id
+
+
+class AsAllowed:
+    """A stub of `service` whose every call goes out as a principal the access table lets call that method
+    (tests of behaviour behind the trust boundary; the boundary itself is tested in tests/security)."""
+
+    def __init__(self, cfg: Settings, service: str, stub_class: type, full_name: str) -> None:
+        self.cfg, self.service, self.stub_class, self.full_name = cfg, service, stub_class, full_name
+
+    def __getattr__(self, method: str) -> object:
+        principal = allowed_principal(f"{self.full_name}/{method}")
+        return getattr(self.stub_class(connect(self.cfg, self.service, principal)), method)

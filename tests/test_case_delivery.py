@@ -12,9 +12,8 @@ from carrier.hlr.v1 import hlr_pb2
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from contracts.case import UPDATE_WAIT_STAGE, WORKFLOW_NAME, Assessment, CaseInput, CaseStatus, ReasonText
 from pscommon import temporal
-from pscommon.channels import channel
 from pscommon.identity import line_hash, mask
-from tests.helpers import register_line
+from tests.helpers import connect, register_line
 
 REASONS = [
     ReasonText(
@@ -53,7 +52,7 @@ async def start_case(stack, msisdn: str, province: str, risk: str, action: str):
 
 
 async def line(stack, msisdn: str) -> suspension_pb2.GetLineResponse:
-    return await suspension_pb2_grpc.SuspensionServiceStub(channel(stack.cfg.suspension_addr)).GetLine(
+    return await suspension_pb2_grpc.SuspensionServiceStub(connect(stack.cfg, "suspension", "ops")).GetLine(
         suspension_pb2.GetLineRequest(msisdn=msisdn)
     )
 

@@ -14,9 +14,8 @@ from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
-from pscommon.channels import channel
 from pscommon.errors import parse_details
-from tests.helpers import register_line, rid
+from tests.helpers import allowed_principal, connect, register_line, rid
 
 SERVICES = {
     "scoring": "carrier.scoring.v1.ScoringService",
@@ -28,7 +27,7 @@ SERVICES = {
 
 @pytest.mark.parametrize("name", SERVICES)
 async def test_health_and_reflection(stack, name):
-    ch = channel(getattr(stack.cfg, f"{name}_addr"))
+    ch = connect(stack.cfg, name, "ops")
     health = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=SERVICES[name]))
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     call = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
@@ -38,13 +37,17 @@ async def test_health_and_reflection(stack, name):
     assert SERVICES[name] in listed and "grpc.health.v1.Health" in listed
 
 
-def stubs(cfg):
-    return {
-        "scoring": scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr)),
-        "suspension": suspension_pb2_grpc.SuspensionServiceStub(channel(cfg.suspension_addr)),
-        "notify": notify_pb2_grpc.NotifyServiceStub(channel(cfg.notify_addr)),
-        "verification": verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr)),
-    }
+STUBS = {
+    "scoring": scoring_pb2_grpc.ScoringServiceStub,
+    "suspension": suspension_pb2_grpc.SuspensionServiceStub,
+    "notify": notify_pb2_grpc.NotifyServiceStub,
+    "verification": verification_pb2_grpc.VerificationServiceStub,
+}
+
+
+def stub_for(cfg, service: str, method: str):
+    """A stub of `service` calling as a principal the access table lets call `method`."""
+    return STUBS[service](connect(cfg, service, allowed_principal(f"{SERVICES[service]}/{method}")))
 
 
 async def _one_batch(req):
@@ -263,15 +266,15 @@ BAD = [
 
 @pytest.mark.parametrize(("service", "method", "request_", "field"), BAD, ids=[f"{b[1]}-{b[3]}" for b in BAD])
 async def test_bad_field_is_invalid_argument_naming_it(stack, service, method, request_, field):
-    stub = stubs(stack.cfg)[service]
+    stub_ = stub_for(stack.cfg, service, method)
     streaming = method in ("IngestCdrs", "ScoreCdrs", "ReplayScenario")
     arg = _one_batch(request_) if streaming else request_
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         if method == "ScoreCdrs":
-            async for _ in stub.ScoreCdrs(arg):
+            async for _ in stub_.ScoreCdrs(arg):
                 pass
         else:
-            await getattr(stub, method)(arg)
+            await getattr(stub_, method)(arg)
     err = caught.value
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
     info, violations = parse_details(err)
@@ -290,7 +293,7 @@ async def _count(cfg, sql: str, *args) -> int:
 async def test_repeated_change_returns_first_answer_and_writes_nothing(stack):
     msisdn = "19300000001"
     await register_line(stack.cfg, msisdn, "44", "holder-x")
-    stub = stubs(stack.cfg)["suspension"]
+    stub = stub_for(stack.cfg, "suspension", "ChangeLineState")
     req = suspension_pb2.ChangeLineStateRequest(
         request_id=rid(),
         msisdn=msisdn,
@@ -332,13 +335,13 @@ async def test_hlr_outage_leaves_no_half_written_state(stack):
 
     msisdn = "19300000002"
     await register_line(stack.cfg, msisdn, "44", "holder-y")
-    faults = simulator_pb2_grpc.FaultInjectionServiceStub(channel(stack.cfg.simulators_addr))
+    faults = simulator_pb2_grpc.FaultInjectionServiceStub(connect(stack.cfg, "simulators", "ops"))
     await faults.SetFault(
         simulator_pb2.SetFaultRequest(
             fault=simulator_pb2.Fault(target="/carrier.hlr.v1.HlrService/SetBarring", fail_next=1, error="UNAVAILABLE")
         )
     )
-    stub = stubs(stack.cfg)["suspension"]
+    stub = stub_for(stack.cfg, "suspension", "ChangeLineState")
     req = suspension_pb2.ChangeLineStateRequest(
         request_id=rid(),
         msisdn=msisdn,
@@ -360,7 +363,7 @@ async def test_hlr_outage_leaves_no_half_written_state(stack):
 
 
 async def test_repeated_notification_is_sent_once_and_its_receipt_is_kept(stack):
-    stub = stubs(stack.cfg)["notify"]
+    stub = stub_for(stack.cfg, "notify", "SendNotification")
     req = notify_pb2.SendNotificationRequest(
         request_id=rid(),
         msisdn="19300000003",
@@ -393,13 +396,13 @@ async def test_deadline_is_honoured_and_inherited_downstream(stack):
     from carrier.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 
     msisdn = "19300000004"
-    faults = simulator_pb2_grpc.FaultInjectionServiceStub(channel(stack.cfg.simulators_addr))
+    faults = simulator_pb2_grpc.FaultInjectionServiceStub(connect(stack.cfg, "simulators", "ops"))
     await faults.SetFault(
         simulator_pb2.SetFaultRequest(
             fault=simulator_pb2.Fault(target="/carrier.hlr.v1.HlrService/SetBarring", latency_ms=3000)
         )
     )
-    stub = stubs(stack.cfg)["suspension"]
+    stub = stub_for(stack.cfg, "suspension", "ChangeLineState")
     try:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.ChangeLineState(

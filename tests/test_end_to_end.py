@@ -12,15 +12,14 @@ from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
 from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
 from pscommon import temporal
-from pscommon.channels import channel
-from tests.helpers import ingest, register_line, rid, scam_burst
+from tests.helpers import connect, ingest, register_line, rid, scam_burst
 
 MSISDN = "19312345678"
 HOLDER = "holder-44-0001"
 
 
 async def line_agrees_with_network(stack, state: int) -> suspension_pb2.GetLineResponse:
-    got = await suspension_pb2_grpc.SuspensionServiceStub(channel(stack.cfg.suspension_addr)).GetLine(
+    got = await suspension_pb2_grpc.SuspensionServiceStub(connect(stack.cfg, "suspension", "ops")).GetLine(
         suspension_pb2.GetLineRequest(msisdn=MSISDN)
     )
     assert got.line.state == state
@@ -53,8 +52,9 @@ async def test_line_is_warned_suspended_and_restored_after_verification(stack):
     got = await line_agrees_with_network(stack, common_pb2.LINE_STATE_SUSPENDED)
     assert got.line.barring.outgoing_voice and got.line.barring.incoming_voice and got.line.barring.data
 
-    verify = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr))
-    outcome = await verify.SubmitInPersonVerification(
+    hall = verification_pb2_grpc.VerificationServiceStub(connect(cfg, "verification", "hall"))
+    reviewer = verification_pb2_grpc.VerificationServiceStub(connect(cfg, "verification", "reviewer-1"))
+    outcome = await hall.SubmitInPersonVerification(
         verification_pb2.SubmitInPersonVerificationRequest(
             request_id=rid(),
             case_id=case_id,
@@ -72,14 +72,11 @@ async def test_line_is_warned_suspended_and_restored_after_verification(stack):
     assert outcome.outcome.result == verification_pb2.RESULT_PENDING_REVIEW, outcome.outcome.failures
     review_id = outcome.outcome.review_id
     await handle.execute_update(UPDATE_WAIT_STAGE, "awaiting_reviewer", result_type=CaseStatus)
-    await verify.ClaimReview(
-        verification_pb2.ClaimReviewRequest(request_id=rid(), review_id=review_id, reviewer_id="reviewer-7")
-    )
-    await verify.DecideReview(
+    await reviewer.ClaimReview(verification_pb2.ClaimReviewRequest(request_id=rid(), review_id=review_id))
+    await reviewer.DecideReview(
         verification_pb2.DecideReviewRequest(
             request_id=rid(),
             review_id=review_id,
-            reviewer_id="reviewer-7",
             decision=verification_pb2.DECISION_APPROVE,
             note="hall check and employment letter in order",
         )

@@ -19,6 +19,7 @@ from contracts.case import Delivery, DeliveryAttempt, DeliveryStatus, ReasonText
 from contracts.pb import RISK_LEVEL_PB, ROUTE_OF
 from pscommon.channels import channel
 from pscommon.config import Settings
+from pscommon.tls import TlsFiles
 from workflows import policy
 
 # Errors that a retry cannot fix: the workflow must decide.
@@ -120,10 +121,14 @@ def delivery(resp: notify_pb2.GetNotificationResponse) -> Delivery:
 class CaseActivities:
     def __init__(self, cfg: Settings) -> None:
         self.cfg = cfg
-        self.suspension = suspension_pb2_grpc.SuspensionServiceStub(channel(cfg.suspension_addr))
-        self.notify = notify_pb2_grpc.NotifyServiceStub(channel(cfg.notify_addr))
-        self.scoring = scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr))
-        self.verification = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr))
+        self.suspension = suspension_pb2_grpc.SuspensionServiceStub(
+            channel(cfg.suspension_addr, TlsFiles.from_settings(cfg))
+        )
+        self.notify = notify_pb2_grpc.NotifyServiceStub(channel(cfg.notify_addr, TlsFiles.from_settings(cfg)))
+        self.scoring = scoring_pb2_grpc.ScoringServiceStub(channel(cfg.scoring_addr, TlsFiles.from_settings(cfg)))
+        self.verification = verification_pb2_grpc.VerificationServiceStub(
+            channel(cfg.verification_addr, TlsFiles.from_settings(cfg))
+        )
 
     @activity.defn
     async def load_case_policy(self) -> policy.CasePolicy:

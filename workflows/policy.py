@@ -22,7 +22,7 @@ class CasePolicy:
 
 
 def load(name: str) -> CasePolicy:
-    if not re.match(r"^[a-z0-9_-]+$", name):
+    if not re.fullmatch(r"[a-z0-9_-]+", name):
         raise ValueError(f"bad case policy name {name!r}")
     raw = yaml.safe_load((POLICY_DIR / f"{name}.yaml").read_text())
     return CasePolicy(

@@ -21,6 +21,7 @@ from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from pscommon.channels import channel
 from pscommon.config import Settings
 from pscommon.identity import mask
+from pscommon.tls import TlsFiles
 from services.notify.smpp_link import SmppLink, SubmitRefused
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class Channels:
     def __init__(self, cfg: Settings, link: SmppLink) -> None:
         self.cfg = cfg
         self.link = link
-        sims = channel(cfg.simulators_addr)
+        sims = channel(cfg.simulators_addr, TlsFiles.from_settings(cfg))
         self.hlr = hlr_pb2_grpc.HlrServiceStub(sims)
         self.registry = registry_pb2_grpc.RegistryServiceStub(sims)
         self.push_gateway = push_pb2_grpc.PushGatewayServiceStub(sims)

@@ -51,6 +51,6 @@ def parse(raw: dict) -> DeliveryPolicy:
 
 
 def load(name: str) -> DeliveryPolicy:
-    if not re.match(r"^[a-z0-9_-]+$", name):
+    if not re.fullmatch(r"[a-z0-9_-]+", name):
         raise ValueError(f"bad delivery policy name {name!r}")
     return parse(yaml.safe_load((POLICY_DIR / f"{name}.yaml").read_text()))

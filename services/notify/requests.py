@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from carrier.notify.v1 import notify_pb2
 from pscommon.validation import Violations
 
@@ -21,10 +19,14 @@ def check_send(r: notify_pb2.SendNotificationRequest) -> None:
     v.raise_if_any()
 
 
+MAX_WAIT_S = 300  # a long poll, not a parked connection
+
+
 def check_get(r: notify_pb2.GetNotificationRequest) -> None:
     v = Violations()
-    try:
-        uuid.UUID(r.notification_id)
-    except ValueError:
-        v.add("notification_id", "must be a UUID returned by SendNotification")
+    v.uuid(r.notification_id, "notification_id")
+    wait = r.wait_for_outcome
+    v.check(
+        0 <= wait.seconds <= MAX_WAIT_S and wait.nanos >= 0, "wait_for_outcome", f"from 0 up to {MAX_WAIT_S} seconds"
+    )
     v.raise_if_any()

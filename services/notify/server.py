@@ -11,6 +11,7 @@ import asyncpg
 import grpc
 
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
+from contracts import ACCESS_TABLE
 from pscommon import db, grpc_server
 from pscommon.config import Settings
 from pscommon.errors import not_found
@@ -160,6 +161,7 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
         notify_pb2_grpc.add_NotifyServiceServicer_to_server,
         servicer,
         SERVICE,
+        grpc_server.Security.from_settings(cfg, ACCESS_TABLE),
         [pool.close, link.stop, dispatcher.stop],
     )
 

@@ -65,12 +65,12 @@ class Sandbox:
             if item.cell.risk >= scoring_pb2.CELL_RISK_ELEVATED:
                 self.engine.cells[item.cell.cell_id] = item.cell.risk
         elif kind == "cdrs":
-            rows = requests.cdr_rows(v, item.cdrs.cdrs, p + ".cdrs")
+            rows = requests.cdr_rows(v, item.cdrs.cdrs, p + ".cdrs", requests.REPLAY_LATEST_S)
             v.raise_if_any()
             score_cdrs(self.engine, rows)
             self.cdrs += len(item.cdrs.cdrs)
         elif kind == "report":
-            requests.check_report(v, item.report, p + ".")
+            requests.check_report(v, item.report, p + ".", live=False)
             v.raise_if_any()
             r = item.report
             self.engine.report(r.msisdn, r.at.seconds, requests.report_source(r.source))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from carrier.scoring.v1 import scoring_pb2
-from pscommon.validation import Violations
+from pscommon.errors import permission_denied
+from pscommon.validation import CLOCK_SKEW_S, EARLIEST_EVENT_S, Violations
 
 DIRECTIONS = {scoring_pb2.DIRECTION_OUT, scoring_pb2.DIRECTION_IN}
 SERVICES = {scoring_pb2.SERVICE_KIND_VOICE, scoring_pb2.SERVICE_KIND_SMS}
@@ -38,43 +40,79 @@ def cdr_row(c: scoring_pb2.Cdr) -> CdrRow:
     )
 
 
-def _row_ok(row: CdrRow) -> bool:
-    m, peer, pp, direction, start, _, _, roaming, _, service = row
+# Bounds of a CDR's fields (Cdr is checked here, on the hot path, rather than by the generic walker).
+MAX_PEER = 32
+MAX_CELL = 64
+MAX_IMEI = 20
+MAX_CALL_S = 172_800
+REPLAY_LATEST_S = 4_102_444_800  # a replayed scenario may lie in the future of the live clock (2100-01-01)
+
+
+def _row_ok(row: CdrRow, latest: float) -> bool:
+    m, peer, pp, direction, start, duration, cell, roaming, imei, service = row
     return (
         len(m) == 11
         and m[0] == "1"
+        and m.isascii()
         and m.isdigit()
-        and bool(peer)
+        and 0 < len(peer) <= MAX_PEER
+        and peer.isprintable()
         and len(pp) == 2
+        and pp.isascii()
         and pp.isdigit()
         and direction in DIRECTIONS
         and service in SERVICES
-        and start > 0
+        and EARLIEST_EVENT_S <= start <= latest
+        and duration <= MAX_CALL_S
         and roaming in ROAMING
+        and len(cell) <= MAX_CELL
+        and cell.isprintable()
+        and len(imei) <= MAX_IMEI
+        and imei.isprintable()
     )
 
 
-def cdr_violations(v: Violations, prefix: str, c: scoring_pb2.Cdr) -> None:
+def _country_ok(c: scoring_pb2.Cdr) -> bool:
+    country = c.country
+    return not country or (len(country) == 2 and country.isascii() and country.isalpha())
+
+
+def _text(v: Violations, value: str, field: str, limit: int, required: bool = False) -> None:
+    if required and not value:
+        v.add(field, "required")
+    elif len(value) > limit or not value.isprintable():
+        v.add(field, f"at most {limit} printable characters")
+
+
+def cdr_violations(v: Violations, prefix: str, c: scoring_pb2.Cdr, latest: float) -> None:
     v.msisdn(c.msisdn, f"{prefix}.msisdn")
-    v.required(c.peer, f"{prefix}.peer")
-    v.check(
-        len(c.peer_province) == 2 and c.peer_province.isdigit(),
-        f"{prefix}.peer_province",
-        "must be a 2-digit province code or '00' for international",
-    )
+    _text(v, c.peer, f"{prefix}.peer", MAX_PEER, required=True)
+    v.province(c.peer_province, f"{prefix}.peer_province")
     v.enum(c.direction, f"{prefix}.direction", DIRECTIONS)
     v.enum(c.service, f"{prefix}.service", SERVICES)
     v.enum(c.roaming, f"{prefix}.roaming", ROAMING)
-    v.check(c.start.seconds > 0, f"{prefix}.start", "required: the call's start time")
+    v.check(
+        EARLIEST_EVENT_S <= c.start.seconds <= latest,
+        f"{prefix}.start",
+        "required: when the call started, from 2000-01-01 up to now (a few minutes of clock skew allowed)",
+    )
+    v.check(c.duration_s <= MAX_CALL_S, f"{prefix}.duration_s", f"at most {MAX_CALL_S} seconds")
+    _text(v, c.cell_id, f"{prefix}.cell_id", MAX_CELL)
+    _text(v, c.imei, f"{prefix}.imei", MAX_IMEI)
+    v.check(_country_ok(c), f"{prefix}.country", "an ISO 3166 alpha-2 code, or empty")
 
 
-def cdr_rows(v: Violations, cdrs: Sequence[scoring_pb2.Cdr], field: str = "cdrs") -> list[CdrRow]:
-    """The batch as rows for the engine; a bad one is walked again to name every bad field."""
+def cdr_rows(
+    v: Violations, cdrs: Sequence[scoring_pb2.Cdr], field: str = "cdrs", latest: float | None = None
+) -> list[CdrRow]:
+    """The batch as rows for the engine; a bad one is walked again to name every bad field. `latest`: the
+    latest start accepted (default: now plus the clock skew)."""
+    latest = time.time() + CLOCK_SKEW_S if latest is None else latest
     rows = list(map(cdr_row, cdrs))
-    if not all(map(_row_ok, rows)):
+    if not all(_row_ok(r, latest) for r in rows) or not all(map(_country_ok, cdrs)):
         for i, (c, row) in enumerate(zip(cdrs, rows, strict=True)):
-            if not _row_ok(row):
-                cdr_violations(v, f"{field}[{i}]", c)
+            if not _row_ok(row, latest) or not _country_ok(c):
+                cdr_violations(v, f"{field}[{i}]", c, latest)
     return rows
 
 
@@ -94,11 +132,32 @@ def check_cell(v: Violations, c: scoring_pb2.Cell, prefix: str) -> None:
 
 
 def check_report(
-    v: Violations, msg: scoring_pb2.ReportLineRequest | scoring_pb2.ReplayReport, prefix: str = ""
+    v: Violations, msg: scoring_pb2.ReportLineRequest | scoring_pb2.ReplayReport, prefix: str = "", live: bool = True
 ) -> None:
+    """`live`: a report made now (not in the future); a replayed one may lie anywhere the scenario does."""
     v.msisdn(msg.msisdn, f"{prefix}msisdn")
     v.enum(msg.source, f"{prefix}source", REPORT_SOURCES)
-    v.check(msg.at.seconds > 0, f"{prefix}at", "required: when the report was made")
+    if live:
+        v.event_time(msg.at.seconds, f"{prefix}at")
+    else:
+        v.check(msg.at.seconds >= EARLIEST_EVENT_S, f"{prefix}at", "required: when the report was made")
+
+
+# Who may report what: a source is an authority's own word, so only that authority may give it.
+REPORTERS: dict[int, frozenset[str]] = {
+    scoring_pb2.REPORT_SOURCE_USER_REPORT: frozenset({"customer-service", "app"}),
+    scoring_pb2.REPORT_SOURCE_NATIONAL_PLATFORM: frozenset({"antifraud-platform"}),
+    scoring_pb2.REPORT_SOURCE_POLICE: frozenset({"police"}),
+}
+
+
+def check_reporter(source: scoring_pb2.ReportSource.ValueType, role: str) -> None:
+    if role not in REPORTERS.get(source, frozenset()):
+        raise permission_denied(
+            f"a {scoring_pb2.ReportSource.Name(source)} report cannot come from role {role!r}",
+            "REPORT_SOURCE_NOT_YOURS",
+            {"source": scoring_pb2.ReportSource.Name(source), "role": role},
+        )
 
 
 def report_source(source: int) -> int:
@@ -135,7 +194,9 @@ def check_number_feed(r: scoring_pb2.UpdateNumberFeedRequest) -> None:
     v.check(bool(r.add or r.remove), "add", "give numbers to add or to remove")
     for name, numbers in (("add", r.add), ("remove", r.remove)):
         for i, n in enumerate(numbers):
-            v.check(3 <= len(n) <= 20 and n.lstrip("+").isdigit(), f"{name}[{i}]", "must be 3-20 digits")
+            digits = n.removeprefix("+")
+            ok = 3 <= len(digits) <= 20 and digits.isascii() and digits.isdigit()
+            v.check(ok, f"{name}[{i}]", "must be 3-20 digits (a leading + allowed)")
     v.raise_if_any()
 
 

@@ -12,9 +12,11 @@ import asyncpg
 import grpc
 
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from contracts import ACCESS_TABLE
 from contracts.case import case_id, case_line_hash, case_seq
 from contracts.pb import ACTION_PB, RISK_LEVEL_PB
 from pscommon import db, grpc_server, temporal
+from pscommon.access import caller
 from pscommon.config import Settings
 from pscommon.db import Conn
 from pscommon.errors import not_found
@@ -160,10 +162,13 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
 
     @mutation(requests.check_report_line)
     async def ReportLine(self, request: scoring_pb2.ReportLineRequest, tx: Tx) -> scoring_pb2.ReportLineResponse:
+        who = caller()
+        requests.check_reporter(request.source, who.role)
         if request.msisdn not in self.engine.profiles:
             raise not_found("subscriber", "SUBSCRIBER_NOT_FOUND")
         at = request.at.ToDatetime(tzinfo=UTC)
-        await store.insert_report(tx.conn, self._hash(request.msisdn), request.source, at, request.request_id)
+        h = self._hash(request.msisdn)
+        await store.insert_report(tx.conn, h, request.source, at, request.request_id, who.name)
         e = self.engine.report(request.msisdn, request.at.seconds, requests.report_source(request.source))
         if e is None:
             return scoring_pb2.ReportLineResponse()
@@ -194,7 +199,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         fp = request.outcome == scoring_pb2.OUTCOME_FALSE_POSITIVE
         cleared = sorted(self.engine.label(request.msisdn, fp, frozenset(codes)))
         version = self.engine.scorecard.version
-        await store.record_outcome(tx.conn, h, request.case_id, request.outcome, version, codes, cleared)
+        await store.record_outcome(tx.conn, h, request.case_id, request.outcome, version, codes, cleared, caller().name)
         seq = case_seq(request.case_id)
         if case_line_hash(request.case_id) == h and seq is not None:
             await store.close_case(tx.conn, h, seq)
@@ -235,6 +240,7 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
         scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
         Scoring(pool, cfg, engine, opener),
         SERVICE,
+        grpc_server.Security.from_settings(cfg, ACCESS_TABLE),
         [pool.close, opener.stop, snapshots.stop],
     )
 

@@ -127,18 +127,20 @@ async def record_outcome(
     model_version: str,
     codes: list[str],
     cleared: list[str],
+    recorded_by: str,
 ) -> None:
     await conn.execute(
-        "INSERT INTO outcomes (line_hash, case_id, outcome, model_version, reason_codes, cleared_codes)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (line_hash, case_id) DO UPDATE SET outcome = excluded.outcome,"
-        " recorded_at = now(), model_version = excluded.model_version, reason_codes = excluded.reason_codes,"
-        " cleared_codes = excluded.cleared_codes",
+        "INSERT INTO outcomes (line_hash, case_id, outcome, model_version, reason_codes, cleared_codes, recorded_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (line_hash, case_id) DO UPDATE SET outcome ="
+        " excluded.outcome, recorded_at = now(), model_version = excluded.model_version, reason_codes ="
+        " excluded.reason_codes, cleared_codes = excluded.cleared_codes, recorded_by = excluded.recorded_by",
         line_hash,
         case_id,
         outcome,
         model_version,
         json.dumps(codes),
         json.dumps(cleared),
+        recorded_by,
     )
 
 
@@ -206,11 +208,12 @@ async def hot_numbers(conn: Conn | asyncpg.Pool) -> set[str]:
     return {r["number"] for r in await conn.fetch("SELECT number FROM hot_numbers")}
 
 
-async def insert_report(conn: Conn, line_hash: str, source: int, at: datetime, request_id: str) -> None:
+async def insert_report(conn: Conn, line_hash: str, source: int, at: datetime, request_id: str, principal: str) -> None:
     await conn.execute(
-        "INSERT INTO reports (line_hash, source, at, request_id) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO reports (line_hash, source, at, request_id, principal) VALUES ($1, $2, $3, $4, $5)",
         line_hash,
         source,
         at,
         request_id,
+        principal,
     )

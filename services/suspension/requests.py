@@ -8,7 +8,7 @@ from carrier.common.v1 import common_pb2
 from carrier.suspension.v1 import suspension_pb2
 from pscommon.validation import Violations
 
-LINE_HASH_RE = re.compile(r"^[0-9a-f]{20}$")
+LINE_HASH_RE = re.compile(r"[0-9a-f]{20}")
 TARGET_STATES = set(common_pb2.LineState.values()) - {common_pb2.LINE_STATE_UNSPECIFIED, common_pb2.LINE_STATE_ACTIVE}
 
 
@@ -35,7 +35,9 @@ def check_list_history(request: suspension_pb2.ListLineHistoryRequest) -> None:
     v = Violations()
     if request.line_hash:
         v.check(not request.msisdn, "msisdn", "give the number or its line_hash, not both")
-        v.check(bool(LINE_HASH_RE.match(request.line_hash)), "line_hash", "must be a line hash as in case ids")
+        v.check(
+            LINE_HASH_RE.fullmatch(request.line_hash) is not None, "line_hash", "must be a line hash as in case ids"
+        )
     else:
         v.msisdn(request.msisdn)
     v.raise_if_any()

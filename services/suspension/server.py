@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import pathlib
+import uuid
 from dataclasses import asdict
 
 import asyncpg
@@ -11,14 +13,18 @@ import grpc
 from carrier.common.v1 import common_pb2
 from carrier.hlr.v1 import hlr_pb2, hlr_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
+from contracts import ACCESS_TABLE
 from pscommon import db, grpc_server
+from pscommon.access import caller
 from pscommon.channels import channel
 from pscommon.config import Settings
 from pscommon.errors import failed_precondition, not_found, unavailable
 from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
+from pscommon.tls import TlsFiles
 from services.suspension import requests, store
 from services.suspension.state_machine import (
+    NOTHING_BARRED,
     Barring,
     TransitionRefused,
     barring_for,
@@ -28,6 +34,7 @@ from services.suspension.state_machine import (
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 SERVICE = "carrier.suspension.v1.SuspensionService"
+log = logging.getLogger(__name__)
 
 
 def barring_pb(b: Barring) -> suspension_pb2.Barring:
@@ -51,7 +58,7 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
     def __init__(self, pool: asyncpg.Pool, cfg: Settings) -> None:
         self.pool = pool
         self.cfg = cfg
-        self.hlr = hlr_pb2_grpc.HlrServiceStub(channel(cfg.simulators_addr))
+        self.hlr = hlr_pb2_grpc.HlrServiceStub(channel(cfg.simulators_addr, TlsFiles.from_settings(cfg)))
 
     def _hash(self, msisdn: str) -> str:
         return line_hash(msisdn, self.cfg.line_hash_key)
@@ -67,9 +74,11 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
         except TransitionRefused as refused:
             raise failed_precondition(str(refused), refused.reason) from None
         barring = barring_for(request.target_state)
-        # The network first, inside the row lock: if the HLR refuses, nothing is recorded and the caller
-        # retries; the HLR applies a repeated request_id once, so a retry after a lost commit is safe.
-        await self._set_network_barring(request, barring)
+        # The network first, inside the row lock: if the HLR refuses, nothing is recorded and the caller retries.
+        # If the write or the commit fails after the HLR applied it, the network is put back to what the database
+        # holds, so the two never disagree.
+        await self._set_network_barring(request.msisdn, request.home_province, barring, request.request_id)
+        tx.on_rollback(lambda: self._reconcile(request.msisdn, request.home_province, h, store.barring_of(current)))
         line, seq = await store.apply_transition(
             tx.conn,
             h,
@@ -81,22 +90,38 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
             request.case_id,
             request.reason,
             request.request_id,
+            caller().name,
         )
         return suspension_pb2.ChangeLineStateResponse(line=line_pb(line), history_seq=seq)
 
-    async def _set_network_barring(self, request: suspension_pb2.ChangeLineStateRequest, barring: Barring) -> None:
+    async def _set_network_barring(self, msisdn: str, province: str, barring: Barring, request_id: str) -> None:
+        # Each attempt its own HLR request id: the profile is absolute, so applying it again is harmless, while
+        # reusing an id would make the HLR skip a re-application after a compensation.
         try:
             await self.hlr.SetBarring(
                 hlr_pb2.SetBarringRequest(
-                    request_id=f"{request.request_id}:hlr",
-                    province=request.home_province,
-                    msisdn=request.msisdn,
+                    request_id=f"{request_id}:hlr:{uuid.uuid4().hex[:12]}",
+                    province=province,
+                    msisdn=msisdn,
                     barring=hlr_pb2.BarringProfile(**asdict(barring)),
                 ),
                 timeout=grpc_server.remaining(5.0),
             )
         except grpc.aio.AioRpcError as err:
-            raise unavailable(f"HLR of province {request.home_province}", err) from err
+            raise unavailable(f"HLR of province {province}", err) from err
+
+    async def _reconcile(self, msisdn: str, province: str, line_hash: str, before: Barring) -> None:
+        """After a failed transaction: the network takes the barring the database holds (read under the line's
+        lock); when the database cannot answer, nothing else can have changed the line, so the barring from
+        before this transaction."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rec = await store.lock_existing_line(conn, line_hash)
+                barring = store.barring_of(rec) if rec is not None else NOTHING_BARRED
+                await self._set_network_barring(msisdn, province, barring, "reconcile")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self._set_network_barring(msisdn, province, before, "reconcile")
+        log.warning("line %s: the network was put back to the database's barring after a failed change", line_hash)
 
     async def GetLine(
         self, request: suspension_pb2.GetLineRequest, context: grpc.aio.ServicerContext
@@ -132,6 +157,7 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
                 reason=r["reason"],
                 request_id=r["request_id"],
                 barring=barring_pb(store.barring_of(r)),
+                principal=r["principal"],
             )
             e.at.FromDatetime(r["at"])
             entries.append(e)
@@ -148,6 +174,7 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
         suspension_pb2_grpc.add_SuspensionServiceServicer_to_server,
         Suspension(pool, cfg),
         SERVICE,
+        grpc_server.Security.from_settings(cfg, ACCESS_TABLE),
         [pool.close],
     )
 

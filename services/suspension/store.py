@@ -39,6 +39,7 @@ async def apply_transition(
     case_id: str,
     reason: str,
     request_id: str,
+    principal: str,
 ) -> tuple[asyncpg.Record, int]:
     barring_json = json.dumps(asdict(barring))
     line = await conn.fetchrow(
@@ -51,7 +52,7 @@ async def apply_transition(
     )
     seq = await conn.fetchval(
         "INSERT INTO line_history (line_hash, from_state, to_state, actor_kind, actor_id, case_id, reason,"
-        " request_id, barring) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+        " request_id, barring, principal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
         line_hash,
         from_state,
         to_state,
@@ -61,9 +62,14 @@ async def apply_transition(
         reason,
         request_id,
         barring_json,
+        principal,
     )
     assert line is not None  # locked by this transaction (lock_line)
     return line, seq
+
+
+async def lock_existing_line(conn: Conn, line_hash: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM lines WHERE line_hash = $1 FOR UPDATE", line_hash)
 
 
 async def get_line(conn: Conn | asyncpg.Pool, line_hash: str) -> asyncpg.Record | None:

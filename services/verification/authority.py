@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 from carrier.verification.v1 import verification_pb2 as vpb
 from contracts.case import AuthorityOrder, OrderKind, ReviewKind, ReviewOpened
+from pscommon.errors import permission_denied
 from pscommon.idempotency import Tx
+from pscommon.identity import Principal
 from services.verification import store
 from services.verification.case_gateway import CaseGateway
 from services.verification.policy import Policy
@@ -20,8 +22,18 @@ class AuthorityOrders:
         self.case = case
         self.reviews = reviews
 
-    async def submit(self, tx: Tx, case_id: str, order: AuthorityOrder) -> None:
+    async def submit(
+        self, tx: Tx, request_id: str, case_id: str, order: AuthorityOrder, note: str, by: Principal
+    ) -> None:
+        """Recorded with the principal that submitted it, which must be the authority it speaks for."""
+        if by.role != order.authority:
+            raise permission_denied(
+                f"role {by.role!r} cannot give an order of the {order.authority}",
+                "AUTHORITY_NOT_YOURS",
+                {"authority": order.authority, "role": by.role},
+            )
         case = await self.case.status(case_id)
+        await store.record_order(tx.conn, request_id, case_id, order, note, by.name)
         await self.case.tell(tx, case_id, order, case)
         if order.order != OrderKind.CONFIRM_FRAUD:
             return

@@ -35,8 +35,11 @@ class Claim:
     case_id: str
     line_hash: str
     risk_level: RiskLevel.ValueType  # proto value the caller believes the case is at
-    caller: str  # who asked: "online:<app session>" or "hall:<agent>", for per-caller lockouts
+    # Who asked, for per-caller lockouts: the authenticated principal and the app session or hall agent it acts
+    # for ("app/app:session-1", "hall/hall:agent-4471").
+    caller: str
     caller_province: str
+    route_class: str  # "remote" or "hall": a line's failures on one never lock the other
     hall_id: str = ""
     agent_id: str = ""
 
@@ -123,7 +126,7 @@ class Checks:
         result = vpb.RESULT_FAILED if failures else vpb.RESULT_PASSED
         review_id = None
         if failures:
-            await store.record_failure(tx.conn, claim.line_hash, claim.caller, now)
+            await store.record_failure(tx.conn, claim.line_hash, claim.route_class, claim.caller, now)
         else:
             await store.clear_line_failures(tx.conn, claim.line_hash)
             if rule.needs_reviewer:
@@ -170,7 +173,9 @@ class Checks:
     async def _standing(self, tx: Tx, p: Policy, claim: Claim, now: datetime) -> tuple[int, int]:
         """Failures left before a lockout, for the line and for the caller; a lockout in force refuses the check."""
         since = now - timedelta(seconds=max(p.per_line.window_s, p.per_caller.window_s))
-        line_failures, caller_failures = await store.failures(tx.conn, claim.line_hash, claim.caller, since)
+        line_failures, caller_failures = await store.failures(
+            tx.conn, claim.line_hash, claim.route_class, claim.caller, since
+        )
         line = limits.standing(line_failures, p.per_line, now)
         caller = limits.standing(caller_failures, p.per_caller, now)
         for scope, st in (("line", line), ("caller", caller)):

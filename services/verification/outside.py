@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -18,6 +19,7 @@ from pscommon import grpc_server
 from pscommon.channels import channel, retrying
 from pscommon.config import Settings
 from pscommon.errors import not_found, unavailable
+from pscommon.tls import TlsFiles
 from services.verification.policy import RouteRule
 
 REGISTRY_ATTEMPTS = 3
@@ -27,27 +29,45 @@ CONTACTS_NEEDED = 2
 
 
 @dataclass(frozen=True)
+class LineChange:
+    state: int  # LineState proto value
+    at: datetime
+    by: str  # the kind of actor on whose authority: workflow, reviewer, police ... (never a person)
+    case_id: str
+
+
+@dataclass(frozen=True)
 class LineRecord:
-    """What the suspension service knows of a line: its latest case and how often it was restored."""
+    """What the suspension service knows of a line: its latest case, how often it was restored, its changes."""
 
     latest_case_id: str
     restore_count: int
+    changes: tuple[LineChange, ...] = ()
 
 
 class Outside:
     def __init__(self, cfg: Settings) -> None:
         registry = channel(
-            cfg.simulators_addr, retrying("carrier.registry.v1.RegistryService", REGISTRY_ATTEMPTS, REGISTRY_TIMEOUT_S)
+            cfg.simulators_addr,
+            TlsFiles.from_settings(cfg),
+            retrying("carrier.registry.v1.RegistryService", REGISTRY_ATTEMPTS, REGISTRY_TIMEOUT_S),
         )
         self.registry = registry_pb2_grpc.RegistryServiceStub(registry)
-        self.idcheck = idcheck_pb2_grpc.IdentityCheckServiceStub(channel(cfg.simulators_addr))
-        self.suspension = suspension_pb2_grpc.SuspensionServiceStub(channel(cfg.suspension_addr))
+        self.idcheck = idcheck_pb2_grpc.IdentityCheckServiceStub(
+            channel(cfg.simulators_addr, TlsFiles.from_settings(cfg))
+        )
+        self.suspension = suspension_pb2_grpc.SuspensionServiceStub(
+            channel(cfg.suspension_addr, TlsFiles.from_settings(cfg))
+        )
 
     async def line_record(self, line_hash: str) -> LineRecord:
         req = suspension_pb2.ListLineHistoryRequest(line_hash=line_hash)
         resp = await self.call("line history (suspension service)", self.suspension.ListLineHistory, req)
         latest = next((e.case_id for e in reversed(resp.entries) if e.case_id), "")
-        return LineRecord(latest, resp.restore_count)
+        changes = tuple(
+            LineChange(e.to_state, e.at.ToDatetime(tzinfo=UTC), e.actor.kind, e.case_id) for e in resp.entries
+        )
+        return LineRecord(latest, resp.restore_count, changes)
 
     async def call(
         self, what: str, rpc: Callable[..., Awaitable[Any]], request: Any, timeout: float = 5.0, **meta: str

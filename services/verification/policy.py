@@ -52,6 +52,18 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class Rate:
+    max: int
+    window_s: int
+
+
+@dataclass(frozen=True)
+class Document:
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
 class Policy:
     version: str
     by_level: dict[RiskLevel.ValueType, tuple[RouteRule, ...]]
@@ -61,6 +73,9 @@ class Policy:
     evidence_retention_s: int
     review_sla_s: int
     restore_after_pass_s: int
+    lookups_per_line: Rate
+    lookups_per_principal: Rate
+    documents: dict[str, Document]
 
     def rules(self, level: RiskLevel.ValueType, restored_before: bool) -> tuple[RouteRule, ...]:
         """The routes accepted: by risk level, unless the line was restored before ("one restore chance")."""
@@ -99,6 +114,10 @@ def _limit(raw: dict) -> Limit:
     return Limit(int(raw["max_failures"]), seconds(raw["window"]), seconds(raw["lockout"]))
 
 
+def _rate(raw: dict) -> Rate:
+    return Rate(int(raw["max"]), seconds(raw["window"]))
+
+
 def load(path: pathlib.Path | str = DEFAULT_PATH) -> Policy:
     raw = yaml.safe_load(pathlib.Path(path).read_text())
     try:
@@ -118,9 +137,21 @@ def load(path: pathlib.Path | str = DEFAULT_PATH) -> Policy:
             evidence_retention_s=seconds(raw["evidence_retention"]),
             review_sla_s=seconds(raw["review_sla"]),
             restore_after_pass_s=seconds(raw["restore_after_pass"]),
+            lookups_per_line=_rate(raw["lookups"]["per_line"]),
+            lookups_per_principal=_rate(raw["lookups"]["per_principal"]),
+            documents={str(code): Document(str(d["zh"]), str(d["en"])) for code, d in raw["documents"].items()},
         )
     except (KeyError, TypeError) as err:
         raise PolicyError(f"{path}: missing or malformed {err}") from err
+
+
+def documents_asked(p: Policy, codes: str) -> tuple[str, str] | None:
+    """The wording (zh, en) of a reviewer's request for documents ("payslip,rental_contract"); None when a code
+    is not on the policy's list."""
+    asked = [c.strip() for c in codes.split(",") if c.strip()]
+    if not asked or any(c not in p.documents for c in asked):
+        return None
+    return "、".join(p.documents[c].zh for c in asked), "; ".join(p.documents[c].en for c in asked)
 
 
 def judge(rule: RouteRule, checks: dict[str, bool]) -> list[str]:

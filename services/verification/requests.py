@@ -92,15 +92,21 @@ def check_claim(r: vpb.ClaimReviewRequest) -> None:
     v = Violations()
     v.request_id(r.request_id)
     v.uuid(r.review_id, "review_id")
-    v.required(r.reviewer_id, "reviewer_id")
     v.raise_if_any()
+
+
+def check_reviewer_field(given: str, reviewer: str) -> None:
+    """The reviewer is the caller's certificate; a reviewer_id naming anyone else is refused."""
+    if given and given != reviewer:
+        v = Violations()
+        v.add("reviewer_id", "leave it empty or give your own id: the reviewer is the one your certificate names")
+        v.raise_if_any()
 
 
 def check_decide(r: vpb.DecideReviewRequest) -> None:
     v = Violations()
     v.request_id(r.request_id)
     v.uuid(r.review_id, "review_id")
-    v.required(r.reviewer_id, "reviewer_id")
     v.enum(r.decision, "decision", set(DECISION_OF))
     if r.decision == vpb.DECISION_ASK_FOR_MORE:
         v.required(r.more_requested, "more_requested")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from carrier.verification.v1 import verification_pb2 as vpb
 
-WAITING = (vpb.REVIEW_STATUS_OPEN, vpb.REVIEW_STATUS_CLAIMED, vpb.REVIEW_STATUS_MORE_REQUESTED)
+WAITING = (
+    vpb.REVIEW_STATUS_OPEN,
+    vpb.REVIEW_STATUS_CLAIMED,
+    vpb.REVIEW_STATUS_MORE_REQUESTED,
+    vpb.REVIEW_STATUS_SECOND_APPROVAL,
+)
+CLAIMABLE = (vpb.REVIEW_STATUS_OPEN, vpb.REVIEW_STATUS_CLAIMED, vpb.REVIEW_STATUS_SECOND_APPROVAL)
 
 
 class ReviewRefused(Exception):
@@ -13,11 +19,13 @@ class ReviewRefused(Exception):
         self.reason = reason
 
 
-def check_claim(status: vpb.ReviewStatus.ValueType, claimed_by: str, reviewer: str) -> None:
-    if status not in (vpb.REVIEW_STATUS_OPEN, vpb.REVIEW_STATUS_CLAIMED):
+def check_claim(status: vpb.ReviewStatus.ValueType, claimed_by: str, reviewer: str, first_approver: str = "") -> None:
+    if status not in CLAIMABLE:
         raise ReviewRefused("REVIEW_NOT_CLAIMABLE", f"the review is {vpb.ReviewStatus.Name(status)}")
     if status == vpb.REVIEW_STATUS_CLAIMED and claimed_by != reviewer:
         raise ReviewRefused("REVIEW_CLAIMED_BY_ANOTHER", "another reviewer has claimed this review")
+    if first_approver == reviewer:
+        raise ReviewRefused("FOUR_EYES", "a termination needs a second reviewer, not the one who approved it first")
 
 
 def check_decision(
@@ -35,7 +43,12 @@ def check_decision(
         raise ReviewRefused("NOTHING_TO_ASK", "a termination review is decided on the case file: approve or reject")
 
 
-def status_after(decision: vpb.Decision.ValueType) -> vpb.ReviewStatus.ValueType:
+def status_after(
+    decision: vpb.Decision.ValueType, kind: vpb.ReviewKind.ValueType = vpb.REVIEW_KIND_APPEAL, first_approver: str = ""
+) -> vpb.ReviewStatus.ValueType:
+    """A termination's first approval waits for a second, different reviewer (four eyes); the rest decide."""
+    if decision == vpb.DECISION_APPROVE and kind == vpb.REVIEW_KIND_TERMINATION and not first_approver:
+        return vpb.REVIEW_STATUS_SECOND_APPROVAL
     return {
         vpb.DECISION_APPROVE: vpb.REVIEW_STATUS_APPROVED,
         vpb.DECISION_REJECT: vpb.REVIEW_STATUS_REJECTED,

@@ -18,11 +18,11 @@ from contracts.case import CaseStatus, ReviewDecided, ReviewKind, ReviewOpened, 
 from contracts.pb import DECISION_OF, REVIEW_KIND_OF, REVIEW_KIND_PB
 from pscommon.codec import Sealer
 from pscommon.db import Conn
-from pscommon.errors import failed_precondition, not_found, permission_denied
+from pscommon.errors import failed_precondition, invalid_argument, not_found, permission_denied
 from pscommon.idempotency import Tx
 from services.verification import review_rules, store
 from services.verification.case_gateway import CaseGateway
-from services.verification.policy import Policy
+from services.verification.policy import Policy, documents_asked
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,10 @@ class Reviews:
     async def claim(self, tx: Tx, review_id: str, reviewer: str) -> asyncpg.Record:
         row = await self._locked(tx, review_id)
         try:
-            review_rules.check_claim(row["status"], row["claimed_by"], reviewer)
+            review_rules.check_claim(row["status"], row["claimed_by"], reviewer, row["first_approved_by"])
         except review_rules.ReviewRefused as refused:
+            if refused.reason == "FOUR_EYES":
+                raise permission_denied(str(refused), refused.reason) from refused
             raise failed_precondition(str(refused), refused.reason) from refused
         return await store.update_review(
             tx.conn, row["review_id"], status=vpb.REVIEW_STATUS_CLAIMED, claimed_by=reviewer
@@ -100,10 +102,24 @@ class Reviews:
             if refused.reason == "REVIEW_CLAIMED_BY_ANOTHER":
                 raise permission_denied(str(refused), refused.reason) from refused
             raise failed_precondition(str(refused), refused.reason) from refused
+        asked = ""
+        if decision == vpb.DECISION_ASK_FOR_MORE:
+            wording = documents_asked(self.policy(), more_requested)
+            if wording is None:
+                known = ", ".join(sorted(self.policy().documents))
+                raise invalid_argument([("more_requested", f"give codes of the policy's documents: {known}")])
+            asked = f"{wording[0]} / {wording[1]}"
+        first = row["first_approved_by"]
+        status = review_rules.status_after(decision, row["kind"], first)
+        if status == vpb.REVIEW_STATUS_SECOND_APPROVAL:
+            # Four eyes: the first approval of a termination goes back to the queue for another reviewer.
+            return await store.update_review(
+                tx.conn, row["review_id"], status=status, first_approved_by=reviewer, claimed_by="", decision_note=note
+            )
         row = await store.update_review(
             tx.conn,
             row["review_id"],
-            status=review_rules.status_after(decision),
+            status=status,
             decision=decision,
             decision_note=note,
             more_requested=more_requested,
@@ -113,9 +129,9 @@ class Reviews:
             review_id=str(row["review_id"]),
             kind=REVIEW_KIND_OF[row["kind"]],
             decision=DECISION_OF[decision],
-            reviewer_id=reviewer,
-            note=note,
-            more_requested=more_requested,
+            reviewer_id=f"{first}+{reviewer}" if first else reviewer,
+            note="",  # reviewers' notes stay with the reviews; the case and the holder never carry them
+            more_requested=asked,
         )
         await self.case.tell(tx, row["case_id"], decided)
         return row

@@ -13,15 +13,18 @@ import grpc
 from carrier.common.v1 import common_pb2
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
+from contracts import ACCESS_TABLE
 from contracts.case import AuthorityOrder, case_line_hash
 from contracts.pb import AUTHORITY_OF, ORDER_OF, RISK_LEVEL_PB
 from pscommon import codec, db, grpc_server, temporal
+from pscommon.access import caller
 from pscommon.config import Settings
 from pscommon.db import Conn
 from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
+from pscommon.validation import PROVINCE_RE
+from services.verification import lookups, requests, review_rules, store
 from services.verification import policy as policy_mod
-from services.verification import requests, review_rules, store
 from services.verification.authority import AuthorityOrders
 from services.verification.case_gateway import CaseGateway
 from services.verification.checks import Checks, Claim
@@ -71,6 +74,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         self, request: vpb.LookupHolderRequest, context: grpc.aio.ServicerContext
     ) -> vpb.LookupHolderResponse:
         requests.check_lookup(request)
+        await lookups.admit(self.pool, self.policy(), self._hash(request.msisdn), caller().name)
         sub = await self.outside.holder(request.msisdn)
         return vpb.LookupHolderResponse(
             holder_confirmed=sub.holder_ref == request.claimed_holder_ref,
@@ -81,10 +85,11 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
     def _claim(self, r: vpb.SubmitOnlineVerificationRequest | vpb.SubmitInPersonVerificationRequest) -> Claim:
         h = self._hash(r.msisdn)
         requests.check_same_line(r.case_id, h)
+        who = caller().name
         if isinstance(r, vpb.SubmitOnlineVerificationRequest):
-            return Claim(r.case_id, h, r.risk_level, f"online:{r.caller_id}", r.caller_province)
-        hall_province = r.hall_id[:2] if r.hall_id[:2].isdigit() else ""
-        return Claim(r.case_id, h, r.risk_level, f"hall:{r.agent_id}", hall_province, r.hall_id, r.agent_id)
+            return Claim(r.case_id, h, r.risk_level, f"{who}:{r.caller_id}", r.caller_province, "remote")
+        hall_province = r.hall_id[:2] if PROVINCE_RE.fullmatch(r.hall_id[:2]) else ""
+        return Claim(r.case_id, h, r.risk_level, f"{who}:{r.agent_id}", hall_province, "hall", r.hall_id, r.agent_id)
 
     @mutation(requests.check_online)
     async def SubmitOnlineVerification(
@@ -119,13 +124,17 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
 
     @mutation(requests.check_claim)
     async def ClaimReview(self, request: vpb.ClaimReviewRequest, tx: Tx) -> vpb.ClaimReviewResponse:
-        row = await self.reviews.claim(tx, request.review_id, request.reviewer_id)
+        reviewer = caller().id
+        requests.check_reviewer_field(request.reviewer_id, reviewer)
+        row = await self.reviews.claim(tx, request.review_id, reviewer)
         return vpb.ClaimReviewResponse(review=await self._review_pb(tx.conn, row))
 
     @mutation(requests.check_decide)
     async def DecideReview(self, request: vpb.DecideReviewRequest, tx: Tx) -> vpb.DecideReviewResponse:
+        reviewer = caller().id
+        requests.check_reviewer_field(request.reviewer_id, reviewer)
         row = await self.reviews.decide(
-            tx, request.review_id, request.reviewer_id, request.decision, request.note, request.more_requested
+            tx, request.review_id, reviewer, request.decision, request.note, request.more_requested
         )
         return vpb.DecideReviewResponse(review=await self._review_pb(tx.conn, row))
 
@@ -143,7 +152,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         self, request: vpb.SubmitAuthorityOrderRequest, tx: Tx
     ) -> vpb.SubmitAuthorityOrderResponse:
         order = AuthorityOrder(AUTHORITY_OF[request.authority], ORDER_OF[request.order], request.order_ref)
-        await self.authority.submit(tx, request.case_id, order)
+        await self.authority.submit(tx, request.request_id, request.case_id, order, request.note, caller())
         return vpb.SubmitAuthorityOrderResponse(case_id=request.case_id)
 
     async def GetCaseStatus(
@@ -175,12 +184,15 @@ def case_status_pb(s: StatusView) -> vpb.GetCaseStatusResponse:
         resp.estimated_restore_at.FromDatetime(view.estimated_restore_at)
     for entry in case.history:
         resp.history.add(stage=entry.stage).at.FromDatetime(datetime.fromisoformat(entry.at))
+    for change in s.line_changes:
+        resp.line_changes.add(state=change.state, by=change.by).at.FromDatetime(change.at)
     if s.waiting_review is not None:
-        resp.review.CopyFrom(review_pb(s.waiting_review))
+        resp.review.CopyFrom(review_pb(s.waiting_review, for_holder=True))
     return resp
 
 
-def review_pb(row: asyncpg.Record, explanation: str = "") -> vpb.Review:
+def review_pb(row: asyncpg.Record, explanation: str = "", for_holder: bool = False) -> vpb.Review:
+    """A review as reviewers see it; `for_holder`: reviewers by role only, without their notes."""
     r = vpb.Review(
         review_id=str(row["review_id"]),
         kind=row["kind"],
@@ -190,15 +202,20 @@ def review_pb(row: asyncpg.Record, explanation: str = "") -> vpb.Review:
         home_province=row["home_province"],
         explanation=explanation,
         evidence_count=row["evidence_count"],
-        claimed_by=row["claimed_by"],
+        claimed_by=_role(row["claimed_by"]) if for_holder else row["claimed_by"],
         escalated=row["escalated"],
         decision=row["decision"],
-        decision_note=row["decision_note"],
+        decision_note="" if for_holder else row["decision_note"],
         more_requested=row["more_requested"],
+        first_approved_by=_role(row["first_approved_by"]) if for_holder else row["first_approved_by"],
     )
     r.due_at.FromDatetime(row["due_at"])
     r.created_at.FromDatetime(row["created_at"])
     return r
+
+
+def _role(reviewer: str) -> str:
+    return "reviewer" if reviewer else ""
 
 
 def requirement_pb(r: RouteRule) -> vpb.Requirement:
@@ -238,6 +255,7 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
         verification_pb2_grpc.add_VerificationServiceServicer_to_server,
         Verification(pool, cfg, case),
         SERVICE,
+        grpc_server.Security.from_settings(cfg, ACCESS_TABLE),
         [pool.close, case.relay.stop, stop_purge],
     )
 

@@ -16,7 +16,7 @@ from contracts.pb import ROUTE_OF
 from pscommon.errors import not_found
 from services.verification import review_rules, store
 from services.verification.case_gateway import CaseGateway
-from services.verification.outside import Outside
+from services.verification.outside import LineChange, Outside
 from services.verification.policy import Policy, RouteRule
 
 
@@ -124,6 +124,7 @@ class StatusView:
     holder: HolderView
     restore_count: int
     waiting_review: asyncpg.Record | None  # without the holder's own words: those are for reviewers
+    line_changes: tuple[LineChange, ...]  # of this case
 
 
 class StatusReader:
@@ -144,4 +145,6 @@ class StatusReader:
         rule = next((r for rules in p.by_level.values() for r in rules if ROUTE_OF[r.route] == case.route), None)
         latest = await store.latest_case_review(self.pool, case_id)
         waiting = latest if latest is not None and latest["status"] in review_rules.WAITING else None
-        return StatusView(case_id, case, holder_view(case, rule, p.restore_after_pass_s), line.restore_count, waiting)
+        view = holder_view(case, rule, p.restore_after_pass_s)
+        changes = tuple(c for c in line.changes if c.case_id == case_id)
+        return StatusView(case_id, case, view, line.restore_count, waiting, changes)

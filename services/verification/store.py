@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from contracts.case import AuthorityOrder
 from pscommon.codec import Sealer
 from pscommon.db import Conn
 from services.verification.review_rules import WAITING
@@ -22,21 +23,28 @@ async def insert_verification(conn: Conn, **fields: object) -> None:
 
 
 async def failures(
-    conn: Conn | asyncpg.Pool, line_hash: str, caller: str, since: datetime
+    conn: Conn | asyncpg.Pool, line_hash: str, route_class: str, caller: str, since: datetime
 ) -> tuple[list[datetime], list[datetime]]:
-    """Failure times since `since`, for the line and for the caller."""
+    """Failure times since `since`: for the line on this route class, and for the caller (on any line)."""
     rows = await conn.fetch(
-        "SELECT line_hash = $1 AS for_line, caller = $2 AS for_caller, at FROM failed_attempts"
-        " WHERE (line_hash = $1 OR caller = $2) AND at > $3",
+        "SELECT line_hash = $1 AND route_class = $2 AS for_line, caller = $3 AS for_caller, at FROM failed_attempts"
+        " WHERE ((line_hash = $1 AND route_class = $2) OR caller = $3) AND at > $4",
         line_hash,
+        route_class,
         caller,
         since,
     )
     return [r["at"] for r in rows if r["for_line"]], [r["at"] for r in rows if r["for_caller"]]
 
 
-async def record_failure(conn: Conn, line_hash: str, caller: str, at: datetime) -> None:
-    await conn.execute("INSERT INTO failed_attempts (line_hash, caller, at) VALUES ($1, $2, $3)", line_hash, caller, at)
+async def record_failure(conn: Conn, line_hash: str, route_class: str, caller: str, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO failed_attempts (line_hash, route_class, caller, at) VALUES ($1, $2, $3, $4)",
+        line_hash,
+        route_class,
+        caller,
+        at,
+    )
 
 
 async def clear_line_failures(conn: Conn, line_hash: str) -> None:
@@ -148,3 +156,42 @@ async def pending_signals(conn: Conn, ids: list[int] | None, limit: int) -> list
 
 async def mark_signal_sent(conn: Conn, row_id: int) -> None:
     await conn.execute("UPDATE case_signals SET sent_at = now() WHERE id = $1", row_id)
+
+
+async def record_order(
+    conn: Conn, request_id: str, case_id: str, order: AuthorityOrder, note: str, principal: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO authority_orders (request_id, case_id, authority, order_kind, order_ref, note, principal)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        request_id,
+        case_id,
+        order.authority,
+        order.order,
+        order.order_ref,
+        note,
+        principal,
+    )
+
+
+async def lookups_since(
+    conn: Conn, line_hash: str, principal: str, line_since: datetime, caller_since: datetime
+) -> asyncpg.Record:
+    """Holder lookups of this line and by this principal in their windows: how many, and the oldest of each."""
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE line_hash = $1 AND at > $3) AS line_n,"
+        " min(at) FILTER (WHERE line_hash = $1 AND at > $3) AS line_oldest,"
+        " count(*) FILTER (WHERE principal = $2 AND at > $4) AS caller_n,"
+        " min(at) FILTER (WHERE principal = $2 AND at > $4) AS caller_oldest"
+        " FROM holder_lookups WHERE (line_hash = $1 OR principal = $2) AND at > least($3, $4)",
+        line_hash,
+        principal,
+        line_since,
+        caller_since,
+    )
+    assert row is not None
+    return row
+
+
+async def record_lookup(conn: Conn, line_hash: str, principal: str) -> None:
+    await conn.execute("INSERT INTO holder_lookups (line_hash, principal) VALUES ($1, $2)", line_hash, principal)

@@ -9,12 +9,11 @@ from google.protobuf.duration_pb2 import Duration
 from carrier.common.v1 import common_pb2
 from carrier.hlr.v1 import hlr_pb2
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
-from pscommon.channels import channel
-from tests.helpers import register_line, rid
+from tests.helpers import connect, register_line, rid
 
 
 def notify(stack) -> notify_pb2_grpc.NotifyServiceStub:
-    return notify_pb2_grpc.NotifyServiceStub(channel(stack.cfg.notify_addr))
+    return notify_pb2_grpc.NotifyServiceStub(connect(stack.cfg, "notify", "worker"))
 
 
 async def send_warning(stack, msisdn: str, province: str = "65", language: str = "zh") -> str:

@@ -4,15 +4,15 @@ each ends delivered by some channel or marked for manual outreach; none is lost;
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 import asyncpg
 
 from carrier.hlr.v1 import hlr_pb2
 from carrier.notify.v1 import notify_pb2
 from carrier.simulator.v1 import simulator_pb2, simulator_pb2_grpc
-from pscommon.channels import channel
 from services.notify import server as notify_server
-from tests.helpers import register_line
+from tests.helpers import connect, register_line
 from tests.notify.test_delivery import outcome, send_warning
 
 HOME, ABROAD, ABSENT, UNREACHABLE = "home", "abroad", "absent", "unreachable"
@@ -24,7 +24,7 @@ def lines() -> list[tuple[str, str]]:
 
 
 async def fault(stack, target: str, error: str = "", fail_next: int = 0, latency_ms: int = 0) -> None:
-    await simulator_pb2_grpc.FaultInjectionServiceStub(channel(stack.cfg.simulators_addr)).SetFault(
+    await simulator_pb2_grpc.FaultInjectionServiceStub(connect(stack.cfg, "simulators", "ops")).SetFault(
         simulator_pb2.SetFaultRequest(
             fault=simulator_pb2.Fault(target=target, error=error, fail_next=fail_next, latency_ms=latency_ms)
         )
@@ -52,7 +52,7 @@ async def prepare(stack, msisdn: str, kind: str) -> None:
 async def restart_notify(stack) -> None:
     old = stack.services["notify"]
     await old.stop(0.5)
-    stack.services["notify"] = await notify_server.start(stack.cfg, old.port)
+    stack.services["notify"] = await notify_server.start(dataclasses.replace(stack.cfg, principal="notify"), old.port)
 
 
 async def test_fault_mix_with_a_notify_restart(stack):

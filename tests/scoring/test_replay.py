@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from pscli.replay import replay
+from tests.helpers import tls_as
 
 T0 = datetime.fromisoformat("2026-02-06T09:00:00+08:00")
 COURIER, SCAM, TRAVELLER = "13512340001", "19312340002", "15912340003"
@@ -112,8 +113,12 @@ async def test_replay_writes_one_decision_per_subscriber_and_is_repeatable(stack
     src = write(tmp_path / "s.jsonl", scenario())
     out1, out2 = tmp_path / "d1.jsonl", tmp_path / "d2.jsonl"
     # psctl's client is synchronous; the services run on this test's event loop.
-    assert await asyncio.to_thread(replay, str(src), str(out1), stack.cfg.scoring_addr) == 0
-    assert await asyncio.to_thread(replay, str(src), str(out2), stack.cfg.scoring_addr) == 0
+    assert (
+        await asyncio.to_thread(replay, str(src), str(out1), stack.cfg.scoring_addr, tls=tls_as(stack.cfg, "ops")) == 0
+    )
+    assert (
+        await asyncio.to_thread(replay, str(src), str(out2), stack.cfg.scoring_addr, tls=tls_as(stack.cfg, "ops")) == 0
+    )
     assert out1.read_bytes() == out2.read_bytes()
     got = {d["msisdn"]: d for d in map(json.loads, out1.read_text().splitlines())}
     assert list(got) == [COURIER, SCAM, TRAVELLER]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from pscommon.channels import channel
 from services.scoring import server as scoring_server
-from tests.helpers import ingest, register_line, scam_burst
+from tests.helpers import connect, ingest, register_line, scam_burst
 
 MSISDN = "19355501818"
 
@@ -21,9 +21,11 @@ async def test_restart_keeps_the_last_hour_of_a_suspicious_line(stack):
 
     old = stack.services["scoring"]
     await old.stop(0.5)  # graceful: the snapshot is flushed on the way out
-    stack.services["scoring"] = await scoring_server.start(stack.cfg, old.port)
+    stack.services["scoring"] = await scoring_server.start(
+        dataclasses.replace(stack.cfg, principal="scoring"), old.port
+    )
 
-    stub = scoring_pb2_grpc.ScoringServiceStub(channel(stack.cfg.scoring_addr))
+    stub = scoring_pb2_grpc.ScoringServiceStub(connect(stack.cfg, "scoring", "customer-service"))
     got = await stub.GetAssessment(scoring_pb2.GetAssessmentRequest(msisdn=MSISDN))
     assert got.features["calls_1h"] == 18
     assert got.features["new_peers_1h"] == 18

@@ -17,18 +17,17 @@ from carrier.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
 from pscommon import codec
-from pscommon.channels import channel
 from pscommon.errors import parse_details
 from services.verification import server as verification_server
 from services.verification import store
-from tests.helpers import open_case, register_line, rid
-from tests.verification.test_tiers import online, reach, stub
+from tests.helpers import AsAllowed, connect, open_case, register_line, rid
+from tests.verification.test_tiers import VERIFICATION, online, reach, stub
 
 REGISTRY = "/carrier.registry.v1.RegistryService/GetSubscriber"
 
 
 async def fault(stack, target: str, fail_next: int = 0, latency_ms: int = 0) -> None:
-    await simulator_pb2_grpc.FaultInjectionServiceStub(channel(stack.cfg.simulators_addr)).SetFault(
+    await simulator_pb2_grpc.FaultInjectionServiceStub(connect(stack.cfg, "simulators", "ops")).SetFault(
         simulator_pb2.SetFaultRequest(
             fault=simulator_pb2.Fault(target=target, error="UNAVAILABLE", fail_next=fail_next, latency_ms=latency_ms)
         )
@@ -36,7 +35,7 @@ async def fault(stack, target: str, fail_next: int = 0, latency_ms: int = 0) -> 
 
 
 async def clear_faults(stack) -> None:
-    await simulator_pb2_grpc.FaultInjectionServiceStub(channel(stack.cfg.simulators_addr)).ClearFaults(
+    await simulator_pb2_grpc.FaultInjectionServiceStub(connect(stack.cfg, "simulators", "ops")).ClearFaults(
         simulator_pb2.ClearFaultsRequest()
     )
 
@@ -163,9 +162,12 @@ async def test_a_policy_change_applies_to_new_checks_without_a_release(stack, tm
     table = tmp_path / "policy.yaml"
     shipped = verification_server.policy_mod.DEFAULT_PATH.read_text()
     table.write_text(shipped)
-    svc = await verification_server.start(dataclasses.replace(stack.cfg, verification_policy=str(table)), 0)
+    svc = await verification_server.start(
+        dataclasses.replace(stack.cfg, verification_policy=str(table), principal="verification"), 0
+    )
     try:
-        v = verification_pb2_grpc.VerificationServiceStub(channel(f"127.0.0.1:{svc.port}"))
+        there = dataclasses.replace(stack.cfg, verification_addr=f"127.0.0.1:{svc.port}")
+        v = AsAllowed(there, "verification", verification_pb2_grpc.VerificationServiceStub, VERIFICATION)
         high = vpb.GetRequirementsRequest(risk_level=common_pb2.RISK_LEVEL_HIGH)
         before = await v.GetRequirements(high)
         assert before.policy_version == "2026-11-default" and before.requirements[0].route == vpb.ROUTE_IN_PERSON

@@ -14,13 +14,14 @@ from carrier.common.v1 import common_pb2
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
 from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
-from pscommon.channels import channel
 from pscommon.errors import parse_details
-from tests.helpers import open_case, register_line, rid
+from tests.helpers import AsAllowed, connect, open_case, register_line, rid
+
+VERIFICATION = "carrier.verification.v1.VerificationService"
 
 
-def stub(stack) -> verification_pb2_grpc.VerificationServiceStub:
-    return verification_pb2_grpc.VerificationServiceStub(channel(stack.cfg.verification_addr))
+def stub(stack) -> AsAllowed:
+    return AsAllowed(stack.cfg, "verification", verification_pb2_grpc.VerificationServiceStub, VERIFICATION)
 
 
 async def reach(stack, case_id: str, stage: str) -> CaseStatus:
@@ -58,13 +59,11 @@ def in_person(case_id: str, msisdn: str, holder: str, level: int, province: str 
     )
 
 
-async def reviewer_decides(stack, review_id: str, decision: int, **extra) -> vpb.Review:
-    v = stub(stack)
-    await v.ClaimReview(vpb.ClaimReviewRequest(request_id=rid(), review_id=review_id, reviewer_id="reviewer-7"))
+async def reviewer_decides(stack, review_id: str, decision: int, as_: str = "reviewer-1", **extra) -> vpb.Review:
+    v = verification_pb2_grpc.VerificationServiceStub(connect(stack.cfg, "verification", as_))
+    await v.ClaimReview(vpb.ClaimReviewRequest(request_id=rid(), review_id=review_id))
     got = await v.DecideReview(
-        vpb.DecideReviewRequest(
-            request_id=rid(), review_id=review_id, reviewer_id="reviewer-7", decision=decision, **extra
-        )
+        vpb.DecideReviewRequest(request_id=rid(), review_id=review_id, decision=decision, **extra)
     )
     return got.review
 
@@ -191,9 +190,7 @@ async def test_appeal_reviewer_asks_for_more_then_approves(stack):
     mine = next(r for r in listed.reviews if r.review_id == review_id)
     assert "courier" in mine.explanation and mine.masked_msisdn == "193****0004" and mine.evidence_count == 1
 
-    asked = await reviewer_decides(
-        stack, review_id, vpb.DECISION_ASK_FOR_MORE, more_requested="a letter from the courier company"
-    )
+    asked = await reviewer_decides(stack, review_id, vpb.DECISION_ASK_FOR_MORE, more_requested="employment_letter")
     assert asked.status == vpb.REVIEW_STATUS_MORE_REQUESTED
     await reach(stack, case_id, "more_requested")
     answered = await v.SubmitAppeal(
@@ -209,9 +206,7 @@ async def test_appeal_reviewer_asks_for_more_then_approves(stack):
     )
     assert answered.review.status == vpb.REVIEW_STATUS_CLAIMED and answered.review.evidence_count == 2
     decided = await v.DecideReview(
-        vpb.DecideReviewRequest(
-            request_id=rid(), review_id=review_id, reviewer_id="reviewer-7", decision=vpb.DECISION_APPROVE
-        )
+        vpb.DecideReviewRequest(request_id=rid(), review_id=review_id, decision=vpb.DECISION_APPROVE)
     )
     assert decided.review.status == vpb.REVIEW_STATUS_APPROVED
     done = await stack.client.get_workflow_handle(case_id, result_type=CaseStatus).result()
@@ -267,7 +262,8 @@ async def test_police_order_restores_and_confirmed_fraud_is_terminated_only_by_a
     await register_line(stack.cfg, msisdn, "44", holder)
     case_id = await open_case(stack, msisdn, "extreme", "suspend")
     await reach(stack, case_id, "warned")
-    await v.SubmitAuthorityOrder(
+    regulator = verification_pb2_grpc.VerificationServiceStub(connect(stack.cfg, "verification", "regulator"))
+    await regulator.SubmitAuthorityOrder(
         vpb.SubmitAuthorityOrderRequest(
             request_id=rid(),
             case_id=case_id,
@@ -279,7 +275,14 @@ async def test_police_order_restores_and_confirmed_fraud_is_terminated_only_by_a
     status = await reach(stack, case_id, "termination_review")
     assert status.line_state == "LINE_STATE_SUSPENDED"  # at once, without waiting out the grace window
     review_id = status.review.review_id
-    await reviewer_decides(stack, review_id, vpb.DECISION_APPROVE, note="regulator file FZ-2026-7781")
+    first = await reviewer_decides(stack, review_id, vpb.DECISION_APPROVE, note="regulator file FZ-2026-7781")
+    # Four eyes: one approval only hands the termination to a second, different reviewer.
+    assert first.status == vpb.REVIEW_STATUS_SECOND_APPROVAL and first.first_approved_by == "reviewer-1"
+    with pytest.raises(grpc.aio.AioRpcError) as same:
+        await reviewer_decides(stack, review_id, vpb.DECISION_APPROVE)
+    assert same.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (await reach(stack, case_id, "termination_review")).line_state == "LINE_STATE_SUSPENDED"
+    await reviewer_decides(stack, review_id, vpb.DECISION_APPROVE, as_="reviewer-2")
     done = await stack.client.get_workflow_handle(case_id, result_type=CaseStatus).result()
     assert done.stage == "terminated" and done.line_state == "LINE_STATE_TERMINATED"
     assert (await history(stack, case_id.split("-")[1]))[-1] == (
