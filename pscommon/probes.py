@@ -35,3 +35,22 @@ def grpc_serving(target: int | str, tls: TlsFiles, service: str = "", timeout: f
         except grpc.RpcError:
             return False
     return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def main() -> int:
+    """`python -m pscommon.probes HOST:PORT [SERVICE]`: exit 0 when the server answers SERVING to this process's
+    own certificate (PSP_TLS_* or PSP_PKI_DIR + PSP_PRINCIPAL). Kubernetes runs it as an exec probe: the
+    kubelet's own gRPC probe cannot present a client certificate."""
+    import sys
+
+    from pscommon.config import settings
+
+    if len(sys.argv) not in (2, 3):
+        print("usage: python -m pscommon.probes HOST:PORT [SERVICE]", file=sys.stderr)
+        return 2
+    service = sys.argv[2] if len(sys.argv) == 3 else ""
+    return 0 if grpc_serving(sys.argv[1], TlsFiles.from_settings(settings()), service, timeout=2) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
