@@ -25,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     find = case_sub.add_parser("find", help="find the cases of a phone number and their Temporal UI URLs")
     find.add_argument("msisdn")
     sub.add_parser("demo", help="play the built-in scenario against the running stack")
+    pki = sub.add_parser("pki", help="certificates of the local stack's CA")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
+    iss = pki_sub.add_parser("issue", help="issue a certificate and key for another principal")
+    iss.add_argument("role", help="its role in the access table, e.g. reviewer, hall, customer-service")
+    iss.add_argument("id", help="its id, e.g. reviewer-3 or hall-gz-01")
+    iss.add_argument("--out", required=True, help="folder for <id>.pem, <id>.key and ca.pem")
+    iss.add_argument("--server-name", action="append", default=[], help="a DNS name or IP it also serves as")
     rp = sub.add_parser("replay", help="replay a scenario file through scoring and write the decision file")
     rp.add_argument("scenario")
     rp.add_argument("--decisions", required=True, help="where to write the decisions (JSON Lines)")
@@ -55,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from pscli.evaluation_cli import evaluate_command
 
         return evaluate_command(args.scenario, args.decisions)
+    if args.command == "pki":
+        from pscli.pki import issue_command
+
+        return issue_command(args.role, args.id, args.out, args.server_name)
     if args.command == "case":
         from pscli.case import find_cases
 

@@ -3,8 +3,12 @@ simulators (with a real SMPP SMSC), the four gRPC services and the worker, all o
 
 from __future__ import annotations
 
-import dataclasses
 import os
+
+# gRPC core logs every refused TLS handshake at INFO; the security tests make hundreds on purpose.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import dataclasses
 import pathlib
 import shutil
 import sys
