@@ -1,17 +1,21 @@
 """The baseline for bench/scoring_ingest.py: the same gRPC stream decoded by protobuf, with no scoring at all.
 
-`--read-fields` also reads every field the engine reads (what Python pays before any scoring happens).
+`--read-fields` also reads every field the engine reads (what Python pays before any scoring happens); `--tls`
+serves over mutual TLS like the platform (plain, it shows what mutual TLS costs the transport).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import pathlib
 import signal
 
 import grpc
 
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from pscommon.tls import TlsFiles
 
 
 class DecodeOnly(scoring_pb2_grpc.ScoringServiceServicer):
@@ -43,10 +47,16 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("port", type=int)
     ap.add_argument("--read-fields", action="store_true")
+    ap.add_argument("--tls", action="store_true", help="mutual TLS with the scoring certificate of PSP_PKI_DIR")
     args = ap.parse_args()
     server = grpc.aio.server()
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(DecodeOnly(args.read_fields), server)
-    server.add_insecure_port(f"127.0.0.1:{args.port}")
+    address = f"127.0.0.1:{args.port}"
+    if args.tls:
+        pki = pathlib.Path(os.environ["PSP_PKI_DIR"])
+        server.add_secure_port(address, TlsFiles.in_folder(pki, "scoring").server_credentials())
+    else:
+        server.add_insecure_port(address)
     await server.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

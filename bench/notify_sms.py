@@ -24,11 +24,12 @@ import uuid
 
 import asyncpg
 import smpp34
-from procs import CpuSplit, free_port, start_profiler, wait_serving
+from procs import CpuSplit, bench_pki, free_port, start_profiler, wait_serving
 
 from carrier.common.v1 import common_pb2
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
 from pscommon.channels import channel
+from pscommon.tls import TlsFiles
 from stack import postgres
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -85,8 +86,10 @@ async def bare_client(port: int, dests: list[str], window: int) -> float:
     return len(dests) / took
 
 
-async def through_notify(addr: str, dsn: str, dests: list[str], concurrency: int) -> tuple[float, float]:
-    stub = notify_pb2_grpc.NotifyServiceStub(channel(addr))
+async def through_notify(
+    addr: str, dsn: str, dests: list[str], concurrency: int, worker: TlsFiles
+) -> tuple[float, float]:
+    stub = notify_pb2_grpc.NotifyServiceStub(channel(addr, worker))
     sem = asyncio.Semaphore(concurrency)
     reasons = [common_pb2.Reason(code="CALL_BURST", text_zh="1小时内拨出23次", text_en="23 calls in 1 hour")]
 
@@ -138,8 +141,10 @@ async def main() -> None:
         dsn = await postgres.ensure_database(postgres.start_embedded(tmp / "pg"), f"psp_bench_{uuid.uuid4().hex[:8]}")
         postmaster = int((tmp / "pg" / "postmaster.pid").read_text().split()[0])
         sims_port, smsc_port, notify_port = free_port(), free_port(), free_port()
+        pki = tmp / "pki"
         env = {
             **os.environ,
+            **bench_pki(pki),
             "DATABASE_URL": dsn,
             "PSP_SIMULATORS_ADDR": f"127.0.0.1:{sims_port}",
             "PSP_SMSC_PORT": str(smsc_port),
@@ -147,17 +152,20 @@ async def main() -> None:
             "PSP_NOTIFY_ADDR": f"127.0.0.1:{notify_port}",
             "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}",
         }
-        for mod, port in (("simulators.server", sims_port), ("services.notify.server", notify_port)):
+        for mod, port, principal in (
+            ("simulators.server", sims_port, "simulators"),
+            ("services.notify.server", notify_port, "notify"),
+        ):
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", mod],
                     cwd=ROOT,
-                    env=env,
+                    env={**env, "PSP_PRINCIPAL": principal},
                     stdout=subprocess.DEVNULL,
                     stderr=open(tmp / f"{mod}.log", "w"),
                 )
             )
-            wait_serving(port)
+            wait_serving(port, TlsFiles.in_folder(pki, "ops"))
         print(f"{args.messages:,} messages, UCS-2, receipt requested, one SMSC (smpp34) ...", flush=True)
         bare = await bare_client(smsc_port, numbers(args.messages), args.window)
         split = CpuSplit(
@@ -167,7 +175,7 @@ async def main() -> None:
         split.start()
         profiler = start_profiler(procs[1].pid, "/tmp/notify-profile.txt")
         rate, accept_rate = await through_notify(
-            f"127.0.0.1:{notify_port}", dsn, numbers(args.messages), args.concurrency
+            f"127.0.0.1:{notify_port}", dsn, numbers(args.messages), args.concurrency, TlsFiles.in_folder(pki, "worker")
         )
         cpu = split.report()
         if profiler:

@@ -10,9 +10,30 @@ from typing import Any
 
 import psutil
 
+from pscommon.pki import LocalPki
 from pscommon.probes import free_port, grpc_serving, tcp_open
+from pscommon.tls import TlsFiles
 
-__all__ = ["CpuSplit", "cpu_s", "free_port", "rss_mb", "start_profiler", "threads", "wait_serving"]
+TRUST_DOMAIN = "psp.bench"
+
+
+def bench_pki(folder: pathlib.Path) -> dict[str, str]:
+    """A CA and certificates for a bench's processes; the env that points a process at them."""
+    LocalPki(folder, TRUST_DOMAIN).ensure_local()
+    return {"PSP_PKI_DIR": str(folder), "PSP_TRUST_DOMAIN": TRUST_DOMAIN}
+
+
+__all__ = [
+    "TRUST_DOMAIN",
+    "bench_pki",
+    "CpuSplit",
+    "cpu_s",
+    "free_port",
+    "rss_mb",
+    "start_profiler",
+    "threads",
+    "wait_serving",
+]
 
 
 def rss_mb(pid: int) -> float:
@@ -31,10 +52,11 @@ def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-def wait_serving(port: int, timeout_s: float = 60, grpc: bool = True) -> None:
+def wait_serving(port: int, tls: TlsFiles | None = None, timeout_s: float = 60) -> None:
+    """Until the port answers: gRPC health over mutual TLS with `tls`, or only TCP without it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if tcp_open(port) and (not grpc or grpc_serving(port)):
+        if tcp_open(port) and (tls is None or grpc_serving(port, tls)):
             return
         time.sleep(0.2)
     raise RuntimeError(f"nothing serving on {port}")

@@ -49,6 +49,7 @@ from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
 from pscli.demo import Line, _register, scenario
 from pscommon import channels, temporal
 from pscommon.config import Settings
+from pscommon.tls import TlsFiles
 from stack import postgres
 from stack.processes import pid_of
 
@@ -100,7 +101,9 @@ async def one_case(cfg: Settings, client, route: str, poll_s: float) -> tuple[fl
         for i in range(0, len(mine), 25):
             yield scoring_pb2.IngestCdrsRequest(request_id=uuid.uuid4().hex, cdrs=mine[i : i + 25])
 
-    resp = await scoring_pb2_grpc.ScoringServiceStub(channels.channel(cfg.scoring_addr)).IngestCdrs(batches())
+    resp = await scoring_pb2_grpc.ScoringServiceStub(
+        channels.channel(cfg.scoring_addr, TlsFiles.of_principal(cfg, "mediation"))
+    ).IngestCdrs(batches())
     if not resp.decisions:
         raise RuntimeError("scoring opened no case for the line")
     d = resp.decisions[-1]  # the last decision of the line wins, as in the demo
@@ -116,7 +119,8 @@ async def one_case(cfg: Settings, client, route: str, poll_s: float) -> tuple[fl
         risk_level=d.risk_level,
         claimed_holder_ref=line.holder_ref,
     )
-    verification = verification_pb2_grpc.VerificationServiceStub(channels.channel(cfg.verification_addr))
+    caller = TlsFiles.of_principal(cfg, "app" if route == "online" else "hall")
+    verification = verification_pb2_grpc.VerificationServiceStub(channels.channel(cfg.verification_addr, caller))
     sent = time.perf_counter()
     if route == "online":
         out = await verification.SubmitOnlineVerification(
@@ -142,7 +146,8 @@ async def one_case(cfg: Settings, client, route: str, poll_s: float) -> tuple[fl
     if out.outcome.result != vpb.RESULT_PASSED:
         raise RuntimeError(f"verification {vpb.Result.Name(out.outcome.result)}: {list(out.outcome.failures)}")
 
-    suspension = suspension_pb2_grpc.SuspensionServiceStub(channels.channel(cfg.suspension_addr))
+    ops = TlsFiles.of_principal(cfg, "ops")
+    suspension = suspension_pb2_grpc.SuspensionServiceStub(channels.channel(cfg.suspension_addr, ops))
     while True:  # a bench, not a test: poll until the line is restored and the HLR bars nothing
         got = await suspension.GetLine(suspension_pb2.GetLineRequest(msisdn=line.msisdn))
         if got.line.state == common_pb2.LINE_STATE_RESTORED and got.network_barring == NOTHING_BARRED:

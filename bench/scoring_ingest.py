@@ -25,12 +25,13 @@ import uuid
 from datetime import date
 
 import grpc
-from procs import cpu_s, free_port, rss_mb, start_profiler, threads, wait_serving
+from procs import bench_pki, cpu_s, free_port, rss_mb, start_profiler, threads, wait_serving
 from temporalio.testing import WorkflowEnvironment
 
 from carrier.scoring.v1 import scoring_pb2
 from pscommon import codec, db, temporal
 from pscommon.identity import line_hash
+from pscommon.tls import TlsFiles
 from services.scoring import server as scoring_server
 from stack import postgres
 from stack.binaries import venv_bin
@@ -87,8 +88,14 @@ def batches(cdrs: list[scoring_pb2.Cdr], size: int, request_cls) -> list[bytes]:
     ]
 
 
-async def stream_all(address: str, payloads: list[bytes]) -> tuple[float, int]:
-    async with grpc.aio.insecure_channel(address) as ch:
+def _channel(address: str, tls: TlsFiles | None) -> grpc.aio.Channel:
+    if tls is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, tls.channel_credentials())
+
+
+async def stream_all(address: str, payloads: list[bytes], tls: TlsFiles | None) -> tuple[float, int]:
+    async with _channel(address, tls) as ch:
         call = ch.stream_unary(INGEST, response_deserializer=scoring_pb2.IngestCdrsResponse.FromString)
         t0 = time.perf_counter()
         resp = await call(iter(payloads))
@@ -96,12 +103,12 @@ async def stream_all(address: str, payloads: list[bytes]) -> tuple[float, int]:
     return took, resp.cdrs_accepted
 
 
-async def paced_latency(address: str, payloads: list[bytes], rate_cdrs: int, batch: int) -> list[float]:
+async def paced_latency(address: str, payloads: list[bytes], rate_cdrs: int, batch: int, tls: TlsFiles) -> list[float]:
     """Sends batches at a steady rate on ScoreCdrs; each ack carries that batch's decisions."""
     interval = batch / rate_cdrs
     sent: dict[int, float] = {}
     latencies: list[float] = []
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with _channel(address, tls) as ch:
         call = ch.stream_stream(SCORE, response_deserializer=scoring_pb2.ScoreCdrsResponse.FromString)()
 
         async def send() -> None:
@@ -167,8 +174,12 @@ async def main() -> None:
 
         port = free_port()
         keys = codec.new_key_spec("bench")
+        pki = tmp / "pki"
+        mediation = TlsFiles.in_folder(pki, "mediation")
         env = {
             **os.environ,
+            **bench_pki(pki),
+            "PSP_PRINCIPAL": "scoring",
             "DATABASE_URL": dsn,
             "TEMPORAL_ADDRESS": target,
             "PSP_LINE_HASH_KEY": KEY,
@@ -185,15 +196,15 @@ async def main() -> None:
             stderr=open(tmp / "scoring.log", "w"),
         )
         procs.append(scoring)
-        wait_serving(port)
+        wait_serving(port, TlsFiles.in_folder(pki, "ops"))
         idle_rss = rss_mb(scoring.pid)
         cold = None
         if warm_payloads:
-            took, accepted = await stream_all(f"127.0.0.1:{port}", warm_payloads)
+            took, accepted = await stream_all(f"127.0.0.1:{port}", warm_payloads, mediation)
             cold = accepted / took
         cpu0 = cpu_s(scoring.pid)
         profiler = start_profiler(scoring.pid, "/tmp/scoring-profile.txt")
-        took, accepted = await stream_all(f"127.0.0.1:{port}", ingest_payloads)
+        took, accepted = await stream_all(f"127.0.0.1:{port}", ingest_payloads, mediation)
         busy = (cpu_s(scoring.pid) - cpu0) / took
         if profiler:
             profiler.send_signal(signal.SIGINT)
@@ -201,17 +212,21 @@ async def main() -> None:
         assert accepted == args.cdrs, accepted
         rate = args.cdrs / took
         busy_rss = rss_mb(scoring.pid)
-        latencies = await paced_latency(f"127.0.0.1:{port}", latency_payloads, args.latency_rate, 500)
+        latencies = await paced_latency(f"127.0.0.1:{port}", latency_payloads, args.latency_rate, 500, mediation)
 
         baselines = {}
-        for name, extra in (("decode only", []), ("decode + read fields", ["--read-fields"])):
+        for name, extra in (
+            ("decode only, plaintext", []),
+            ("decode only, mutual TLS", ["--tls"]),
+            ("decode + read fields, mutual TLS", ["--read-fields", "--tls"]),
+        ):
             bport = free_port()
             p = subprocess.Popen(
                 [sys.executable, str(ROOT / "bench" / "decode_server.py"), str(bport), *extra], cwd=ROOT, env=env
             )
             procs.append(p)
             wait_serving_plain(bport)
-            btook, _ = await stream_all(f"127.0.0.1:{bport}", ingest_payloads)
+            btook, _ = await stream_all(f"127.0.0.1:{bport}", ingest_payloads, mediation if "--tls" in extra else None)
             baselines[name] = args.cdrs / btook
 
         lat_ms = sorted(x * 1000 for x in latencies)
@@ -228,7 +243,9 @@ async def main() -> None:
             f" batches of {args.batch})"
         )
         for name, brate in baselines.items():
-            print(f"{name:<21} {brate:>10,.0f} CDR/s   ratio scoring/{name}: {rate / brate:.3f}")
+            print(f"{name:<32} {brate:>10,.0f} CDR/s   ratio scoring/baseline: {rate / brate:.3f}")
+        plain, tls = baselines["decode only, plaintext"], baselines["decode only, mutual TLS"]
+        print(f"mutual TLS on the decode-only stream: {tls / plain:.3f} of plaintext throughput")
         print(
             f"decision latency at {args.latency_rate:,} CDR/s offered (batch of 500, ack with decisions):"
             f" p50 {p50:.1f} ms, p99 {p99:.1f} ms"
