@@ -11,9 +11,11 @@ import grpc
 
 @dataclass
 class Fault:
+    """Checked before it is stored (simulators/requests.py): `error` is one its target can answer with."""
+
     latency_ms: int = 0
     fail_next: int = 0
-    error: str = "UNAVAILABLE"
+    error: str = ""
 
 
 class Faults:
@@ -22,6 +24,9 @@ class Faults:
 
     def set(self, target: str, fault: Fault) -> None:
         self._by_target[target] = fault
+
+    def get(self, target: str) -> Fault | None:
+        return self._by_target.get(target)
 
     def clear(self) -> None:
         self._by_target.clear()

@@ -17,6 +17,8 @@ from simulators.faults import Faults
 
 PERMANENT_FAULTS = {"NOT_FOUND", "INVALID_ARGUMENT", "PERMISSION_DENIED"}
 UNKNOWN_DOMAIN = "invalid.example"
+# Fault target: RCPT slowed, or refused with a gRPC status name mapped to 550 (PERMANENT_FAULTS) or 451.
+RCPT_TARGET = "smtp.rcpt"
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class MailHandler:
         self.received: deque[Mail] = deque(maxlen=100_000)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list) -> str:
-        error = await self.faults.apply("smtp.rcpt")
+        error = await self.faults.apply(RCPT_TARGET)
         if error is not None:
             return "550 5.1.1 mailbox unavailable" if error in PERMANENT_FAULTS else "451 4.3.0 try again later"
         if address.lower().endswith("@" + UNKNOWN_DOMAIN):

@@ -11,7 +11,7 @@ from carrier.hlr.v1 import hlr_pb2
 @dataclass
 class Handset:
     barring: hlr_pb2.BarringProfile = field(default_factory=hlr_pb2.BarringProfile)
-    location: int = hlr_pb2.LOCATION_STATUS_HOME
+    location: hlr_pb2.LocationStatus.ValueType = hlr_pb2.LOCATION_STATUS_HOME
     country: str = ""
     visited_province: str = ""
 
@@ -24,7 +24,9 @@ class Network:
     def handset(self, msisdn: str) -> Handset:
         return self.handsets.setdefault(msisdn, Handset())
 
-    def move(self, msisdn: str, location: int, country: str = "", visited_province: str = "") -> None:
+    def move(
+        self, msisdn: str, location: hlr_pb2.LocationStatus.ValueType, country: str = "", visited_province: str = ""
+    ) -> None:
         """An attach, detach or roaming event: the handset's new location, told to every watcher."""
         h = self.handset(msisdn)
         h.location, h.country, h.visited_province = location, country, visited_province

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import os
+from collections.abc import Sequence
+
+import grpc
 import smpp34
 
 from carrier.hlr.v1 import hlr_pb2_grpc
@@ -9,7 +15,7 @@ from carrier.idcheck.v1 import idcheck_pb2_grpc
 from carrier.ivr.v1 import ivr_pb2_grpc
 from carrier.push.v1 import push_pb2_grpc
 from carrier.registry.v1 import registry_pb2_grpc
-from carrier.simulator.v1 import simulator_pb2_grpc
+from carrier.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from contracts import ACCESS_TABLE
 from pscommon import grpc_server
 from pscommon.config import Settings
@@ -18,7 +24,28 @@ from simulators.faults import FaultInterceptor, Faults
 from simulators.mail import MailServer
 from simulators.network import Network
 from simulators.outside import FaultInjection, Hlr, IdentityCheck, Ivr, PushGateway, Registry
+from simulators.requests import SIMULATED_SERVICES
 from simulators.smsc import Smsc
+
+log = logging.getLogger(__name__)
+FAULT_SERVICE = simulator_pb2.DESCRIPTOR.services_by_name["FaultInjectionService"].full_name
+
+
+def bind_host() -> str:
+    """Where the gRPC port binds: PSP_BIND_HOST, or loopback when unset (as pscommon.grpc_server)."""
+    return os.environ.get("PSP_BIND_HOST", "127.0.0.1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach a port bound to `host`. A name other than localhost could resolve
+    anywhere, and an empty host or a wildcard (0.0.0.0, ::) is every interface: none of those is loopback."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Simulators:
@@ -34,25 +61,32 @@ class Simulators:
         self.grpc: grpc_server.GrpcService | None = None
 
     async def start(self, cfg: Settings, grpc_port: int, smsc_port: int, smtp_port: int | None = None) -> None:
-        def register(server):
+        host = bind_host()
+        # Fault injection can take any simulated system down: only for a stack reachable from this machine alone.
+        local = is_loopback(host)
+        if not local:
+            log.warning("fault injection is not served: the simulators bind to %s, not a loopback address", host)
+
+        def register(server: grpc.aio.Server) -> Sequence[str]:
             registry_pb2_grpc.add_RegistryServiceServicer_to_server(self.registry, server)
             hlr_pb2_grpc.add_HlrServiceServicer_to_server(self.hlr, server)
             push_pb2_grpc.add_PushGatewayServiceServicer_to_server(self.push, server)
             ivr_pb2_grpc.add_IvrServiceServicer_to_server(self.ivr, server)
             idcheck_pb2_grpc.add_IdentityCheckServiceServicer_to_server(IdentityCheck(), server)
-            simulator_pb2_grpc.add_FaultInjectionServiceServicer_to_server(FaultInjection(self.faults), server)
-            return [
-                "carrier.registry.v1.RegistryService",
-                "carrier.hlr.v1.HlrService",
-                "carrier.push.v1.PushGatewayService",
-                "carrier.ivr.v1.IvrService",
-                "carrier.idcheck.v1.IdentityCheckService",
-                "carrier.simulator.v1.FaultInjectionService",
-            ]
+            names = [service.full_name for service in SIMULATED_SERVICES]
+            if local:
+                simulator_pb2_grpc.add_FaultInjectionServiceServicer_to_server(FaultInjection(self.faults), server)
+                names.append(FAULT_SERVICE)
+            return names
 
         security = grpc_server.Security.from_settings(cfg, ACCESS_TABLE)
         self.grpc = await grpc_server.start(
-            "simulators", grpc_port, register, security, extra_interceptors=[FaultInterceptor(self.faults)]
+            "simulators",
+            grpc_port,
+            register,
+            security,
+            host=host,
+            extra_interceptors=[FaultInterceptor(self.faults)] if local else [],
         )
         self.smsc = await self._start_smsc(cfg.smsc_host, smsc_port)
         self.grpc.on_stop.append(self.smsc.stop)

@@ -19,6 +19,9 @@ from simulators.network import Network
 
 log = logging.getLogger(__name__)
 DELIVER_RETRIES_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Fault targets: a submit can be slowed or refused with an ESME_* status; a receipt can only be slowed.
+SUBMIT_TARGET = "smsc.submit_sm"
+RECEIPT_TARGET = "smsc.receipt"
 
 
 def receipt_text(message_id: str, stat: str, err: str, submitted: datetime) -> bytes:
@@ -71,9 +74,9 @@ class Smsc:
                 await self._on_submit(ev)
 
     async def _on_submit(self, ev: smpp34.SubmitSmEvent) -> None:
-        error = await self.faults.apply("smsc.submit_sm")
+        error = await self.faults.apply(SUBMIT_TARGET)
         if error is not None:
-            ev.reject(getattr(smpp34, error, smpp34.ESME_RSYSERR))
+            ev.reject(getattr(smpp34, error))  # an ESME_* name other than ESME_ROK: checked when the fault was set
             return
         message_id = uuid.uuid4().hex[:16]
         ev.accept(message_id=message_id)
@@ -85,7 +88,7 @@ class Smsc:
 
     async def _receipt(self, session_id: str, ev: smpp34.SubmitSmEvent, message_id: str, submitted: datetime) -> None:
         await asyncio.sleep(self.receipt_delay_s)
-        await self.faults.apply("smsc.receipt")
+        await self.faults.apply(RECEIPT_TARGET)
         ok, why = self.network.sms_reachable(ev.destination_addr)
         stat, err = ("DELIVRD", "000") if ok else ("UNDELIV", "001" if why == "absent subscriber" else "013")
         pdu = {
