@@ -100,7 +100,7 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
         try:
             await self.hlr.SetBarring(
                 hlr_pb2.SetBarringRequest(
-                    request_id=f"{request_id}:hlr:{uuid.uuid4().hex[:12]}",
+                    request_id=f"{request_id[:96]}:hlr:{uuid.uuid4().hex[:12]}",
                     province=province,
                     msisdn=msisdn,
                     barring=hlr_pb2.BarringProfile(**asdict(barring)),
