@@ -1,48 +1,57 @@
 """Offline checks of the Kubernetes manifests in deploy/k8s/ (most of them rendered by deploy/k8s/render.py;
 test_render.py checks that the committed files are its output, so these checks cover what it renders).
 
-Every YAML document is validated against the Kubernetes OpenAPI schemas bundled with the pinned
-`kubernetes-validate` package (no cluster, no network: sockets are blocked while the tests run), then
-the rules that a schema cannot express are checked: hardening, resources, probes, autoscaling and
-disruption budgets, configuration through the ConfigMap/Secret, placeholder-only secrets, and that
-Services, addresses in the ConfigMap and network policies agree with the container ports.
+Every YAML document of a Kubernetes API is validated against the Kubernetes OpenAPI schemas bundled with the
+pinned `kubernetes-validate` package (no cluster, no network: sockets are blocked while the tests run), then
+the rules that a schema cannot express are checked: hardening, resources, probes (exec probes over mutual TLS for
+the gRPC services, no plaintext gRPC port or probe left), autoscaling and disruption budgets, configuration
+through the ConfigMap/Secret, placeholder-only secrets, and that Services, addresses in the ConfigMap and network
+policies agree with the container ports. cert-manager's documents (certificates.yaml) are checked by
+test_certificates.py.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
-K8S_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-KUSTOMIZATION = "kustomization.yaml"
+from tests.deploy.manifests import (
+    CERT_MANAGER_GROUP,
+    CONFIG_MAP,
+    DOCS,
+    GRPC_SERVICES,
+    K8S_DIR,
+    KUSTOMIZATION,
+    LOAD_ERRORS,
+    NAMESPACE,
+    PART_OF,
+    PROBE_MODULE,
+    SECRET,
+    TLS_ENV,
+    Doc,
+    block_network,
+    container_port,
+    containers,
+    fail_if,
+    ids,
+    main_container,
+    of_kind,
+    pod_spec,
+    selects,
+    single,
+)
 
 # Oldest Kubernetes the manifests claim to support (README) and the current target.
 KUBERNETES_VERSIONS = ("1.30", "1.33")
 
-NAMESPACE = "protective-suspension"
-PART_OF = "protective-suspension"
 # Services that keep per-line state in memory and run as one shard until line sharding lands.
 SINGLE_SHARD = {"scoring"}
 IMAGE = "registry.example-carrier.cn/protective-suspension/platform:0.1.0"
-CONFIG_MAP = "platform-config"
-SECRET = "platform-secrets"
-
-# Deployment name -> (command, gRPC port or None).
-GRPC_SERVICES = {
-    "scoring": (["python", "-m", "services.scoring.server"], 50051),
-    "suspension": (["python", "-m", "services.suspension.server"], 50052),
-    "notify": (["python", "-m", "services.notify.server"], 50053),
-    "verification": (["python", "-m", "services.verification.server"], 50054),
-}
 OTHER_PROCESSES = {
     "worker": ["python", "-m", "workflows.worker"],
     "codec-server": ["python", "-m", "pscommon.codec_server"],
@@ -67,6 +76,7 @@ CONFIG_KEYS = {
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "LOG_LEVEL",
     "PSP_CASE_POLICY",
+    "PSP_TRUST_DOMAIN",
 }
 SECRET_KEYS = {
     "DATABASE_URL",
@@ -88,114 +98,15 @@ SECRET_LOOKING_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|_KEYS?$|DATAB
 MEDIATION_NAMESPACE = {"kubernetes.io/metadata.name": "mediation"}
 
 
-# --------------------------------------------------------------------------------------------- loading
-
-
-@dataclass(frozen=True)
-class Doc:
-    file: str
-    index: int
-    obj: dict[str, Any]
-
-    @property
-    def kind(self) -> str:
-        return str(self.obj.get("kind", "?"))
-
-    @property
-    def name(self) -> str:
-        return str((self.obj.get("metadata") or {}).get("name", "?"))
-
-    @property
-    def ref(self) -> str:
-        return f"deploy/k8s/{self.file} (document {self.index}) {self.kind}/{self.name}"
-
-
-def _load() -> tuple[list[Doc], list[str]]:
-    docs: list[Doc] = []
-    errors: list[str] = []
-    for path in sorted(K8S_DIR.glob("*.yaml")):
-        if path.name == KUSTOMIZATION:
-            continue
-        try:
-            loaded = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except yaml.YAMLError as e:
-            errors.append(f"deploy/k8s/{path.name}: not valid YAML: {e}")
-            continue
-        for index, obj in enumerate(loaded):
-            if obj is None:  # empty document, e.g. a trailing "---"
-                continue
-            if not isinstance(obj, dict):
-                errors.append(f"deploy/k8s/{path.name} (document {index}): not a mapping")
-                continue
-            docs.append(Doc(path.name, index, obj))
-    return docs, errors
-
-
-DOCS, LOAD_ERRORS = _load()
-
-
-def _of_kind(kind: str) -> list[Doc]:
-    return [d for d in DOCS if d.kind == kind]
-
-
-DEPLOYMENTS = _of_kind("Deployment")
-SERVICES = _of_kind("Service")
-
-
-def _ids(docs: list[Doc]) -> list[str]:
-    return [f"{d.file}:{d.kind}/{d.name}" for d in docs]
-
-
-def _single(kind: str, name: str) -> Doc:
-    found = [d for d in _of_kind(kind) if d.name == name]
-    assert len(found) == 1, f"expected exactly one {kind}/{name} in deploy/k8s/, found {len(found)}"
-    return found[0]
-
-
-def _pod_spec(dep: Doc) -> dict[str, Any]:
-    return dep.obj["spec"]["template"]["spec"]
-
-
-def _containers(dep: Doc) -> Iterator[dict[str, Any]]:
-    spec = _pod_spec(dep)
-    yield from spec.get("initContainers") or []
-    yield from spec.get("containers") or []
-
-
-def _main_container(dep: Doc) -> dict[str, Any]:
-    containers = _pod_spec(dep)["containers"]
-    assert len(containers) == 1, f"{dep.ref}: expected one container, found {len(containers)}"
-    return containers[0]
-
-
-def _selects(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
-def _container_port(container: dict[str, Any], port: int | str) -> int | None:
-    """Resolves a probe/target port (number or name) to a declared containerPort."""
-    for p in container.get("ports") or []:
-        if port in (p.get("containerPort"), p.get("name")):
-            return int(p["containerPort"])
-    return None
-
-
-def _fail_if(problems: list[str]) -> None:
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+DEPLOYMENTS = of_kind("Deployment")
+SERVICES = of_kind("Service")
+# What kubernetes-validate's schemas cover; cert-manager's kinds are checked by test_certificates.py.
+CORE_DOCS = [d for d in DOCS if d.api_group != CERT_MANAGER_GROUP]
 
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests are offline: any attempt to open a connection fails loudly."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network access attempted during an offline test: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    block_network(monkeypatch)
 
 
 # ----------------------------------------------------------------------------------- files and schema
@@ -203,7 +114,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_manifests_load() -> None:
     assert K8S_DIR.is_dir(), f"{K8S_DIR} is missing"
-    _fail_if(LOAD_ERRORS)
+    fail_if(LOAD_ERRORS)
     assert DOCS, "no Kubernetes documents found in deploy/k8s/*.yaml"
 
 
@@ -224,7 +135,7 @@ def test_every_object_is_in_the_namespace_and_labelled() -> None:
         if key in seen:
             problems.append(f"{d.ref}: duplicate of {seen[key]}")
         seen[key] = d.ref
-    _fail_if(problems)
+    fail_if(problems)
 
 
 def test_bundled_schemas_cover_the_target_versions() -> None:
@@ -237,7 +148,7 @@ def test_bundled_schemas_cover_the_target_versions() -> None:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("doc", DOCS, ids=_ids(DOCS))
+@pytest.mark.parametrize("doc", CORE_DOCS, ids=ids(CORE_DOCS))
 def test_schema(doc: Doc, version: str) -> None:
     try:
         validated = kubernetes_validate.validate(doc.obj, version, strict=True)
@@ -273,10 +184,10 @@ def test_expected_deployments_exist() -> None:
     assert found == expected, f"Deployments in deploy/k8s/: {sorted(found)}, expected {sorted(expected)}"
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
 def test_deployment_image_command_labels(dep: Doc) -> None:
     problems = []
-    c = _main_container(dep)
+    c = main_container(dep)
     if c.get("image") != IMAGE:
         problems.append(f"{dep.ref}: image {c.get('image')!r}, expected {IMAGE!r}")
     expected = GRPC_SERVICES[dep.name][0] if dep.name in GRPC_SERVICES else OTHER_PROCESSES.get(dep.name)
@@ -291,40 +202,40 @@ def test_deployment_image_command_labels(dep: Doc) -> None:
         if labels.get("app.kubernetes.io/part-of") != PART_OF:
             problems.append(f"{dep.ref}: {where} lacks app.kubernetes.io/part-of={PART_OF}")
     template_labels = dep.obj["spec"]["template"]["metadata"].get("labels") or {}
-    if not _selects(dep.obj["spec"]["selector"].get("matchLabels"), template_labels):
+    if not selects(dep.obj["spec"]["selector"].get("matchLabels"), template_labels):
         problems.append(f"{dep.ref}: spec.selector does not match the pod template labels")
     if dep.name in SINGLE_SHARD:
         if dep.obj["spec"].get("replicas") != 1 or dep.obj["spec"].get("strategy", {}).get("type") != "Recreate":
             problems.append(f"{dep.ref}: a single-shard service needs replicas: 1 and the Recreate strategy")
     elif "replicas" in dep.obj["spec"]:
         problems.append(f"{dep.ref}: spec.replicas is set; the HorizontalPodAutoscaler owns the replica count")
-    grace = _pod_spec(dep).get("terminationGracePeriodSeconds")
+    grace = pod_spec(dep).get("terminationGracePeriodSeconds")
     if not isinstance(grace, int) or grace < 30:
         problems.append(f"{dep.ref}: terminationGracePeriodSeconds is {grace!r}, expected >= 30")
-    _fail_if(problems)
+    fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
 def test_graceful_shutdown_fits_the_termination_grace_period(dep: Doc) -> None:
-    data = _single("ConfigMap", CONFIG_MAP).obj.get("data") or {}
+    data = single("ConfigMap", CONFIG_MAP).obj.get("data") or {}
     drain_s = float(data.get("PSP_SHUTDOWN_GRACE_S", "5"))  # pscommon/config.py's default
-    pre_stop = (_main_container(dep).get("lifecycle") or {}).get("preStop") or {}
+    pre_stop = (main_container(dep).get("lifecycle") or {}).get("preStop") or {}
     sleep_s = (pre_stop.get("sleep") or {}).get("seconds", 0)
-    grace = _pod_spec(dep).get("terminationGracePeriodSeconds", 30)
+    grace = pod_spec(dep).get("terminationGracePeriodSeconds", 30)
     assert sleep_s + drain_s < grace, (
         f"{dep.ref}: preStop sleep {sleep_s}s + PSP_SHUTDOWN_GRACE_S {drain_s}s does not fit in "
         f"terminationGracePeriodSeconds {grace}s; the kubelet would SIGKILL before the drain ends"
     )
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
 def test_deployment_hardening(dep: Doc) -> None:
     problems = []
-    spec = _pod_spec(dep)
+    spec = pod_spec(dep)
     pod_sc = spec.get("securityContext") or {}
     if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
         problems.append(f"{dep.ref}: uses host namespaces")
-    for c in _containers(dep):
+    for c in containers(dep):
         where = f"{dep.ref} container {c.get('name')!r}"
         sc = c.get("securityContext") or {}
 
@@ -352,7 +263,7 @@ def test_deployment_hardening(dep: Doc) -> None:
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
         if not tmp or "emptyDir" not in volumes.get(tmp[0].get("name"), {}):
             problems.append(f"{where}: no emptyDir mounted at /tmp (the root filesystem is read-only)")
-    _fail_if(problems)
+    fail_if(problems)
 
 
 _CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
@@ -370,10 +281,10 @@ def _quantity(resource: str, value: object) -> float | None:
     return None if m is None else float(m[1]) * _MEMORY_UNITS[m[2]]
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
 def test_deployment_resources(dep: Doc) -> None:
     problems = []
-    for c in _containers(dep):
+    for c in containers(dep):
         where = f"{dep.ref} container {c.get('name')!r}"
         res = c.get("resources") or {}
         for resource in ("cpu", "memory"):
@@ -387,46 +298,120 @@ def test_deployment_resources(dep: Doc) -> None:
                 problems.append(f"{where}: cannot read {resource} quantities {request!r}/{limit!r}")
             elif req_q > lim_q:
                 problems.append(f"{where}: {resource} request {request} exceeds limit {limit}")
-    _fail_if(problems)
+    fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
+def _grpc_service_names(proto_area: str) -> set[str]:
+    """Full names of the gRPC services declared in protos/carrier/<area>/v1/*.proto."""
+    names = set()
+    for proto in (K8S_DIR.parents[1] / "protos" / "carrier" / proto_area / "v1").glob("*.proto"):
+        text = proto.read_text(encoding="utf-8")
+        package = re.search(r"^package\s+([\w.]+);", text, re.M)
+        if package:
+            names |= {f"{package[1]}.{svc}" for svc in re.findall(r"^service\s+(\w+)\s*\{", text, re.M)}
+    return names
+
+
+ACCESS_TABLE = yaml.safe_load((K8S_DIR.parents[1] / "contracts" / "access.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
 def test_deployment_probes(dep: Doc) -> None:
     problems = []
-    c = _main_container(dep)
+    c = main_container(dep)
     probes = {kind: c.get(kind) for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
     required = ["readinessProbe"] if dep.name in NO_LIVENESS_PROBE else ["readinessProbe", "livenessProbe"]
     for kind in required:
         if not probes[kind]:
             problems.append(f"{dep.ref}: container {c.get('name')!r} has no {kind}")
-    if dep.name in GRPC_SERVICES:
-        port = GRPC_SERVICES[dep.name][1]
-        declared = [p for p in c.get("ports") or [] if p.get("containerPort") == port]
-        if not declared:
-            problems.append(f"{dep.ref}: no containerPort {port}")
-        for kind in ("readinessProbe", "livenessProbe"):
-            probe = probes[kind] or {}
-            if "grpc" not in probe:
-                problems.append(f"{dep.ref}: {kind} is not a grpc probe (got {sorted(probe)})")
-            elif probe["grpc"].get("port") != port:
-                problems.append(f"{dep.ref}: {kind} grpc port {probe['grpc'].get('port')!r}, expected {port}")
     if dep.name == "codec-server":
         for kind in ("readinessProbe", "livenessProbe"):
             probe = probes[kind] or {}
-            if _container_port(c, (probe.get("tcpSocket") or {}).get("port", -1)) != CODEC_SERVER_PORT:
+            if container_port(c, (probe.get("tcpSocket") or {}).get("port", -1)) != CODEC_SERVER_PORT:
                 problems.append(f"{dep.ref}: {kind} is not a tcpSocket probe on port {CODEC_SERVER_PORT}")
     # Whatever the type, a probe on a port must aim at a port the container declares.
     for kind, probe in probes.items():
         for handler in ("grpc", "tcpSocket", "httpGet"):
-            if probe and handler in probe and _container_port(c, probe[handler].get("port")) is None:
+            if probe and handler in probe and container_port(c, probe[handler].get("port")) is None:
                 problems.append(f"{dep.ref}: {kind}.{handler} port {probe[handler].get('port')!r} is not declared")
-    _fail_if(problems)
+    fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+def test_no_plaintext_grpc_port_or_probe(dep: Doc) -> None:
+    """The servers listen on a mutual-TLS port only: the kubelet's grpc probe (plaintext, no client certificate)
+    would fail against it, a TCP or HTTP probe would prove nothing, and a port named grpc* reads as plaintext
+    gRPC to a service mesh's protocol detection. So a gRPC service declares exactly its one port, named tls-*,
+    and none of its probes is grpc, tcpSocket or httpGet; no Deployment has a grpc probe at all."""
+    problems = []
+    c = main_container(dep)
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = c.get(kind) or {}
+        if "grpc" in probe:
+            problems.append(f"{dep.ref}: {kind} is a kubelet grpc probe (plaintext); use the exec probe")
+        if dep.name in GRPC_SERVICES and {"tcpSocket", "httpGet"} & set(probe):
+            problems.append(f"{dep.ref}: {kind} is {sorted(probe)}, not the exec probe over mutual TLS")
+    if dep.name in GRPC_SERVICES:
+        port = GRPC_SERVICES[dep.name][1]
+        ports = c.get("ports") or []
+        if [(p.get("containerPort"), p.get("protocol", "TCP")) for p in ports] != [(port, "TCP")]:
+            problems.append(f"{dep.ref}: ports {ports}, expected only the mutual-TLS port {port}")
+        problems += [
+            f"{dep.ref}: port {p.get('containerPort')} is named {p.get('name')!r}; name it tls-* (it speaks TLS)"
+            for p in ports
+            if not str(p.get("name", "")).startswith("tls")
+        ]
+    fail_if(problems)
+
+
+@pytest.mark.parametrize("dep", [d for d in DEPLOYMENTS if d.name in GRPC_SERVICES], ids=lambda d: d.name)
+def test_grpc_probes_are_the_mtls_exec_probe_on_the_own_port(dep: Doc) -> None:
+    """startup, readiness and liveness: `python -m pscommon.probes 127.0.0.1:<the container's own gRPC port>
+    <a gRPC service this server implements>` (its proto declares it, the access table lists it), with a timeout
+    that leaves room for the interpreter's start."""
+    problems = []
+    c = main_container(dep)
+    port = GRPC_SERVICES[dep.name][1]
+    own_services = _grpc_service_names(dep.name)
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = c.get(kind)
+        if not probe:
+            problems.append(f"{dep.ref}: no {kind}")
+            continue
+        command = (probe.get("exec") or {}).get("command") or []
+        if command[:4] != ["python", "-m", PROBE_MODULE, f"127.0.0.1:{port}"] or len(command) != 5:
+            problems.append(
+                f"{dep.ref}: {kind} runs {command}, expected "
+                f"['python', '-m', {PROBE_MODULE!r}, '127.0.0.1:{port}', '<grpc service>']"
+            )
+            continue
+        if container_port(c, port) is None:
+            problems.append(f"{dep.ref}: {kind} probes port {port}, which the container does not declare")
+        if command[4] not in own_services:
+            problems.append(f"{dep.ref}: {kind} checks {command[4]!r}, not one of its services {sorted(own_services)}")
+        if command[4] not in (ACCESS_TABLE.get("services") or {}):
+            problems.append(f"{dep.ref}: {kind} checks {command[4]!r}, which contracts/access.yaml does not list")
+        if probe.get("timeoutSeconds", 1) < 3:
+            problems.append(f"{dep.ref}: {kind} timeoutSeconds {probe.get('timeoutSeconds', 1)} < 3 (Python start)")
+        if probe.get("periodSeconds", 10) < 5:
+            problems.append(
+                f"{dep.ref}: {kind} periodSeconds {probe.get('periodSeconds', 10)} < 5 (a Python start each)"
+            )
+    if c.get("startupProbe") and (c.get("livenessProbe") or {}).get("initialDelaySeconds"):
+        problems.append(f"{dep.ref}: livenessProbe has initialDelaySeconds although the startup probe gates it")
+    fail_if(problems)
+
+
+def test_the_probes_principal_may_ask_for_health() -> None:
+    """The probe calls as the pod's own principal: the access table must let every known role call Health."""
+    health = (ACCESS_TABLE.get("services") or {}).get("grpc.health.v1.Health") or {}
+    assert "*" in (health.get("Check") or []), "contracts/access.yaml: grpc.health.v1.Health/Check is not open to '*'"
+
+
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
 def test_deployment_configuration_comes_from_configmap_and_secret(dep: Doc) -> None:
     problems = []
-    for c in _containers(dep):
+    for c in containers(dep):
         where = f"{dep.ref} container {c.get('name')!r}"
         sources = c.get("envFrom") or []
         config_maps = {(s.get("configMapRef") or {}).get("name") for s in sources} - {None}
@@ -436,36 +421,38 @@ def test_deployment_configuration_comes_from_configmap_and_secret(dep: Doc) -> N
         if secrets != {SECRET}:
             problems.append(f"{where}: envFrom Secrets {sorted(secrets)}, expected [{SECRET!r}]")
         for var in c.get("env") or []:
+            if var.get("name") in TLS_ENV and "value" in var:
+                continue  # paths into the pod's own certificate volume (test_certificates.py checks them)
             ref = var.get("valueFrom") or {}
             source = (ref.get("configMapKeyRef") or {}).get("name") or (ref.get("secretKeyRef") or {}).get("name")
             if source not in (CONFIG_MAP, SECRET):
                 problems.append(f"{where}: env {var.get('name')!r} is set inline, not from {CONFIG_MAP}/{SECRET}")
-    _fail_if(problems)
+    fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=_ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
 def test_deployment_has_pdb_and_hpa(dep: Doc) -> None:
     problems = []
     labels = dep.obj["spec"]["template"]["metadata"].get("labels") or {}
     pdbs = [
         p
-        for p in _of_kind("PodDisruptionBudget")
-        if _selects((p.obj["spec"].get("selector") or {}).get("matchLabels"), labels)
+        for p in of_kind("PodDisruptionBudget")
+        if selects((p.obj["spec"].get("selector") or {}).get("matchLabels"), labels)
     ]
     if len(pdbs) != 1:
-        problems.append(f"{dep.ref}: expected one PodDisruptionBudget selecting its pods, found {_ids(pdbs)}")
+        problems.append(f"{dep.ref}: expected one PodDisruptionBudget selecting its pods, found {ids(pdbs)}")
     hpas = [
         h
-        for h in _of_kind("HorizontalPodAutoscaler")
+        for h in of_kind("HorizontalPodAutoscaler")
         if h.obj["spec"]["scaleTargetRef"].get("kind") == "Deployment"
         and h.obj["spec"]["scaleTargetRef"].get("name") == dep.name
         and h.obj["spec"]["scaleTargetRef"].get("apiVersion") == "apps/v1"
     ]
     if dep.name in SINGLE_SHARD:
         if hpas:
-            problems.append(f"{dep.ref}: a single-shard service must not be autoscaled, found {_ids(hpas)}")
+            problems.append(f"{dep.ref}: a single-shard service must not be autoscaled, found {ids(hpas)}")
     elif len(hpas) != 1:
-        problems.append(f"{dep.ref}: expected one HorizontalPodAutoscaler targeting it, found {_ids(hpas)}")
+        problems.append(f"{dep.ref}: expected one HorizontalPodAutoscaler targeting it, found {ids(hpas)}")
     for hpa in hpas:
         spec = hpa.obj["spec"]
         # One replica plus a disruption budget would block every node drain.
@@ -473,14 +460,14 @@ def test_deployment_has_pdb_and_hpa(dep: Doc) -> None:
             problems.append(f"{hpa.ref}: minReplicas {spec.get('minReplicas', 1)} < 2")
         if spec["maxReplicas"] < spec.get("minReplicas", 1):
             problems.append(f"{hpa.ref}: maxReplicas below minReplicas")
-    _fail_if(problems)
+    fail_if(problems)
 
 
 # ------------------------------------------------------------------------------ configuration, secrets
 
 
 def test_configmap_has_the_platform_settings() -> None:
-    cm = _single("ConfigMap", CONFIG_MAP)
+    cm = single("ConfigMap", CONFIG_MAP)
     data = cm.obj.get("data") or {}
     problems = [f"{cm.ref}: missing key {k}" for k in sorted(CONFIG_KEYS - set(data))]
     problems += [
@@ -488,12 +475,12 @@ def test_configmap_has_the_platform_settings() -> None:
     ]
     problems += [f"{cm.ref}: {k} is also a Secret key" for k in sorted(SECRET_KEYS & set(data))]
     problems += [f"{cm.ref}: {k} is not a string" for k, v in data.items() if not isinstance(v, str)]
-    _fail_if(problems)
+    fail_if(problems)
 
 
 def test_secret_holds_only_placeholders() -> None:
-    secrets = _of_kind("Secret")
-    assert [s.name for s in secrets] == [SECRET], f"expected only the Secret {SECRET}, found {_ids(secrets)}"
+    secrets = of_kind("Secret")
+    assert [s.name for s in secrets] == [SECRET], f"expected only the Secret {SECRET}, found {ids(secrets)}"
     secret = secrets[0]
     values: dict[str, str] = dict(secret.obj.get("stringData") or {})
     for key, encoded in (secret.obj.get("data") or {}).items():
@@ -508,7 +495,7 @@ def test_secret_holds_only_placeholders() -> None:
         for k, v in sorted(values.items())
         if not isinstance(v, str) or PLACEHOLDER not in v
     ]
-    _fail_if(problems)
+    fail_if(problems)
 
 
 # ------------------------------------------------------------------------------------ services, network
@@ -516,8 +503,8 @@ def test_secret_holds_only_placeholders() -> None:
 
 def _deployment_for(svc: Doc) -> Doc:
     selector = svc.obj["spec"].get("selector") or {}
-    matched = [d for d in DEPLOYMENTS if _selects(selector, d.obj["spec"]["template"]["metadata"].get("labels") or {})]
-    assert len(matched) == 1, f"{svc.ref}: selector {selector} matches Deployments {_ids(matched)}, expected one"
+    matched = [d for d in DEPLOYMENTS if selects(selector, d.obj["spec"]["template"]["metadata"].get("labels") or {})]
+    assert len(matched) == 1, f"{svc.ref}: selector {selector} matches Deployments {ids(matched)}, expected one"
     return matched[0]
 
 
@@ -527,13 +514,13 @@ def test_every_server_has_a_service() -> None:
     assert found == expected, f"Services in deploy/k8s/: {sorted(found)}, expected {sorted(expected)}"
 
 
-@pytest.mark.parametrize("svc", SERVICES, ids=_ids(SERVICES))
-def test_service_ports_match_containers(svc: Doc) -> None:
+@pytest.mark.parametrize("svc", SERVICES, ids=ids(SERVICES))
+def test_service_ports_matchcontainers(svc: Doc) -> None:
     problems = []
     dep = _deployment_for(svc)
-    c = _main_container(dep)
+    c = main_container(dep)
     for port in svc.obj["spec"].get("ports") or []:
-        target = _container_port(c, port.get("targetPort", port["port"]))
+        target = container_port(c, port.get("targetPort", port["port"]))
         if target is None:
             problems.append(f"{svc.ref}: targetPort {port.get('targetPort')!r} is not a port of {dep.ref}")
         elif target != port["port"]:
@@ -542,25 +529,25 @@ def test_service_ports_match_containers(svc: Doc) -> None:
         grpc_port = GRPC_SERVICES[dep.name][1]
         if [p["port"] for p in svc.obj["spec"].get("ports") or []] != [grpc_port]:
             problems.append(f"{svc.ref}: expected the single port {grpc_port} of {dep.ref}")
-    _fail_if(problems)
+    fail_if(problems)
 
 
 def test_configmap_addresses_name_the_services() -> None:
-    data = _single("ConfigMap", CONFIG_MAP).obj.get("data") or {}
+    data = single("ConfigMap", CONFIG_MAP).obj.get("data") or {}
     problems = []
     for key, service in ADDRESS_KEYS.items():
         expected = f"{service}:{GRPC_SERVICES[service][1]}"
         if data.get(key) != expected:
             problems.append(f"ConfigMap/{CONFIG_MAP}: {key}={data.get(key)!r}, expected {expected!r}")
-    _fail_if(problems)
+    fail_if(problems)
 
 
 def _allowed_peers(svc_pod_labels: dict[str, str], port: int) -> list[dict[str, Any]]:
     """The `from` peers of every ingress rule that lets traffic reach these pods on this port."""
     peers = []
-    for pol in _of_kind("NetworkPolicy"):
+    for pol in of_kind("NetworkPolicy"):
         spec = pol.obj["spec"]
-        if not _selects(spec["podSelector"].get("matchLabels"), svc_pod_labels):
+        if not selects(spec["podSelector"].get("matchLabels"), svc_pod_labels):
             continue
         for rule in spec.get("ingress") or []:
             ports = rule.get("ports") or []
@@ -573,7 +560,7 @@ def test_network_policies() -> None:
     problems = []
     default_deny = [
         p
-        for p in _of_kind("NetworkPolicy")
+        for p in of_kind("NetworkPolicy")
         if p.obj["spec"].get("podSelector") in ({}, {"matchLabels": {}})
         and "Ingress" in (p.obj["spec"].get("policyTypes") or [])
         and not p.obj["spec"].get("ingress")
@@ -593,4 +580,4 @@ def test_network_policies() -> None:
     scoring_peers = _allowed_peers({"app.kubernetes.io/name": "scoring", "app.kubernetes.io/part-of": PART_OF}, 50051)
     if {"namespaceSelector": {"matchLabels": MEDIATION_NAMESPACE}} not in scoring_peers:
         problems.append("NetworkPolicy: scoring:50051 is not reachable from the mediation namespace")
-    _fail_if(problems)
+    fail_if(problems)

@@ -1,0 +1,160 @@
+"""The manifests of deploy/k8s/ loaded once, with the helpers the offline checks share (test_k8s_manifests.py for
+the Kubernetes objects, test_certificates.py for cert-manager's, test_mtls_probe.py for what the probes run)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_DIR = ROOT / "deploy" / "k8s"
+# Rendered next to the manifests but not applied by kustomization.yaml.
+EXAMPLES_DIR = K8S_DIR / "examples"
+KUSTOMIZATION = "kustomization.yaml"
+
+NAMESPACE = "protective-suspension"
+PART_OF = "protective-suspension"
+CONFIG_MAP = "platform-config"
+SECRET = "platform-secrets"
+CERT_MANAGER_GROUP = "cert-manager.io"
+
+# Deployment name -> (command, gRPC port).
+GRPC_SERVICES = {
+    "scoring": (["python", "-m", "services.scoring.server"], 50051),
+    "suspension": (["python", "-m", "services.suspension.server"], 50052),
+    "notify": (["python", "-m", "services.notify.server"], 50053),
+    "verification": (["python", "-m", "services.verification.server"], 50054),
+}
+# Deployment name -> the role its certificate must name (contracts/access.yaml): every process that speaks gRPC,
+# as a server (the four services) or only as a client (the worker).
+SPIFFE_ROLES = {
+    "scoring": "scoring",
+    "suspension": "suspension",
+    "notify": "notify",
+    "verification": "verification",
+    "worker": "worker",
+}
+# Where a pod's certificate is mounted, and which of cert-manager's keys each setting names.
+TLS_DIR = "/etc/psp/tls"
+TLS_ENV = {"PSP_TLS_CA": "ca.crt", "PSP_TLS_CERT": "tls.crt", "PSP_TLS_KEY": "tls.key"}
+PROBE_MODULE = "pscommon.probes"
+
+
+@dataclass(frozen=True)
+class Doc:
+    file: str
+    index: int
+    obj: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", "?"))
+
+    @property
+    def name(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("name", "?"))
+
+    @property
+    def api_group(self) -> str:
+        api_version = str(self.obj.get("apiVersion", ""))
+        return api_version.rpartition("/")[0]
+
+    @property
+    def ref(self) -> str:
+        return f"deploy/k8s/{self.file} (document {self.index}) {self.kind}/{self.name}"
+
+
+def load(folder: Path = K8S_DIR) -> tuple[list[Doc], list[str]]:
+    """Every document of folder/*.yaml but kustomization.yaml; file names relative to deploy/k8s/."""
+    docs: list[Doc] = []
+    errors: list[str] = []
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name == KUSTOMIZATION:
+            continue
+        name = path.relative_to(K8S_DIR).as_posix()
+        try:
+            loaded = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except yaml.YAMLError as e:
+            errors.append(f"deploy/k8s/{name}: not valid YAML: {e}")
+            continue
+        for index, obj in enumerate(loaded):
+            if obj is None:  # empty document, e.g. a trailing "---"
+                continue
+            if not isinstance(obj, dict):
+                errors.append(f"deploy/k8s/{name} (document {index}): not a mapping")
+                continue
+            docs.append(Doc(name, index, obj))
+    return docs, errors
+
+
+DOCS, LOAD_ERRORS = load()
+EXAMPLE_DOCS, EXAMPLE_LOAD_ERRORS = load(EXAMPLES_DIR)
+
+
+def of_kind(kind: str, docs: list[Doc] = DOCS) -> list[Doc]:
+    return [d for d in docs if d.kind == kind]
+
+
+def ids(docs: list[Doc]) -> list[str]:
+    return [f"{d.file}:{d.kind}/{d.name}" for d in docs]
+
+
+def single(kind: str, name: str) -> Doc:
+    found = [d for d in of_kind(kind) if d.name == name]
+    assert len(found) == 1, f"expected exactly one {kind}/{name} in deploy/k8s/, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(dep: Doc) -> dict[str, Any]:
+    return dep.obj["spec"]["template"]["spec"]
+
+
+def containers(dep: Doc) -> Iterator[dict[str, Any]]:
+    spec = pod_spec(dep)
+    yield from spec.get("initContainers") or []
+    yield from spec.get("containers") or []
+
+
+def main_container(dep: Doc) -> dict[str, Any]:
+    found = pod_spec(dep)["containers"]
+    assert len(found) == 1, f"{dep.ref}: expected one container, found {len(found)}"
+    return found[0]
+
+
+def selects(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def container_port(container: dict[str, Any], port: int | str) -> int | None:
+    """Resolves a probe/target port (number or name) to a declared containerPort."""
+    for p in container.get("ports") or []:
+        if port in (p.get("containerPort"), p.get("name")):
+            return int(p["containerPort"])
+    return None
+
+
+def config_data() -> dict[str, str]:
+    return single("ConfigMap", CONFIG_MAP).obj.get("data") or {}
+
+
+def fail_if(problems: list[str]) -> None:
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def block_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For offline tests: any attempt to open a connection fails loudly."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted during an offline test: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
