@@ -5,7 +5,7 @@ CORS for the UI's origin. Decoded payloads hold full phone numbers, so every POS
 token: a JWT from the operators' identity provider, signed with the configured key, carrying the codec role.
 
 Settings (environment):
-  PSP_CODEC_JWT_PUBLIC_KEY   path of the issuer's PEM public key: RSA (RS256) or EC P-256 (ES256)
+  PSP_CODEC_JWT_ISSUER_PEM   path of the issuer's PEM public key: RSA (RS256) or EC P-256 (ES256)
   PSP_CODEC_JWT_ISSUER       the expected `iss`
   PSP_CODEC_JWT_AUDIENCE     the expected `aud`
   PSP_CODEC_JWT_ROLE_CLAIM   the claim listing the operator's roles (default `roles`; a dotted path such as
@@ -127,14 +127,14 @@ def load_public_key(path: str) -> tuple[PublicKey, str]:
     try:
         key = serialization.load_pem_public_key(pathlib.Path(path).read_bytes())
     except (OSError, ValueError) as e:
-        raise ConfigError(f"PSP_CODEC_JWT_PUBLIC_KEY={path!r} is not a readable PEM public key: {e}") from None
+        raise ConfigError(f"PSP_CODEC_JWT_ISSUER_PEM={path!r} is not a readable PEM public key: {e}") from None
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:
-            raise ConfigError(f"PSP_CODEC_JWT_PUBLIC_KEY: an RSA key of {key.key_size} bits is too short")
+            raise ConfigError(f"PSP_CODEC_JWT_ISSUER_PEM: an RSA key of {key.key_size} bits is too short")
         return key, "RS256"
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key, "ES256"
-    raise ConfigError("PSP_CODEC_JWT_PUBLIC_KEY must be an RSA (RS256) or EC P-256 (ES256) public key")
+    raise ConfigError("PSP_CODEC_JWT_ISSUER_PEM must be an RSA (RS256) or EC P-256 (ES256) public key")
 
 
 def is_loopback(host: str) -> bool:
@@ -153,10 +153,10 @@ def is_loopback(host: str) -> bool:
 
 def authorizer_from_env(env: Mapping[str, str], bind_host: str) -> Authorizer:
     mode = env.get("PSP_CODEC_AUTH", "").strip() or "jwt"
-    key_path = env.get("PSP_CODEC_JWT_PUBLIC_KEY", "").strip()
+    key_path = env.get("PSP_CODEC_JWT_ISSUER_PEM", "").strip()
     if mode == LOCAL_MODE:
         if key_path:
-            raise ConfigError(f"PSP_CODEC_AUTH={LOCAL_MODE} and PSP_CODEC_JWT_PUBLIC_KEY are both set: choose one")
+            raise ConfigError(f"PSP_CODEC_AUTH={LOCAL_MODE} and PSP_CODEC_JWT_ISSUER_PEM are both set: choose one")
         if not is_loopback(bind_host):
             raise ConfigError(
                 f"PSP_CODEC_AUTH={LOCAL_MODE} but PSP_BIND_HOST={bind_host!r} is not a loopback address: "
@@ -166,7 +166,7 @@ def authorizer_from_env(env: Mapping[str, str], bind_host: str) -> Authorizer:
         return LoopbackOnly()
     if mode != "jwt":
         raise ConfigError(f"PSP_CODEC_AUTH must be 'jwt' or {LOCAL_MODE!r}, not {mode!r}")
-    required = ("PSP_CODEC_JWT_PUBLIC_KEY", "PSP_CODEC_JWT_ISSUER", "PSP_CODEC_JWT_AUDIENCE")
+    required = ("PSP_CODEC_JWT_ISSUER_PEM", "PSP_CODEC_JWT_ISSUER", "PSP_CODEC_JWT_AUDIENCE")
     missing = [name for name in required if not env.get(name, "").strip()]
     if missing:
         raise ConfigError(

@@ -76,6 +76,8 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     # The stack's own CA and a certificate per process and per caller; psctl calls as ops unless told.
     values.setdefault("PSP_PKI_DIR", str(data / "pki"))
     values.setdefault("PSP_TRUST_DOMAIN", "psp.local")
+    # No identity provider locally: the codec server runs unauthenticated, and only on loopback (it says so).
+    values.setdefault("PSP_CODEC_AUTH", "local-loopback-only")
     LocalPki(pathlib.Path(values["PSP_PKI_DIR"]), values["PSP_TRUST_DOMAIN"]).ensure_local()
     uri = postgres.server_uri(data)
     values["DATABASE_URL"] = asyncio.run(postgres.ensure_database(uri, "psp"))
@@ -124,6 +126,7 @@ def up(data: pathlib.Path) -> None:
     wait_for_worker(Settings())
     print(f"stack up in {time.monotonic() - started:.1f}s  (data: {data}, logs: {data / 'logs'})")
     print(f"  Temporal UI   http://127.0.0.1:{UI_PORT}   (payloads decrypted by the codec server on :{CODEC_PORT})")
+    print("  codec server  without authentication: a loopback-only local stack (production verifies a JWT)")
     print(f"  PostgreSQL    {'from DATABASE_URL' if external_db else 'embedded, ' + str(data / 'pg')}")
     for name, port in PORTS.items():
         print(f"  {name:<13} 127.0.0.1:{port}  (mutual TLS)")

@@ -257,7 +257,7 @@ def key_file(tmp_path: pathlib.Path) -> pathlib.Path:
 
 def jwt_env(key_file: pathlib.Path, **extra: str) -> dict[str, str]:
     return {
-        "PSP_CODEC_JWT_PUBLIC_KEY": str(key_file),
+        "PSP_CODEC_JWT_ISSUER_PEM": str(key_file),
         "PSP_CODEC_JWT_ISSUER": ISSUER,
         "PSP_CODEC_JWT_AUDIENCE": AUDIENCE,
         **extra,
@@ -300,11 +300,11 @@ def test_an_unusable_key_refuses_to_start(tmp_path: pathlib.Path, kind: str) -> 
         path.write_bytes(pem(ec.generate_private_key(ec.SECP384R1()).public_key()))
     elif kind == "not a key":
         path.write_text("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n")
-    with pytest.raises(ConfigError, match="PSP_CODEC_JWT_PUBLIC_KEY"):
+    with pytest.raises(ConfigError, match="PSP_CODEC_JWT_ISSUER_PEM"):
         authorizer_from_env(jwt_env(path), "127.0.0.1")
 
 
-@pytest.mark.parametrize("missing", ["PSP_CODEC_JWT_PUBLIC_KEY", "PSP_CODEC_JWT_ISSUER", "PSP_CODEC_JWT_AUDIENCE"])
+@pytest.mark.parametrize("missing", ["PSP_CODEC_JWT_ISSUER_PEM", "PSP_CODEC_JWT_ISSUER", "PSP_CODEC_JWT_AUDIENCE"])
 def test_without_the_token_settings_it_refuses_to_start(key_file: pathlib.Path, missing: str) -> None:
     env = jwt_env(key_file)
     del env[missing]
@@ -372,7 +372,7 @@ def restore_logging() -> Iterator[None]:
 async def test_the_process_refuses_to_start(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_logging: None, env: dict[str, str]
 ) -> None:
-    for name in ("PSP_CODEC_AUTH", "PSP_CODEC_JWT_PUBLIC_KEY", "PSP_CODEC_JWT_ISSUER", "PSP_CODEC_JWT_AUDIENCE"):
+    for name in ("PSP_CODEC_AUTH", "PSP_CODEC_JWT_ISSUER_PEM", "PSP_CODEC_JWT_ISSUER", "PSP_CODEC_JWT_AUDIENCE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PSP_CODEC_KEYS", new_key_spec("test-1"))
     monkeypatch.setenv("PSP_CODEC_ACTIVE_KEY", "test-1")
