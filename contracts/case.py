@@ -18,6 +18,7 @@ SIGNAL_ASSESSMENT = "new_assessment"
 SIGNAL_REVIEW_OPENED = "review_opened"
 SIGNAL_REVIEW_DECIDED = "review_decided"
 SIGNAL_AUTHORITY_ORDER = "authority_order"
+SIGNAL_OPERATOR = "operator_action"
 QUERY_STATUS = "status"
 UPDATE_WAIT_STAGE = "wait_for_stage"
 
@@ -40,6 +41,8 @@ class Stage(StrEnum):
     RESTORE_REFUSED = "restore_refused"
     TERMINATION_REFUSED = "termination_refused"
     FRAUD_CONFIRMED = "fraud_confirmed"
+    ESCALATED = "escalated"  # a stronger assessment: the holder is warned of the stronger action
+    NEEDS_ATTENTION = "needs_attention"  # a step failed for good: an operator retries, skips or resolves it
     VERIFIED = "verified"
     RESTORED = "restored"
     TERMINATED = "terminated"
@@ -107,6 +110,15 @@ class Authority(StrEnum):
 class OrderKind(StrEnum):
     RESTORE = "restore"
     CONFIRM_FRAUD = "confirm_fraud"
+
+
+class OperatorChoice(StrEnum):
+    """What an operator does with a case (the `operator_action` signal)."""
+
+    RETRY = "retry"  # run the failed step again
+    SKIP = "skip"  # go on as if the failed step had been done (a notification reached the holder another way)
+    RESTORE = "restore"  # resolve the case by restoring the line
+    CLOSE = "close"  # end the case, the line left as recorded
 
 
 class DeliveryStatus(StrEnum):
@@ -196,13 +208,21 @@ class AuthorityOrder:
     order_ref: str
 
 
+@dataclass
+class OperatorAction:
+    action: OperatorChoice
+    note: str  # recorded with the case; never sent to the holder
+    by: str  # the operator's principal (role/id)
+
+
 # What verification tells a case, each by its own signal.
-CaseEvent = VerificationPassed | ReviewOpened | ReviewDecided | AuthorityOrder
+CaseEvent = VerificationPassed | ReviewOpened | ReviewDecided | AuthorityOrder | OperatorAction
 _SIGNAL_OF: dict[type, str] = {
     VerificationPassed: SIGNAL_VERIFIED,
     ReviewOpened: SIGNAL_REVIEW_OPENED,
     ReviewDecided: SIGNAL_REVIEW_DECIDED,
     AuthorityOrder: SIGNAL_AUTHORITY_ORDER,
+    OperatorAction: SIGNAL_OPERATOR,
 }
 
 
@@ -252,6 +272,16 @@ class Delivery:
 
 
 @dataclass
+class Attention:
+    """A step that failed for good, and what an operator did about it."""
+
+    step: str  # e.g. "line → suspended", "notify holder: warning"
+    error: str  # the error class and message of the last attempt (no personal data)
+    since: str  # RFC 3339
+    resumes_stage: Stage  # where the case goes on once the step is done or skipped
+
+
+@dataclass
 class CaseStatus:
     stage: Stage
     next_step: str
@@ -266,3 +296,4 @@ class CaseStatus:
     more_requested: str = ""  # what a reviewer asked the holder for
     masked_msisdn: str = ""
     home_province: str = ""
+    attention: Attention | None = None

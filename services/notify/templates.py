@@ -29,6 +29,7 @@ _ZH = {
     Template.TEMPLATE_REMINDER: "【核验提醒】您的号码{m}尚未完成核验（{r}）。请于{d}前完成：{n}。",
     Template.TEMPLATE_SUSPENDED: "【保护性停机】为保护您的权益，{s}。原因：{r}。恢复方法：{n}。",
     Template.TEMPLATE_RESTORED: "【复机通知】您的号码{m}已完成核验并恢复正常使用。感谢您的配合。",
+    Template.TEMPLATE_TERMINATED: "【销号通知】经公安或监管部门确认涉诈并经审核，您的号码{m}已依法注销。原因：{r}。如有异议：{n}。",
 }
 _EN = {
     Template.TEMPLATE_WARNING: "[Security notice] Unusual use of your number {m}: {r}. Please verify by {d}: {n}. "
@@ -36,6 +37,8 @@ _EN = {
     Template.TEMPLATE_REMINDER: "[Reminder] Your number {m} is not yet verified ({r}). Please verify by {d}: {n}.",
     Template.TEMPLATE_SUSPENDED: "[Protective suspension] To protect you, {s}. Why: {r}. To restore: {n}.",
     Template.TEMPLATE_RESTORED: "[Restored] Your number {m} has been verified and is back in service. Thank you.",
+    Template.TEMPLATE_TERMINATED: "[Terminated] After fraud was confirmed by the police or the regulator and reviewed, your"
+    " number {m} has been terminated. Why: {r}. To dispute it: {n}.",
 }
 _SUBJECT = {
     "zh": {
@@ -43,12 +46,14 @@ _SUBJECT = {
         Template.TEMPLATE_REMINDER: "号码核验提醒",
         Template.TEMPLATE_SUSPENDED: "号码保护性停机通知",
         Template.TEMPLATE_RESTORED: "号码复机通知",
+        Template.TEMPLATE_TERMINATED: "号码注销通知",
     },
     "en": {
         Template.TEMPLATE_WARNING: "Security notice for your number",
         Template.TEMPLATE_REMINDER: "Reminder: please verify your number",
         Template.TEMPLATE_SUSPENDED: "Your number has been protectively suspended",
         Template.TEMPLATE_RESTORED: "Your number is back in service",
+        Template.TEMPLATE_TERMINATED: "Your number has been terminated",
     },
 }
 # What happens to the line without verification (warning), by pending action.

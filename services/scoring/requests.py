@@ -212,7 +212,7 @@ def check_outcome(r: scoring_pb2.RecordOutcomeRequest) -> None:
     v.request_id(r.request_id)
     v.msisdn(r.msisdn)
     v.required(r.case_id, "case_id")
-    v.enum(r.outcome, "outcome", {scoring_pb2.OUTCOME_FALSE_POSITIVE, scoring_pb2.OUTCOME_CONFIRMED_FRAUD})
+    v.enum(r.outcome, "outcome", set(scoring_pb2.Outcome.values()) - {scoring_pb2.OUTCOME_UNSPECIFIED})
     v.raise_if_any()
 
 
