@@ -8,8 +8,9 @@ Every process runs the same image (IMAGE, tagged in one place) with its own comm
 what differs. `certificate()` and `ca_issuer()` give each process its mutual-TLS identity through cert-manager.
 The files it writes (one per process, certificates.yaml, network-policy.yaml, kustomization.yaml, and the
 examples/ that kustomization.yaml leaves out) are committed, so `kubectl apply -k deploy/k8s` needs nothing but
-kubectl; namespace.yaml, config.yaml and secret.yaml stay hand-written. tests/deploy checks that the committed
-files are exactly this output, then validates them. Needs only PyYAML and the standard library.
+kubectl; namespace.yaml, config.yaml, secret.yaml and codec-jwt-issuer.yaml (HAND_WRITTEN) stay hand-written.
+tests/deploy checks that the committed files are exactly this output, then validates them. Needs only PyYAML and
+the standard library.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ SERVICE_ACCOUNT = "platform"
 CONFIG_MAP = "platform-config"
 SECRET = "platform-secrets"
 
-HAND_WRITTEN = ("namespace.yaml", "config.yaml", "secret.yaml")
+HAND_WRITTEN = ("namespace.yaml", "config.yaml", "secret.yaml", "codec-jwt-issuer.yaml")
 NETWORK_POLICY_FILE = "network-policy.yaml"
 CERTIFICATES_FILE = "certificates.yaml"
 KUSTOMIZATION_FILE = "kustomization.yaml"
@@ -63,6 +64,8 @@ TLS_FILES = {"PSP_TLS_CA": "ca.crt", "PSP_TLS_CERT": "tls.crt", "PSP_TLS_KEY": "
 TLS_VOLUME = "tls"
 # Stakater Reloader (if installed) rolls a Deployment when a Secret named here changes: README.md, "Rotation".
 RELOAD_ANNOTATION = "secret.reloader.stakater.com/reload"
+# ... and when a ConfigMap named here changes (the codec server's issuer key).
+CONFIG_MAP_RELOAD_ANNOTATION = "configmap.reloader.stakater.com/reload"
 # The kubelet's gRPC probe cannot present a client certificate: probes run this inside the container, with
 # the process's own certificate (PSP_TLS_*), and exit 0 when the named service answers SERVING.
 PROBE_MODULE = "pscommon.probes"
@@ -72,6 +75,28 @@ GENERATED_NOTE = (
 )
 
 Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ConfigFiles:
+    """Files of a ConfigMap mounted read-only in one folder of a process, each named to it by a setting that holds
+    its path (set inline, like PSP_TLS_*: a path into the pod's own volume, not configuration)."""
+
+    volume: str
+    config_map: str
+    directory: str
+    files: dict[str, str]  # setting -> the ConfigMap's key, also the file's name in `directory`
+
+
+# The codec server accepts only operators' JWTs, verified with the identity provider's public key: a ConfigMap
+# (a public key is no secret) written by hand in codec-jwt-issuer.yaml, a placeholder until the carrier puts
+# its key there (README.md, "The codec server"). The issuer and audience are in CONFIG_MAP.
+CODEC_JWT_ISSUER = ConfigFiles(
+    volume="codec-jwt",
+    config_map="codec-jwt-issuer",
+    directory="/etc/psp/codec-jwt",
+    files={"PSP_CODEC_JWT_ISSUER_PEM": "issuer.pem"},
+)
 
 
 def _text(text: str) -> str:
@@ -113,8 +138,11 @@ class Process:
     # accepting connections; None: no hook.
     pre_stop_sleep_s: int | None = 5
     # Extra variables, each taken from the ConfigMap or the Secret (valueFrom), never inline (the only inline ones
-    # are PSP_TLS_*, paths into the certificate volume, which deployment() adds for a process with a role).
+    # are paths into the pod's own volumes, which deployment() adds: PSP_TLS_* for a process with a role, and the
+    # settings of `config_files`).
     env: tuple[Manifest, ...] = ()
+    # Files from a ConfigMap, mounted read-only, their paths in the settings that name them.
+    config_files: ConfigFiles | None = None
     # NetworkPolicy: peers admitted besides the platform's own pods, and the comment above the policy.
     extra_peers: tuple[Manifest, ...] = ()
     ingress_note: str = ""
@@ -270,13 +298,20 @@ PROCESSES: tuple[Process, ...] = (
         module="pscommon.codec_server",
         about="""
         codec-server: HTTP (POST /encode, /decode) for the Temporal UI and CLI to show encrypted payloads in
-        clear to authorised operators. The UI calls it from the operator's browser, so in production it is
-        published through the operators' SSO-protected ingress (not defined here: it depends on the carrier's
-        ingress controller); its CORS origin is TEMPORAL_UI_URL.
+        clear to authorised operators. Every POST needs an operator's JWT from the carrier's identity provider
+        (iss PSP_CODEC_JWT_ISSUER, aud PSP_CODEC_JWT_AUDIENCE, exp, the role PSP_CODEC_JWT_ROLE in the claim
+        PSP_CODEC_JWT_ROLE_CLAIM: config.yaml), verified with the provider's public key from the ConfigMap
+        codec-jwt-issuer (codec-jwt-issuer.yaml, a placeholder until replaced) mounted at /etc/psp/codec-jwt;
+        without these settings the server does not start. The Temporal UI forwards the operator's token
+        (TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true), the CLI sends one with --codec-auth (README.md, "The codec
+        server"). The UI calls it from the operator's browser, so in production it is published over HTTPS
+        through the carrier's ingress (not defined here: it depends on the carrier's ingress controller); its
+        CORS origin is TEMPORAL_UI_URL.
         The server has only POST routes, so the probes are TCP connects to its port.
         """,
         component="codec-server",
         port=Port("http", 8081),
+        config_files=CODEC_JWT_ISSUER,
         readiness=probe("tcpSocket", {"port": "http"}, period=10, timeout=2, failures=3),
         liveness=probe("tcpSocket", {"port": "http"}, initial_delay=10, period=20, timeout=3, failures=3),
         pre_stop_sleep_s=None,
@@ -284,8 +319,8 @@ PROCESSES: tuple[Process, ...] = (
         autoscaler_note="Light load (operators' browsers); two replicas keep it available through node drains.",
         ingress_note="""
         codec-server: from the platform's own pods only. The Temporal UI calls it from operators' browsers,
-        so the ingress controller / SSO proxy that publishes it must be added here as another peer
-        (namespaceSelector on its namespace); it is carrier-specific and left out.
+        so the ingress controller that publishes it must be added here as another peer (namespaceSelector on
+        its namespace); it is carrier-specific and left out.
         """,
     ),
 )
@@ -319,8 +354,13 @@ def deployment(p: Process) -> Manifest:
     if p.port:
         container["ports"] = [{"name": p.port.name, "containerPort": p.port.number, "protocol": "TCP"}]
     container["envFrom"] = [{"configMapRef": {"name": CONFIG_MAP}}, {"secretRef": {"name": SECRET}}]
-    # The only values set inline: paths into the pod's own certificate volume (PSP_TRUST_DOMAIN is in the ConfigMap).
+    # The only values set inline: paths into the pod's own volumes, its certificate's (PSP_TRUST_DOMAIN is in the
+    # ConfigMap) and its config_files'.
     env = [{"name": var, "value": f"{TLS_DIR}/{file}"} for var, file in TLS_FILES.items()] if p.role else []
+    if p.config_files:
+        env += [
+            {"name": var, "value": f"{p.config_files.directory}/{key}"} for var, key in p.config_files.files.items()
+        ]
     env += p.env
     if env:
         container["env"] = env
@@ -350,6 +390,20 @@ def deployment(p: Process) -> Manifest:
                     "secretName": tls_secret(p),
                     "items": [{"key": file, "path": file} for file in TLS_FILES.values()],
                     "defaultMode": 0o440,  # readable by the fsGroup (the process's group) only
+                },
+            }
+        )
+    if p.config_files:
+        # The whole folder, read-only; the process reads its files at start (a change needs a restart).
+        cf = p.config_files
+        container["volumeMounts"].append({"name": cf.volume, "mountPath": cf.directory, "readOnly": True})
+        volumes.append(
+            {
+                "name": cf.volume,
+                "configMap": {
+                    "name": cf.config_map,
+                    "items": [{"key": key, "path": key} for key in cf.files.values()],
+                    "defaultMode": 0o444,  # public configuration, nothing secret
                 },
             }
         )
@@ -385,8 +439,13 @@ def deployment(p: Process) -> Manifest:
         },
     }
     meta = metadata(p.name, labels)
+    annotations: dict[str, str] = {}
     if p.role:
-        meta["annotations"] = {RELOAD_ANNOTATION: tls_secret(p)}
+        annotations[RELOAD_ANNOTATION] = tls_secret(p)
+    if p.config_files:
+        annotations[CONFIG_MAP_RELOAD_ANNOTATION] = p.config_files.config_map
+    if annotations:
+        meta["annotations"] = annotations
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 

@@ -43,6 +43,15 @@ SPIFFE_ROLES = {
 # Where a pod's certificate is mounted, and which of cert-manager's keys each setting names.
 TLS_DIR = "/etc/psp/tls"
 TLS_ENV = {"PSP_TLS_CA": "ca.crt", "PSP_TLS_CERT": "tls.crt", "PSP_TLS_KEY": "tls.key"}
+# The codec server's only: where it mounts its identity provider's public key (the ConfigMap's key issuer.pem),
+# which PSP_CODEC_JWT_ISSUER_PEM names.
+CODEC_SERVER = "codec-server"
+CODEC_JWT_CONFIG_MAP = "codec-jwt-issuer"
+CODEC_JWT_DIR = "/etc/psp/codec-jwt"
+CODEC_JWT_ENV = {"PSP_CODEC_JWT_ISSUER_PEM": "issuer.pem"}
+# The only settings a Deployment may set inline (everything else comes from the ConfigMap or the Secret): paths
+# of files in the pod's own read-only volumes. Setting -> the folder its value must lie in.
+INLINE_PATH_ENV = {var: TLS_DIR for var in TLS_ENV} | {var: CODEC_JWT_DIR for var in CODEC_JWT_ENV}
 PROBE_MODULE = "pscommon.probes"
 
 

@@ -5,7 +5,7 @@ Every YAML document of a Kubernetes API is validated against the Kubernetes Open
 pinned `kubernetes-validate` package (no cluster, no network: sockets are blocked while the tests run), then
 the rules that a schema cannot express are checked: hardening, resources, probes (exec probes over mutual TLS for
 the gRPC services, no plaintext gRPC port or probe left), autoscaling and disruption budgets, configuration
-through the ConfigMap/Secret, placeholder-only secrets, and that Services, addresses in the ConfigMap and network
+through the ConfigMap/Secret (inline only: paths into the pod's own read-only volumes), placeholder-only secrets, and that Services, addresses in the ConfigMap and network
 policies agree with the container ports. cert-manager's documents (certificates.yaml) are checked by
 test_certificates.py.
 """
@@ -25,6 +25,7 @@ from tests.deploy.manifests import (
     CONFIG_MAP,
     DOCS,
     GRPC_SERVICES,
+    INLINE_PATH_ENV,
     K8S_DIR,
     KUSTOMIZATION,
     LOAD_ERRORS,
@@ -32,7 +33,6 @@ from tests.deploy.manifests import (
     PART_OF,
     PROBE_MODULE,
     SECRET,
-    TLS_ENV,
     Doc,
     block_network,
     container_port,
@@ -77,6 +77,8 @@ CONFIG_KEYS = {
     "LOG_LEVEL",
     "PSP_CASE_POLICY",
     "PSP_TRUST_DOMAIN",
+    "PSP_CODEC_JWT_ISSUER",
+    "PSP_CODEC_JWT_AUDIENCE",
 }
 SECRET_KEYS = {
     "DATABASE_URL",
@@ -420,9 +422,18 @@ def test_deployment_configuration_comes_from_configmap_and_secret(dep: Doc) -> N
             problems.append(f"{where}: envFrom ConfigMaps {sorted(config_maps)}, expected [{CONFIG_MAP!r}]")
         if secrets != {SECRET}:
             problems.append(f"{where}: envFrom Secrets {sorted(secrets)}, expected [{SECRET!r}]")
+        read_only_mounts = {m.get("mountPath") for m in c.get("volumeMounts") or [] if m.get("readOnly")}
         for var in c.get("env") or []:
-            if var.get("name") in TLS_ENV and "value" in var:
-                continue  # paths into the pod's own certificate volume (test_certificates.py checks them)
+            folder = INLINE_PATH_ENV.get(var.get("name"))
+            if folder is not None and "value" in var:
+                # A path into the pod's own volume (its certificate, the codec server's issuer key), not
+                # configuration: test_certificates.py and test_codec_server_auth.py check which file.
+                if folder not in read_only_mounts or not str(var["value"]).startswith(f"{folder}/"):
+                    problems.append(
+                        f"{where}: env {var.get('name')!r}={var['value']!r} is set inline but is not a path into "
+                        f"its read-only mount {folder}"
+                    )
+                continue
             ref = var.get("valueFrom") or {}
             source = (ref.get("configMapKeyRef") or {}).get("name") or (ref.get("secretKeyRef") or {}).get("name")
             if source not in (CONFIG_MAP, SECRET):
