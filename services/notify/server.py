@@ -152,7 +152,7 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     servicer = Notify(pool, cfg, delivery)
     link = SmppLink(cfg.smsc_host, cfg.smsc_port, cfg.smsc_system_id, cfg.smsc_password, servicer.on_receipts)
     await link.start()
-    dispatcher = Dispatcher(pool, Channels(cfg, link), delivery, servicer.changed)
+    dispatcher = Dispatcher(pool, Channels(cfg, link), delivery, servicer.changed, stop_grace_s=cfg.shutdown_grace_s)
     servicer.dispatcher = dispatcher
     dispatcher.start()
     return await grpc_server.start_servicer(
