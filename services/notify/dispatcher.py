@@ -201,7 +201,7 @@ class Dispatcher:
             now = utcnow()
             plan = ladder.plan(self.policy, tracks, loc.name, n["give_up_at"], now)
             for name in plan.timed_out:
-                ladder.failed(self.policy, tracks[name], "temporary", now)
+                ladder.unconfirmed(tracks[name])
                 if not await store.receipt_overdue(self.pool, lease, tracks[name], self.policy.receipt_timeout_s):
                     # A receipt changed the channel since this step read it: the next step starts from it.
                     await self._release(lease, now, loc.name, loc.country)

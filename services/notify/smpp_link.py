@@ -5,8 +5,8 @@ this process until it is stored: the SMSC will not send it again. Hence receipts
 come, reading pauses while storing lags (the core's inbound buffer then fills and it refuses deliver_sm, which the
 SMSC keeps and retries), and `stop` unbinds, drains what the core already took and stores it all before it returns
 (bounded by `drain_s`). A kill -9 still loses the receipts taken but not yet stored: at most the core's inbound
-capacity, the queue here and one batch. smpp34 offers no query_sm (nor any way to send another PDU) to ask the
-SMSC about them.
+capacity, the queue here and one batch; the dispatcher then never resends those SMS (see ladder.UNCONFIRMED).
+smpp34 offers no query_sm (nor any way to send another PDU) to ask the SMSC about them.
 """
 
 from __future__ import annotations

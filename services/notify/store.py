@@ -11,7 +11,7 @@ import asyncpg
 from carrier.notify.v1 import notify_pb2
 from pscommon.db import Conn
 from services.notify.channels import Outcome
-from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, RECEIPT_FAILED, Track
+from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, RECEIPT_FAILED, UNCONFIRMED, Track
 from services.notify.receipts import DELIVERED_STATS, FAILED_STATS, Receipt
 
 PENDING, DELIVERED_STATUS, FAILED_STATUS = (
@@ -268,8 +268,8 @@ async def interrupted(pool: asyncpg.Pool, lease: Lease, t: Track) -> None:
 
 
 async def receipt_overdue(pool: asyncpg.Pool, lease: Lease, t: Track, timeout_s: int) -> bool:
-    """The SMS's final receipt did not come in time: the attempt is marked so and its track saved as `t` says.
-    False, with nothing written, when a receipt changed the track since the step read it."""
+    """The SMS's final receipt did not come in time: the attempt is marked so and its track saved as `t` says
+    (unconfirmed). False, with nothing written, when a receipt changed the track since the step read it."""
     nid = lease.notification_id
     async with pool.acquire() as conn, conn.transaction():
         await _fence(conn, lease)  # from here no receipt can touch this notification until the commit
@@ -280,8 +280,8 @@ async def receipt_overdue(pool: asyncpg.Pool, lease: Lease, t: Track, timeout_s:
             return False
         await conn.execute(
             "UPDATE attempts SET outcome = 'no_receipt', error_class = $3,"
-            " detail = detail || format('; no final receipt within %s s', $4::int)"
-            " WHERE notification_id = $1 AND seq = (SELECT last_seq FROM channel_tracks"
+            " detail = detail || format('; no final receipt within %s s; not resent unless a receipt says it failed',"
+            " $4::int) WHERE notification_id = $1 AND seq = (SELECT last_seq FROM channel_tracks"
             " WHERE notification_id = $1 AND channel = $2) AND outcome = 'submitted'",
             nid,
             CHANNEL_IDS[t.channel],
@@ -347,7 +347,8 @@ async def _apply_receipt(conn: Conn, message_id: str) -> bool:
     row = await conn.fetchrow(
         "UPDATE attempts a SET outcome = CASE WHEN r.stat = ANY($2::text[]) THEN 'delivered' ELSE lower(r.stat) END,"
         " detail = a.detail || '; stat:' || r.stat || ' err:' || r.err, at = r.received_at"
-        " FROM receipts r WHERE a.smsc_message_id = $1 AND r.smsc_message_id = $1 AND a.outcome = 'submitted'"
+        " FROM receipts r WHERE a.smsc_message_id = $1 AND r.smsc_message_id = $1"
+        " AND a.outcome IN ('submitted', 'no_receipt')"
         " AND r.stat = ANY($3::text[]) RETURNING a.notification_id, a.seq, a.channel, r.stat, r.err",
         message_id,
         list(DELIVERED_STATS),
@@ -373,14 +374,15 @@ async def _apply_receipt(conn: Conn, message_id: str) -> bool:
         CLASS_IDS[receipt.error_class],
     )
     # Only the channel's latest attempt decides its track; the dispatcher works out the retry when it is due.
+    # An unconfirmed SMS (no receipt in time) that the SMSC now says failed is worth its retry after all.
     changed = await conn.fetchval(
         "UPDATE channel_tracks SET state = $6, error_class = $4 WHERE notification_id = $1"
-        " AND channel = $2 AND last_seq = $3 AND state = $5 RETURNING 1",
+        " AND channel = $2 AND last_seq = $3 AND state = ANY($5::text[]) RETURNING 1",
         nid,
         row["channel"],
         row["seq"],
         CLASS_IDS[receipt.error_class],
-        IN_FLIGHT,
+        [IN_FLIGHT, UNCONFIRMED],
         RECEIPT_FAILED,
     )
     if changed:
