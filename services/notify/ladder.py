@@ -2,6 +2,10 @@
 
 Plain logic over what is known of each channel (no I/O). A channel that fails hands over to the next rung at
 once and is itself retried on the schedule of its error class; the first channel that lands ends it.
+
+An SMS the SMSC accepted is never sent again on a guess: smpp34 cannot ask the SMSC about it (no query_sm), so
+only a final receipt saying it failed brings a retry. Without one by the receipt timeout (the SMSC may still be
+delivering it, or the receipt was lost with a killed process), the ladder moves on and the SMS stays unconfirmed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from services.notify.policy import DeliveryPolicy
 UNTRIED, IN_FLIGHT, FAILED, DONE, DELIVERED = "untried", "in_flight", "failed", "done", "delivered"
 # Set by a failed SMS receipt outside any step; the next step turns it into FAILED with the class's retry.
 RECEIPT_FAILED = "receipt_failed"
+# An accepted SMS whose final receipt did not come in time: not in flight, never retried on schedule; a late
+# receipt still settles it (delivered, or RECEIPT_FAILED and then retried).
+UNCONFIRMED = "unconfirmed"
 
 
 @dataclass
@@ -45,6 +52,11 @@ def failed(policy: DeliveryPolicy, t: Track, error_class: str, now: datetime) ->
         t.state, t.retry_at = FAILED, now + timedelta(seconds=waits[t.tries - 1])
     else:
         t.state, t.retry_at = DONE, None
+
+
+def unconfirmed(t: Track) -> None:
+    """The SMS's receipt timed out: the ladder goes on without sending it again."""
+    t.state, t.error_class, t.sent_at, t.retry_at = UNCONFIRMED, "temporary", None, None
 
 
 def plan(policy: DeliveryPolicy, tracks: dict[str, Track], location: str, give_up_at: datetime, now: datetime) -> Plan:

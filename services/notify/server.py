@@ -150,9 +150,16 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     pool = await db.connect(cfg.database_url, "notify", MIGRATIONS, max_size=40)
     delivery = policy.load(cfg.delivery_policy)
     servicer = Notify(pool, cfg, delivery)
-    link = SmppLink(cfg.smsc_host, cfg.smsc_port, cfg.smsc_system_id, cfg.smsc_password, servicer.on_receipts)
+    link = SmppLink(
+        cfg.smsc_host,
+        cfg.smsc_port,
+        cfg.smsc_system_id,
+        cfg.smsc_password,
+        servicer.on_receipts,
+        drain_s=cfg.shutdown_grace_s,
+    )
     await link.start()
-    dispatcher = Dispatcher(pool, Channels(cfg, link), delivery, servicer.changed)
+    dispatcher = Dispatcher(pool, Channels(cfg, link), delivery, servicer.changed, stop_grace_s=cfg.shutdown_grace_s)
     servicer.dispatcher = dispatcher
     dispatcher.start()
     return await grpc_server.start_servicer(
@@ -162,6 +169,7 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
         servicer,
         SERVICE,
         grpc_server.Security.from_settings(cfg, ACCESS_TABLE),
+        # Run last first: the dispatcher finishes its sends, the link stores every receipt it took, then the pool.
         [pool.close, link.stop, dispatcher.stop],
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -10,7 +11,7 @@ import asyncpg
 from carrier.notify.v1 import notify_pb2
 from pscommon.db import Conn
 from services.notify.channels import Outcome
-from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, RECEIPT_FAILED, Track
+from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, RECEIPT_FAILED, UNCONFIRMED, Track
 from services.notify.receipts import DELIVERED_STATS, FAILED_STATS, Receipt
 
 PENDING, DELIVERED_STATUS, FAILED_STATUS = (
@@ -48,21 +49,83 @@ async def create_notification(conn: Conn, **fields: object) -> uuid.UUID:
     return nid
 
 
-async def claim_due(pool: asyncpg.Pool, owner: str, lease_s: float, limit: int) -> list[asyncpg.Record]:
-    """Takes up to `limit` notifications that are due, or whose dispatcher's lease ran out (it died mid-step).
+@dataclass(frozen=True)
+class Lease:
+    """A dispatcher's hold on one notification. `gen` is the fencing token: the generation the claim took. Every
+    write for the notification is made under it, and is refused once a later claim has taken over."""
+
+    notification_id: uuid.UUID
+    owner: str
+    gen: int
+    seconds: float
+
+
+class LeaseLost(Exception):
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(
+            f"notification {lease.notification_id}: lease generation {lease.gen} of dispatcher {lease.owner}"
+            " was taken over"
+        )
+        self.lease = lease
+
+
+async def claim_due(
+    pool: asyncpg.Pool, owner: str, lease_s: float, limit: int, held: list[uuid.UUID] | None = None
+) -> list[asyncpg.Record]:
+    """Takes up to `limit` notifications that are due, or whose dispatcher's lease ran out (it died mid-step), each
+    under a new lease generation. `held`: what this dispatcher is still stepping, never claimed twice.
 
     While leased, due_at is NULL: a receipt that lands meanwhile sets it, and `release` keeps the earlier time.
     """
     return await pool.fetch(
-        "UPDATE notifications SET lease_owner = $1, lease_until = now() + make_interval(secs => $2), due_at = NULL"
+        "UPDATE notifications SET lease_owner = $1, lease_until = now() + make_interval(secs => $2), due_at = NULL,"
+        " lease_gen = lease_gen + 1"
         " WHERE notification_id IN (SELECT notification_id FROM notifications WHERE status = 1"
         " AND ((due_at <= now() AND lease_until IS NULL) OR lease_until < now())"
+        " AND notification_id <> ALL($4::uuid[])"
         " ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *, EXISTS (SELECT 1 FROM channel_tracks t"
         " WHERE t.notification_id = notifications.notification_id) AS has_tracks",
         owner,
         lease_s,
         limit,
+        held or [],
     )
+
+
+async def renew(pool: asyncpg.Pool, leases: list[Lease]) -> set[tuple[uuid.UUID, int]]:
+    """Extends the leases still held as claimed; returns those (id, generation), so the others are known lost."""
+    if not leases:
+        return set()
+    rows = await pool.fetch(
+        "UPDATE notifications n SET lease_until = now() + make_interval(secs => h.secs)"
+        " FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::float8[]) AS h(id, owner, gen, secs)"
+        " WHERE n.notification_id = h.id AND n.lease_owner = h.owner AND n.lease_gen = h.gen"
+        " AND n.notification_id IN (SELECT notification_id FROM notifications WHERE notification_id = ANY($1::uuid[])"
+        " ORDER BY notification_id FOR UPDATE)"
+        " RETURNING n.notification_id, n.lease_gen",
+        [le.notification_id for le in leases],
+        [le.owner for le in leases],
+        [le.gen for le in leases],
+        [le.seconds for le in leases],
+    )
+    return {(r["notification_id"], r["lease_gen"]) for r in rows}
+
+
+async def _fence(conn: Conn, lease: Lease) -> int:
+    """Opens a write under `lease`: locks the notification row if the lease still holds it (a claim cannot slip in
+    before the commit), extends the lease, and returns the notification's status. Raises LeaseLost otherwise.
+    Locks in one order everywhere: a receipt's message lock, then notification rows, then attempts and tracks."""
+    status = await conn.fetchval(
+        "UPDATE notifications SET lease_until = now() + make_interval(secs => $4)"
+        " WHERE notification_id = $1 AND lease_owner = $2 AND lease_gen = $3 RETURNING status",
+        lease.notification_id,
+        lease.owner,
+        lease.gen,
+        lease.seconds,
+    )
+    if status is None:
+        raise LeaseLost(lease)
+    return int(status)
 
 
 async def next_due(pool: asyncpg.Pool) -> datetime | None:
@@ -72,29 +135,31 @@ async def next_due(pool: asyncpg.Pool) -> datetime | None:
     )
 
 
-async def release(
-    pool: asyncpg.Pool, nid: uuid.UUID, owner: str, due_at: datetime | None, location: str, country: str
-) -> None:
+async def release(pool: asyncpg.Pool, lease: Lease, due_at: datetime | None, location: str, country: str) -> None:
     """Ends a step: the lease goes, the next due time stays the earlier of the step's and a receipt's, and where the
     HLR last saw the handset is recorded (unless it did not answer)."""
-    await pool.execute(
+    released = await pool.fetchval(
         "UPDATE notifications SET lease_owner = NULL, lease_until = NULL,"
-        " due_at = CASE WHEN status = 1 THEN least(due_at, $3) END,"
-        " location = CASE WHEN $4 = '' THEN location ELSE $4 END, country = CASE WHEN $4 = '' THEN country ELSE $5 END"
-        " WHERE notification_id = $1 AND lease_owner = $2",
-        nid,
-        owner,
+        " due_at = CASE WHEN status = 1 THEN least(due_at, $4) END,"
+        " location = CASE WHEN $5 = '' THEN location ELSE $5 END, country = CASE WHEN $5 = '' THEN country ELSE $6 END"
+        " WHERE notification_id = $1 AND lease_owner = $2 AND lease_gen = $3 RETURNING 1",
+        lease.notification_id,
+        lease.owner,
+        lease.gen,
         due_at,
         location,
         country,
     )
+    if released is None:
+        raise LeaseLost(lease)
 
 
 async def release_all(pool: asyncpg.Pool, owner: str) -> None:
     """On the way out: what this dispatcher held is due again for whoever runs next."""
     await pool.execute(
         "UPDATE notifications SET lease_owner = NULL, lease_until = NULL, due_at = now()"
-        " WHERE lease_owner = $1 AND status = 1",
+        " WHERE notification_id IN (SELECT notification_id FROM notifications WHERE lease_owner = $1 AND status = 1"
+        " ORDER BY notification_id FOR UPDATE) AND lease_owner = $1",
         owner,
     )
 
@@ -135,27 +200,39 @@ def _track_args(nid: uuid.UUID, t: Track) -> tuple:
     return nid, CHANNEL_IDS[t.channel], t.tries, t.state, CLASS_IDS[t.error_class], t.retry_at, t.sent_at
 
 
-async def save_track(conn: Conn | asyncpg.Pool, nid: uuid.UUID, t: Track) -> None:
+async def _save_track(conn: Conn, nid: uuid.UUID, t: Track) -> None:
     await conn.execute(_SAVE_TRACK, *_track_args(nid, t))
 
 
-async def begin_attempt(pool: asyncpg.Pool, nid: uuid.UUID, t: Track, location: str) -> int:
-    """Writes the attempt as 'sending' before anything leaves: after a crash it is known, and never resent.
-    One statement, so one commit; only the leaseholder writes a notification's attempts."""
-    return await pool.fetchval(
-        "WITH a AS (INSERT INTO attempts (notification_id, seq, channel, outcome, location)"
-        " SELECT $1, coalesce(max(seq), 0) + 1, $2, 'sending', $8 FROM attempts WHERE notification_id = $1"
-        " RETURNING seq), t AS (" + _upsert_track("SELECT $1, $2, $3, $4, $5, $6, $7, seq FROM a") + ")"
-        " SELECT seq FROM a",
-        *_track_args(nid, t),
-        location,
-    )
+async def save_track(pool: asyncpg.Pool, lease: Lease, t: Track) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await _fence(conn, lease)
+        await _save_track(conn, lease.notification_id, t)
 
 
-async def finish_attempt(pool: asyncpg.Pool, nid: uuid.UUID, seq: int, t: Track, out: Outcome) -> None:
+async def begin_attempt(pool: asyncpg.Pool, lease: Lease, t: Track, location: str) -> int | None:
+    """Writes the attempt as 'sending' before anything leaves: after a crash it is known, and never resent as the
+    same attempt. None when the notification was settled meanwhile (a receipt delivered it): nothing to send."""
+    async with pool.acquire() as conn, conn.transaction():
+        if await _fence(conn, lease) != PENDING:
+            return None
+        seq: int = await conn.fetchval(
+            "WITH a AS (INSERT INTO attempts (notification_id, seq, channel, outcome, location)"
+            " SELECT $1, coalesce(max(seq), 0) + 1, $2, 'sending', $8 FROM attempts WHERE notification_id = $1"
+            " RETURNING seq), t AS (" + _upsert_track("SELECT $1, $2, $3, $4, $5, $6, $7, seq FROM a") + ")"
+            " SELECT seq FROM a",
+            *_track_args(lease.notification_id, t),
+            location,
+        )
+        return seq
+
+
+async def finish_attempt(pool: asyncpg.Pool, lease: Lease, seq: int, t: Track, out: Outcome) -> None:
+    nid = lease.notification_id
     async with pool.acquire() as conn, conn.transaction():
         if out.smsc_message_id:
             await _lock_message(conn, out.smsc_message_id)
+        await _fence(conn, lease)
         await conn.execute(
             "WITH a AS (UPDATE attempts SET outcome = $9, detail = $10, error_class = $11, smsc_message_id = $12,"
             " at = now() WHERE notification_id = $1 AND seq = $8) " + _SAVE_TRACK,
@@ -172,10 +249,12 @@ async def finish_attempt(pool: asyncpg.Pool, nid: uuid.UUID, seq: int, t: Track,
             await _apply_receipt(conn, out.smsc_message_id)
 
 
-async def interrupted(pool: asyncpg.Pool, nid: uuid.UUID, t: Track) -> None:
+async def interrupted(pool: asyncpg.Pool, lease: Lease, t: Track) -> None:
     """An attempt left 'sending' by a dispatcher that stopped: it may or may not have gone out. It is closed as
     interrupted (never resent as the same attempt); the channel is retried as a new attempt on schedule."""
+    nid = lease.notification_id
     async with pool.acquire() as conn, conn.transaction():
+        await _fence(conn, lease)
         await conn.execute(
             "UPDATE attempts SET outcome = 'interrupted', error_class = $3, at = now(),"
             " detail = 'the dispatcher stopped while sending; outcome unknown'"
@@ -185,30 +264,42 @@ async def interrupted(pool: asyncpg.Pool, nid: uuid.UUID, t: Track) -> None:
             CHANNEL_IDS[t.channel],
             CLASS_IDS["temporary"],
         )
-        await save_track(conn, nid, t)
+        await _save_track(conn, nid, t)
 
 
-async def receipt_overdue(pool: asyncpg.Pool, nid: uuid.UUID, t: Track, timeout_s: int) -> None:
+async def receipt_overdue(pool: asyncpg.Pool, lease: Lease, t: Track, timeout_s: int) -> bool:
+    """The SMS's final receipt did not come in time: the attempt is marked so and its track saved as `t` says
+    (unconfirmed). False, with nothing written, when a receipt changed the track since the step read it."""
+    nid = lease.notification_id
     async with pool.acquire() as conn, conn.transaction():
+        await _fence(conn, lease)  # from here no receipt can touch this notification until the commit
+        state = await conn.fetchval(
+            "SELECT state FROM channel_tracks WHERE notification_id = $1 AND channel = $2", nid, CHANNEL_IDS[t.channel]
+        )
+        if state != IN_FLIGHT:
+            return False
         await conn.execute(
             "UPDATE attempts SET outcome = 'no_receipt', error_class = $3,"
-            " detail = detail || format('; no final receipt within %s s', $4::int)"
-            " WHERE notification_id = $1 AND seq = (SELECT last_seq FROM channel_tracks"
+            " detail = detail || format('; no final receipt within %s s; not resent unless a receipt says it failed',"
+            " $4::int) WHERE notification_id = $1 AND seq = (SELECT last_seq FROM channel_tracks"
             " WHERE notification_id = $1 AND channel = $2) AND outcome = 'submitted'",
             nid,
             CHANNEL_IDS[t.channel],
             CLASS_IDS["temporary"],
             timeout_s,
         )
-        await save_track(conn, nid, t)
+        await _save_track(conn, nid, t)
+        return True
 
 
-async def give_up(pool: asyncpg.Pool, nid: uuid.UUID) -> None:
-    await pool.execute(
-        "UPDATE notifications SET status = $2, due_at = NULL WHERE notification_id = $1 AND status = 1",
-        nid,
-        FAILED_STATUS,
-    )
+async def give_up(pool: asyncpg.Pool, lease: Lease) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await _fence(conn, lease)
+        await conn.execute(
+            "UPDATE notifications SET status = $2, due_at = NULL WHERE notification_id = $1 AND status = 1",
+            lease.notification_id,
+            FAILED_STATUS,
+        )
 
 
 async def reattached(pool: asyncpg.Pool, msisdn: str) -> int:
@@ -217,7 +308,9 @@ async def reattached(pool: asyncpg.Pool, msisdn: str) -> int:
         ids = [
             r["notification_id"]
             for r in await conn.fetch(
-                "SELECT notification_id FROM notifications WHERE msisdn = $1 AND status = 1 FOR UPDATE", msisdn
+                "SELECT notification_id FROM notifications WHERE msisdn = $1 AND status = 1"
+                " ORDER BY notification_id FOR UPDATE",
+                msisdn,
             )
         ]
         if not ids:
@@ -254,7 +347,8 @@ async def _apply_receipt(conn: Conn, message_id: str) -> bool:
     row = await conn.fetchrow(
         "UPDATE attempts a SET outcome = CASE WHEN r.stat = ANY($2::text[]) THEN 'delivered' ELSE lower(r.stat) END,"
         " detail = a.detail || '; stat:' || r.stat || ' err:' || r.err, at = r.received_at"
-        " FROM receipts r WHERE a.smsc_message_id = $1 AND r.smsc_message_id = $1 AND a.outcome = 'submitted'"
+        " FROM receipts r WHERE a.smsc_message_id = $1 AND r.smsc_message_id = $1"
+        " AND a.outcome IN ('submitted', 'no_receipt')"
         " AND r.stat = ANY($3::text[]) RETURNING a.notification_id, a.seq, a.channel, r.stat, r.err",
         message_id,
         list(DELIVERED_STATS),
@@ -280,14 +374,15 @@ async def _apply_receipt(conn: Conn, message_id: str) -> bool:
         CLASS_IDS[receipt.error_class],
     )
     # Only the channel's latest attempt decides its track; the dispatcher works out the retry when it is due.
+    # An unconfirmed SMS (no receipt in time) that the SMSC now says failed is worth its retry after all.
     changed = await conn.fetchval(
         "UPDATE channel_tracks SET state = $6, error_class = $4 WHERE notification_id = $1"
-        " AND channel = $2 AND last_seq = $3 AND state = $5 RETURNING 1",
+        " AND channel = $2 AND last_seq = $3 AND state = ANY($5::text[]) RETURNING 1",
         nid,
         row["channel"],
         row["seq"],
         CLASS_IDS[receipt.error_class],
-        IN_FLIGHT,
+        [IN_FLIGHT, UNCONFIRMED],
         RECEIPT_FAILED,
     )
     if changed:
@@ -303,6 +398,12 @@ async def record_receipts(pool: asyncpg.Pool, receipts: list[Receipt]) -> int:
     async with pool.acquire() as conn, conn.transaction():
         # Every lock before any row is touched, in one order: a submit being recorded holds at most one of them.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(m, 1)) FROM unnest($1::text[]) m", ids)
+        # Then their notifications, in one order: a dispatcher's fenced write holds one such row while it writes.
+        await conn.execute(
+            "SELECT 1 FROM notifications WHERE notification_id IN (SELECT notification_id FROM attempts"
+            " WHERE smsc_message_id = ANY($1::text[])) ORDER BY notification_id FOR UPDATE",
+            ids,
+        )
         await conn.execute(
             "INSERT INTO receipts (smsc_message_id, stat, err) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
             " ON CONFLICT (smsc_message_id) DO UPDATE SET stat = excluded.stat, err = excluded.err,"

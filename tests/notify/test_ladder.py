@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.notify import ladder
-from services.notify.ladder import DONE, FAILED, IN_FLIGHT, Track
+from services.notify.ladder import DONE, FAILED, IN_FLIGHT, UNCONFIRMED, Track
 from services.notify.policy import load, parse
 
 POLICY = load("delivery")
@@ -76,3 +76,15 @@ def test_a_bad_policy_is_refused_at_load(change):
     }
     with pytest.raises(ValueError):
         parse(raw)
+
+
+def test_an_sms_without_receipt_in_time_is_left_unconfirmed_and_never_retried_on_schedule():
+    sms = Track("sms", 1, IN_FLIGHT, sent_at=NOW)
+    later = NOW + timedelta(minutes=10)
+    assert ladder.plan(POLICY, {"sms": sms}, "home", GIVE_UP, later).timed_out == ["sms"]
+    ladder.unconfirmed(sms)
+    assert (sms.state, sms.retry_at, sms.sent_at) == (UNCONFIRMED, None, None)
+    assert ladder.plan(POLICY, {"sms": sms}, "home", GIVE_UP, later).send == ["push"]
+    others = {c: Track(c, 1, DONE) for c in ("push", "email", "voice", "alternate_contact")}
+    p = ladder.plan(POLICY, {"sms": sms, **others}, "home", GIVE_UP, later + timedelta(hours=1))
+    assert p.send == [] and p.give_up  # the SMS is not sent again: nothing is left to try
