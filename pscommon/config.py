@@ -57,6 +57,8 @@ class Settings:
     trust_domain: str = field(default_factory=lambda: _env("PSP_TRUST_DOMAIN", "psp.local"))
     # The access table (who may call what); empty: the one shipped in contracts/.
     access_table: str = field(default_factory=lambda: _env("PSP_ACCESS_TABLE", ""))
+    # How long a process starting up waits for PostgreSQL and Temporal to answer before it gives up (seconds).
+    startup_wait_s: float = field(default_factory=lambda: float(_env("PSP_STARTUP_WAIT_S", "60")))
 
 
 def settings() -> Settings:
