@@ -50,6 +50,7 @@ from pscli.demo import Line, _register, scenario
 from pscommon import channels, temporal
 from pscommon.config import Settings
 from pscommon.tls import TlsFiles
+from stack import ports as stack_ports
 from stack import postgres
 from stack.processes import pid_of
 
@@ -64,17 +65,14 @@ NOTHING_BARRED = suspension_pb2.Barring()
 
 
 def stack_up(data: pathlib.Path) -> None:
-    """stack.__main__.up on free ports (its ports are module constants) with the demo's compressed policies."""
+    """stack.__main__.up on free ports (the PSP_STACK_PORTS setting) with the demo's compressed policies."""
     ports = set()
-    while len(ports) < 5 + len(stack_main.PORTS):
+    while len(ports) < len(stack_ports.DEFAULTS):
         ports.add(free_port())
-    ports = list(ports)
-    stack_main.TEMPORAL_PORT, stack_main.UI_PORT, stack_main.CODEC_PORT, smsc, smtp = ports[:5]
-    stack_main.PORTS = dict(zip(stack_main.PORTS, ports[5:], strict=True))
+    os.environ["PSP_STACK_PORTS"] = stack_ports.render(dict(zip(stack_ports.DEFAULTS, sorted(ports), strict=True)))
+    os.environ.pop("PSP_STACK_PORT_OFFSET", None)
     os.environ.pop("DATABASE_URL", None)  # always the embedded server, in `data`
-    os.environ.update(
-        PSP_CASE_POLICY="demo", PSP_DELIVERY_POLICY="delivery_demo", PSP_SMSC_PORT=str(smsc), PSP_SMTP_PORT=str(smtp)
-    )
+    os.environ.update(PSP_CASE_POLICY="demo", PSP_DELIVERY_POLICY="delivery_demo")
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data / "run"))  # as `python -m stack` does
     with contextlib.redirect_stdout(io.StringIO()):
         stack_main.up(data)  # exports the stack's settings (addresses, keys, DATABASE_URL) into os.environ

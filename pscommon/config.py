@@ -57,6 +57,15 @@ class Settings:
     trust_domain: str = field(default_factory=lambda: _env("PSP_TRUST_DOMAIN", "psp.local"))
     # The access table (who may call what); empty: the one shipped in contracts/.
     access_table: str = field(default_factory=lambda: _env("PSP_ACCESS_TABLE", ""))
+    # How long a process starting up waits for PostgreSQL and Temporal to answer before it gives up (seconds).
+    startup_wait_s: float = field(default_factory=lambda: float(_env("PSP_STARTUP_WAIT_S", "60")))
+    # The local stack's ports (stack/ports.py): "name=port,..." for some or all of temporal, temporal-ui, codec,
+    # scoring, suspension, notify, verification, simulators, smsc, smtp; and an offset added to every default
+    # port (PSP_STACK_PORT_OFFSET=100: Temporal on 7333, scoring on 50151 ...), for a second stack beside the first.
+    stack_ports: str = field(default_factory=lambda: _env("PSP_STACK_PORTS", ""))
+    stack_port_offset: int | None = field(
+        default_factory=lambda: int(v) if (v := _env("PSP_STACK_PORT_OFFSET", "")) else None
+    )
 
 
 def settings() -> Settings:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -28,7 +27,15 @@ async def read_ahead(messages: AsyncIterable[T]) -> AsyncIterator[T]:
             await asyncio.sleep(0)  # let the read start before the caller's work takes the loop
             yield msg
     finally:
+        # The read issued ahead may end in an error nobody asks for (an aborted RPC fails it): retrieve it, so
+        # asyncio does not log "Task exception was never retrieved", and never let it replace the error (or the
+        # cancellation) that ends the stream.
+        pending.add_done_callback(_retrieve)
         if not pending.done():
             pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await pending
+            await asyncio.wait([pending])  # its clean-up has run; raises neither its error nor its cancellation
+
+
+def _retrieve(read: asyncio.Future[Any]) -> None:
+    if not read.cancelled():
+        read.exception()

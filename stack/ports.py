@@ -1,0 +1,73 @@
+"""The local stack's ports: today's defaults, all moved by PSP_STACK_PORT_OFFSET or some set by PSP_STACK_PORTS.
+
+A data folder keeps the ports it was started with (PSP_STACK_PORTS in its stack.env), so the next `up` of that
+folder finds them again; PSP_STACK_PORT_OFFSET or PSP_STACK_PORTS in the environment of `up` replace them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pscommon.config import Settings
+
+DEFAULTS: dict[str, int] = {
+    "temporal": 7233,
+    "temporal-ui": 8233,
+    "codec": 8081,
+    "scoring": 50051,
+    "suspension": 50052,
+    "notify": 50053,
+    "verification": 50054,
+    "simulators": 50060,
+    "smsc": 2775,
+    "smtp": 2525,
+}
+GRPC_SERVICES = ("simulators", "suspension", "notify", "verification", "scoring")
+
+
+def parse(text: str) -> dict[str, int]:
+    """ "scoring=51051,temporal=17233" → {"scoring": 51051, "temporal": 17233}."""
+    ports: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in DEFAULTS:
+            raise ValueError(f"PSP_STACK_PORTS: {item!r} is not NAME=PORT with NAME one of {', '.join(DEFAULTS)}")
+        ports[name] = int(value)
+    return ports
+
+
+def render(ports: dict[str, int]) -> str:
+    return ",".join(f"{name}={ports[name]}" for name in DEFAULTS)
+
+
+def resolve(cfg: Settings, recorded: str = "") -> dict[str, int]:
+    """The ports of a stack: the defaults moved by the offset when one is given, else those the data folder
+    recorded; then whatever PSP_STACK_PORTS names."""
+    if cfg.stack_port_offset is not None:
+        base = {name: port + cfg.stack_port_offset for name, port in DEFAULTS.items()}
+    else:
+        base = {**DEFAULTS, **parse(recorded)}
+    ports = {**base, **parse(cfg.stack_ports)}
+    bad = {name: port for name, port in ports.items() if not 0 < port < 65536}
+    if bad:
+        raise ValueError(f"ports out of range: {bad}")
+    if len(set(ports.values())) != len(ports):
+        raise ValueError(f"two parts of the stack on one port: {render(ports)}")
+    return ports
+
+
+def settings_for(ports: dict[str, int]) -> dict[str, str]:
+    """What the stack's processes and psctl read (pscommon.config), written into the data folder's stack.env."""
+    ui = ports["temporal-ui"]
+    return {
+        "PSP_STACK_PORTS": render(ports),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
+        "TEMPORAL_UI_URL": f"http://127.0.0.1:{ui}",
+        "PSP_CODEC_SERVER_PORT": str(ports["codec"]),
+        "PSP_CODEC_CORS_ORIGINS": os.environ.get("PSP_CODEC_CORS_ORIGINS")
+        or f"http://127.0.0.1:{ui},http://localhost:{ui}",
+        **{f"PSP_{name.upper()}_ADDR": f"127.0.0.1:{ports[name]}" for name in GRPC_SERVICES},
+        "PSP_SMSC_PORT": str(ports["smsc"]),
+        "PSP_SMTP_PORT": str(ports["smtp"]),
+    }
