@@ -30,6 +30,7 @@ import collections
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -40,7 +41,7 @@ import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
-from google.protobuf import message_factory, text_format
+from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.rpc import status_pb2
@@ -64,6 +65,7 @@ from carrier.verification.v1 import verification_pb2
 from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
 from pscommon.errors import MAX_VIOLATIONS, parse_details
 from pscommon.identity import line_hash
+from pscommon.validation import REQUEST_ID_RE
 from tests.helpers import TABLE, allowed_principal, connect, open_case, register_line
 
 log = logging.getLogger(__name__)
@@ -208,14 +210,32 @@ class Call:
         return f"{self.server}: {list(self.payloads)!r}"
 
 
-def _short(msg: Message, limit: int = 700) -> str:
-    if msg.ByteSize() > 20_000:  # an over-long list: name the fields and how many elements each holds
-        parts = []
-        for fd, value in msg.ListFields():
-            parts.append(f"{fd.name}: [{len(value)} elements]" if fd.is_repeated else f"{fd.name}: ...")
-        return ", ".join(parts)
-    text = text_format.MessageToString(msg, as_one_line=True)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+def _short(msg: Message, limit: int = 900) -> str:
+    """The message on one line, strings as Python literals (every control character visible), long strings and
+    lists abridged and said so."""
+    parts = []
+    for fd, value in msg.ListFields():
+        if fd.is_repeated:
+            items = [_field_value(fd, v) for v in list(value)[:3]]
+            more = f", … {len(value)} in all" if len(value) > 3 else ""
+            parts.append(f"{fd.name}: [{', '.join(items)}{more}]")
+        else:
+            parts.append(f"{fd.name}: {_field_value(fd, value)}")
+    text = ", ".join(parts)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _field_value(fd: FieldDescriptor, value: Any) -> str:
+    if fd.message_type is not None:
+        return f"{{{_short(value, 400)}}}"
+    if fd.enum_type is not None:
+        known = fd.enum_type.values_by_number.get(value)
+        return known.name if known is not None else f"{value} (undefined)"
+    if isinstance(value, str) and len(value) > 60:
+        return f"{value[:24]!r}… ({len(value)} characters)"
+    if isinstance(value, bytes) and len(value) > 24:
+        return f"{value[:24]!r}… ({len(value)} bytes)"
+    return repr(value)
 
 
 NOW = int(time.time())
@@ -732,6 +752,23 @@ def _client_race(target: Target, out: Outcome) -> bool:
     )
 
 
+def _renewed(call: Call) -> Call:
+    """The call with every valid request_id replaced by a new one (a malformed one stays, to be refused again)."""
+    payloads = []
+    for p in call.payloads:
+        msg: Any = p.message  # any request message that has a request_id
+        if (
+            msg is not None
+            and "request_id" in msg.DESCRIPTOR.fields_by_name
+            and REQUEST_ID_RE.fullmatch(msg.request_id)
+        ):
+            msg = type(msg).FromString(p.data)
+            msg.request_id = f"fuzz-again-{uuid.uuid4().hex}"
+            p = Payload(msg.SerializeToString(), msg)
+        payloads.append(p)
+    return Call(call.server, tuple(payloads))
+
+
 @dataclass(frozen=True)
 class State:
     """What a refused call must leave as it was: per table its rows and the newest row version, and the
@@ -775,6 +812,7 @@ class Fuzzer:
     )
     log_seen: int = 0
     largest_bad_request: tuple[int, int] = (0, 0)  # violations, bytes of trailers
+    confirmed: dict[tuple[str | bytes, ...], Finding] = field(default_factory=dict)
 
     # State --------------------------------------------------------------------------------------------------------
 
@@ -884,6 +922,9 @@ class Fuzzer:
             raise LoggedError(f"{target.name} logged {errors[0].getMessage()!r} for {call!r}")
 
     async def check_call(self, target: Target, call: Call) -> None:
+        key = (target.name, call.server, *(p.data for p in call.payloads))
+        if key in self.confirmed:  # hypothesis replays a failing example: the state it changed stays changed
+            raise self.confirmed[key]
         before = await self.state()
         out = await self.invoke(target, call)
         for _ in range(5):
@@ -898,10 +939,10 @@ class Fuzzer:
         self.messages[target.name] += len(call.payloads)
         self.check_log(target, call)
         self.check_answer(target, call, out)
-        if out.code in (grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED) or len(call.payloads) > 1:
-            # Not refused: answered, or still waiting when this test's short deadline ended. Of a stream refused
-            # part way, the messages before the refused one may have been taken (each has its request_id).
-            return
+        if out.code in (grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return  # not refused: answered, or still waiting when this test's short deadline ended
+        if target.method.server_streaming and len(call.payloads) > 1:
+            return  # a bidirectional stream acknowledges each message: those before the refused one were taken
         after = await self.state()
         if after == before:
             return
@@ -910,16 +951,18 @@ class Fuzzer:
         if all(c.split(":")[0] in allowed for c in changed):
             self.by_design[target.name] += 1
             return
-        # Work that earlier accepted calls started may still be running: once all is quiet, the same call again.
+        # Work that earlier accepted calls started may still be running: once all is quiet, the same call again
+        # (as a new request: valid request ids replaced, so nothing answers it from a record of the first).
         await self.quiesce()
         again_before = await self.state()
-        again = await self.invoke(target, call)
+        again = await self.invoke(target, _renewed(call))
         again_changed = [c for c in again_before.changes(await self.state()) if c.split(":")[0] not in allowed]
         if again.code != grpc.StatusCode.OK and again_changed:
-            raise RefusedButChanged(
+            self.confirmed[key] = RefusedButChanged(
                 f"{target.name} refused {call!r} with {again.code.name} ({again.details!r}) but changed: "
                 + "; ".join(again_changed[:10])
             )
+            raise self.confirmed[key]
         self.unconfirmed.append(f"{target.name} {out.code.name}: " + "; ".join(changed[:5]))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
