@@ -11,13 +11,17 @@ rather than the authorisation check. For every call:
   method that calls another system, DEADLINE_EXCEEDED only where this test sets a short deadline (a stream or a
   long poll); never UNKNOWN or INTERNAL, and never a hang;
 - INVALID_ARGUMENT carries a BadRequest of at most 20 violations and fits the client's metadata limit;
-- the server's guard logs no traceback;
+- no traceback is logged (by the server's guard, or by gRPC for a handler outside it);
 - a refused call changes no row of the services' schemas and nothing of the simulated network (HLR barring and
-  location per handset, registry, push devices, faults).
+  location per handset, registry, push devices, faults). A client stream answered once is one request; a
+  bidirectional stream acknowledges each message, so only a one-message one is held to this. A change seen while
+  earlier accepted calls may still be at work counts when the same call, sent again as a new request once all is
+  quiet, changes something again.
 
-Afterwards every server still reports SERVING. Numbers the fuzz may get accepted lie in 1999xxxxxxx (no other test
-uses them), cells in 460-99-*, faults only name targets nobody calls and are cleared at the end, so what the fuzz
-changes does not reach other tests. The final test prints requests and codes per method (`-s`) and logs them.
+Afterwards every server still reports SERVING, and a fault the simulators accept is one the faulty method can
+answer with. Numbers the fuzz may get accepted lie in 1999xxxxxxx (no other test uses them), cells in 460-99-*,
+faults only name targets nobody calls and are cleared at the end, so what the fuzz changes does not reach other
+tests. The run ends with the requests sent and the codes seen; `-s` prints them per method.
 
 PSP_FUZZ_EXAMPLES sets the examples per method (default 60), e.g. a longer run:
     PSP_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/security/test_fuzz.py -s
@@ -540,6 +544,7 @@ class Requests:
         return draw(st.integers(lo, hi))
 
     def enum(self, draw: DrawFn, fd: FieldDescriptor, valid: bool) -> int:
+        assert fd.enum_type is not None
         defined = [v.number for v in fd.enum_type.values]
         kind = self._pick(draw, (1, 0, 0) if valid else (3, 1, 1))
         if kind == 0:
@@ -573,10 +578,11 @@ class Requests:
             return self.enum(draw, fd, valid)
         if fd.type in INT_RANGES:
             return self.integer(draw, fd, valid)
+        assert fd.message_type is not None
         return self.message(draw, fd.message_type, valid, depth + 1)
 
     def message(self, draw: DrawFn, desc: Descriptor, valid: bool, depth: int = 0) -> Message:
-        msg = message_factory.GetMessageClass(desc)()
+        msg: Any = message_factory.GetMessageClass(desc)()
         if desc.full_name == "google.protobuf.Timestamp":
             recent = st.integers(NOW - 90 * 86_400, NOW)
             msg.seconds = self.seconds(draw, valid, recent, EDGE_SECONDS)
@@ -846,7 +852,8 @@ class Fuzzer:
     # Calls --------------------------------------------------------------------------------------------------------
 
     async def invoke(self, target: Target, call: Call) -> Outcome:
-        ch = connect(self.stack.cfg, call.server, target.principal)
+        ch: Any = connect(self.stack.cfg, call.server, target.principal)  # generic calls: bytes in, bytes out
+        stream: Any
         m, data = target.method, [p.data for p in call.payloads]
         try:
             if m.client_streaming:
@@ -922,7 +929,7 @@ class Fuzzer:
             raise LoggedError(f"{target.name} logged {errors[0].getMessage()!r} for {call!r}")
 
     async def check_call(self, target: Target, call: Call) -> None:
-        key = (target.name, call.server, *(p.data for p in call.payloads))
+        key: tuple[str | bytes, ...] = (target.name, call.server, *(p.data for p in call.payloads))
         if key in self.confirmed:  # hypothesis replays a failing example: the state it changed stays changed
             raise self.confirmed[key]
         before = await self.state()
@@ -1013,14 +1020,15 @@ class Fuzzer:
         for t in TARGETS:
             seen = self.calls.get(t.name, collections.Counter())
             n = sum(seen.values())
-            by_server[t.servers[0] if len(t.servers) == 1 else "health and reflection (every server)"] += n
+            by_server[t.servers[0] if len(t.servers) == 1 else "health and reflection on every server"] += n
             codes.update(seen)
             shown = ", ".join(f"{c} {k}" for c, k in sorted(seen.items(), key=lambda i: -i[1]))
             lines.append(f"{t.name:<66} {n:>6} {self.messages[t.name]:>6}  {shown}")
             if self.reasons.get(t.name):
                 lines.append(f"{'':<80}  ({', '.join(f'{r} {k}' for r, k in self.reasons[t.name].most_common())})")
-        lines.append(f"calls per server: {dict(by_server)}; in all {sum(by_server.values())}")
-        lines.append(f"codes in all: {dict(sorted(codes.items(), key=lambda i: -i[1]))}")
+        per_server = ", ".join(f"{server} {n}" for server, n in by_server.items())
+        lines.append(f"requests in all: {sum(by_server.values())} ({per_server})")
+        lines.append(f"codes in all: {', '.join(f'{c} {n}' for c, n in codes.most_common())}")
         most, size = self.largest_bad_request
         lines.append(f"largest BadRequest: {most} violations; largest INVALID_ARGUMENT trailers: {size} bytes")
         if self.races:
@@ -1127,12 +1135,26 @@ async def test_a_fault_the_simulators_accept_is_one_they_can_answer_with(
     )
 
 
-async def test_every_server_still_serves_and_no_fault_is_left(fuzz: Fuzzer) -> None:
+class _Totals:
+    """Says at the end of the run how many requests the fuzz sent and what came back (the full table: `-s`)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        terminalreporter.write_sep("-", f"fuzz of the running stack ({EXAMPLES} examples per method)")
+        for line in self.lines:
+            terminalreporter.write_line(line)
+
+
+async def test_every_server_still_serves_and_no_fault_is_left(fuzz: Fuzzer, request: pytest.FixtureRequest) -> None:
     await fuzz.clear_faults()
     await fuzz.assert_serving()
     summary = fuzz.summary()
     print(f"\nfuzz of the running stack, {EXAMPLES} examples per method\n{summary}")
     log.info("fuzz summary\n%s", summary)
+    totals = [line for line in summary.splitlines() if line.startswith(("requests in all", "codes in all"))]
+    request.config.pluginmanager.register(_Totals(totals), "psp-fuzz-totals")
     assert not fuzz.stack.sims.faults._by_target, summary
     total = sum(sum(c.values()) for c in fuzz.calls.values())
     assert total >= len(TARGETS), summary
