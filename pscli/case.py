@@ -13,7 +13,7 @@ async def find_cases(msisdn: str) -> int:
         print("msisdn: must be an 11-digit mobile number starting with 1")
         return 2
     cfg = settings()
-    client = await temporal.connect(cfg)
+    client = await temporal.connect(cfg, wait_s=5)
     h = line_hash(msisdn, cfg.line_hash_key)
     found = 0
     async for wf in client.list_workflows(f"LineHash = '{h}'"):

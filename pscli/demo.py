@@ -131,7 +131,7 @@ async def run_demo() -> int:
     mediation = channel(cfg.scoring_addr, TlsFiles.of_principal(cfg, "mediation"))
     resp = await scoring_pb2_grpc.ScoringServiceStub(mediation).IngestCdrs(stream())
     by_hash = {d.line_hash: d for d in resp.decisions}  # the last decision of each line wins
-    client = await temporal.connect(cfg)
+    client = await temporal.connect(cfg, wait_s=5)
     suspension = suspension_pb2_grpc.SuspensionServiceStub(
         channel(cfg.suspension_addr, TlsFiles.of_principal(cfg, "ops"))
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import contextlib
 import contextvars
 import logging
@@ -165,21 +166,22 @@ class _Guard(grpc.aio.ServerInterceptor):
 
             return call
 
-        def unary_request_stream_response(behaviour: Any) -> Callable[..., Any]:
+        def streamed(behaviour: Any, read: Callable[[Any], Any]) -> Callable[..., Any]:
+            if not inspect.isasyncgenfunction(behaviour):
+                behaviour = _as_generator(behaviour)
+
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with guarding(context):
-                    async for response in behaviour(checked(request), context):
+                    async for response in behaviour(read(request), context):
                         yield response
 
             return call
+
+        def unary_request_stream_response(behaviour: Any) -> Callable[..., Any]:
+            return streamed(behaviour, checked)
 
         def stream_request_stream_response(behaviour: Any) -> Callable[..., Any]:
-            async def call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-                async with guarding(context):
-                    async for response in behaviour(_checked_stream(requests), context):
-                        yield response
-
-            return call
+            return streamed(behaviour, _checked_stream)
 
         for kind, make, wrap in (
             ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_request),
@@ -195,6 +197,45 @@ class _Guard(grpc.aio.ServerInterceptor):
                     response_serializer=handler.response_serializer,
                 )
         return handler
+
+
+class _WrittenTo:
+    """The handler's context, with what it writes queued for the generator that stands in for it."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, queue: asyncio.Queue[Any]) -> None:
+        self._context = context
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def write(self, message: Any) -> None:
+        await self._queue.put(message)
+
+
+def _as_generator(behaviour: Any) -> Callable[..., AsyncIterator[Any]]:
+    """A streaming handler that writes with context.write (grpc_health's Watch) as an async generator, the only
+    shape the interceptors around it (OpenTelemetry's, this guard) can iterate."""
+    finished = object()
+
+    async def responses(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def run() -> None:
+            try:
+                await behaviour(request, _WrittenTo(context, queue))
+            finally:
+                queue.put_nowait(finished)
+
+        task = asyncio.create_task(run())
+        try:
+            while (message := await queue.get()) is not finished:
+                yield message
+            await task
+        finally:
+            task.cancel()
+
+    return responses
 
 
 # Failures a retry can cure: the database restarting or unreachable, a connection dropped.

@@ -62,8 +62,9 @@ class Relay:
             return
         try:
             await self._deliver(ids)
-        except Exception:  # the rows stay pending; the loop retries them
-            log.warning("%s: delivery deferred", self.name, exc_info=True)
+        except Exception as err:  # the rows stay pending; the loop retries them
+            log.warning("%s: delivery deferred (%s)", self.name, type(err).__name__)
+            log.debug("%s: delivery deferred", self.name, exc_info=True)
             self.wake.set()
 
     def deliver_soon(self, ids: list[int]) -> None:
@@ -85,8 +86,9 @@ class Relay:
             try:
                 while await self._deliver(None):
                     pass
-            except Exception:  # Temporal or the database is away: try again shortly
-                log.warning("%s: will retry", self.name, exc_info=True)
+            except Exception as err:  # Temporal or the database is away: try again shortly
+                log.warning("%s: will retry in %.1f s (%s)", self.name, self.retry_s, type(err).__name__)
+                log.debug("%s: will retry", self.name, exc_info=True)
                 await asyncio.sleep(self.retry_s)
                 continue
             try:

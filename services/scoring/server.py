@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import pathlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime
 import asyncpg
 import grpc
 
+from carrier.common.v1 import common_pb2
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from contracts import ACCESS_TABLE
 from contracts.case import case_id, case_line_hash, case_seq
@@ -19,7 +21,7 @@ from pscommon import db, grpc_server, temporal
 from pscommon.access import caller
 from pscommon.config import Settings
 from pscommon.db import Conn
-from pscommon.errors import not_found
+from pscommon.errors import ServiceError, not_found
 from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
 from pscommon.outbox import Relay
@@ -51,6 +53,23 @@ def decision_pb(h: str, masked: str, a: Assessment, at: int, case_id: str) -> sc
     return d
 
 
+def stored_decision_pb(row: asyncpg.Record) -> scoring_pb2.Decision:
+    d = scoring_pb2.Decision(
+        line_hash=row["line_hash"],
+        masked_msisdn=row["masked_msisdn"],
+        risk_level=RISK_LEVEL_PB[row["risk_level"]],
+        score=row["score"],
+        action=ACTION_PB[row["action"]],
+        reasons=[
+            common_pb2.Reason(code=code, text_zh=zh, text_en=en, weight=points)
+            for code, zh, en, points in json.loads(row["reason_texts"])
+        ],
+        case_id=row["case_id"],
+    )
+    d.decided_at.FromDatetime(row["event_time"])
+    return d
+
+
 class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self, pool: asyncpg.Pool, cfg: Settings, engine: Engine, opener: Relay) -> None:
         self.pool = pool
@@ -61,19 +80,26 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
     def _hash(self, msisdn: str) -> str:
         return line_hash(msisdn, self.cfg.line_hash_key)
 
-    async def _decide(self, conn: Conn, e: Escalation) -> tuple[scoring_pb2.Decision, int]:
+    async def _decide(
+        self, conn: Conn, e: Escalation, batch_id: str | None = None
+    ) -> tuple[scoring_pb2.Decision, int]:
         """Records a decision and the case it opens or joins, in the caller's transaction."""
         h = self._hash(e.msisdn)
         seq, join = await store.assign_case(conn, h)
         cid = case_id(h, seq)
         version = self.engine.scorecard.version
-        did = await store.insert_decision(conn, h, e.assessment, version, e.at, cid, join, cases.span_ref())
-        return decision_pb(h, mask(e.msisdn), e.assessment, e.at, cid), did
+        masked = mask(e.msisdn)
+        did = await store.insert_decision(
+            conn, h, e.assessment, version, e.at, cid, join, cases.span_ref(), batch_id, masked
+        )
+        return decision_pb(h, masked, e.assessment, e.at, cid), did
 
     async def _ingest(
         self, request_id: str, cdrs: Sequence[scoring_pb2.Cdr]
     ) -> tuple[bool, list[scoring_pb2.Decision], list[int]]:
-        """Scores one batch atomically with its record; returns (repeated, decisions, decision ids to open)."""
+        """Scores one batch atomically with its record; returns (repeated, decisions, decision ids to open).
+
+        A repeated batch answers with the decisions it took the first time."""
         v = Violations()
         v.request_id(request_id)
         rows = requests.cdr_rows(v, cdrs)
@@ -81,9 +107,9 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         decisions, ids = [], []
         async with self.pool.acquire() as conn, conn.transaction():
             if await store.batch_seen(conn, request_id, len(cdrs)):
-                return True, [], []
+                return True, [stored_decision_pb(r) for r in await store.batch_decisions(conn, request_id)], []
             for e in score_cdrs(self.engine, rows):
-                d, did = await self._decide(conn, e)
+                d, did = await self._decide(conn, e, request_id)
                 decisions.append(d)
                 ids.append(did)
         return False, decisions, ids
@@ -93,14 +119,22 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
     ) -> scoring_pb2.IngestCdrsResponse:
         resp = scoring_pb2.IngestCdrsResponse()
         openings = []
+        position = 0
         async for batch in read_ahead(request_iterator):
-            repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
+            try:
+                repeated, decisions, ids = await self._ingest(batch.request_id, batch.cdrs)
+            except ServiceError as err:
+                # Each batch is its own request: the ones before stay applied, and say so.
+                err.metadata["batch_index"] = str(position)
+                err.message = f"batch {position}: {err.message}"
+                raise
+            position += 1
+            resp.decisions.extend(decisions)
             if repeated:
                 resp.batches_repeated += 1
                 continue
             if ids:
                 openings.append(asyncio.create_task(self.opener.deliver_now(ids)))
-            resp.decisions.extend(decisions)
             resp.batches_accepted += 1
             resp.cdrs_accepted += len(batch.cdrs)
         await asyncio.gather(*openings)

@@ -79,11 +79,13 @@ async def insert_decision(
     case_id: str,
     join: bool,
     trace_id: str,
+    batch_id: str | None,
+    masked: str,
 ) -> int:
     return await conn.fetchval(
         "INSERT INTO decisions (line_hash, risk_level, action, score, reasons, reason_texts, model_version,"
-        " event_time, case_id, join_case, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        " RETURNING id",
+        " event_time, case_id, join_case, trace_id, batch_id, masked_msisdn)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         line_hash,
         a.level,
         a.action,
@@ -95,6 +97,17 @@ async def insert_decision(
         case_id,
         join,
         trace_id,
+        batch_id,
+        masked,
+    )
+
+
+async def batch_decisions(conn: Conn, request_id: str) -> list[asyncpg.Record]:
+    """The decisions a batch took when it was first ingested, in order."""
+    return await conn.fetch(
+        "SELECT line_hash, masked_msisdn, risk_level, action, score, reason_texts, event_time, case_id"
+        " FROM decisions WHERE batch_id = $1 ORDER BY id",
+        request_id,
     )
 
 

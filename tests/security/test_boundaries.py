@@ -10,6 +10,7 @@ import asyncpg
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from carrier.common.v1 import common_pb2
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
@@ -203,3 +204,11 @@ async def test_holder_lookups_are_rate_limited_per_line(stack) -> None:
     info_retry = error_details_pb2.RetryInfo()
     retry.Unpack(info_retry)
     assert 0 < info_retry.retry_delay.seconds <= 3600  # when the window has room again
+
+
+@pytest.mark.parametrize("server", ["scoring", "simulators"])
+async def test_health_watch_streams_the_serving_status_through_the_guard(stack, server: str) -> None:
+    watch = health_pb2_grpc.HealthStub(connect(stack.cfg, server, "ops")).Watch(health_pb2.HealthCheckRequest())
+    first = await watch.read()
+    watch.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING

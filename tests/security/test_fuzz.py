@@ -13,7 +13,8 @@ rather than the authorisation check. For every call:
 - INVALID_ARGUMENT carries a BadRequest of at most 20 violations and fits the client's metadata limit;
 - no traceback is logged (by the server's guard, or by gRPC for a handler outside it);
 - a refused call changes no row of the services' schemas and nothing of the simulated network (HLR barring and
-  location per handset, registry, push devices, faults). A client stream answered once is one request; a
+  location per handset, registry, push devices, faults). A client stream answered once is one request, unless
+  its error names the refused batch (batch_index: IngestCdrs applies each batch as its own request); a
   bidirectional stream acknowledges each message, so only a one-message one is held to this. A change seen while
   earlier accepted calls may still be at work counts when the same call, sent again as a new request once all is
   quiet, changes something again.
@@ -950,6 +951,8 @@ class Fuzzer:
             return  # not refused: answered, or still waiting when this test's short deadline ended
         if target.method.server_streaming and len(call.payloads) > 1:
             return  # a bidirectional stream acknowledges each message: those before the refused one were taken
+        if reason is not None and reason.metadata.get("batch_index", "0") != "0":
+            return  # a stream of batches, each its own request: those before the refused one were taken
         after = await self.state()
         if after == before:
             return
