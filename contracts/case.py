@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 WORKFLOW_NAME = "ProtectiveSuspensionCase"
 SIGNAL_VERIFIED = "verification_passed"
@@ -21,6 +22,8 @@ SIGNAL_AUTHORITY_ORDER = "authority_order"
 SIGNAL_OPERATOR = "operator_action"
 QUERY_STATUS = "status"
 UPDATE_WAIT_STAGE = "wait_for_stage"
+# wait_for_stage's error type when the case continued as new while it waited: ask the new run (by workflow id).
+CASE_RENEWED = "CASE_RENEWED"
 
 
 class Stage(StrEnum):
@@ -173,6 +176,8 @@ class CaseInput:
     language: str
     assessment: Assessment
     trace_id: str = ""
+    # Set only by the case itself when it renews its history (continue-as-new): its state, opaque to others.
+    resume: dict[str, Any] | None = None
 
 
 @dataclass
@@ -279,6 +284,7 @@ class Attention:
     error: str  # the error class and message of the last attempt (no personal data)
     since: str  # RFC 3339
     resumes_stage: Stage  # where the case goes on once the step is done or skipped
+    choices: list[OperatorChoice] = field(default_factory=list)  # what an operator can do now
 
 
 @dataclass

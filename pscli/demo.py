@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import grpc
+from temporalio.client import Client
 
 from carrier.common.v1 import common_pb2
 from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
-from contracts.case import QUERY_STATUS, UPDATE_WAIT_STAGE, Action, CaseStatus, RiskLevel, Stage
+from contracts.case import CASE_RENEWED, QUERY_STATUS, UPDATE_WAIT_STAGE, Action, CaseStatus, RiskLevel, Stage
 from contracts.pb import ACTION_OF, RISK_LEVEL_OF
 from pscommon import temporal
 from pscommon.channels import channel
@@ -145,7 +146,7 @@ async def run_demo() -> int:
         if d is not None:
             handle = client.get_workflow_handle(d.case_id, result_type=CaseStatus)
             if ln.expect == "RESTORED":
-                await handle.execute_update(UPDATE_WAIT_STAGE, Stage.WARNED, result_type=CaseStatus)
+                await reach(client, d.case_id, Stage.WARNED)
                 out = await verification.SubmitOnlineVerification(
                     verification_pb2.SubmitOnlineVerificationRequest(
                         request_id=uuid.uuid4().hex,
@@ -161,9 +162,9 @@ async def run_demo() -> int:
                 )
                 if out.outcome.result != verification_pb2.RESULT_PASSED:
                     failures += 1
-                await handle.execute_update(UPDATE_WAIT_STAGE, Stage.RESTORED, result_type=CaseStatus)
+                await reach(client, d.case_id, Stage.RESTORED)
             else:
-                await handle.execute_update(UPDATE_WAIT_STAGE, Stage.SUSPENDED, result_type=CaseStatus)
+                await reach(client, d.case_id, Stage.SUSPENDED)
             status = await handle.query(QUERY_STATUS, result_type=CaseStatus)
             stages = [f"{h.stage} {h.at[11:19]}" for h in status.history]
         try:
@@ -194,3 +195,8 @@ async def run_demo() -> int:
         print(f"{failures} expectation(s) not met", file=sys.stderr)
         return 1
     return 0
+
+
+async def reach(client: Client, case_id: str, stage: Stage) -> CaseStatus:
+    """Waits until the case enters `stage`, following it when it renews its history."""
+    return await temporal.update_following_runs(client, case_id, UPDATE_WAIT_STAGE, stage, CaseStatus, CASE_RENEWED)

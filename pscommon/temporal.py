@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from pscommon.codec import from_settings
@@ -19,6 +20,7 @@ from pscommon.config import Settings
 from pscommon.db import wait_until_up
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LINE_HASH = SearchAttributeKey.for_keyword("LineHash")
 MASKED_NUMBER = SearchAttributeKey.for_keyword("MaskedNumber")
@@ -93,3 +95,16 @@ async def ensure_search_attributes(client: Client) -> None:
 
 def case_url(cfg: Settings, workflow_id: str) -> str:
     return f"{cfg.temporal_ui_url}/namespaces/{cfg.temporal_namespace}/workflows/{workflow_id}"
+
+
+async def update_following_runs(
+    client: Client, workflow_id: str, update: str, arg: Any, result_type: type[T], renewed: str
+) -> T:
+    """Runs an update on the workflow's current run; when the run ends by continuing as new before answering (it
+    fails the update with an ApplicationError of type `renewed`), asks the next run."""
+    while True:
+        try:
+            return await client.get_workflow_handle(workflow_id).execute_update(update, arg, result_type=result_type)
+        except WorkflowUpdateFailedError as err:
+            if not (isinstance(err.cause, ApplicationError) and err.cause.type == renewed):
+                raise

@@ -19,6 +19,7 @@ from contracts.case import Delivery, DeliveryAttempt, DeliveryStatus, ReasonText
 from contracts.pb import RISK_LEVEL_PB, ROUTE_OF
 from pscommon.channels import channel
 from pscommon.config import Settings
+from pscommon.errors import parse_details
 from pscommon.tls import TlsFiles
 from workflows import policy
 
@@ -75,14 +76,15 @@ class RouteText:
 
 
 async def _call(rpc: Any, request: Any, timeout: float) -> Any:
-    """One RPC; errors a retry cannot fix become non-retryable, the rest are retried by Temporal."""
+    """One RPC; errors a retry cannot fix become non-retryable (their ErrorInfo reason in the details), the rest
+    are retried by Temporal within the case policy's attempts."""
     try:
         return await rpc(request, timeout=timeout)
     except grpc.aio.AioRpcError as err:
         if err.code() in _PERMANENT:
-            raise ApplicationError(
-                f"{err.code().name}: {err.details()}", type=err.code().name, non_retryable=True
-            ) from err
+            info, _ = parse_details(err)
+            reason = info.reason if info is not None else ""
+            raise ApplicationError(err.details() or "", reason, type=err.code().name, non_retryable=True) from err
         raise
 
 
@@ -158,6 +160,16 @@ class CaseActivities:
 
     @activity.defn
     async def change_line_state(self, change: LineChange) -> str:
+        """The line's state afterwards. A line already in the target state (an operator, another case, or this
+        step's earlier attempt under another request id got there first) is the outcome the case wanted."""
+        try:
+            return await self._change_line_state(change)
+        except ApplicationError as err:
+            if err.type == grpc.StatusCode.FAILED_PRECONDITION.name and "ALREADY_IN_STATE" in err.details:
+                return change.target_state
+            raise
+
+    async def _change_line_state(self, change: LineChange) -> str:
         resp = await _call(
             self.suspension.ChangeLineState,
             suspension_pb2.ChangeLineStateRequest(

@@ -13,11 +13,12 @@ with workflow.unsafe.imports_passed_through():
     from contracts.case import (
         Action,
         Assessment,
-        CaseEvent,
+        Attention,
         CaseInput,
         CaseStatus,
         Delivery,
         DeliveryStatus,
+        OperatorAction,
         ReviewKind,
         ReviewState,
         ReviewStatus,
@@ -26,16 +27,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from pscommon import temporal
     from workflows.activities import RouteText
+    from workflows.policy import CasePolicy
 
 ENFORCED_STATE = {Action.RESTRICT: "LINE_STATE_RESTRICTED", Action.SUSPEND: "LINE_STATE_SUSPENDED"}
 
 
-class _Call(TypedDict):
+class Call(TypedDict):
     start_to_close_timeout: timedelta
     retry_policy: RetryPolicy
 
 
-CALL = _Call(
+CALL = Call(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
 )
@@ -75,12 +77,24 @@ class CaseBase:
         self.notifications: list[str] = []
         self.route = RouteText("", "", None)
         self.warning_delivery: Delivery | None = None
-        self.inbox: list[CaseEvent] = []  # signals not yet acted on, in arrival order
+        self.inbox: list[object] = []  # signals not yet acted on, in arrival order (CaseEvent, or an escalation)
         self.resolution: Resolution | None = None
         self.review: ReviewState | None = None
         self.fraud_confirmed = False
         self.deadline: datetime | None = None
         self.more_requested = ""
+        self.attention: Attention | None = None
+        # Version 2 (case_v2.py) only.
+        self.policy: CasePolicy | None = None
+        self.window_end: datetime | None = None
+        self.next_reminder: datetime | None = None
+        self.enforce_at: datetime | None = None
+        self.following: tuple[str, datetime, timedelta] | None = None  # warning id, next check, delay
+        self.counters: dict[str, int] = {}
+        self.pending_choice: OperatorAction | None = None
+        self.operator_waiting = False
+        self.parked: list[object] = []  # events that arrived while a step waited for an operator
+        self.renewing = False  # the run is about to continue as new: waiting updates answer CASE_RENEWED
 
     def status(self) -> CaseStatus:
         return CaseStatus(
@@ -97,6 +111,7 @@ class CaseBase:
             more_requested=self.more_requested,
             masked_msisdn=self.case.masked_msisdn if self.case else "",
             home_province=self.case.home_province if self.case else "",
+            attention=self.attention,
         )
 
     def _enter(self, stage: Stage, next_step: str) -> None:

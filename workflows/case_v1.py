@@ -10,7 +10,6 @@ with workflow.unsafe.imports_passed_through():
     from contracts.case import (
         Action,
         AuthorityOrder,
-        CaseEvent,
         CaseInput,
         CaseStatus,
         Delivery,
@@ -151,7 +150,7 @@ class CaseV1(CaseBase):
             if self.fraud_confirmed and not confirmed_before:
                 return
 
-    async def _handle(self, ev: CaseEvent) -> None:
+    async def _handle(self, ev: object) -> None:
         if isinstance(ev, VerificationPassed):
             self.resolution = Resolution("restore", f"VERIFIED_{ev.route.upper()}")
         elif isinstance(ev, ReviewOpened):

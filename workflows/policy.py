@@ -19,6 +19,12 @@ class CasePolicy:
     grace_s: dict[str, int]
     reminder_every_s: int
     verification_window_s: int
+    # Version 2 of the saga (defaults for policies loaded before it): after the window a barred line's case
+    # stays open, reminding the holder at this pace; its history is renewed (continue-as-new) past this many
+    # events; a step's transient failures are retried this many times before an operator is asked.
+    dormant_reminder_every_s: int = 30 * 86400
+    continue_after_events: int = 2000
+    step_attempts: int = 10
 
 
 def load(name: str) -> CasePolicy:
@@ -30,4 +36,7 @@ def load(name: str) -> CasePolicy:
         grace_s={k: seconds(v) for k, v in raw["grace"].items()},
         reminder_every_s=seconds(raw["reminder_every"]),
         verification_window_s=seconds(raw["verification_window"]),
+        dormant_reminder_every_s=seconds(raw.get("dormant_reminder_every", "30d")),
+        continue_after_events=int(raw.get("continue_after_events", 2000)),
+        step_attempts=int(raw.get("step_attempts", 10)),
     )

@@ -13,22 +13,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from contracts.case import (
+    CASE_RENEWED,
     QUERY_STATUS,
     SIGNAL_ASSESSMENT,
     SIGNAL_AUTHORITY_ORDER,
+    SIGNAL_OPERATOR,
     SIGNAL_REVIEW_DECIDED,
     SIGNAL_REVIEW_OPENED,
     SIGNAL_VERIFIED,
     UPDATE_WAIT_STAGE,
     WORKFLOW_NAME,
     Assessment,
+    Attention,
     AuthorityOrder,
     CaseInput,
     CaseStatus,
     Delivery,
     DeliveryAttempt,
+    OperatorAction,
+    OperatorChoice,
     ReasonText,
     ReviewDecided,
     ReviewOpened,
@@ -40,8 +46,10 @@ from workflows.activities import LineChange, NotifyArgs, OutcomeArgs, RouteText
 from workflows.policy import CasePolicy
 
 __all__ = [
+    "CASE_RENEWED",
     "QUERY_STATUS",
     "SIGNAL_ASSESSMENT",
+    "SIGNAL_OPERATOR",
     "SIGNAL_AUTHORITY_ORDER",
     "SIGNAL_REVIEW_DECIDED",
     "SIGNAL_REVIEW_OPENED",
@@ -49,6 +57,7 @@ __all__ = [
     "UPDATE_WAIT_STAGE",
     "WORKFLOW_NAME",
     "Assessment",
+    "Attention",
     "AuthorityOrder",
     "CaseInput",
     "CasePolicy",
@@ -58,6 +67,8 @@ __all__ = [
     "FakeCarrier",
     "LineChange",
     "LineMove",
+    "OperatorAction",
+    "OperatorChoice",
     "NotifyArgs",
     "OutcomeArgs",
     "ReasonText",
@@ -191,6 +202,17 @@ class FakeCarrier:
     escalations: list[tuple[str, str]] = field(default_factory=list)
     route_requests: list[tuple[str, str]] = field(default_factory=list)
     delivery_checks: list[str] = field(default_factory=list)
+    broken: dict[str, int] = field(default_factory=dict)
+    """Activity name -> how many more calls fail for good (a non-retryable error, as a permanent gRPC code)."""
+
+    def _maybe_break(self, name: str, detail: str = "") -> None:
+        """`broken` names an activity, or an activity and its target ("change_line_state:LINE_STATE_RESTRICTED")."""
+        key = next((k for k in (f"{name}:{detail}", name) if self.broken.get(k)), None)
+        if key is not None:
+            self.broken[key] -= 1
+            raise ApplicationError(
+                f"FAILED_PRECONDITION: {name} refused (test)", type="FAILED_PRECONDITION", non_retryable=True
+            )
 
     # ---- what a test asserts on ---------------------------------------------------------------
 
@@ -207,35 +229,42 @@ class FakeCarrier:
 
     @activity.defn(name="load_case_policy")
     async def load_case_policy(self) -> CasePolicy:
+        self._maybe_break("load_case_policy")
         return self.policy
 
     @activity.defn(name="restore_route")
     async def restore_route(self, risk_level: str, msisdn: str) -> RouteText:
+        self._maybe_break("restore_route")
         self.route_requests.append((risk_level, msisdn))
         return self.route
 
     @activity.defn(name="escalate_review")
     async def escalate_review(self, request_id: str, review_id: str) -> None:
+        self._maybe_break("escalate_review")
         self.escalations.append((request_id, review_id))
 
     @activity.defn(name="change_line_state")
     async def change_line_state(self, change: LineChange) -> str:
+        self._maybe_break("change_line_state", change.target_state)
         self.line_changes.append(change)
         return change.target_state
 
     @activity.defn(name="send_notification")
     async def send_notification(self, args: NotifyArgs) -> str:
+        self._maybe_break("send_notification", args.template)
         self.notifications.append(args)
         return f"ntf-{len(self.notifications)}"
 
     @activity.defn(name="get_delivery")
     async def get_delivery(self, notification_id: str) -> Delivery:
+        self._maybe_break("get_delivery")
         self.delivery_checks.append(notification_id)
         answer = self.deliveries.pop(0) if len(self.deliveries) > 1 else self.deliveries[0]
         return replace(answer, notification_id=notification_id)
 
     @activity.defn(name="record_outcome")
     async def record_outcome(self, args: OutcomeArgs) -> None:
+        self._maybe_break("record_outcome", args.outcome)
         self.outcomes.append(args)
 
     def all(self) -> list:

@@ -14,7 +14,10 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from pscommon import temporal
 from tests.workflow.fakes import (
+    CASE_RENEWED,
+    QUERY_STATUS,
     UPDATE_WAIT_STAGE,
     WORKFLOW_NAME,
     CaseInput,
@@ -39,10 +42,12 @@ class Case:
 
     async def reach(self, stage: str) -> CaseStatus:
         """Returns once the case has entered `stage` (the workflow's own wait_for_stage update)."""
-        return await self.handle.execute_update(UPDATE_WAIT_STAGE, stage, result_type=CaseStatus)
+        return await temporal.update_following_runs(
+            self.env.client, self.handle.id, UPDATE_WAIT_STAGE, stage, CaseStatus, CASE_RENEWED
+        )
 
     async def status(self) -> CaseStatus:
-        return await self.handle.query(ProtectiveSuspensionCase.status)
+        return await self.env.client.get_workflow_handle(self.handle.id).query(QUERY_STATUS, result_type=CaseStatus)
 
     async def signal(self, name: str, arg: object) -> None:
         await self.handle.signal(name, arg)
