@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from carrier.common.v1 import common_pb2
 from carrier.verification.v1 import verification_pb2
-from contracts.case import Action, Authority, OrderKind, ReviewDecision, ReviewKind, RiskLevel, Route
+from contracts.case import Action, Authority, OperatorChoice, OrderKind, ReviewDecision, ReviewKind, RiskLevel, Route
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -44,3 +44,7 @@ AUTHORITY_PB: dict[Authority, verification_pb2.Authority.ValueType] = _to_pb(
 AUTHORITY_OF = _reverse(AUTHORITY_PB)
 ORDER_PB: dict[OrderKind, verification_pb2.Order.ValueType] = _to_pb(OrderKind, verification_pb2.Order, "ORDER_")
 ORDER_OF = _reverse(ORDER_PB)
+OPERATOR_CHOICE_PB: dict[OperatorChoice, verification_pb2.OperatorChoice.ValueType] = _to_pb(
+    OperatorChoice, verification_pb2.OperatorChoice, "OPERATOR_CHOICE_"
+)
+OPERATOR_CHOICE_OF = _reverse(OPERATOR_CHOICE_PB)

@@ -1,11 +1,22 @@
-"""`psctl case find MSISDN`: from a phone number to its cases, without the number ever reaching Temporal."""
+"""`psctl case find MSISDN`: from a phone number to its cases, without the number ever reaching Temporal.
+`psctl case act CASE_ID CHOICE --note WHY`: an operator's answer to a case waiting in needs_attention."""
 
 from __future__ import annotations
 
-from contracts.case import QUERY_STATUS, CaseStatus
+import uuid
+
+import grpc
+
+from carrier.verification.v1 import verification_pb2 as vpb
+from carrier.verification.v1 import verification_pb2_grpc
+from contracts.case import QUERY_STATUS, CaseStatus, OperatorChoice
+from contracts.pb import OPERATOR_CHOICE_PB
 from pscommon import temporal
+from pscommon.channels import channel
 from pscommon.config import settings
+from pscommon.errors import parse_details
 from pscommon.identity import is_msisdn, line_hash, mask
+from pscommon.tls import TlsFiles
 
 
 async def find_cases(msisdn: str) -> int:
@@ -32,4 +43,23 @@ async def find_cases(msisdn: str) -> int:
     if not found:
         print(f"no case for {mask(msisdn)} (line hash {h})")
         return 1
+    return 0
+
+
+async def act_on_case(case_id: str, choice: str, note: str) -> int:
+    cfg = settings()
+    stub = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr, TlsFiles.from_settings(cfg)))
+    request = vpb.ActOnCaseRequest(
+        request_id=uuid.uuid4().hex, case_id=case_id, choice=OPERATOR_CHOICE_PB[OperatorChoice(choice)], note=note
+    )
+    try:
+        resp = await stub.ActOnCase(request, timeout=10)
+    except grpc.aio.AioRpcError as err:
+        info, violations = parse_details(err)
+        print(f"{err.code().name}: {err.details()}" + (f" ({info.reason})" if info else ""))
+        for field, why in violations:
+            print(f"  {field}: {why}")
+        return 1
+    print(f"{case_id}: {choice} '{resp.step}' sent to the case")
+    print(f"  {temporal.case_url(cfg, case_id)}")
     return 0

@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     case_sub = case.add_subparsers(dest="case_command", required=True)
     find = case_sub.add_parser("find", help="find the cases of a phone number and their Temporal UI URLs")
     find.add_argument("msisdn")
+    act = case_sub.add_parser(
+        "act", help="act on a case waiting for an operator (needs_attention): retry, skip, restore or close"
+    )
+    act.add_argument("case_id")
+    act.add_argument("choice", choices=["retry", "skip", "restore", "close"])
+    act.add_argument("--note", required=True, help="why (recorded with your principal; never shown to the holder)")
     sub.add_parser("demo", help="play the built-in scenario against the running stack")
     pki = sub.add_parser("pki", help="certificates of the local stack's CA")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
@@ -67,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return issue_command(args.role, args.id, args.out, args.server_name)
     if args.command == "case":
-        from pscli.case import find_cases
+        from pscli.case import act_on_case, find_cases
 
+        if args.case_command == "act":
+            return asyncio.run(act_on_case(args.case_id, args.choice, args.note))
         return asyncio.run(find_cases(args.msisdn))
     from pscli.demo import run_demo
 

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 # pending(conn, ids or None for any, limit) -> rows, oldest first, locked FOR UPDATE SKIP LOCKED so replicas share
 Pending = Callable[[Conn, list[int] | None, int], Awaitable[list[asyncpg.Record]]]
-Deliver = Callable[[asyncpg.Record], Awaitable[None]]
+# deliver(conn, row): in the transaction that holds the row's lock, which commits with the row marked sent
+Deliver = Callable[[Conn, asyncpg.Record], Awaitable[None]]
 MarkSent = Callable[[Conn, int], Awaitable[None]]
 
 
@@ -77,7 +78,7 @@ class Relay:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await self.pending(conn, ids, self.batch)
             for row in rows:
-                await self.deliver(row)
+                await self.deliver(conn, row)
                 await self.mark_sent(conn, row["id"])
         return len(rows)
 

@@ -145,3 +145,14 @@ class AsAllowed:
     def __getattr__(self, method: str) -> object:
         principal = allowed_principal(f"{self.full_name}/{method}")
         return getattr(self.stub_class(connect(self.cfg, self.service, principal)), method)
+
+
+async def reach(stack, case_id: str, stage: str):
+    """Returns the case's status once it has entered `stage` (the workflow's wait_for_stage update), following
+    the case when it renews its history."""
+    from contracts.case import CASE_RENEWED, UPDATE_WAIT_STAGE, CaseStatus
+    from pscommon import temporal
+
+    return await temporal.update_following_runs(
+        stack.client, case_id, UPDATE_WAIT_STAGE, stage, CaseStatus, CASE_RENEWED
+    )

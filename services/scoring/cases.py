@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import asyncpg
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.case import (
@@ -25,15 +32,19 @@ from contracts.case import (
     ReasonText,
     RiskLevel,
     Stage,
+    case_id,
+    case_seq,
 )
 from pscommon import temporal
 from pscommon.config import Settings
+from pscommon.db import Conn
 from pscommon.identity import mask
 from pscommon.outbox import Relay
 from pscommon.telemetry import current_trace_id
 from services.scoring import store
 
 tracer = trace.get_tracer(__name__)
+log = logging.getLogger(__name__)
 
 
 def summary(case: CaseInput) -> str:
@@ -97,28 +108,40 @@ class CaseStarter:
     def relay(self, pool: asyncpg.Pool) -> Relay:
         return Relay("case opener", pool, store.pending_decisions, self.open_one, store.mark_opened)
 
-    async def open_one(self, row: asyncpg.Record) -> None:
-        wid = row["case_id"]
+    async def open_one(self, conn: Conn, row: asyncpg.Record) -> None:
         # Each case is its own trace, linked to the ingest that triggered it.
         root = otel_context.Context()
         with tracer.start_as_current_span("open_case", context=root, links=ingest_link(row["trace_id"])) as span:
             case = dataclasses.replace(case_input(row), trace_id=current_trace_id())
             span.set_attribute("psp.line_hash", case.line_hash)
             span.set_attribute("psp.risk_level", case.assessment.risk_level)
-            if row["join_case"]:
-                try:
-                    await self.client.get_workflow_handle(wid).signal(SIGNAL_ASSESSMENT, case.assessment)
+            wid, join = row["case_id"], row["join_case"]
+            for _ in range(3):
+                if await (self._join(wid, case) if join else self._start(wid, case)):
                     return
-                except RPCError as err:
-                    if err.status != RPCStatusCode.NOT_FOUND:
-                        raise
-                    # Closed outside the platform (e.g. an operator terminated it): run the case again.
+                # That case has ended (its outcome recorded, or closed outside the platform): this incident is
+                # the line's next case. A case id never gets a second run, so no request id is reused.
+                wid, join = await self._next_case(conn, row["id"], case.line_hash, wid)
+            raise RuntimeError("no case to open or join after three tries")
+
+    async def _join(self, wid: str, case: CaseInput) -> bool:
+        try:
+            await self.client.get_workflow_handle(wid).signal(SIGNAL_ASSESSMENT, case.assessment)
+            return True
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+
+    async def _start(self, wid: str, case: CaseInput) -> bool:
+        try:
             await self.client.start_workflow(
                 WORKFLOW_NAME,
                 case,
                 id=wid,
                 task_queue=self.cfg.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,  # a repeated delivery: already running
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(temporal.LINE_HASH, case.line_hash),
@@ -131,3 +154,16 @@ class CaseStarter:
                 static_summary=summary(case),
                 static_details=details(case),
             )
+            return True
+        except WorkflowAlreadyStartedError:
+            return False
+
+    async def _next_case(self, conn: Conn, decision_id: int, line_hash: str, ended: str) -> tuple[str, bool]:
+        seq = case_seq(ended)
+        if seq is not None:
+            await store.close_case(conn, line_hash, seq)
+        seq, join = await store.assign_case(conn, line_hash)
+        wid = case_id(line_hash, seq)
+        await store.move_decision(conn, decision_id, wid, join)
+        log.info("case %s had ended: the decision goes to %s", ended, wid)
+        return wid, join

@@ -80,9 +80,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
     def _hash(self, msisdn: str) -> str:
         return line_hash(msisdn, self.cfg.line_hash_key)
 
-    async def _decide(
-        self, conn: Conn, e: Escalation, batch_id: str | None = None
-    ) -> tuple[scoring_pb2.Decision, int]:
+    async def _decide(self, conn: Conn, e: Escalation, batch_id: str | None = None) -> tuple[scoring_pb2.Decision, int]:
         """Records a decision and the case it opens or joins, in the caller's transaction."""
         h = self._hash(e.msisdn)
         seq, join = await store.assign_case(conn, h)

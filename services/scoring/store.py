@@ -70,6 +70,10 @@ async def close_case(conn: Conn, line_hash: str, seq: int) -> None:
     await conn.execute("UPDATE cases SET open = false WHERE line_hash = $1 AND last_seq = $2", line_hash, seq)
 
 
+async def move_decision(conn: Conn, decision_id: int, case_id: str, join: bool) -> None:
+    await conn.execute("UPDATE decisions SET case_id = $2, join_case = $3 WHERE id = $1", decision_id, case_id, join)
+
+
 async def insert_decision(
     conn: Conn,
     line_hash: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from carrier.verification.v1 import verification_pb2 as vpb
 from contracts.case import case_line_hash
-from contracts.pb import AUTHORITY_OF, DECISION_OF, ORDER_OF, RISK_LEVEL_OF
+from contracts.pb import AUTHORITY_OF, DECISION_OF, OPERATOR_CHOICE_OF, ORDER_OF, RISK_LEVEL_OF
 from pscommon.validation import Violations
 
 MAX_EXPLANATION = 4000
@@ -127,6 +127,15 @@ def check_authority_order(r: vpb.SubmitAuthorityOrderRequest) -> None:
     v.enum(r.authority, "authority", set(AUTHORITY_OF))
     v.enum(r.order, "order", set(ORDER_OF))
     v.required(r.order_ref, "order_ref")
+    v.raise_if_any()
+
+
+def check_act_on_case(r: vpb.ActOnCaseRequest) -> None:
+    v = Violations()
+    v.request_id(r.request_id)
+    _case_id(v, r.case_id)
+    v.enum(r.choice, "choice", set(OPERATOR_CHOICE_OF))
+    v.required(r.note, "note")
     v.raise_if_any()
 
 

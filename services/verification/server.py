@@ -15,7 +15,7 @@ from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
 from contracts import ACCESS_TABLE
 from contracts.case import AuthorityOrder, case_line_hash
-from contracts.pb import AUTHORITY_OF, ORDER_OF, RISK_LEVEL_PB
+from contracts.pb import AUTHORITY_OF, OPERATOR_CHOICE_OF, OPERATOR_CHOICE_PB, ORDER_OF, RISK_LEVEL_PB
 from pscommon import codec, db, grpc_server, temporal
 from pscommon.access import caller
 from pscommon.config import Settings
@@ -28,6 +28,7 @@ from services.verification import policy as policy_mod
 from services.verification.authority import AuthorityOrders
 from services.verification.case_gateway import CaseGateway
 from services.verification.checks import Checks, Claim
+from services.verification.operations import CaseOperations
 from services.verification.outside import Outside
 from services.verification.policy import RESTORED_BEFORE, Policy, RouteRule
 from services.verification.reviews import Reviews
@@ -50,6 +51,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         self.checks = Checks(self.policy, self.outside, case, self.reviews, sealer)
         self.authority = AuthorityOrders(self.policy, case, self.reviews)
         self.status = StatusReader(self.policy, self.outside, case, pool)
+        self.operations = CaseOperations(case)
 
     def policy(self) -> Policy:
         # Read per use so a changed table applies to new checks without a restart.
@@ -155,6 +157,12 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         await self.authority.submit(tx, request.request_id, request.case_id, order, request.note, caller())
         return vpb.SubmitAuthorityOrderResponse(case_id=request.case_id)
 
+    @mutation(requests.check_act_on_case)
+    async def ActOnCase(self, request: vpb.ActOnCaseRequest, tx: Tx) -> vpb.ActOnCaseResponse:
+        choice = OPERATOR_CHOICE_OF[request.choice]
+        step = await self.operations.act(tx, request.request_id, request.case_id, choice, request.note, caller())
+        return vpb.ActOnCaseResponse(step=step)
+
     async def GetCaseStatus(
         self, request: vpb.GetCaseStatusRequest, context: grpc.aio.ServicerContext
     ) -> vpb.GetCaseStatusResponse:
@@ -188,6 +196,17 @@ def case_status_pb(s: StatusView) -> vpb.GetCaseStatusResponse:
         resp.line_changes.add(state=change.state, by=change.by).at.FromDatetime(change.at)
     if s.waiting_review is not None:
         resp.review.CopyFrom(review_pb(s.waiting_review, for_holder=True))
+    if case.attention is not None:
+        a = case.attention
+        resp.attention.CopyFrom(
+            vpb.Attention(
+                step=a.step,
+                error=a.error,
+                resumes_stage=a.resumes_stage,
+                choices=[OPERATOR_CHOICE_PB[c] for c in a.choices],
+            )
+        )
+        resp.attention.since.FromDatetime(datetime.fromisoformat(a.since))
     return resp
 
 

@@ -3,6 +3,7 @@ back. Built from the case's own record, never from who asks, so every channel gi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ class Who(Enum):
     REVIEWER = auto()  # a person at the carrier decides
     AUTHORITY = auto()  # fraud confirmed: only the authority can change it
     CARRIER_RESTORES = auto()  # verified: the line is being restored
+    CARRIER_FIXES = auto()  # a step failed for good; an operator acts, the holder does what the stage before asked
     NOBODY = auto()  # the case is over
 
 
@@ -37,6 +39,7 @@ WHO_ACTS: dict[Stage, Who] = {
     Stage.WARNED: Who.HOLDER,
     Stage.WARNING_DELIVERED: Who.HOLDER,
     Stage.WARNING_UNDELIVERED: Who.HOLDER,
+    Stage.ESCALATED: Who.HOLDER,
     Stage.RESTRICTED: Who.HOLDER,
     Stage.SUSPENDED: Who.HOLDER,
     Stage.APPEAL_REJECTED: Who.HOLDER,
@@ -50,6 +53,7 @@ WHO_ACTS: dict[Stage, Who] = {
     Stage.TERMINATION_REVIEW: Who.REVIEWER,
     Stage.FRAUD_CONFIRMED: Who.AUTHORITY,
     Stage.VERIFIED: Who.CARRIER_RESTORES,
+    Stage.NEEDS_ATTENTION: Who.CARRIER_FIXES,
     Stage.RESTORED: Who.NOBODY,
     Stage.TERMINATED: Who.NOBODY,
 }
@@ -70,6 +74,9 @@ def _at(text: str) -> datetime | None:
 
 
 def holder_view(case: CaseStatus, rule: RouteRule | None, restore_after_pass_s: int) -> HolderView:
+    if case.stage == Stage.NEEDS_ATTENTION and case.attention is not None:
+        # What held the case up is the carrier's to fix: the holder sees what the stage before asked of them.
+        case = dataclasses.replace(case, stage=case.attention.resumes_stage)
     after_pass = timedelta(seconds=restore_after_pass_s)
     deadline = _at(case.deadline)
     who = WHO_ACTS[case.stage]

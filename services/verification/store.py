@@ -158,6 +158,21 @@ async def mark_signal_sent(conn: Conn, row_id: int) -> None:
     await conn.execute("UPDATE case_signals SET sent_at = now() WHERE id = $1", row_id)
 
 
+async def record_operator_action(
+    conn: Conn, request_id: str, case_id: str, step: str, choice: str, note: str, principal: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO operator_actions (request_id, case_id, step, choice, note, principal)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        request_id,
+        case_id,
+        step,
+        choice,
+        note,
+        principal,
+    )
+
+
 async def record_order(
     conn: Conn, request_id: str, case_id: str, order: AuthorityOrder, note: str, principal: str
 ) -> None:

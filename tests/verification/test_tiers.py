@@ -13,20 +13,15 @@ import pytest
 from carrier.common.v1 import common_pb2
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
-from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
+from contracts.case import CaseStatus
 from pscommon.errors import parse_details
-from tests.helpers import AsAllowed, connect, open_case, register_line, rid
+from tests.helpers import AsAllowed, connect, open_case, reach, register_line, rid
 
 VERIFICATION = "carrier.verification.v1.VerificationService"
 
 
 def stub(stack) -> AsAllowed:
     return AsAllowed(stack.cfg, "verification", verification_pb2_grpc.VerificationServiceStub, VERIFICATION)
-
-
-async def reach(stack, case_id: str, stage: str) -> CaseStatus:
-    handle = stack.client.get_workflow_handle(case_id, result_type=CaseStatus)
-    return await handle.execute_update(UPDATE_WAIT_STAGE, stage, result_type=CaseStatus)
 
 
 def online(case_id: str, msisdn: str, holder: str, level=common_pb2.RISK_LEVEL_MEDIUM, **extra):
