@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     case_sub = case.add_subparsers(dest="case_command", required=True)
     find = case_sub.add_parser("find", help="find the cases of a phone number and their Temporal UI URLs")
     find.add_argument("msisdn")
+    status = case_sub.add_parser("status", help="where a case stands (GetCaseStatus), by case id or phone number")
+    status.add_argument("case", help="a case id (case-<line hash>-<n>) or the line's number")
     act = case_sub.add_parser(
         "act", help="act on a case waiting for an operator (needs_attention): retry, skip, restore or close"
     )
@@ -73,10 +75,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return issue_command(args.role, args.id, args.out, args.server_name)
     if args.command == "case":
-        from pscli.case import act_on_case, find_cases
+        from pscli.case import act_on_case, case_status, find_cases
 
         if args.case_command == "act":
             return asyncio.run(act_on_case(args.case_id, args.choice, args.note))
+        if args.case_command == "status":
+            return asyncio.run(case_status(args.case))
         return asyncio.run(find_cases(args.msisdn))
     from pscli.demo import run_demo
 

@@ -259,6 +259,20 @@ BAD = [
         "order",
     ),
     ("verification", "GetCaseStatus", verification_pb2.GetCaseStatusRequest(), "case_id"),
+    (
+        "verification",
+        "ActOnCase",
+        verification_pb2.ActOnCaseRequest(request_id=rid(), case_id="case-0123456789abcdef0123-1", note="why"),
+        "choice",
+    ),
+    (
+        "verification",
+        "ActOnCase",
+        verification_pb2.ActOnCaseRequest(
+            request_id=rid(), case_id="case-0123456789abcdef0123-1", choice=verification_pb2.OPERATOR_CHOICE_RETRY
+        ),
+        "note",
+    ),
     ("verification", "ListReviews", verification_pb2.ListReviewsRequest(page_size=501), "page_size"),
     ("suspension", "ListLineHistory", suspension_pb2.ListLineHistoryRequest(line_hash="not-a-hash"), "line_hash"),
 ]
