@@ -17,9 +17,9 @@ import asyncio
 import copy
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, NoReturn, TypeVar
+from typing import Generic, NoReturn, Protocol, TypeVar
 
 import asyncpg
 import grpc
@@ -45,6 +45,10 @@ REPLAY_CHUNK = 200  # journal entries read at a time on start-up
 D = TypeVar("D")  # a decision as the service answers it
 Decide = Callable[[Conn, Escalation, str, str | None], Awaitable[tuple[D, int]]]
 Recorded = Callable[[Conn, str, list[int] | None], Awaitable[list[D]]]
+
+
+class Preserving(Protocol):
+    def preserve(self, msisdns: Iterable[str]) -> None: ...
 
 
 @dataclass
@@ -97,6 +101,7 @@ class Ledger(Generic[D]):
         self.token = token  # this process's claim on its partitions (store.claim_partitions, migration 008)
         self.on_lost = on_lost  # what to do once another process has claimed them: stop
         self.gone = False
+        self.cut: Preserving | None = None  # a checkpoint being encoded (snapshots.Cut)
 
     async def _fence(self, conn: Conn, partitions: list[int]) -> None:
         if not await store.owns(conn, partitions, self.token):
@@ -136,6 +141,8 @@ class Ledger(Generic[D]):
                 body = pack([indices, rows])
                 journal_id = await store.append_journal(conn, CDRS, batch_id, self.shards.mask, body)
             self.applied = journal_id
+            if self.cut is not None:
+                self.cut.preserve(r[0] for r in rows)
             escalations = self._observe(batch_id, rows, indices)
             if not escalations:
                 return Ingested(False, [], [])
@@ -190,7 +197,10 @@ class Ledger(Generic[D]):
         line, acted = copy.deepcopy(engine.lines.get(msisdn)), engine.acted.get(msisdn)
         tx.on_rollback(lambda: self._put_back(msisdn, line, acted))
         await self._fence(tx.conn, [partition_of(self.hash_of(msisdn))])
-        await store.append_journal(tx.conn, REPORT, request_id, self.shards.mask, pack([msisdn, at, source]))
+        body = pack([msisdn, at, source])
+        self.applied = await store.append_journal(tx.conn, REPORT, request_id, self.shards.mask, body)
+        if self.cut is not None:
+            self.cut.preserve([msisdn])
         return engine.report(msisdn, at, source)
 
     async def journal_label(
@@ -202,7 +212,9 @@ class Ledger(Generic[D]):
         tx.on_rollback(lambda: self._put_back(msisdn, engine.lines.get(msisdn), acted, cleared, restore_cleared=True))
         body = pack([msisdn, false_positive, sorted(codes)])
         await self._fence(tx.conn, [partition_of(self.hash_of(msisdn))])
-        await store.append_journal(tx.conn, OUTCOME, request_id, self.shards.mask, body)
+        self.applied = await store.append_journal(tx.conn, OUTCOME, request_id, self.shards.mask, body)
+        if self.cut is not None:
+            self.cut.preserve([msisdn])
         return engine.label(msisdn, false_positive, codes)
 
     def _put_back(
@@ -251,7 +263,9 @@ class Ledger(Generic[D]):
                     after = self.applied = entry["id"]
                 read += len(entries)
             ids = await self.record_pending()
-        log.info("journal replayed: %d entries after the checkpoints, %d decisions recorded", read, len(ids))
+        log.info(
+            "journal replayed: %d entries after the checkpoints; %d decisions they caused are on record", read, len(ids)
+        )
         return read
 
     def _replay_entry(self, entry: asyncpg.Record, mine: Callable[[str, int], bool]) -> None:

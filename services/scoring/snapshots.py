@@ -1,9 +1,11 @@
-"""Checkpoints: every few seconds, each owned partition's changed lines are saved with the last journal id they
-include, in one transaction; the journal before the oldest checkpoint is then trimmed.
+"""Checkpoints: every few seconds the changed lines of every owned partition are saved with the last journal id
+they include; the journal before the oldest checkpoint is then trimmed.
 
-A partition is cut under the ledger's lock, so its saved windows hold exactly the journal up to its checkpoint:
-a restart loads them and replays the journal after it (ledger.py). The lines are encoded under the lock (one
-partition at a time, so ingest waits at most that long) and written outside it.
+A checkpoint is cut in an instant, under the ledger's lock: which lines changed, up to which journal id. The
+lines are then encoded a few hundred at a time between batches, while ingest goes on: a batch about to change a
+line not encoded yet encodes it first (copy on write, `Cut.preserve`). So every saved line is exactly its state
+at the cut, a restart loads it and replays the journal after the cut (ledger.py), and ingest never waits for
+more than one chunk. Each partition is written in its own transaction together with its checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
@@ -22,6 +24,37 @@ from services.scoring.ledger import Ledger
 from services.scoring.partitions import PARTITIONS, partition_of
 
 log = logging.getLogger(__name__)
+CHUNK = 200  # lines encoded between two chances for ingest to run
+
+
+class Cut:
+    """The lines of one checkpoint, each encoded as it was at the cut."""
+
+    def __init__(self, engine: Engine, lines: dict[int, dict[str, str]], upto: int) -> None:
+        self.engine = engine
+        self.lines = lines  # partition -> line -> its hash
+        self.upto = upto
+        self.waiting = {m: p for p, ms in lines.items() for m in ms}  # line -> partition, not encoded yet
+        self.encoded: dict[int, list[tuple[str, bytes, int]]] = defaultdict(list)
+
+    def preserve(self, msisdns: Iterable[str]) -> None:
+        """Encodes the lines about to change that are still waiting (the ledger calls this before applying)."""
+        waiting = self.waiting
+        for m in msisdns:
+            if m in waiting:
+                self._encode(m)
+
+    def _encode(self, m: str) -> None:
+        p = self.waiting.pop(m)
+        if m in self.engine.lines:
+            self.encoded[p].append((self.lines[p][m], *store.packed_window(self.engine.snapshot(m))))
+
+    async def encode_all(self) -> None:
+        while self.waiting:
+            for m in list(self.waiting)[:CHUNK]:
+                if m in self.waiting:
+                    self._encode(m)
+            await asyncio.sleep(0)
 
 
 class SnapshotWriter:
@@ -55,36 +88,41 @@ class SnapshotWriter:
             h = self.hash_of(msisdn)
             self.dirty[partition_of(h)][msisdn] = h
 
-    async def flush(self) -> int:
-        """Checkpoints every owned partition; returns the lines written."""
-        async with self._lock:
-            t0 = time.perf_counter()
-            saved = 0
-            self._collect()
-            for p in self.ledger.shards.owned:
-                saved += await self._checkpoint(p)
-                await asyncio.sleep(0)  # let ingest run between partitions
-            if saved:
-                log.info("window checkpoint: %d lines in %.2fs", saved, time.perf_counter() - t0)
-            return saved
-
-    async def _checkpoint(self, p: int) -> int:
-        ledger, engine = self.ledger, self.engine
+    async def _cut(self, partitions: list[int]) -> Cut:
+        ledger = self.ledger
         async with ledger.lock:
             if ledger.pending:
                 await ledger.record_pending()  # never checkpoint past a decision not yet recorded
             self._collect()
-            lines, self.dirty[p] = self.dirty[p], {}
-            upto = ledger.applied
-            rows = [(h, *store.packed_window(engine.snapshot(m))) for m, h in lines.items() if m in engine.lines]
-        try:
-            return await store.save_partition(self.pool, p, rows, upto, ledger.token)
-        except store.PartitionLost:
-            ledger.lost()
-        except BaseException:
-            for m, h in lines.items():
-                self.dirty[p].setdefault(m, h)
-            raise
+            lines = {p: self.dirty.pop(p, {}) for p in partitions}
+            cut = ledger.cut = Cut(self.engine, lines, ledger.applied)
+        return cut
+
+    async def flush(self, partitions: list[int] | None = None) -> int:
+        """Checkpoints the owned partitions (or `partitions` of them); returns the lines written."""
+        async with self._lock:
+            t0 = time.perf_counter()
+            cut = await self._cut(partitions if partitions is not None else self.ledger.shards.owned)
+            try:
+                await cut.encode_all()
+            finally:
+                self.ledger.cut = None
+            saved = 0
+            unsaved = list(cut.lines)
+            try:
+                while unsaved:
+                    p = unsaved[0]
+                    saved += await store.save_partition(self.pool, p, cut.encoded[p], cut.upto, self.ledger.token)
+                    unsaved.pop(0)
+            except store.PartitionLost:
+                self.ledger.lost()
+            finally:
+                for p in unsaved:  # written next time, as they are then (with that checkpoint)
+                    for m, h in cut.lines[p].items():
+                        self.dirty[p].setdefault(m, h)
+            if saved:
+                log.info("window checkpoint: %d lines in %.2fs", saved, time.perf_counter() - t0)
+            return saved
 
     async def stop(self) -> None:
         if self._task:

@@ -5,6 +5,8 @@ journal, with the same windows as a run that never crashed; a batch whose commit
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -30,10 +32,7 @@ async def test_a_crash_in_the_middle_of_a_checkpoint(pool) -> None:
     proc = await start(pool)
     for rows in work[:10]:
         await proc.ingest(rows)
-    writer = proc.snapshots
-    writer._collect()
-    for p in proc.servicer.ledger.shards.owned[:20]:  # the process dies after 20 of its 64 partitions
-        await writer._checkpoint(p)
+    await proc.snapshots.flush(proc.servicer.ledger.shards.owned[:20])  # dies after 20 of its 64 partitions
     proc = await start(pool)
     for rows in work[10:]:
         await proc.ingest(rows)
@@ -80,3 +79,53 @@ async def test_a_batch_whose_commit_fails_leaves_memory_as_it_was(pool, monkeypa
     for rows in work[6:]:
         await proc.ingest(rows)
     assert windows(proc.engine) == reference(work)
+
+
+async def test_batches_applied_while_a_checkpoint_is_encoded_count_once(pool, monkeypatch) -> None:
+    """Ingest goes on between the checkpoint's chunks; a line changed before it was encoded is saved as it was at
+    the cut (copy on write), so the journal after the cut replays onto exactly that state."""
+    from services.scoring import snapshots
+
+    monkeypatch.setattr(snapshots, "CHUNK", 3)
+    work = batches(6)
+    proc = await start(pool)
+    for rows in work[:8]:
+        await proc.ingest(rows)
+    later = iter(work[8:16])
+
+    async def ingest_between_chunks() -> None:
+        for rows in later:
+            await proc.ingest(rows)
+
+    real_sleep = asyncio.sleep
+
+    async def chunk_boundary(delay: float) -> None:  # a batch arrives between two chunks of the checkpoint
+        rows = next(later, None)
+        if rows is not None:
+            await proc.ingest(rows)
+        await real_sleep(delay)
+
+    monkeypatch.setattr(snapshots.asyncio, "sleep", chunk_boundary)
+    await proc.snapshots.flush()
+    monkeypatch.setattr(snapshots.asyncio, "sleep", real_sleep)
+    await ingest_between_chunks()
+    proc = await start(pool)  # kill -9 after the checkpoint
+    for rows in work[16:]:
+        await proc.ingest(rows)
+    assert windows(proc.engine) == reference(work)
+
+
+async def test_a_report_is_counted_once_across_a_checkpoint_and_a_crash(pool) -> None:
+    from pscommon.idempotency import Tx
+
+    work = batches(8)
+    proc = await start(pool)
+    for rows in work[:4]:
+        await proc.ingest(rows)
+    line = LINES[10]
+    async with proc.servicer.ledger.lock, pool.acquire() as conn, conn.transaction():
+        await proc.servicer.ledger.journal_report(Tx(conn), "report-1", line, work[3][-1][4], 0)
+    expected = windows(proc.engine)
+    await proc.snapshots.flush()
+    proc = await start(pool)
+    assert windows(proc.engine) == expected
