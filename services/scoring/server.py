@@ -375,7 +375,7 @@ async def start(cfg: Settings, port: int, on_lost: Callable[[], None] | None = N
     token = uuid.uuid4()
     await store.claim_partitions(pool, shard_map.owned, token, shard_map.shard, shard_map.shards)
     engine = await build_engine(pool, shard_map, hash_of)  # after the claim: no earlier owner writes it any more
-    opener = cases.CaseStarter(client, cfg).relay(pool)
+    opener = cases.CaseStarter(client, cfg, pool).relay()
     servicer = Scoring(pool, cfg, engine, opener, shards, token, stop_me)
     await servicer.ledger.replay(await store.checkpoints(pool, shard_map.owned))
     tune_gc()

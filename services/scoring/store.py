@@ -152,15 +152,21 @@ async def batch_decisions(conn: Conn, request_id: str, partitions: list[int] | N
     )
 
 
-async def pending_decisions(conn: Conn, ids: list[int] | None, limit: int = 100) -> list[asyncpg.Record]:
-    """Decisions whose case is not opened yet, locked for this opener (other replicas skip them)."""
+async def claim_decisions(conn: Conn, ids: list[int] | None, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    """Decisions whose case is not opened yet and that no opener holds, leased to this one for `lease_s`."""
     return await conn.fetch(
-        "SELECT d.*, s.msisdn, s.home_province, s.language FROM decisions d"
-        " JOIN subscribers s USING (line_hash) WHERE d.opened_at IS NULL AND ($1::bigint[] IS NULL OR d.id = ANY($1))"
-        " ORDER BY d.id LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
+        "WITH claimed AS (UPDATE decisions SET lease_until = now() + make_interval(secs => $3) WHERE id IN ("
+        " SELECT id FROM decisions WHERE opened_at IS NULL AND (lease_until IS NULL OR lease_until < now())"
+        " AND ($1::bigint[] IS NULL OR id = ANY($1)) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *)"
+        " SELECT c.*, s.msisdn, s.home_province, s.language FROM claimed c JOIN subscribers s USING (line_hash)",
         ids,
         limit,
+        lease_s,
     )
+
+
+async def release_decisions(conn: Conn, ids: list[int]) -> None:
+    await conn.execute("UPDATE decisions SET lease_until = NULL WHERE id = ANY($1) AND opened_at IS NULL", ids)
 
 
 async def mark_opened(conn: Conn, decision_id: int) -> None:
