@@ -154,6 +154,7 @@ class ShardRun:
     busy_cores: float
     p50_ms: float
     p99_ms: float
+    rss_warm_mb: list[float]
     rss_mb: list[float]
 
 
@@ -202,6 +203,7 @@ async def run_shards(
         if payloads["warm"]:
             took, accepted = await spread(targets, payloads["warm"], mediation)
             cold = accepted / took
+        rss_warm = [rss_mb(p.pid) for p in procs]
         cpu0 = sum(cpu_s(p.pid) for p in procs)
         profiler = start_profiler(procs[0].pid, "/tmp/scoring-profile.txt") if n == 1 else None
         took, accepted = await spread(targets, payloads["ingest"], mediation)
@@ -219,6 +221,7 @@ async def run_shards(
             busy,
             statistics.median(lat_ms),
             pct(lat_ms, 0.99),
+            rss_warm,
             [rss_mb(p.pid) for p in procs],
         )
     finally:
@@ -304,18 +307,17 @@ async def main() -> None:
 
         read = baselines["decode + read fields, mutual TLS"]
         print()
-        print(
-            f"{args.cdrs:,} CDRs over {args.lines:,} lines, batches of {args.batch}, after {args.warm:,} warm-up CDRs"
-        )
+        print(f"{args.cdrs:,} CDRs over {args.lines:,} lines, batches of {args.batch}, after {args.warm:,} warm-up")
         print(
             f"{'shards':>6} {'CDR/s':>10} {'/ decode+read':>14} {'cold CDR/s':>11} {'cores':>6}"
-            f" {'p50 ms':>7} {'p99 ms':>7}  RSS MB per shard"
+            f" {'p50 ms':>7} {'p99 ms':>7}  RSS MB per shard after warm-up -> after the measured stream"
         )
         for r in runs:
             cold = f"{r.cold:,.0f}" if r.cold is not None else "-"
+            rss = ", ".join(f"{w:.0f} -> {m:.0f}" for w, m in zip(r.rss_warm_mb, r.rss_mb, strict=True))
             print(
                 f"{r.shards:>6} {r.rate:>10,.0f} {r.rate / read:>14.3f} {cold:>11} {r.busy_cores:>6.2f}"
-                f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f}  {', '.join(f'{m:.0f}' for m in r.rss_mb)}"
+                f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f}  {rss}"
             )
         if len(runs) > 1:
             print(f"{runs[-1].shards} shards / 1 shard: {runs[-1].rate / runs[0].rate:.2f}x")
