@@ -62,7 +62,8 @@ RENEWAL_INTERVAL_D = (CERT_DURATION_H - CERT_RENEW_BEFORE_H) // 24
 TLS_DIR = "/etc/psp/tls"
 TLS_FILES = {"PSP_TLS_CA": "ca.crt", "PSP_TLS_CERT": "tls.crt", "PSP_TLS_KEY": "tls.key"}
 TLS_VOLUME = "tls"
-# Stakater Reloader (if installed) rolls a Deployment (or StatefulSet) when a Secret named here changes: README.md, "Rotation".
+# Stakater Reloader (if installed) rolls a Deployment or StatefulSet when a Secret named here changes: README.md,
+# "Rotation".
 RELOAD_ANNOTATION = "secret.reloader.stakater.com/reload"
 # ... and when a ConfigMap named here changes (the codec server's issuer key).
 CONFIG_MAP_RELOAD_ANNOTATION = "configmap.reloader.stakater.com/reload"
@@ -434,7 +435,7 @@ def pod_template(p: Process) -> Manifest:
         container["ports"] = [{"name": p.port.name, "containerPort": p.port.number, "protocol": "TCP"}]
     container["envFrom"] = [{"configMapRef": {"name": CONFIG_MAP}}, {"secretRef": {"name": SECRET}}]
     # The only values set inline: paths into the pod's own volumes, its certificate's (PSP_TRUST_DOMAIN is in the
-    # ConfigMap) and its config_files'.
+    # ConfigMap) and its config_files'; and a sharded process's shard count and addresses (shard_env()).
     env = [{"name": var, "value": f"{TLS_DIR}/{file}"} for var, file in TLS_FILES.items()] if p.role else []
     if p.config_files:
         env += [

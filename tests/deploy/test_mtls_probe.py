@@ -2,8 +2,8 @@
 deploy/k8s/certificates.yaml, a certificate with exactly its names, usages and key (what cert-manager's CA issuer
 makes of the spec: each usage is one KeyUsage or ExtendedKeyUsage bit) is issued from a throwaway CA into a folder
 laid out like the pod's volume (ca.crt, tls.crt, tls.key). A gRPC server on loopback serves it with the servers'
-own credentials (pscommon.tls: mutual TLS, client certificate required), and the Deployment's readiness probe
-command runs as a subprocess with the Deployment's PSP_TLS_* rewritten into that folder; it must exit 0 while
+own credentials (pscommon.tls: mutual TLS, client certificate required), and the workload's readiness probe
+command runs as a subprocess with the workload's PSP_TLS_* rewritten into that folder; it must exit 0 while
 the service is SERVING and 1 once it is NOT_SERVING. The worker's client certificate reaches a server under the
 ConfigMap's address and is seen as its principal; a scoring shard reaches the others under their hosts in
 PSP_SCORING_SHARD_ADDRS (the certificate's wildcard), and not under a name it does not cover. Without the 127.0.0.1 SAN the probe fails, which is why the
@@ -151,7 +151,7 @@ def _server(folder: Path, service: str) -> Iterator[tuple[int, _RecordingHealth]
 
 
 def _run_probe(dep: Doc, folder: Path, port: int) -> subprocess.CompletedProcess[str]:
-    """The Deployment's readiness probe command, as the kubelet would exec it in the container, but against `port`
+    """The workload's readiness probe command, as the kubelet would exec it in the container, but against `port`
     and with its PSP_TLS_* paths moved from the volume to `folder`."""
     container = main_container(dep)
     command = list(container["readinessProbe"]["exec"]["command"])
