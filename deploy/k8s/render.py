@@ -246,18 +246,17 @@ PROCESSES: tuple[Process, ...] = (
         f"""
         scoring: turns call-detail records streamed from mediation into explainable risk assessments and opens cases.
 
-        Shards: lines fall into {PARTITIONS} partitions by line hash, and scoring runs as a StatefulSet of
-        {SCORING_SHARDS} pods, one shard each. Pod scoring-<i> is shard i (pscommon/config.py takes i from the
-        pod's HOSTNAME; PSP_SCORING_SHARD is not set) and owns each partition p where p mod PSP_SCORING_SHARDS
-        is i: its sliding windows in memory, its checkpoints and write-ahead journal in PostgreSQL. Any shard
-        takes any request and hands the other shards' parts to their owners over mutual TLS (as its own principal
-        scoring), so clients keep dialling the Service scoring; the shards dial each other at
-        PSP_SCORING_SHARD_ADDRS, their pods' names under the headless Service scoring-shards (which publishes pods
-        before they are ready, so that starting shards reach each other). A shard claims its partitions in
-        PostgreSQL when it starts and fences out any older process that held them, so two pods briefly holding one
-        shard cannot both write. Pods start and stop in parallel (podManagementPolicy Parallel); updates roll one
-        pod at a time (RollingUpdate), and the PodDisruptionBudget lets voluntary disruptions take one at a time.
-        No autoscaler: the shard count is fixed.
+        Shards: lines fall into {PARTITIONS} partitions by line hash; scoring runs as a StatefulSet of {SCORING_SHARDS} pods, one shard each.
+        Pod scoring-<i> is shard i (pscommon/config.py takes i from the pod's HOSTNAME; PSP_SCORING_SHARD is not
+        set) and owns each partition p where p mod PSP_SCORING_SHARDS is i: its sliding windows in memory, its
+        checkpoints and write-ahead journal in PostgreSQL. Any shard takes any request and hands the other shards'
+        parts to their owners over mutual TLS (as its own principal scoring), so clients keep dialling the Service
+        scoring; the shards dial each other at PSP_SCORING_SHARD_ADDRS, their pods' names under the headless Service
+        scoring-shards (which publishes pods before they are ready, so that starting shards reach each other). A
+        shard claims its partitions in PostgreSQL when it starts and fences out any older process that held them, so
+        two pods briefly holding one shard cannot both write. Pods start and stop in parallel (podManagementPolicy
+        Parallel); updates roll one pod at a time (RollingUpdate), and the PodDisruptionBudget lets voluntary
+        disruptions take one at a time. No autoscaler: the shard count is fixed.
 
         Changing the number of shards: change SCORING_SHARDS in deploy/k8s/render.py, render and apply. That
         changes the StatefulSet's replicas AND PSP_SCORING_SHARDS (and PSP_SCORING_SHARD_ADDRS) together; never
@@ -265,8 +264,9 @@ PROCESSES: tuple[Process, ...] = (
         the new map; partitions move with their checkpoints and journal, nothing is lost. Until the last pod runs
         the new map, old and new pods take partitions from each other (a fenced-out pod stops and is restarted),
         so some partitions are briefly unavailable; for one clean cut, scale to 0 first (README.md, "Scoring
-        shards"). Restoring partitions may take a while, hence a longer startup probe; liveness only starts once
-        it passes.
+        shards"). Coming from the single-replica Deployment/scoring of earlier versions: delete it before the
+        first apply (README.md). Restoring partitions may take a while, hence a longer startup probe; liveness
+        only starts once it passes.
         """,
         sharding=Sharding(SCORING_SHARDS, "PSP_SCORING_SHARDS", "PSP_SCORING_SHARD_ADDRS"),
         startup_s=180,
