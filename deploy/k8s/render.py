@@ -5,7 +5,8 @@
 
 Every process runs the same image (IMAGE, tagged in one place) with its own command. `deployment()` (or, for
 scoring's shards, `stateful_set()` with `headless_service()`), `service()`, `autoscaler()`, `disruption_budget()`
-and `ingress_policy()` are the one base; PROCESSES says what differs. `certificate()` and `ca_issuer()` give each process its mutual-TLS identity through cert-manager.
+and `ingress_policy()` are the one base; PROCESSES says what differs. `certificate()` and `ca_issuer()` give each
+process its mutual-TLS identity through cert-manager.
 The files it writes (one per process, certificates.yaml, network-policy.yaml, kustomization.yaml, and the
 examples/ that kustomization.yaml leaves out) are committed, so `kubectl apply -k deploy/k8s` needs nothing but
 kubectl; namespace.yaml, config.yaml, secret.yaml and codec-jwt-issuer.yaml (HAND_WRITTEN) stay hand-written.
@@ -246,17 +247,18 @@ PROCESSES: tuple[Process, ...] = (
         f"""
         scoring: turns call-detail records streamed from mediation into explainable risk assessments and opens cases.
 
-        Shards: lines fall into {PARTITIONS} partitions by line hash; scoring runs as a StatefulSet of {SCORING_SHARDS} pods, one shard each.
-        Pod scoring-<i> is shard i (pscommon/config.py takes i from the pod's HOSTNAME; PSP_SCORING_SHARD is not
-        set) and owns each partition p where p mod PSP_SCORING_SHARDS is i: its sliding windows in memory, its
-        checkpoints and write-ahead journal in PostgreSQL. Any shard takes any request and hands the other shards'
-        parts to their owners over mutual TLS (as its own principal scoring), so clients keep dialling the Service
-        scoring; the shards dial each other at PSP_SCORING_SHARD_ADDRS, their pods' names under the headless Service
-        scoring-shards (which publishes pods before they are ready, so that starting shards reach each other). A
-        shard claims its partitions in PostgreSQL when it starts and fences out any older process that held them, so
-        two pods briefly holding one shard cannot both write. Pods start and stop in parallel (podManagementPolicy
-        Parallel); updates roll one pod at a time (RollingUpdate), and the PodDisruptionBudget lets voluntary
-        disruptions take one at a time. No autoscaler: the shard count is fixed.
+        Shards: lines fall into {PARTITIONS} partitions by line hash; scoring runs as a StatefulSet of
+        {SCORING_SHARDS} pods, one shard each. Pod scoring-<i> is shard i (pscommon/config.py takes i from the
+        pod's HOSTNAME; PSP_SCORING_SHARD is not set) and owns each partition p where p mod PSP_SCORING_SHARDS
+        is i: its sliding windows in memory, its checkpoints and write-ahead journal in PostgreSQL. Any shard takes
+        any request and hands the other shards' parts to their owners over mutual TLS (as its own principal
+        scoring), so clients keep dialling the Service scoring; the shards dial each other at
+        PSP_SCORING_SHARD_ADDRS, their pods' names under the headless Service scoring-shards (which
+        publishes pods before they are ready, so that starting shards reach each other). A shard claims its
+        partitions in PostgreSQL when it starts and fences out any older process that held them, so two pods
+        briefly holding one shard cannot both write. Pods start and stop in parallel (podManagementPolicy
+        Parallel); updates roll one pod at a time (RollingUpdate), and the PodDisruptionBudget lets
+        voluntary disruptions take one at a time. No autoscaler: the shard count is fixed.
 
         Changing the number of shards: change SCORING_SHARDS in deploy/k8s/render.py, render and apply. That
         changes the StatefulSet's replicas AND PSP_SCORING_SHARDS (and PSP_SCORING_SHARD_ADDRS) together; never

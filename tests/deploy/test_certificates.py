@@ -1,14 +1,15 @@
 """Offline checks of the platform's mutual-TLS identities: cert-manager's Issuer and Certificates
-(deploy/k8s/certificates.yaml, and the examples in deploy/k8s/examples/ that kustomization.yaml leaves out) and
-how the workloads (Deployments, scoring's StatefulSet) use them.
+(deploy/k8s/certificates.yaml, and the examples in deploy/k8s/examples/ that kustomization.yaml leaves out) and how
+the workloads (Deployments, scoring's StatefulSet) use them.
 
 kubernetes-validate's schemas cover no custom resources, so cert-manager's documents are validated against
 schemas/cert-manager.io-v1.json, a strict schema of the fields these files use (unknown fields fail). Then the
 rules: one namespaced CA Issuer; every process that speaks gRPC mounts, read-only, the Secret of a Certificate
 naming its own SPIFFE role (scoring -> spiffe://<trust domain>/scoring/..., worker -> .../worker/...), with the
-trust domain of the ConfigMap and a role of contracts/access.yaml; PSP_TLS_* point at that folder's files;
-servers' certificates carry their Service's names and 127.0.0.1 (the exec probe's target), a sharded service's
-also every shard's host in its shard addresses, the worker's is a client certificate; ECDSA P-256 keys rotated on renewal, with room to restart before expiry.
+trust domain of the ConfigMap and a role of contracts/access.yaml; PSP_TLS_* point at that folder's files; servers'
+certificates carry their Service's names and 127.0.0.1 (the exec probe's target), a sharded service's also every
+shard's host in its shard addresses, the worker's is a client certificate; ECDSA P-256 keys rotated on renewal, with
+room to restart before expiry.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The certificates as specified make the probes and the calls work: for each Certificate in
 deploy/k8s/certificates.yaml, a certificate with exactly its names, usages and key (what cert-manager's CA issuer
 makes of the spec: each usage is one KeyUsage or ExtendedKeyUsage bit) is issued from a throwaway CA into a folder
-laid out like the pod's volume (ca.crt, tls.crt, tls.key). A gRPC server on loopback serves it with the servers'
-own credentials (pscommon.tls: mutual TLS, client certificate required), and the workload's readiness probe
-command runs as a subprocess with the workload's PSP_TLS_* rewritten into that folder; it must exit 0 while
-the service is SERVING and 1 once it is NOT_SERVING. The worker's client certificate reaches a server under the
-ConfigMap's address and is seen as its principal; a scoring shard reaches the others under their hosts in
-PSP_SCORING_SHARD_ADDRS (the certificate's wildcard), and not under a name it does not cover. Without the 127.0.0.1 SAN the probe fails, which is why the
-certificates carry it.
+laid out like the pod's volume (ca.crt, tls.crt, tls.key). A gRPC server on loopback serves it with the servers' own
+credentials (pscommon.tls: mutual TLS, client certificate required), and the workload's readiness probe command runs
+as a subprocess with the workload's PSP_TLS_* rewritten into that folder; it must exit 0 while the service is
+SERVING and 1 once it is NOT_SERVING. The worker's client certificate reaches a server under the ConfigMap's address
+and is seen as its principal; a scoring shard reaches the others under their hosts in PSP_SCORING_SHARD_ADDRS (the
+certificate's wildcard), and not under a name it does not cover. Without the 127.0.0.1 SAN the probe fails, which is
+why the certificates carry it.
 
 Not offline like the other manifest checks: it binds 127.0.0.1 only (no DNS, nothing outside the machine).
 """
@@ -225,7 +225,8 @@ def _check_under(host: str, port: int, files: TlsFiles) -> Any:
         files.channel_credentials(),
         options=[("grpc.ssl_target_name_override", host), ("grpc.use_local_subchannel_pool", 1)],
     ) as channel:
-        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", sorted(SHARDED))
