@@ -2,10 +2,10 @@
 they include; the journal before the oldest checkpoint is then trimmed.
 
 A checkpoint is cut in an instant, under the ledger's lock: which lines changed, up to which journal id. The
-lines are then encoded a few hundred at a time between batches, while ingest goes on: a batch about to change a
-line not encoded yet encodes it first (copy on write, `Cut.preserve`). So every saved line is exactly its state
-at the cut, a restart loads it and replays the journal after the cut (ledger.py), and ingest never waits for
-more than one chunk. Each partition is written in its own transaction together with its checkpoint.
+lines are then encoded a few hundred at a time and written a partition at a time, while ingest goes on: a batch
+about to change a line not encoded yet encodes it first (copy on write, `Cut.preserve`). So every saved line is
+exactly its state at the cut, a restart loads it and replays the journal after the cut (ledger.py), and ingest
+never waits for more than one chunk. Each partition is written in its own transaction with its checkpoint.
 """
 
 from __future__ import annotations
@@ -50,12 +50,15 @@ class Cut:
         if m in self.engine.lines:
             self.encoded[p].append((self.lines[p][m], *store.packed_window(self.engine.snapshot(m))))
 
-    async def encode_all(self) -> None:
-        while self.waiting:
-            for m in list(self.waiting)[:CHUNK]:
+    async def encode(self, p: int) -> list[tuple[str, bytes, int]]:
+        """Partition p's lines as they were at the cut (handed over: the cut keeps no copy)."""
+        todo = list(self.lines[p])
+        for i in range(0, len(todo), CHUNK):
+            for m in todo[i : i + CHUNK]:
                 if m in self.waiting:
                     self._encode(m)
             await asyncio.sleep(0)
+        return self.encoded.pop(p, [])
 
 
 class SnapshotWriter:
@@ -117,20 +120,18 @@ class SnapshotWriter:
             t0 = time.perf_counter()
             await self._collect_gradually()
             cut = await self._cut(partitions if partitions is not None else self.ledger.shards.owned)
-            try:
-                await cut.encode_all()
-            finally:
-                self.ledger.cut = None
             saved = 0
             unsaved = list(cut.lines)
-            try:
+            try:  # a partition at a time: only one partition's encoded lines are held at once
                 while unsaved:
                     p = unsaved[0]
-                    saved += await store.save_partition(self.pool, p, cut.encoded[p], cut.upto, self.ledger.token)
+                    rows = await cut.encode(p)
+                    saved += await store.save_partition(self.pool, p, rows, cut.upto, self.ledger.token)
                     unsaved.pop(0)
             except store.PartitionLost:
                 self.ledger.lost()
             finally:
+                self.ledger.cut = None
                 for p in unsaved:  # written next time, as they are then (with that checkpoint)
                     for m, h in cut.lines[p].items():
                         self.dirty[p].setdefault(m, h)
