@@ -60,6 +60,9 @@ class Settings:
     scoring_shard: int = field(default_factory=lambda: _shard_index(_env("PSP_SCORING_SHARD", "")))
     # The shards' addresses, in shard order, comma-separated (one shard: unused).
     scoring_shard_addrs: str = field(default_factory=lambda: _env("PSP_SCORING_SHARD_ADDRS", ""))
+    # This process's Prometheus endpoint (http://PSP_BIND_HOST:port/metrics); empty: none. The local stack gives
+    # each process its own (stack/ports.py); in Kubernetes every pod serves it on the same port.
+    metrics_port: int | None = field(default_factory=lambda: int(v) if (v := _env("PSP_METRICS_PORT", "")) else None)
     shutdown_grace_s: float = field(default_factory=lambda: float(_env("PSP_SHUTDOWN_GRACE_S", "5")))
     # Mutual TLS: the platform CA, and this process's certificate and key (its principal, also its server
     # certificate). The local stack issues them into .local/pki; in Kubernetes cert-manager mounts them.

@@ -23,7 +23,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from pscommon import access, bounds
+from pscommon import access, bounds, metrics
 from pscommon.access import AccessTable
 from pscommon.config import Settings, settings
 from pscommon.errors import ServiceError, invalid_argument, permission_denied, unauthenticated, unavailable
@@ -58,6 +58,13 @@ class Security:
     def from_settings(cls, cfg: Settings, default_table: pathlib.Path) -> Security:
         tls = TlsFiles.from_settings(cfg)
         return cls(tls, access.load(cfg.access_table or default_table), cfg.trust_domain, tls.own_principal())
+
+
+def _denied(method: str, role: str, code: str) -> None:
+    """Counts a refused call. The method is one this server serves (an unknown one never reaches the guard); the
+    role is the certificate's role, one of the access table's, or none/unknown."""
+    service, _, name = method.rpartition("/")
+    metrics.AUTH_DENIALS.add(1, service=service.rpartition(".")[2], method=name, role=role, code=code)
 
 
 class _Undecodable:
@@ -107,14 +114,17 @@ class _Guard(grpc.aio.ServerInterceptor):
         principal = peer_principal(context)
         table = self.security.access
         if principal is None or principal.trust_domain != self.security.trust_domain:
+            _denied(method, "none", "unauthenticated")
             raise unauthenticated("the client certificate names no principal of this platform")
         if principal.role not in table.roles:
+            _denied(method, "unknown", "unauthenticated")
             raise unauthenticated(f"unknown role {principal.role!r}")
         behalf = dict(context.invocation_metadata() or ()).get(ON_BEHALF_OF)
         if behalf is not None:
-            principal = self._delegated(principal, str(behalf))
+            principal = self._delegated(principal, str(behalf), method)
         if not table.allows(method, principal.role):
             log.warning("denied %s to %s", method, principal.name)
+            _denied(method, principal.role, "permission_denied")
             raise permission_denied(
                 f"role {principal.role!r} may not call {method}",
                 "METHOD_NOT_ALLOWED",
@@ -122,14 +132,16 @@ class _Guard(grpc.aio.ServerInterceptor):
             )
         return principal
 
-    def _delegated(self, replica: Principal, behalf: str) -> Principal:
+    def _delegated(self, replica: Principal, behalf: str, method: str) -> Principal:
         """A replica of this service (a scoring shard) forwarding its caller's request: the caller is checked
         and recorded as if it had called here. Nobody else may speak for another."""
         own = self.security.own
         if own is None or replica.role != own.role:
+            _denied(method, replica.role, "permission_denied")
             raise permission_denied(f"role {replica.role!r} may not call on another's behalf", "DELEGATION_NOT_ALLOWED")
         caller = Principal.parse(f"{SPIFFE}{self.security.trust_domain}/{behalf}")
         if caller is None or caller.role not in self.security.access.roles:
+            _denied(method, replica.role, "unauthenticated")
             raise unauthenticated(f"{ON_BEHALF_OF} names no principal of this platform")
         return caller
 
@@ -367,6 +379,7 @@ def serve_forever(
         setup_logging(name)
         setup_tracing(name)
         cfg = settings()
+        metrics.setup_from_settings(name, cfg.metrics_port)
         svc = await start_fn(cfg, port_of(address_of(cfg)))
         await run_until_signal(svc, cfg.shutdown_grace_s)
 

@@ -28,9 +28,26 @@ def scoring_shards(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
     shards = int(load_env_file(data / "stack.env").get("PSP_SCORING_SHARDS", "1"))
     names = ["scoring", "scoring-1"][:shards]
     return [
-        module(name, "services.scoring.server", ports[name], principal="scoring", env={"PSP_SCORING_SHARD": str(i)})
+        module(
+            name,
+            "services.scoring.server",
+            ports[name],
+            principal="scoring",
+            ports=(ports[name], stack_ports.metrics_port(ports, name)),
+            env={"PSP_SCORING_SHARD": str(i), **metrics_env(ports, name)},
+        )
         for i, name in enumerate(names)
     ]
+
+
+def metrics_env(ports: dict[str, int], name: str) -> dict[str, str]:
+    return {"PSP_METRICS_PORT": str(stack_ports.metrics_port(ports, name))}
+
+
+def served(name: str, mod: str, ports: dict[str, int]) -> Proc:
+    """A gRPC service of the stack: its port, its own certificate, its metrics endpoint."""
+    own = (ports[name], stack_ports.metrics_port(ports, name))
+    return module(name, mod, ports[name], principal=name, ports=own, env=metrics_env(ports, name))
 
 
 def processes(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
@@ -58,11 +75,17 @@ def processes(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
         Proc("temporal", temporal_argv, tcp_port=ports["temporal"], ports=(ports["temporal"], ports["temporal-ui"])),
         module("codec-server", "pscommon.codec_server", tcp_port=ports["codec"]),
         module("simulators", "simulators.server", ports["simulators"], principal="simulators", ports=sims),
-        module("suspension", "services.suspension.server", ports["suspension"], principal="suspension"),
-        module("notify", "services.notify.server", ports["notify"], principal="notify"),
-        module("verification", "services.verification.server", ports["verification"], principal="verification"),
+        served("suspension", "services.suspension.server", ports),
+        served("notify", "services.notify.server", ports),
+        served("verification", "services.verification.server", ports),
         *scoring_shards(data, ports),
-        module("worker", "workflows.worker", principal="worker"),
+        module(
+            "worker",
+            "workflows.worker",
+            principal="worker",
+            ports=(stack_ports.metrics_port(ports, "worker"),),
+            env=metrics_env(ports, "worker"),
+        ),
     ]
 
 
@@ -238,6 +261,9 @@ def up(data: pathlib.Path) -> None:
         print(f"  {name:<13} 127.0.0.1:{ports[name]}  (mutual TLS)")
     if any(p.name == "scoring-1" for p in procs):
         print(f"  {'scoring-1':<13} 127.0.0.1:{ports['scoring-1']}  (the second scoring shard; either takes any call)")
+    for p in procs:
+        if f"{p.name}-metrics" in ports:
+            print(f"  {p.name:<13} metrics {stack_ports.metrics_url(ports, p.name)}")
     print(f"  certificates  {values['PSP_PKI_DIR']}  (ca.pem; <principal>.pem/.key; psctl pki issue ROLE ID)")
     print(f"  SMSC (SMPP)   127.0.0.1:{ports['smsc']}")
     print(f"  mail (SMTP)   127.0.0.1:{ports['smtp']}")

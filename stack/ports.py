@@ -22,8 +22,25 @@ DEFAULTS: dict[str, int] = {
     "simulators": 50060,
     "smsc": 2775,
     "smtp": 2525,
+    # Each process's Prometheus endpoint (http://127.0.0.1:PORT/metrics; PSP_METRICS_PORT in its environment).
+    "suspension-metrics": 9464,
+    "notify-metrics": 9465,
+    "verification-metrics": 9466,
+    "scoring-metrics": 9467,
+    "scoring-1-metrics": 9468,
+    "worker-metrics": 9469,
 }
 GRPC_SERVICES = ("simulators", "suspension", "notify", "verification", "scoring")
+# The processes that serve metrics: each has a port named "<process>-metrics" above.
+METRICS_PROCESSES = ("suspension", "notify", "verification", "scoring", "scoring-1", "worker")
+
+
+def metrics_port(ports: dict[str, int], process: str) -> int:
+    return ports[f"{process}-metrics"]
+
+
+def metrics_url(ports: dict[str, int], process: str) -> str:
+    return f"http://127.0.0.1:{metrics_port(ports, process)}/metrics"
 
 
 def parse(text: str) -> dict[str, int]:

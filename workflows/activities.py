@@ -21,6 +21,7 @@ from pscommon.channels import channel
 from pscommon.config import Settings
 from pscommon.errors import parse_details
 from pscommon.tls import TlsFiles
+from workflows import metrics as case_metrics
 from workflows import policy
 
 # Errors that a retry cannot fix: the workflow must decide.
@@ -229,6 +230,7 @@ class CaseActivities:
             ),
             10,
         )
+        case_metrics.case_closed(args.outcome)
 
     def all(self) -> list:
         return [

@@ -22,6 +22,7 @@ import grpc
 
 from carrier.hlr.v1 import hlr_pb2
 from services.notify import ladder, store
+from services.notify import metrics as notify_metrics
 from services.notify.channels import Channels, Contacts, Message
 from services.notify.ladder import DELIVERED, IN_FLIGHT, RECEIPT_FAILED, Track
 from services.notify.policy import DeliveryPolicy
@@ -210,6 +211,7 @@ class Dispatcher:
                 continue
             if plan.give_up:
                 await store.give_up(self.pool, lease)
+                notify_metrics.undelivered(n["template"], loc.name)
                 log.info("notification %s: nothing delivered; marked for manual outreach", nid)
                 await self._release(lease, None, loc.name, loc.country)
                 return
@@ -238,6 +240,7 @@ class Dispatcher:
                     body=n["body"],
                 )
                 out = await self.channels.send(name, message, contacts)
+                notify_metrics.attempted(name, loc.name, out.outcome)
                 if out.outcome == "delivered":
                     t.state, t.sent_at = DELIVERED, None
                 elif out.outcome != "submitted":

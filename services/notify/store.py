@@ -10,6 +10,7 @@ import asyncpg
 
 from carrier.notify.v1 import notify_pb2
 from pscommon.db import Conn
+from services.notify import metrics as notify_metrics
 from services.notify.channels import Outcome
 from services.notify.ladder import DELIVERED, FAILED, IN_FLIGHT, RECEIPT_FAILED, UNCONFIRMED, Track
 from services.notify.receipts import DELIVERED_STATS, FAILED_STATS, Receipt
@@ -328,13 +329,17 @@ async def reattached(pool: asyncpg.Pool, msisdn: str) -> int:
 
 async def _delivered(conn: Conn, nid: uuid.UUID, channel: str) -> None:
     # A late receipt can still turn a notification marked for manual outreach into a delivered one.
-    await conn.execute(
+    row = await conn.fetchrow(
         "UPDATE notifications SET status = $2, delivered_channel = $3, delivered_at = now(), due_at = NULL"
-        " WHERE notification_id = $1 AND status <> $2",
+        " WHERE notification_id = $1 AND status <> $2"
+        " RETURNING template, delivered_at - created_at AS took, (SELECT location FROM attempts a"
+        "   WHERE a.notification_id = $1 AND a.channel = $3 ORDER BY a.seq DESC LIMIT 1) AS location",
         nid,
         DELIVERED_STATUS,
         CHANNEL_IDS[channel],
     )
+    if row is not None:
+        notify_metrics.delivered(row["template"], channel, row["location"] or "", row["took"].total_seconds())
 
 
 async def _lock_message(conn: Conn, message_id: str) -> None:

@@ -41,6 +41,7 @@ from pscommon.db import Conn
 from pscommon.identity import mask
 from pscommon.outbox import Relay
 from pscommon.telemetry import current_trace_id
+from services.scoring import metrics as scoring_metrics
 from services.scoring import store
 
 tracer = trace.get_tracer(__name__)
@@ -121,6 +122,7 @@ class CaseStarter:
             wid, join = row["case_id"], row["join_case"]
             for _ in range(3):
                 if await (self._join(wid, case) if join else self._start(wid, case)):
+                    scoring_metrics.case_opened(case.assessment.risk_level, joined=join)
                     return
                 # That case has ended (its outcome recorded, or closed outside the platform): this incident is
                 # the line's next case. A case id never gets a second run, so no request id is reused.

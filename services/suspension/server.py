@@ -6,6 +6,7 @@ import logging
 import pathlib
 import uuid
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 import asyncpg
 import grpc
@@ -14,7 +15,7 @@ from carrier.common.v1 import common_pb2
 from carrier.hlr.v1 import hlr_pb2, hlr_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from contracts import ACCESS_TABLE
-from pscommon import db, grpc_server
+from pscommon import db, grpc_server, metrics
 from pscommon.access import caller
 from pscommon.channels import channel
 from pscommon.config import Settings
@@ -92,6 +93,7 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
             request.request_id,
             caller().name,
         )
+        tx.after_commit(lambda: _count_change(current, request.target_state, request.actor.kind))
         return suspension_pb2.ChangeLineStateResponse(line=line_pb(line), history_seq=seq)
 
     async def _set_network_barring(self, msisdn: str, province: str, barring: Barring, request_id: str) -> None:
@@ -122,6 +124,7 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await self._set_network_barring(msisdn, province, before, "reconcile")
         log.warning("line %s: the network was put back to the database's barring after a failed change", line_hash)
+        metrics.HLR_MISMATCHES.add(1, source="reconcile")
 
     async def GetLine(
         self, request: suspension_pb2.GetLineRequest, context: grpc.aio.ServicerContext
@@ -139,6 +142,9 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
             raise unavailable(f"HLR of province {rec['home_province']}", err) from err
         line = line_pb(rec)
         network = suspension_pb2.Barring(**{f: getattr(net.barring, f) for f in asdict(Barring())})
+        if network != line.barring:
+            metrics.HLR_MISMATCHES.add(1, source="get_line")
+            log.warning("line %s: the HLR's barring differs from the database's", line.line_hash)
         return suspension_pb2.GetLineResponse(line=line, network_barring=network, in_sync=network == line.barring)
 
     async def ListLineHistory(
@@ -163,6 +169,25 @@ class Suspension(suspension_pb2_grpc.SuspensionServiceServicer):
             entries.append(e)
         restores = sum(is_restore(e.from_state, e.to_state) for e in entries)
         return suspension_pb2.ListLineHistoryResponse(entries=entries, restore_count=restores)
+
+
+# Kinds of actor a metric names; any other kind a caller writes counts as "other" (labels stay bounded).
+ACTOR_KINDS = frozenset({"workflow", "reviewer", "operator", "ops", "customer-service", "police", "regulator", "hall"})
+
+
+def _state_name(state: common_pb2.LineState.ValueType) -> str:
+    return common_pb2.LineState.Name(state).removeprefix("LINE_STATE_").lower()
+
+
+def _count_change(before: asyncpg.Record, to_state: common_pb2.LineState.ValueType, actor_kind: str) -> None:
+    """A committed change: counted by states and kind of actor; a restore also records how long the line was
+    stopped (since it entered the barred state it leaves)."""
+    actor = actor_kind if actor_kind in ACTOR_KINDS else "other"
+    from_state = _state_name(before["state"])
+    metrics.LINE_TRANSITIONS.add(1, from_state=from_state, to_state=_state_name(to_state), actor=actor)
+    if is_restore(before["state"], to_state):
+        stopped_s = (datetime.now(UTC) - before["updated_at"]).total_seconds()
+        metrics.STOP_TO_RESTORE.record(stopped_s, from_state=from_state)
 
 
 async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:

@@ -20,6 +20,7 @@ from pscommon.codec import Sealer
 from pscommon.errors import failed_precondition, resource_exhausted
 from pscommon.idempotency import Tx
 from services.verification import limits, store
+from services.verification import metrics as verification_metrics
 from services.verification.case_gateway import CaseGateway
 from services.verification.outside import Outside
 from services.verification.policy import RESTORED_BEFORE, Policy, RouteRule, judge
@@ -180,6 +181,7 @@ class Checks:
         caller = limits.standing(caller_failures, p.per_caller, now)
         for scope, st in (("line", line), ("caller", caller)):
             if st.locked_until is not None:
+                verification_metrics.locked_out(scope)
                 raise resource_exhausted(
                     f"too many failed checks for this {scope}; checks are locked until {st.locked_until.isoformat()}",
                     "TOO_MANY_FAILED_ATTEMPTS",

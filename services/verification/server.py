@@ -24,6 +24,7 @@ from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
 from pscommon.validation import PROVINCE_RE
 from services.verification import lookups, requests, review_rules, store
+from services.verification import metrics as verification_metrics
 from services.verification import policy as policy_mod
 from services.verification.authority import AuthorityOrders
 from services.verification.case_gateway import CaseGateway
@@ -98,6 +99,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         self, request: vpb.SubmitOnlineVerificationRequest, tx: Tx
     ) -> vpb.SubmitOnlineVerificationResponse:
         outcome = await self.checks.online(tx, self._claim(request), request)
+        verification_metrics.checked(outcome)
         return vpb.SubmitOnlineVerificationResponse(outcome=outcome)
 
     @mutation(requests.check_in_person)
@@ -105,6 +107,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         self, request: vpb.SubmitInPersonVerificationRequest, tx: Tx
     ) -> vpb.SubmitInPersonVerificationResponse:
         outcome = await self.checks.in_person(tx, self._claim(request), request)
+        verification_metrics.checked(outcome)
         return vpb.SubmitInPersonVerificationResponse(outcome=outcome)
 
     @mutation(requests.check_appeal)
@@ -155,6 +158,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
     ) -> vpb.SubmitAuthorityOrderResponse:
         order = AuthorityOrder(AUTHORITY_OF[request.authority], ORDER_OF[request.order], request.order_ref)
         await self.authority.submit(tx, request.request_id, request.case_id, order, request.note, caller())
+        tx.after_commit(lambda: verification_metrics.ordered(order))
         return vpb.SubmitAuthorityOrderResponse(case_id=request.case_id)
 
     @mutation(requests.check_act_on_case)
@@ -264,9 +268,11 @@ async def start(cfg: Settings, port: int) -> grpc_server.GrpcService:
     case = CaseGateway(await temporal.connect(cfg), pool)
     case.relay.start()
     purge = asyncio.create_task(_purge_evidence(pool))
+    gauges = asyncio.create_task(verification_metrics.keep_review_gauges(pool))
 
     async def stop_purge() -> None:
         purge.cancel()
+        gauges.cancel()
 
     return await grpc_server.start_servicer(
         "verification",
