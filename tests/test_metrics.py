@@ -1,9 +1,17 @@
 """Metrics: a small case through the in-process stack, then a scrape of the Prometheus endpoint: the main series
-exist with sensible values, every label is one the catalogue declares, and none is personal."""
+exist with sensible values, every label is one the catalogue declares, and none is personal. Then the local
+stack (`python -m stack up`, as `make up`): each process's metrics URL is printed, and after the demo each
+serves its series."""
 
 from __future__ import annotations
 
+import os
+import pathlib
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
@@ -17,8 +25,11 @@ from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
 from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
 from pscommon import db, metrics
+from pscommon.probes import free_port
 from services.verification import metrics as verification_metrics
 from services.verification.server import MIGRATIONS as VERIFICATION_MIGRATIONS
+from stack import ports as stack_ports
+from stack.processes import REPO
 from tests.helpers import connect, ingest, register_line, rid, scam_burst
 from workflows import metrics as case_metrics
 
@@ -46,10 +57,12 @@ def test_a_recording_must_give_exactly_the_declared_labels_and_numbers_are_dropp
     assert metrics._clean("reason", "CDR_TIMESTAMP_OUT_OF_RANGE") == "CDR_TIMESTAMP_OUT_OF_RANGE"
 
 
-def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+def scrape(port_or_url: int | str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    url = port_or_url if isinstance(port_or_url, str) else f"http://127.0.0.1:{port_or_url}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
     assert MSISDN not in text and MSISDN[-8:] not in text and HOLDER not in text
+    assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", text), "a mobile number in the metrics"
     series: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -158,3 +171,54 @@ async def test_a_case_shows_in_every_main_series(stack):
         assert base in declared, name
         for labels, _ in rows:
             assert set(labels) - {"le"} <= declared[base], (name, labels)
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_every_process_of_the_local_stack_serves_its_metrics_after_the_demo():
+    data = pathlib.Path(tempfile.mkdtemp(prefix="psp-metrics-"))
+    found: set[int] = set()
+    while len(found) < len(stack_ports.DEFAULTS):
+        found.add(free_port())
+    ports = dict(zip(stack_ports.DEFAULTS, sorted(found), strict=True))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith(("PSP_STACK_", "PSP_ENV"))}
+    env["PSP_STACK_PORTS"] = stack_ports.render(ports)
+    stack = [sys.executable, "-m", "stack"]
+    try:
+        up = run([*stack, "up", "--data-dir", str(data)], env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        urls = dict(re.findall(r"^  (\S+) +metrics (http://\S+/metrics)$", up.stdout, re.M))
+        assert set(urls) == {"suspension", "notify", "verification", "scoring", "worker"}, up.stdout
+        assert urls["scoring"] == f"http://127.0.0.1:{ports['scoring-metrics']}/metrics"
+        demo = run([sys.executable, "-m", "pscli.main", "demo"], {**env, "PSP_ENV_FILE": str(data / "stack.env")})
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        got = {name: scrape(url) for name, url in urls.items()}
+    finally:
+        run([*stack, "down", "--data-dir", str(data)], env)
+        shutil.rmtree(data, ignore_errors=True)
+
+    scoring, suspension, notify, verification, worker = (
+        got[n] for n in ("scoring", "suspension", "notify", "verification", "worker")
+    )
+    assert total(scoring, "psp_scoring_cdrs_ingested_total") >= 20
+    assert total(scoring, "psp_scoring_decisions_total", risk_level="extreme", action="suspend") >= 1
+    assert 0 < total(scoring, "psp_scoring_decision_duration_seconds_sum") < 60
+    assert total(scoring, "psp_cases_opened_total") >= 2
+    assert total(suspension, "psp_lines_transitions_total", to_state="warned") >= 2
+    assert total(suspension, "psp_lines_transitions_total", to_state="restored") >= 1
+    assert total(notify, "psp_notify_notifications_total", purpose="warning", outcome="delivered") >= 1
+    assert total(notify, "psp_notify_attempts_total") >= 1
+    assert total(notify, "psp_notify_delivery_duration_seconds_count") >= 1
+    assert total(verification, "psp_verifications_total", result="passed") >= 1
+    assert {labels["kind"] for labels, _ in verification["psp_reviews_waiting"]} == {
+        "appeal",
+        "restore_approval",
+        "termination",
+    }
+    assert total(worker, "psp_cases_closed_total", outcome="false_positive") >= 1
+    stages = {labels["stage"] for labels, _ in worker["psp_cases_in_stage"]}  # from the dev server's visibility
+    assert "needs_attention" in stages and len(stages) >= 20
+    # Each process exports only its own series (plus the runtime's), the process named by its resource.
+    assert not any(n.startswith("psp_scoring") for n in notify)
