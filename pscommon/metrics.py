@@ -62,6 +62,7 @@ _MAX_VALUE = 64
 # Seconds: a scoring batch (milliseconds), a delivery (seconds to a day), a restore (minutes to weeks).
 FAST_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 DELIVERY_S = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
+LAG_S = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 RESTORE_S = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0, 172800.0, 604800.0, 2592000.0)
 
 
@@ -177,6 +178,12 @@ CDRS_REFUSED = counter(
 )
 DECISION_DURATION = histogram(
     "psp.scoring.decision.duration", "s", "Time to score one CDR batch and record its decisions (per batch)"
+)
+INGEST_LAG = histogram(
+    "psp.scoring.ingest.lag",
+    "s",
+    "How far behind real time scoring runs: from the start of a batch's newest call to its scoring",
+    buckets=LAG_S,
 )
 DECISIONS = counter(
     "psp.scoring.decisions", "{decision}", "Decisions taken, by risk level and action", ["risk_level", "action"]

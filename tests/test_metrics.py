@@ -144,6 +144,7 @@ async def test_a_case_shows_in_every_main_series(stack):
     assert total(got, "psp_scoring_decisions_total", risk_level="extreme", action="suspend") >= 1
     assert total(got, "psp_scoring_decision_duration_seconds_count") >= 1
     assert 0 < total(got, "psp_scoring_decision_duration_seconds_sum") < 60
+    assert total(got, "psp_scoring_ingest_lag_seconds_count") >= 1  # the scenario's calls lie in the past
     assert total(got, "psp_cases_opened_total") >= 1
     for to_state in ("warned", "suspended", "restored"):
         assert total(got, "psp_lines_transitions_total", to_state=to_state) >= 1, to_state

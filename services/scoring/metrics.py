@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Protocol, TypeVar
 
 from carrier.common.v1 import common_pb2
+from carrier.scoring.v1 import scoring_pb2
 from pscommon import metrics
 from pscommon.errors import ServiceError
 
@@ -39,19 +40,22 @@ def action_name(action: int) -> str:
     return common_pb2.Action.Name(action).removeprefix("ACTION_").lower()  # type: ignore[arg-type]
 
 
-async def scored(work: Awaitable[D], cdrs: int) -> D:
-    """Awaits one batch's scoring: its CDRs ingested (or refused, by reason), its latency, its decisions by level
-    and action. A repeated batch (answered from the ledger) counts nothing again."""
+async def scored(work: Awaitable[D], cdrs: Sequence[scoring_pb2.Cdr]) -> D:
+    """Awaits one batch's scoring: its CDRs ingested (or refused, by reason), its latency, how far behind real
+    time its newest call started (the stream's lag), its decisions by level and action. A repeated batch
+    (answered from the ledger) counts nothing again."""
     started = time.perf_counter()
     try:
         done = await work
     except ServiceError as err:
-        metrics.CDRS_REFUSED.add(cdrs, reason=err.reason)
+        metrics.CDRS_REFUSED.add(len(cdrs), reason=err.reason)
         raise
     if done.repeated:
         return done
     metrics.DECISION_DURATION.record(time.perf_counter() - started)
-    metrics.CDRS_INGESTED.add(cdrs)
+    metrics.CDRS_INGESTED.add(len(cdrs))
+    if cdrs:
+        metrics.INGEST_LAG.record(time.time() - max(c.start.seconds for c in cdrs))
     for (level, action), n in Counter((d.risk_level, d.action) for d in done.decisions).items():
         metrics.DECISIONS.add(n, risk_level=level_name(level), action=action_name(action))
     return done

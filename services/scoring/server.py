@@ -179,7 +179,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         position = 0
         async for batch in read_ahead(request_iterator):
             try:
-                done = await scoring_metrics.scored(self._ingest(batch.request_id, batch.cdrs), len(batch.cdrs))
+                done = await scoring_metrics.scored(self._ingest(batch.request_id, batch.cdrs), batch.cdrs)
             except ServiceError as err:
                 # Each batch is its own request: the ones before stay applied, and say so.
                 err.metadata["batch_index"] = str(position)
@@ -204,7 +204,7 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         self, request_iterator: AsyncIterator[scoring_pb2.ScoreCdrsRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scoring_pb2.ScoreCdrsResponse]:
         async for batch in read_ahead(request_iterator):
-            done = await scoring_metrics.scored(self._ingest(batch.request_id, batch.cdrs), len(batch.cdrs))
+            done = await scoring_metrics.scored(self._ingest(batch.request_id, batch.cdrs), batch.cdrs)
             if done.decision_ids:  # the case ids are already assigned and durable: acknowledge without waiting
                 self.opener.deliver_soon(done.decision_ids)
             yield scoring_pb2.ScoreCdrsResponse(

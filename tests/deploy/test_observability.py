@@ -152,6 +152,7 @@ def test_the_dashboard_has_the_carrier_and_sre_views():
         "stop to restore",
         "past sla",
         "ingest rate",
+        "ingest lag",
         "latency",
         "denials",
         "saga",
