@@ -18,7 +18,10 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio import activity, workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError
+from temporalio.worker import Worker
 
 from carrier.common.v1 import common_pb2
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
@@ -223,3 +226,39 @@ def test_every_process_of_the_local_stack_serves_its_metrics_after_the_demo():
     assert "needs_attention" in stages and len(stages) >= 20
     # Each process exports only its own series (plus the runtime's), the process named by its resource.
     assert not any(n.startswith("psp_scoring") for n in notify)
+
+
+@activity.defn(name="always_fails")
+async def always_fails() -> None:
+    raise ApplicationError("the HLR refused", type="FAILED_PRECONDITION", non_retryable=True)
+
+
+@workflow.defn(name="OneFailingActivity", sandboxed=False)
+class OneFailingActivity:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.execute_activity(always_fails, start_to_close_timeout=timedelta(seconds=10))
+        except ActivityError as err:
+            return type(err.cause).__name__
+        return "passed"
+
+
+async def test_the_worker_counts_failed_activity_attempts(stack):
+    exporting = metrics.setup("tests", port=0)
+    before = total(scrape(exporting.port), "psp_activity_failures_total", activity="always_fails")
+    queue = f"metrics-{rid()}"
+    interceptors = [case_metrics.ActivityMetrics()]
+    async with Worker(
+        stack.client,
+        task_queue=queue,
+        workflows=[OneFailingActivity],
+        activities=[always_fails],
+        interceptors=interceptors,
+    ):
+        got = await stack.client.execute_workflow(OneFailingActivity.run, id=queue, task_queue=queue)
+    assert got == "ApplicationError"
+    after = scrape(exporting.port)
+    assert (
+        total(after, "psp_activity_failures_total", activity="always_fails", error="FAILED_PRECONDITION") == before + 1
+    )
