@@ -33,7 +33,9 @@ from services.verification import metrics as verification_metrics
 from services.verification.server import MIGRATIONS as VERIFICATION_MIGRATIONS
 from stack import ports as stack_ports
 from stack.processes import REPO
-from tests.helpers import connect, ingest, register_line, rid, scam_burst
+from tests.helpers import connect, ingest, open_case, reach, register_line, rid, scam_burst
+from tests.verification.test_tiers import online
+from tests.verification.test_tiers import stub as verification_stub
 from workflows import metrics as case_metrics
 
 MSISDN = "19312340077"
@@ -262,3 +264,37 @@ async def test_the_worker_counts_failed_activity_attempts(stack):
     assert (
         total(after, "psp_activity_failures_total", activity="always_fails", error="FAILED_PRECONDITION") == before + 1
     )
+
+
+async def test_failed_checks_lockouts_and_authority_orders_are_counted(stack):
+    exporting = metrics.setup("tests", port=0)
+    before = scrape(exporting.port)
+    msisdn, holder = "19312340078", "holder-44-0078"
+    await register_line(stack.cfg, msisdn, "44", holder)
+    case_id = await open_case(stack, msisdn, "medium", "restrict")
+    await reach(stack, case_id, "warned")
+    v = verification_stub(stack)
+    for i in range(5):
+        out = await v.SubmitOnlineVerification(online(case_id, msisdn, "forged-holder", caller_id=f"app-{i}"))
+        assert out.outcome.result == verification_pb2.RESULT_FAILED
+    with pytest.raises(grpc.aio.AioRpcError) as locked:
+        await v.SubmitOnlineVerification(online(case_id, msisdn, holder))
+    assert locked.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    police = verification_pb2_grpc.VerificationServiceStub(connect(stack.cfg, "verification", "police"))
+    await police.SubmitAuthorityOrder(
+        verification_pb2.SubmitAuthorityOrderRequest(
+            request_id=rid(),
+            case_id=case_id,
+            authority=verification_pb2.AUTHORITY_POLICE,
+            order=verification_pb2.ORDER_RESTORE,
+            order_ref="GA-2026-1201-0001",
+        )
+    )
+    after = scrape(exporting.port)
+
+    def grew(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert grew("psp_verifications_total", route="online", result="failed") == 5
+    assert grew("psp_verification_lockouts_total", scope="line") == 1
+    assert grew("psp_authority_orders_total", authority="police", order="restore") == 1
