@@ -142,9 +142,16 @@ class Engine:
             s.abroad |= abroad  # the same second either way round
         elif not self._late(last - t):
             return None
-        if imei and (imei != s.imei or t - s.imei_t > HOUR):
-            s.see_handset(t, imei)
-            self._use_handset(imei, msisdn, t)
+        if imei:
+            # The engine-wide map is refreshed at most hourly per line; the line's own last seen always.
+            fresh = imei != s.imei or t - s.imei_t > HOUR
+            if imei == s.imei and s.imeis is None:
+                if t > s.imei_t:
+                    s.imei_t = t
+            else:
+                s.see_handset(t, imei)
+            if fresh:
+                self._use_handset(imei, msisdn, t)
         if cell_id:
             risk = self.cells.get(cell_id)
             if risk:

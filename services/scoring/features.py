@@ -350,7 +350,7 @@ class LineState:
             imeis = self.imeis = {self.imei: self.imei_t}
         seen = max(imeis.get(imei, t), t)
         imeis[imei] = seen
-        if imei == self.imei or seen > self.imei_t:
+        if imei == self.imei or (seen, imei) > (self.imei_t, self.imei):  # ties: the same either way round
             self.imei, self.imei_t = imei, seen
         if len(imeis) > HANDSET_CAP:
             del imeis[min((i for i in imeis if i != self.imei), key=imeis.__getitem__)]
