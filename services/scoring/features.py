@@ -28,8 +28,8 @@ NEVER = 1 << 62
 # China Standard Time has no daylight saving: night activity is judged in the holder's local time.
 LOCAL_OFFSET = 8 * HOUR
 NIGHT_END = 6 * HOUR
-# Peers remembered per line beyond those in its day window, to tell a number never in touch before (the least
-# recently in touch forgotten first).
+# Peers remembered per line beyond those in its day window, to tell a number never in touch before: between
+# CONTACT_CAP and twice as many (the least recently in touch forgotten first, CONTACT_CAP at a time).
 CONTACT_CAP = 512
 # Per-line bounds, so that one line cannot grow without limit (docs/event-time.md, "Caps"): past a cap the oldest
 # entry leaves its windows early, as if it had expired.
@@ -257,7 +257,7 @@ class LineState:
         v = book.pop(k, None)
         if v is None:
             book[k] = t << FIRST_SHIFT
-            if len(book) - self.d1.distinct > CONTACT_CAP:
+            if len(book) - self.d1.distinct > 2 * CONTACT_CAP:
                 self._forget()
             return True
         first = v >> FIRST_SHIFT
@@ -278,13 +278,21 @@ class LineState:
                     h.new -= 1
 
     def _forget(self) -> None:
-        """Forgets the peers least recently in touch beyond CONTACT_CAP, except those in the day window."""
+        """Keeps the peers in the day window and the CONTACT_CAP others most recently in touch.
+
+        Called once the others reach twice the cap, so the book is rebuilt once per CONTACT_CAP new peers:
+        popping a dict's oldest entries one by one gets slower and slower (iteration skips the holes).
+        """
         book = self.book
-        while len(book) - self.d1.distinct > CONTACT_CAP:
-            k = next(iter(book))
-            v = book.pop(k)
-            if v & IN_WINDOWS:
-                book[k] = v  # still counted in a window: kept, moved to the back
+        spare = len(book) - self.d1.distinct - CONTACT_CAP
+        kept = []
+        for k, v in book.items():
+            if spare and not v & IN_WINDOWS:
+                spare -= 1
+            else:
+                kept.append((k, v))
+        book.clear()
+        book.update(kept)
 
     def add_out(self, t: int, k: int, flags: int, duration: int) -> None:
         """An outgoing contact within the day of the line's latest time; in the hour window if within the hour."""
