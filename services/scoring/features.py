@@ -7,9 +7,9 @@ Events may arrive out of order: each history is kept sorted by event time and a 
 belongs, so the same events in any order give the same windows (docs/event-time.md). The engine decides which
 late events are accepted at all (its lateness bound).
 
-Memory is what bounds how many lines one process holds, so a line is stored compactly: peers are 64-bit integer
-keys (peer_key), outgoing contacts are two parallel int64 arrays, and everything the line knows about a peer (its
-first contact, whether it called in, how often it is in each window) is one int in one dict, the `book`.
+Memory is what bounds how many lines one process holds, so a line is stored compactly in int arrays: peers are
+64-bit keys (peer_key), outgoing contacts are two parallel arrays, and what the line knows about each peer (first
+and last contact, whether it called in, how often it is in each window) is one row of the line's Book.
 """
 
 from __future__ import annotations
@@ -47,11 +47,13 @@ FLAG_BITS = 7
 FLAG_MASK = (1 << FLAG_BITS) - 1
 MAX_DURATION = (1 << 17) - 1  # 36 hours: longer calls are counted as 36 hours
 EV_SHIFT = 24
-# A peer in `LineState.book`: first contact << 33 | called in << 32 | day-window count << 16 | hour-window count.
-COUNT_MASK = 0xFFFF
-CALLER = 1 << 32
-FIRST_SHIFT = 33
-IN_WINDOWS = (1 << 32) - 1
+# A peer's row in the Book: `times` = first contact << 32 | last contact, both in seconds since BOOK_EPOCH (32
+# bits: until 2136; earlier times count as the epoch); `meta` = called in << 31 | day count << 15 | hour count.
+BOOK_EPOCH = 946_684_800  # 2000-01-01
+LOW32 = 0xFFFF_FFFF
+COUNT_MASK = 0x7FFF  # at most OUT_CAP calls are in a window
+CALLER = 1 << 31
+IN_WINDOWS = CALLER - 1
 # The stored form's version (LineState.snapshot); version 1 had no marker and kept peers as strings.
 SNAPSHOT_VERSION = 2
 
@@ -67,6 +69,10 @@ def peer_key(peer: str) -> int:
     return -1 - (int.from_bytes(hashlib.blake2b(peer.encode(), digest_size=8).digest(), "big") >> 1)
 
 
+def _since_epoch(t: int) -> int:
+    return min(max(t - BOOK_EPOCH, 0), LOW32)
+
+
 @dataclass
 class Profile:
     home_province: str
@@ -78,18 +84,52 @@ class Profile:
         self.opened_epoch = int(datetime.combine(self.opened_at, time(), UTC).timestamp()) - LOCAL_OFFSET
 
 
+class Book:
+    """What a line knows about each peer it was in touch with: one row per peer, in three arrays sorted by key.
+
+    Arrays rather than a dict of ints: 20 bytes a peer instead of about 110.
+    """
+
+    __slots__ = ("keys", "times", "meta")
+
+    def __init__(self) -> None:
+        self.keys = array("q")
+        self.times = array("Q")
+        self.meta = array("I")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def row(self, k: int) -> int:
+        """The row of a peer known to be in the book."""
+        return bisect_left(self.keys, k)
+
+    def add(self, i: int, k: int, t: int) -> None:
+        r = _since_epoch(t)
+        self.keys.insert(i, k)
+        self.times.insert(i, r << 32 | r)
+        self.meta.insert(i, 0)
+
+    def keep(self, rows: list[int]) -> None:
+        """Keeps only these rows (in order)."""
+        keys, times, meta = self.keys, self.times, self.meta
+        keys[:] = array("q", [keys[i] for i in rows])
+        times[:] = array("Q", [times[i] for i in rows])
+        meta[:] = array("I", [meta[i] for i in rows])
+
+
 class Window:
     """Running counts over the line's outgoing contacts (calls and SMS) of the last `span` seconds.
 
     The contacts themselves live once, in `LineState.ev`/`pk`; this window covers index `head` onwards, so the
     hour and the day share the arrays and expiring a call only moves an index. How often each peer is in the
-    window is kept in the line's book (at bit `shift`).
+    window is kept in the line's book (at bit `shift` of its meta).
     """
 
+    span = 0
+    shift = 0
+    unit = 1
     __slots__ = (
-        "span",
-        "shift",
-        "unit",
         "head",
         "n",
         "distinct",
@@ -105,10 +145,7 @@ class Window:
         "book",
     )
 
-    def __init__(self, span: int, shift: int, book: dict[int, int]) -> None:
-        self.span = span
-        self.shift = shift
-        self.unit = 1 << shift
+    def __init__(self, book: Book) -> None:
         self.book = book
         self.head = 0
         self.n = 0
@@ -120,8 +157,8 @@ class Window:
     @property
     def peers(self) -> dict[int, int]:
         """Peer key -> contacts in the window (for inspection; the hot path reads `distinct`)."""
-        shift = self.shift
-        return {k: c for k, v in self.book.items() if (c := v >> shift & COUNT_MASK)}
+        shift, book = self.shift, self.book
+        return {k: c for k, m in zip(book.keys, book.meta, strict=True) if (c := m >> shift & COUNT_MASK)}
 
     def count(self, flags: int, duration: int, d: int) -> None:
         if flags & SMS:
@@ -141,20 +178,19 @@ class Window:
         if flags & HOT:
             self.hot += d
 
-    def enter(self, k: int, e: int) -> None:
+    def enter(self, i: int, flags: int, duration: int) -> None:
+        """Counts a contact with the peer in book row `i`."""
         self.n += 1
-        flags = e & FLAG_MASK
-        duration = e >> FLAG_BITS & MAX_DURATION
         if flags:
             self.count(flags, duration, 1)
         else:  # the common case: a known local peer, answered, by day
             self.duration += duration
-        book = self.book
-        v = book[k]
-        book[k] = v + self.unit
-        if not v >> self.shift & COUNT_MASK:
+        meta = self.book.meta
+        m = meta[i]
+        meta[i] = m + self.unit
+        if not m >> self.shift & COUNT_MASK:
             self.distinct += 1
-            if v & CALLER:
+            if m & CALLER:
                 self.callbacks += 1
 
     def leave(self, k: int, e: int) -> None:
@@ -166,20 +202,26 @@ class Window:
         else:
             self.duration -= duration
         book = self.book
-        v = book[k] - self.unit
-        book[k] = v
-        if not v >> self.shift & COUNT_MASK:
+        i = bisect_left(book.keys, k)
+        meta = book.meta
+        m = meta[i] - self.unit
+        meta[i] = m
+        if not m >> self.shift & COUNT_MASK:
             self.distinct -= 1
-            if v & CALLER:
+            if m & CALLER:
                 self.callbacks -= 1
 
 
-def _drop_before(a: array, limit: int) -> int:
-    """Deletes the leading items below `limit` from a sorted array; returns how many."""
-    gone = bisect_left(a, limit)
-    if gone:
-        del a[:gone]
-    return gone
+class HourWindow(Window):
+    __slots__ = ()
+    span = HOUR
+
+
+class DayWindow(Window):
+    __slots__ = ()
+    span = DAY
+    shift = 15
+    unit = 1 << 15
 
 
 class LineState:
@@ -215,9 +257,9 @@ class LineState:
         self.last_t = 0  # the line's latest event time
         self.ev = array("q")  # outgoing contacts of the last 24 h, packed (EV_SHIFT), sorted
         self.pk = array("q")  # their peers' keys, index by index
-        self.book: dict[int, int] = {}  # peer key -> packed (FIRST_SHIFT), least recently in touch first
-        self.h1 = Window(HOUR, 0, self.book)
-        self.d1 = Window(DAY, 16, self.book)
+        self.book = Book()
+        self.h1 = HourWindow(self.book)
+        self.d1 = DayWindow(self.book)
         self.incoming: array | None = None  # times of calls and SMS in, last 24 h
         self.cells: array | None = None  # time << 2 | risk of events in listed cells, last 24 h
         self.imeis: dict[str, int] | None = None  # handset -> last seen, last 7 days, once there are two
@@ -240,13 +282,15 @@ class LineState:
 
     @property
     def contacts(self) -> dict[int, int]:
-        """Peer key -> first contact, any direction, least recently in touch first (for inspection)."""
-        return {k: v >> FIRST_SHIFT for k, v in self.book.items()}
+        """Peer key -> first contact, any direction (for inspection)."""
+        book = self.book
+        return {k: (v >> 32) + BOOK_EPOCH for k, v in zip(book.keys, book.times, strict=True)}
 
     @property
     def callers(self) -> set[int]:
         """The peers who have called or messaged the line (for inspection)."""
-        return {k for k, v in self.book.items() if v & CALLER}
+        book = self.book
+        return {k for k, m in zip(book.keys, book.meta, strict=True) if m & CALLER}
 
     def contact(self, k: int, t: int) -> bool:
         """Records a contact with peer `k` (any direction); True when none was earlier (the contact is NEW).
@@ -254,19 +298,26 @@ class LineState:
         An earlier contact arriving late takes NEW away from the calls at the previously first contact.
         """
         book = self.book
-        v = book.pop(k, None)
-        if v is None:
-            book[k] = t << FIRST_SHIFT
-            if len(book) - self.d1.distinct > 2 * CONTACT_CAP:
+        keys = book.keys
+        i = bisect_left(keys, k)
+        if i == len(keys) or keys[i] != k:
+            book.add(i, k, t)
+            if len(keys) - self.d1.distinct > 2 * CONTACT_CAP:
                 self._forget()
             return True
-        first = v >> FIRST_SHIFT
-        if t < first:
-            book[k] = t << FIRST_SHIFT | v & IN_WINDOWS | v & CALLER
-            self._not_new(k, first)
+        times = book.times
+        v = times[i]
+        r = t - BOOK_EPOCH
+        if not 0 <= r <= LOW32:
+            r = _since_epoch(t)
+        first, last = v >> 32, v & LOW32
+        if r > last:
+            times[i] = first << 32 | r
+        elif r < first:
+            times[i] = r << 32 | last
+            self._not_new(k, first + BOOK_EPOCH)
             return True
-        book[k] = v
-        return t == first
+        return r == first
 
     def _not_new(self, k: int, first: int) -> None:
         ev, pk, h, d = self.ev, self.pk, self.h1, self.d1
@@ -280,24 +331,20 @@ class LineState:
     def _forget(self) -> None:
         """Keeps the peers in the day window and the CONTACT_CAP others most recently in touch.
 
-        Called once the others reach twice the cap, so the book is rebuilt once per CONTACT_CAP new peers:
-        popping a dict's oldest entries one by one gets slower and slower (iteration skips the holes).
+        Called once the others reach twice the cap, so the book is rebuilt once per CONTACT_CAP new peers.
         """
         book = self.book
-        spare = len(book) - self.d1.distinct - CONTACT_CAP
-        kept = []
-        for k, v in book.items():
-            if spare and not v & IN_WINDOWS:
-                spare -= 1
-            else:
-                kept.append((k, v))
-        book.clear()
-        book.update(kept)
+        meta, times = book.meta, book.times
+        others = sorted((times[i] & LOW32, i) for i in range(len(meta)) if not meta[i] & IN_WINDOWS)
+        gone = {i for _, i in others[: len(others) - CONTACT_CAP]}
+        book.keep([i for i in range(len(meta)) if i not in gone])
 
     def add_out(self, t: int, k: int, flags: int, duration: int) -> None:
         """An outgoing contact within the day of the line's latest time; in the hour window if within the hour."""
         self.out_total += 1
-        e = t << EV_SHIFT | min(duration, MAX_DURATION) << FLAG_BITS | flags
+        if duration > MAX_DURATION:
+            duration = MAX_DURATION
+        e = t << EV_SHIFT | duration << FLAG_BITS | flags
         ev, pk = self.ev, self.pk
         if not ev or e >= ev[-1]:  # in order: the common case
             ev.append(e)
@@ -306,9 +353,10 @@ class LineState:
             i = bisect_right(ev, e)
             ev.insert(i, e)
             pk.insert(i, k)
-        self.d1.enter(k, e)
+        row = bisect_left(self.book.keys, k)
+        self.d1.enter(row, flags, duration)
         if t > self.last_t - HOUR:
-            self.h1.enter(k, e)
+            self.h1.enter(row, flags, duration)
             at = t + HOUR
         else:
             self.h1.head += 1  # it lands before the hour's first call
@@ -330,12 +378,13 @@ class LineState:
     def add_in(self, t: int, k: int) -> None:
         """An incoming contact (the peer is in the book already): the peer counts as calling back."""
         book = self.book
-        v = book[k]
-        if not v & CALLER:
-            book[k] = v | CALLER
-            if v >> 16 & COUNT_MASK:
+        i = book.row(k)
+        m = book.meta[i]
+        if not m & CALLER:
+            book.meta[i] = m | CALLER
+            if m >> DayWindow.shift & COUNT_MASK:
                 self.d1.callbacks += 1
-            if v & COUNT_MASK:
+            if m & COUNT_MASK:
                 self.h1.callbacks += 1
         if t <= self.last_t - DAY:
             return
@@ -408,8 +457,9 @@ class LineState:
             del ev[:gone]
             del pk[:gone]
             h.head -= gone
-        if self.incoming is not None:
-            _drop_before(self.incoming, day_ago + 1)
+        incoming = self.incoming
+        if incoming is not None:
+            del incoming[: bisect_left(incoming, day_ago + 1)]
         cells = self.cells
         if cells is not None:
             gone = bisect_left(cells, day_ago + 1 << 2)
@@ -435,33 +485,32 @@ class LineState:
         if ev:
             head = self.h1.head
             at = (ev[0] >> EV_SHIFT) + DAY
-            if head < len(ev):
-                at = min(at, (ev[head] >> EV_SHIFT) + HOUR)
-        if self.incoming:
-            at = min(at, self.incoming[0] + DAY)
-        if self.cells:
-            at = min(at, (self.cells[0] >> 2) + DAY)
-        if self.reports:
-            at = min(at, (self.reports[0] >> 2) + MONTH)
+            if head < len(ev) and (ev[head] >> EV_SHIFT) + HOUR < at:
+                at = (ev[head] >> EV_SHIFT) + HOUR
+        if self.incoming and self.incoming[0] + DAY < at:
+            at = self.incoming[0] + DAY
+        if self.cells and (self.cells[0] >> 2) + DAY < at:
+            at = (self.cells[0] >> 2) + DAY
+        if self.reports and (self.reports[0] >> 2) + MONTH < at:
+            at = (self.reports[0] >> 2) + MONTH
         if self.imeis is not None:
             at = min(at, min(seen for i, seen in self.imeis.items() if i != self.imei) + WEEK)
         return at
 
     # The stored form: plain lists, dicts, numbers and strings, in this order (SNAPSHOT_FIELDS). Version 2 keeps
-    # the fields of version 1; `contacts` is a list that starts with the version, where version 1 had a dict.
+    # the fields of version 1 (whose `contacts` was a dict); its `contacts` is a list that starts with the version:
+    # [2, peer key, first contact, last contact, peer key, ...], and `callers` a list of peer keys.
     def snapshot(self) -> list:
         """The line as plain data (built afresh: it does not share the live state)."""
+        book = self.book
         contacts: list[int] = [SNAPSHOT_VERSION]
-        callers = []
-        for k, v in self.book.items():
-            contacts += (k, v >> FIRST_SHIFT)
-            if v & CALLER:
-                callers.append(k)
+        for k, v in zip(book.keys, book.times, strict=True):
+            contacts += (k, (v >> 32) + BOOK_EPOCH, (v & LOW32) + BOOK_EPOCH)
         return [
             self.last_t,
             [list(item) for item in self.out],
             contacts,
-            callers,
+            sorted(self.callers),
             list(self.incoming or ()),
             [[c >> 2, c & 3] for c in self.cells or ()],
             dict(self.handsets()),
@@ -477,29 +526,37 @@ class LineState:
         last_t, out, contacts, callers, incoming, cells, imeis, imei, reports, abroad, out_total = snap
         s = cls(profile)
         s.last_t = last_t
-        book = s.book
         if isinstance(contacts, dict):
-            for peer, seen in contacts.items():
-                book[peer_key(peer)] = seen << FIRST_SHIFT
+            known = {peer_key(peer): (seen, seen) for peer, seen in contacts.items()}
             for peer, seen in callers.items():
-                k = peer_key(peer)
-                book[k] = book.get(k, seen << FIRST_SHIFT) | CALLER
+                known.setdefault(peer_key(peer), (seen, seen))
+            callers = [peer_key(peer) for peer in callers]
         else:
             if contacts[0] != SNAPSHOT_VERSION:
                 raise ValueError(f"line snapshot version {contacts[0]} is not known")
-            for i in range(1, len(contacts), 2):
-                book[int(contacts[i])] = int(contacts[i + 1]) << FIRST_SHIFT
-            for k in callers:
-                book[int(k)] |= CALLER
+            known = {int(contacts[i]): (contacts[i + 1], contacts[i + 2]) for i in range(1, len(contacts), 2 + 1)}
+        out = sorted(
+            (
+                (t, peer_key(peer) if isinstance(peer, str) else peer, flags, duration)
+                for t, peer, flags, duration in out
+            ),
+            key=lambda item: item[0],
+        )
+        for t, k, _, _ in out:  # version 1 kept the last contact, not the first
+            first, last = known.get(k, (t, t))
+            known[k] = (min(first, t), max(last, t))
+        book = s.book
+        for k in sorted(known):
+            first, last = known[k]
+            book.keys.append(k)
+            book.times.append(_since_epoch(first) << 32 | _since_epoch(last))
+            book.meta.append(0)
+        for k in callers:
+            book.meta[book.row(int(k))] |= CALLER
         day_ago = last_t - DAY
-        for t, peer, flags, duration in sorted(out, key=lambda item: item[0]):
-            if t <= day_ago:
-                continue
-            k = peer_key(peer) if isinstance(peer, str) else peer
-            v = book.get(k)
-            if v is None or v >> FIRST_SHIFT > t:  # version 1 kept the last contact, not the first
-                book[k] = t << FIRST_SHIFT | (v or 0) & CALLER
-            s.add_out(t, k, flags, duration)
+        for t, k, flags, duration in out:
+            if t > day_ago:
+                s.add_out(t, k, flags, duration)
         s.out_total = out_total
         for t in incoming:
             if t > day_ago:
