@@ -136,12 +136,12 @@ class Engine:
             if t > self.clock:
                 self.clock = t
             s.abroad = abroad
-            if t >= s.expire_at:
-                s.expire(t)
         elif t == last:
             s.abroad |= abroad  # the same second either way round
         elif not self._late(last - t):
             return None
+        if s.last_t >= s.expire_at:
+            s.expire(s.last_t)
         if imei:
             # The engine-wide map is refreshed at most hourly per line; the line's own last seen always.
             fresh = imei != s.imei or t - s.imei_t > HOUR

@@ -47,9 +47,8 @@ FLAG_BITS = 7
 FLAG_MASK = (1 << FLAG_BITS) - 1
 MAX_DURATION = (1 << 17) - 1  # 36 hours: longer calls are counted as 36 hours
 EV_SHIFT = 24
-# A peer's row in the Book: `times` = first contact << 32 | last contact, both in seconds since BOOK_EPOCH (32
-# bits: until 2136; earlier times count as the epoch); `meta` = called in << 31 | day count << 15 | hour count.
-BOOK_EPOCH = 946_684_800  # 2000-01-01
+# A peer's row in the Book: `times` = first contact << 32 | last contact (epoch seconds in 32 bits: until 2106,
+# later times count as then); `meta` = called in << 31 | day count << 15 | hour count.
 LOW32 = 0xFFFF_FFFF
 COUNT_MASK = 0x7FFF  # at most OUT_CAP calls are in a window
 CALLER = 1 << 31
@@ -69,8 +68,8 @@ def peer_key(peer: str) -> int:
     return -1 - (int.from_bytes(hashlib.blake2b(peer.encode(), digest_size=8).digest(), "big") >> 1)
 
 
-def _since_epoch(t: int) -> int:
-    return min(max(t - BOOK_EPOCH, 0), LOW32)
+def _book_time(t: int) -> int:
+    return min(max(t, 0), LOW32)
 
 
 @dataclass
@@ -105,7 +104,7 @@ class Book:
         return bisect_left(self.keys, k)
 
     def add(self, i: int, k: int, t: int) -> None:
-        r = _since_epoch(t)
+        r = _book_time(t)
         self.keys.insert(i, k)
         self.times.insert(i, r << 32 | r)
         self.meta.insert(i, 0)
@@ -284,7 +283,7 @@ class LineState:
     def contacts(self) -> dict[int, int]:
         """Peer key -> first contact, any direction (for inspection)."""
         book = self.book
-        return {k: (v >> 32) + BOOK_EPOCH for k, v in zip(book.keys, book.times, strict=True)}
+        return {k: (v >> 32) for k, v in zip(book.keys, book.times, strict=True)}
 
     @property
     def callers(self) -> set[int]:
@@ -307,15 +306,13 @@ class LineState:
             return True
         times = book.times
         v = times[i]
-        r = t - BOOK_EPOCH
-        if not 0 <= r <= LOW32:
-            r = _since_epoch(t)
+        r = t if 0 <= t <= LOW32 else _book_time(t)
         first, last = v >> 32, v & LOW32
         if r > last:
             times[i] = first << 32 | r
         elif r < first:
             times[i] = r << 32 | last
-            self._not_new(k, first + BOOK_EPOCH)
+            self._not_new(k, first)
             return True
         return r == first
 
@@ -505,7 +502,7 @@ class LineState:
         book = self.book
         contacts: list[int] = [SNAPSHOT_VERSION]
         for k, v in zip(book.keys, book.times, strict=True):
-            contacts += (k, (v >> 32) + BOOK_EPOCH, (v & LOW32) + BOOK_EPOCH)
+            contacts += (k, v >> 32, v & LOW32)
         return [
             self.last_t,
             [list(item) for item in self.out],
@@ -534,7 +531,7 @@ class LineState:
         else:
             if contacts[0] != SNAPSHOT_VERSION:
                 raise ValueError(f"line snapshot version {contacts[0]} is not known")
-            known = {int(contacts[i]): (contacts[i + 1], contacts[i + 2]) for i in range(1, len(contacts), 2 + 1)}
+            known = {int(contacts[i]): (contacts[i + 1], contacts[i + 2]) for i in range(1, len(contacts), 3)}
         out = sorted(
             (
                 (t, peer_key(peer) if isinstance(peer, str) else peer, flags, duration)
@@ -549,7 +546,7 @@ class LineState:
         for k in sorted(known):
             first, last = known[k]
             book.keys.append(k)
-            book.times.append(_since_epoch(first) << 32 | _since_epoch(last))
+            book.times.append(_book_time(first) << 32 | _book_time(last))
             book.meta.append(0)
         for k in callers:
             book.meta[book.row(int(k))] |= CALLER
