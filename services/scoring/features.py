@@ -317,6 +317,8 @@ class LineState:
         return r == first
 
     def _not_new(self, k: int, first: int) -> None:
+        # Clearing the flag lowers the packed value, so calls of the same second may end up out of order among
+        # themselves: nothing depends on that order (windows are cut at whole seconds).
         ev, pk, h, d = self.ev, self.pk, self.h1, self.d1
         for j in range(bisect_left(ev, first << EV_SHIFT), bisect_left(ev, first + 1 << EV_SHIFT)):
             if pk[j] == k and ev[j] & NEW:
@@ -501,13 +503,20 @@ class LineState:
         """The line as plain data (built afresh: it does not share the live state)."""
         book = self.book
         contacts: list[int] = [SNAPSHOT_VERSION]
-        for k, v in zip(book.keys, book.times, strict=True):
+        callers = []
+        for k, v, m in zip(book.keys, book.times, book.meta, strict=True):
             contacts += (k, v >> 32, v & LOW32)
+            if m & CALLER:
+                callers.append(k)
+        out = [
+            [e >> EV_SHIFT, k, e & FLAG_MASK, e >> FLAG_BITS & MAX_DURATION]
+            for e, k in zip(self.ev, self.pk, strict=True)
+        ]
         return [
             self.last_t,
-            [list(item) for item in self.out],
+            out,
             contacts,
-            sorted(self.callers),
+            callers,
             list(self.incoming or ()),
             [[c >> 2, c & 3] for c in self.cells or ()],
             dict(self.handsets()),
