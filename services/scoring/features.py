@@ -103,12 +103,6 @@ class Book:
         """The row of a peer known to be in the book."""
         return bisect_left(self.keys, k)
 
-    def add(self, i: int, k: int, t: int) -> None:
-        r = _book_time(t)
-        self.keys.insert(i, k)
-        self.times.insert(i, r << 32 | r)
-        self.meta.insert(i, 0)
-
     def keep(self, rows: list[int]) -> None:
         """Keeps only these rows (in order)."""
         keys, times, meta = self.keys, self.times, self.meta
@@ -192,23 +186,26 @@ class Window:
             if m & CALLER:
                 self.callbacks += 1
 
-    def leave(self, k: int, e: int) -> None:
-        self.n -= 1
-        flags = e & FLAG_MASK
-        duration = e >> FLAG_BITS & MAX_DURATION
-        if flags:
-            self.count(flags, duration, -1)
-        else:
-            self.duration -= duration
-        book = self.book
-        i = bisect_left(book.keys, k)
-        meta = book.meta
-        m = meta[i] - self.unit
-        meta[i] = m
-        if not m >> self.shift & COUNT_MASK:
-            self.distinct -= 1
-            if m & CALLER:
-                self.callbacks -= 1
+    def uncount(self, ev: array, pk: array, start: int, end: int) -> None:
+        """Takes the contacts at indices start..end-1 out of the window (one call for a run: the hot path)."""
+        keys, meta = self.book.keys, self.book.meta
+        shift, unit = self.shift, self.unit
+        for j in range(start, end):
+            e = ev[j]
+            flags = e & FLAG_MASK
+            duration = e >> FLAG_BITS & MAX_DURATION
+            if flags:
+                self.count(flags, duration, -1)
+            else:
+                self.duration -= duration
+            i = bisect_left(keys, pk[j])
+            m = meta[i] - unit
+            meta[i] = m
+            if not m >> shift & COUNT_MASK:
+                self.distinct -= 1
+                if m & CALLER:
+                    self.callbacks -= 1
+        self.n -= end - start
 
 
 class HourWindow(Window):
@@ -300,7 +297,10 @@ class LineState:
         keys = book.keys
         i = bisect_left(keys, k)
         if i == len(keys) or keys[i] != k:
-            book.add(i, k, t)
+            r = t if 0 <= t <= LOW32 else _book_time(t)
+            keys.insert(i, k)
+            book.times.insert(i, r << 32 | r)
+            book.meta.insert(i, 0)
             if len(keys) - self.d1.distinct > 2 * CONTACT_CAP:
                 self._forget()
             return True
@@ -367,12 +367,13 @@ class LineState:
 
     def _drop_oldest_out(self) -> None:
         ev, pk, h = self.ev, self.pk, self.h1
-        e, k = ev.pop(0), pk.pop(0)
-        self.d1.leave(k, e)
+        self.d1.uncount(ev, pk, 0, 1)
         if h.head:
             h.head -= 1
         else:
-            h.leave(k, e)
+            h.uncount(ev, pk, 0, 1)
+        del ev[0]
+        del pk[0]
 
     def add_in(self, t: int, k: int) -> None:
         """An incoming contact (the peer is in the book already): the peer counts as calling back."""
@@ -445,14 +446,13 @@ class LineState:
         ev, pk, h, d = self.ev, self.pk, self.h1, self.d1
         # Entries at or before `now - span` leave: the first to stay is the first at `now - span + 1` or later.
         end = bisect_left(ev, now - HOUR + 1 << EV_SHIFT, h.head)
-        for j in range(h.head, end):
-            h.leave(pk[j], ev[j])
-        h.head = end
+        if end > h.head:
+            h.uncount(ev, pk, h.head, end)
+            h.head = end
         day_ago = now - DAY
         gone = bisect_left(ev, day_ago + 1 << EV_SHIFT)
         if gone:  # nothing before the day's start is in the hour either
-            for j in range(gone):
-                d.leave(pk[j], ev[j])
+            d.uncount(ev, pk, 0, gone)
             del ev[:gone]
             del pk[:gone]
             h.head -= gone
