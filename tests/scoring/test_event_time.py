@@ -149,6 +149,16 @@ def test_a_cdr_later_than_the_lateness_never_changes_the_hour_window(current, la
     assert after["new_peers_1h"] <= before["new_peers_1h"]  # an earlier contact can only take NEW away
 
 
+def test_under_an_hour_of_lateness_a_later_cdr_inside_the_hour_is_refused_and_an_older_one_counts_by_day():
+    e = engine(lateness_s=600)
+    e.observe(*cdr(t=T0 + 7200))
+    e.observe(*cdr(peer=PEERS[1], t=T0 + 7200 - 1800))  # 30 minutes late: would land in the hour
+    e.observe(*cdr(peer=PEERS[2], t=T0 + 7200 - 5400))  # 90 minutes late: before the hour
+    f = e.current(LINES[0])[1]
+    assert e.refused == {"late": 1} and e.late == {"beyond": 1}
+    assert f["calls_1h"] == 1 and f["calls_24h"] == 2
+
+
 # A line's snapshot as stored by the engine before event time (version 1: peers as strings, no marker), with
 # the features that engine computed for it.
 V1 = [
