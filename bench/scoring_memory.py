@@ -87,6 +87,7 @@ def main() -> None:
     gc.collect()
     used = rss_mb() - base
     print(f"{args.lines:,} lines, {events:,} events in {took:.1f}s ({events / took:,.0f} events/s)")
+    print(f"resident: {base:,.0f} MB before the events, {base + used:,.0f} MB after")
     print(f"windows: {used:,.0f} MB resident -> {used * 1_000_000 / args.lines:,.0f} MB per million active lines")
     print(f"          ({used * 1024 * 1024 / args.lines:,.0f} bytes per line with {args.calls} events in its windows)")
     sample = msisdns[:: max(1, args.lines // 1000)]

@@ -156,11 +156,12 @@ class Engine:
             risk = self.cells.get(cell_id)
             if risk:
                 s.add_cell(t, risk)
-        k = peer_key(peer)
-        new = s.contact(k, t)
+        # peer_key, inlined for the common case (an ordinary number).
+        k = int("1" + peer) if len(peer) <= 18 and peer.isascii() and peer.isdigit() else peer_key(peer)
+        row, new = s.contact(k, t)
         self.dirty.add(msisdn)
         if not outgoing:
-            s.add_in(t, k)
+            s.add_in(t, k, row)
             return None
         if t <= s.last_t - DAY:
             s.out_total += 1  # too old for any window: it only taught the line's contacts
@@ -178,7 +179,7 @@ class Engine:
             flags |= NIGHT
         if peer in self.hot_numbers:
             flags |= HOT
-        s.add_out(t, k, flags, duration)
+        s.add_out(t, k, flags, duration, row)
         return self._assess(msisdn, s, s.last_t)
 
     def _late(self, behind: int) -> bool:

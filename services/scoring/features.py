@@ -171,21 +171,6 @@ class Window:
         if flags & HOT:
             self.hot += d
 
-    def enter(self, i: int, flags: int, duration: int) -> None:
-        """Counts a contact with the peer in book row `i`."""
-        self.n += 1
-        if flags:
-            self.count(flags, duration, 1)
-        else:  # the common case: a known local peer, answered, by day
-            self.duration += duration
-        meta = self.book.meta
-        m = meta[i]
-        meta[i] = m + self.unit
-        if not m >> self.shift & COUNT_MASK:
-            self.distinct += 1
-            if m & CALLER:
-                self.callbacks += 1
-
     def uncount(self, ev: array, pk: array, start: int, end: int) -> None:
         """Takes the contacts at indices start..end-1 out of the window (one call for a run: the hot path)."""
         keys, meta = self.book.keys, self.book.meta
@@ -288,8 +273,8 @@ class LineState:
         book = self.book
         return {k for k, m in zip(book.keys, book.meta, strict=True) if m & CALLER}
 
-    def contact(self, k: int, t: int) -> bool:
-        """Records a contact with peer `k` (any direction); True when none was earlier (the contact is NEW).
+    def contact(self, k: int, t: int) -> tuple[int, bool]:
+        """Records a contact with peer `k` (any direction): its book row, and whether none was earlier (NEW).
 
         An earlier contact arriving late takes NEW away from the calls at the previously first contact.
         """
@@ -303,7 +288,8 @@ class LineState:
             book.meta.insert(i, 0)
             if len(keys) - self.d1.distinct > 2 * CONTACT_CAP:
                 self._forget()
-            return True
+                i = bisect_left(keys, k)
+            return i, True
         times = book.times
         v = times[i]
         r = t if 0 <= t <= LOW32 else _book_time(t)
@@ -313,8 +299,8 @@ class LineState:
         elif r < first:
             times[i] = r << 32 | last
             self._not_new(k, first)
-            return True
-        return r == first
+            return i, True
+        return i, r == first
 
     def _not_new(self, k: int, first: int) -> None:
         # Clearing the flag lowers the packed value, so calls of the same second may end up out of order among
@@ -338,8 +324,11 @@ class LineState:
         gone = {i for _, i in others[: len(others) - CONTACT_CAP]}
         book.keep([i for i in range(len(meta)) if i not in gone])
 
-    def add_out(self, t: int, k: int, flags: int, duration: int) -> None:
-        """An outgoing contact within the day of the line's latest time; in the hour window if within the hour."""
+    def add_out(self, t: int, k: int, flags: int, duration: int, row: int = -1) -> None:
+        """An outgoing contact within the day of the line's latest time; in the hour window if within the hour.
+
+        The peer is in the book already (at `row`, when known).
+        """
         self.out_total += 1
         if duration > MAX_DURATION:
             duration = MAX_DURATION
@@ -352,14 +341,28 @@ class LineState:
             i = bisect_right(ev, e)
             ev.insert(i, e)
             pk.insert(i, k)
-        row = bisect_left(self.book.keys, k)
-        self.d1.enter(row, flags, duration)
         if t > self.last_t - HOUR:
-            self.h1.enter(row, flags, duration)
+            windows: tuple[Window, ...] = (self.d1, self.h1)
             at = t + HOUR
         else:
+            windows = (self.d1,)
             self.h1.head += 1  # it lands before the hour's first call
             at = t + DAY
+        meta = self.book.meta
+        if row < 0:
+            row = self.book.row(k)
+        for w in windows:
+            w.n += 1
+            if flags:
+                w.count(flags, duration, 1)
+            else:  # the common case: a known local peer, answered, by day
+                w.duration += duration
+            m = meta[row]
+            meta[row] = m + w.unit
+            if not m >> w.shift & COUNT_MASK:
+                w.distinct += 1
+                if m & CALLER:
+                    w.callbacks += 1
         if at < self.expire_at:
             self.expire_at = at
         if len(ev) > OUT_CAP:
@@ -375,13 +378,14 @@ class LineState:
         del ev[0]
         del pk[0]
 
-    def add_in(self, t: int, k: int) -> None:
-        """An incoming contact (the peer is in the book already): the peer counts as calling back."""
+    def add_in(self, t: int, k: int, row: int = -1) -> None:
+        """An incoming contact (the peer is in the book already, at `row` when known): it counts as calling back."""
         book = self.book
-        i = book.row(k)
-        m = book.meta[i]
+        if row < 0:
+            row = book.row(k)
+        m = book.meta[row]
         if not m & CALLER:
-            book.meta[i] = m | CALLER
+            book.meta[row] = m | CALLER
             if m >> DayWindow.shift & COUNT_MASK:
                 self.d1.callbacks += 1
             if m & COUNT_MASK:
@@ -443,29 +447,30 @@ class LineState:
         self.expire_at = min(self.expire_at, t + MONTH)
 
     def expire(self, now: int) -> None:
-        ev, pk, h, d = self.ev, self.pk, self.h1, self.d1
+        ev, pk, h = self.ev, self.pk, self.h1
         # Entries at or before `now - span` leave: the first to stay is the first at `now - span + 1` or later.
-        end = bisect_left(ev, now - HOUR + 1 << EV_SHIFT, h.head)
-        if end > h.head:
-            h.uncount(ev, pk, h.head, end)
+        head = h.head
+        if head < len(ev) and ev[head] >> EV_SHIFT <= now - HOUR:
+            end = bisect_left(ev, now - HOUR + 1 << EV_SHIFT, head)
+            h.uncount(ev, pk, head, end)
             h.head = end
         day_ago = now - DAY
-        gone = bisect_left(ev, day_ago + 1 << EV_SHIFT)
-        if gone:  # nothing before the day's start is in the hour either
-            d.uncount(ev, pk, 0, gone)
+        if ev and ev[0] >> EV_SHIFT <= day_ago:  # nothing before the day's start is in the hour either
+            gone = bisect_left(ev, day_ago + 1 << EV_SHIFT)
+            self.d1.uncount(ev, pk, 0, gone)
             del ev[:gone]
             del pk[:gone]
             h.head -= gone
         incoming = self.incoming
-        if incoming is not None:
+        if incoming and incoming[0] <= day_ago:
             del incoming[: bisect_left(incoming, day_ago + 1)]
         cells = self.cells
-        if cells is not None:
+        if cells and cells[0] >> 2 <= day_ago:
             gone = bisect_left(cells, day_ago + 1 << 2)
             self.high_cells -= sum(1 for c in cells[:gone] if c & 3 == CELL_HIGH)
             del cells[:gone]
         reports = self.reports
-        if reports is not None:
+        if reports and reports[0] >> 2 <= now - MONTH:
             gone = bisect_left(reports, now - MONTH + 1 << 2)
             self.authority -= sum(1 for r in reports[:gone] if r & 3)
             del reports[:gone]

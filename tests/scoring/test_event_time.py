@@ -30,6 +30,13 @@ def cdr(line=LINES[0], peer=PEERS[0], t=T0, outgoing=True, duration=30, province
     return (line, peer, province, outgoing, t, duration, cell, False, imei, sms)
 
 
+def features(e: Engine, msisdn: str) -> dict[str, float]:
+    """The line's features now (at its latest event time)."""
+    now = e.current(msisdn)
+    assert now is not None
+    return now[1]
+
+
 def final(e: Engine) -> list:
     return [e.current(m) for m in LINES]
 
@@ -89,7 +96,7 @@ def test_calls_from_twenty_hours_earlier_do_not_make_a_burst_in_the_hour():
     e.observe(*cdr(t=now))
     for i in range(150):
         e.observe(*cdr(peer=f"139{i:08d}", t=T0 + i * 60))
-    f = e.current(LINES[0])[1]
+    f = features(e, LINES[0])
     assert f["calls_1h"] == 1 and f["new_peers_1h"] == 1
     assert f["calls_24h"] == 151 and f["new_peers_24h"] == 151  # still evidence at day scale
     assert e.late["beyond"] == 150 and LINES[0] not in e.acted
@@ -98,9 +105,9 @@ def test_calls_from_twenty_hours_earlier_do_not_make_a_burst_in_the_hour():
 def test_a_late_earlier_contact_takes_new_away_from_the_later_call():
     e = engine()
     e.observe(*cdr(peer=PEERS[1], t=T0 + 600))
-    assert e.current(LINES[0])[1]["new_peers_1h"] == 1
+    assert features(e, LINES[0])["new_peers_1h"] == 1
     e.observe(*cdr(peer=PEERS[1], t=T0, outgoing=False))  # the peer had called ten minutes before
-    f = e.current(LINES[0])[1]
+    f = features(e, LINES[0])
     assert f["new_peers_1h"] == 0 and f["callback_share_1h"] == 1.0
 
 
@@ -114,7 +121,7 @@ def test_a_cdr_dated_in_2100_is_refused_and_cannot_move_the_clock_or_evict_lines
     assert e.observe(*cdr(line=LINES[1], t=future, outgoing=False)) is None
     assert e.report(LINES[0], future, 2) is None
     assert e.refused["future"] == 3 and e.clock == T0
-    assert e.lines[LINES[0]].last_t == T0 and e.current(LINES[0])[1]["calls_1h"] == 1
+    assert e.lines[LINES[0]].last_t == T0 and features(e, LINES[0])["calls_1h"] == 1
     assert e.sweep() == [] and set(e.lines) == set(LINES)
     e.observe(*cdr(t=wall + 300))  # within the skew: taken
     assert e.clock == wall + 300 and e.refused["future"] == 3
@@ -139,11 +146,11 @@ def test_a_cdr_later_than_the_lateness_never_changes_the_hour_window(current, la
     for peer, back, sms in sorted(current, key=lambda c: -c[1]):
         e.observe(*cdr(peer=peer, t=now - back, sms=sms))
     last = e.lines[LINES[0]].last_t
-    before = e.current(LINES[0])[1]
+    before = features(e, LINES[0])
     for peer, back, sms in late:
         if back > lateness:
             e.observe(*cdr(peer=peer, t=last - back, sms=sms))
-    after = e.current(LINES[0])[1]
+    after = features(e, LINES[0])
     for name in ("calls_1h", "sms_1h", "distinct_peers_1h", "other_province_1h", "unanswered_1h"):
         assert after[name] == before[name], name
     assert after["new_peers_1h"] <= before["new_peers_1h"]  # an earlier contact can only take NEW away
@@ -154,14 +161,14 @@ def test_under_an_hour_of_lateness_a_later_cdr_inside_the_hour_is_refused_and_an
     e.observe(*cdr(t=T0 + 7200))
     e.observe(*cdr(peer=PEERS[1], t=T0 + 7200 - 1800))  # 30 minutes late: would land in the hour
     e.observe(*cdr(peer=PEERS[2], t=T0 + 7200 - 5400))  # 90 minutes late: before the hour
-    f = e.current(LINES[0])[1]
+    f = features(e, LINES[0])
     assert e.refused == {"late": 1} and e.late == {"beyond": 1}
     assert f["calls_1h"] == 1 and f["calls_24h"] == 2
 
 
 # A line's snapshot as stored by the engine before event time (version 1: peers as strings, no marker), with
 # the features that engine computed for it.
-V1 = [
+V1: list = [
     1790589000,
     [
         [1790586000, "15100000000", 65, 0],
@@ -210,7 +217,7 @@ V1 = [
     3,
     [],
 ]
-V1_FEATURES = {
+V1_FEATURES: dict[str, float] = {
     "calls_1h": 13,
     "calls_24h": 13,
     "sms_1h": 3,
@@ -257,17 +264,17 @@ def test_a_version_1_snapshot_still_restores_to_the_same_features():
     e.set_profile("13700000009", Profile("44", date(2026, 9, 1)))
     e.set_feeds(cells={"cell-h": 3, "cell-e": 2})
     e.restore("13700000009", msgpack.unpackb(msgpack.packb(V1)))
-    assert e.current("13700000009")[1] == V1_FEATURES
+    assert features(e, "13700000009") == V1_FEATURES
     assert e.acted["13700000009"] == 3
     again = engine()
     again.set_profile("13700000009", Profile("44", date(2026, 9, 1)))
     snap = e.snapshot("13700000009")
     assert snap[2][0] == SNAPSHOT_VERSION
     again.restore("13700000009", msgpack.unpackb(msgpack.packb(snap)))
-    assert again.current("13700000009")[1] == V1_FEATURES
+    assert features(again, "13700000009") == V1_FEATURES
     # The restored contacts still tell a known number from a new one.
     again.observe("13700000009", "15100000003", "44", True, V1[0] + 60, 30, "", False, "862222", False)
     again.observe("13700000009", "15199999999", "44", True, V1[0] + 120, 30, "", False, "862222", False)
-    after = again.current("13700000009")[1]
+    after = features(again, "13700000009")
     assert after["calls_1h"] == V1_FEATURES["calls_1h"] + 2
     assert after["new_peers_1h"] == V1_FEATURES["new_peers_1h"] + 1

@@ -27,6 +27,13 @@ def engine() -> Engine:
     return e
 
 
+def features(e: Engine, msisdn: str) -> dict[str, float]:
+    """The line's features now (at its latest event time)."""
+    now = e.current(msisdn)
+    assert now is not None
+    return now[1]
+
+
 def test_a_line_calling_fifty_thousand_strangers_in_a_day_stays_bounded_and_is_suspended():
     e = engine()
     calls = 50_000
@@ -40,7 +47,7 @@ def test_a_line_calling_fifty_thousand_strangers_in_a_day_stays_bounded_and_is_s
     assert len(s.book) <= OUT_CAP + 2 * CONTACT_CAP
     assert len(s.incoming or ()) == IN_CAP and len(s.cells or ()) == CELL_CAP == s.high_cells
     assert len(s.imeis or ()) == HANDSET_CAP
-    f = e.current(LINE)[1]
+    f = features(e, LINE)
     assert f["calls_24h"] == OUT_CAP and f["distinct_peers_24h"] == OUT_CAP and f["new_peers_24h"] == OUT_CAP
     assert f["calls_1h"] > 2000  # the hour is far below the cap: exact
     assert e.acted[LINE] == 3  # suspended
@@ -53,7 +60,7 @@ def test_reports_and_a_handset_shared_by_many_lines_are_capped():
         e.set_profile(m, Profile("44", date(2020, 1, 1)))
         e.observe(m, "15000000001", "44", True, T0 + n, 30, "", False, "861234567890123", False)
     assert len(e.handsets["861234567890123"]) == LINES_PER_HANDSET_CAP
-    assert e.current(m)[1]["lines_per_handset"] == LINES_PER_HANDSET_CAP
+    assert features(e, m)["lines_per_handset"] == LINES_PER_HANDSET_CAP
     for i in range(REPORT_CAP + 500):
         e.report(LINE, T0 + i, i % 3)
     s = e.lines[LINE]
