@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import random
 from datetime import UTC, date, datetime
 
 import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pscli.personas import generate
 from services.scoring.engine import Engine
 from services.scoring.features import SNAPSHOT_VERSION, Profile
 from services.scoring.scorecard import load
@@ -88,6 +91,53 @@ def test_cdrs_in_any_order_within_the_lateness_give_the_same_features_and_assess
     for m in shuffled.lines:
         restored.restore(m, msgpack.unpackb(msgpack.packb(shuffled.snapshot(m))))
     assert final(restored) == final(in_order)
+
+
+def test_a_persona_corpus_delivered_up_to_two_hours_late_ends_in_the_same_state(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    generate(str(corpus), seed=5, lines=300, days=2)
+    subscribers, cells, events = [], {}, []
+    for raw in corpus.read_text().splitlines():
+        o = json.loads(raw)
+        if o["kind"] == "subscriber":
+            subscribers.append(o)
+        elif o["kind"] == "cell" and o["risk"] != "normal":
+            cells[o["cell_id"]] = 3 if o["risk"] == "high" else 2
+        elif o["kind"] == "cdr":
+            t = int(datetime.fromisoformat(o["start"]).timestamp())
+            abroad = o["roaming"] == "international"
+            out, sms = o["direction"] == "out", o["service"] == "sms"
+            c = (
+                o["msisdn"],
+                o["peer"],
+                o["peer_province"],
+                out,
+                t,
+                o["duration_s"],
+                o["cell_id"] or "",
+                abroad,
+                o["imei"],
+                sms,
+            )
+            events.append(c)
+
+    def replay(cdrs: list) -> Engine:
+        e = Engine(CARD)
+        for o in subscribers:
+            e.set_profile(
+                o["msisdn"], Profile(o["home_province"], date.fromisoformat(o["opened_at"]), o["enterprise"] or "")
+            )
+        e.set_feeds(cells=cells)
+        for c in cdrs:
+            e.observe(*c)
+        return e
+
+    rng = random.Random(5)
+    in_order = replay(events)
+    late = replay(sorted(events, key=lambda c: c[4] + rng.randrange(7201)))
+    assert late.late["within"] > len(events) // 3 and late.refused == {}
+    for o in subscribers:
+        assert late.current(o["msisdn"]) == in_order.current(o["msisdn"]), o["msisdn"]
 
 
 def test_calls_from_twenty_hours_earlier_do_not_make_a_burst_in_the_hour():
