@@ -41,7 +41,7 @@ def parts(s: LineState) -> Counter[str]:
         {
             "line": size(s) + objects + sum(size(n) for n in (s.last_t, s.imei_t, s.expire_at) if n > 256),
             "outgoing": size(s.ev) + size(s.pk),
-            "peers (book)": size(book) + objects + size(book.keys) + size(book.times) + size(book.meta),
+            "peers (book)": size(book) + objects + sum(size(getattr(book, a)) for a in book.__slots__),
             "windows": sum(size(w) + objects + (size(w.duration) if w.duration > 256 else 0) for w in (s.h1, s.d1)),
             "incoming, cells, reports": sum(size(a) for a in (s.incoming, s.cells, s.reports) if a is not None),
             "handsets": size(s.imei) + (size(s.imeis) if s.imeis is not None else 0),

@@ -47,8 +47,8 @@ FLAG_BITS = 7
 FLAG_MASK = (1 << FLAG_BITS) - 1
 MAX_DURATION = (1 << 17) - 1  # 36 hours: longer calls are counted as 36 hours
 EV_SHIFT = 24
-# A peer's row in the Book: `times` = first contact << 32 | last contact (epoch seconds in 32 bits: until 2106,
-# later times count as then); `meta` = called in << 31 | day count << 15 | hour count.
+# A peer's row in the Book: its first and last contact (epoch seconds in 32 bits: until 2106, later times count
+# as then) and `meta` = called in << 31 | day count << 15 | hour count.
 LOW32 = 0xFFFF_FFFF
 COUNT_MASK = 0x7FFF  # at most OUT_CAP calls are in a window
 CALLER = 1 << 31
@@ -89,11 +89,12 @@ class Book:
     Arrays rather than a dict of ints: 20 bytes a peer instead of about 110.
     """
 
-    __slots__ = ("keys", "times", "meta")
+    __slots__ = ("keys", "first", "last", "meta")
 
     def __init__(self) -> None:
         self.keys = array("q")
-        self.times = array("Q")
+        self.first = array("I")
+        self.last = array("I")
         self.meta = array("I")
 
     def __len__(self) -> int:
@@ -105,10 +106,8 @@ class Book:
 
     def keep(self, rows: list[int]) -> None:
         """Keeps only these rows (in order)."""
-        keys, times, meta = self.keys, self.times, self.meta
-        keys[:] = array("q", [keys[i] for i in rows])
-        times[:] = array("Q", [times[i] for i in rows])
-        meta[:] = array("I", [meta[i] for i in rows])
+        for a in (self.keys, self.first, self.last, self.meta):
+            a[:] = array(a.typecode, [a[i] for i in rows])
 
 
 class Window:
@@ -265,7 +264,7 @@ class LineState:
     def contacts(self) -> dict[int, int]:
         """Peer key -> first contact, any direction (for inspection)."""
         book = self.book
-        return {k: (v >> 32) for k, v in zip(book.keys, book.times, strict=True)}
+        return dict(zip(book.keys, book.first, strict=True))
 
     @property
     def callers(self) -> set[int]:
@@ -284,20 +283,20 @@ class LineState:
         if i == len(keys) or keys[i] != k:
             r = t if 0 <= t <= LOW32 else _book_time(t)
             keys.insert(i, k)
-            book.times.insert(i, r << 32 | r)
+            book.first.insert(i, r)
+            book.last.insert(i, r)
             book.meta.insert(i, 0)
             if len(keys) - self.d1.distinct > 2 * CONTACT_CAP:
                 self._forget()
                 i = bisect_left(keys, k)
             return i, True
-        times = book.times
-        v = times[i]
         r = t if 0 <= t <= LOW32 else _book_time(t)
-        first, last = v >> 32, v & LOW32
-        if r > last:
-            times[i] = first << 32 | r
-        elif r < first:
-            times[i] = r << 32 | last
+        if r > book.last[i]:  # the common case: a later contact with a known peer
+            book.last[i] = r
+            return i, False
+        first = book.first[i]
+        if r < first:
+            book.first[i] = r
             self._not_new(k, first)
             return i, True
         return i, r == first
@@ -319,8 +318,8 @@ class LineState:
         Called once the others reach twice the cap, so the book is rebuilt once per CONTACT_CAP new peers.
         """
         book = self.book
-        meta, times = book.meta, book.times
-        others = sorted((times[i] & LOW32, i) for i in range(len(meta)) if not meta[i] & IN_WINDOWS)
+        meta, last = book.meta, book.last
+        others = sorted((last[i], i) for i in range(len(meta)) if not meta[i] & IN_WINDOWS)
         gone = {i for _, i in others[: len(others) - CONTACT_CAP]}
         book.keep([i for i in range(len(meta)) if i not in gone])
 
@@ -509,8 +508,8 @@ class LineState:
         book = self.book
         contacts: list[int] = [SNAPSHOT_VERSION]
         callers = []
-        for k, v, m in zip(book.keys, book.times, book.meta, strict=True):
-            contacts += (k, v >> 32, v & LOW32)
+        for k, first, last, m in zip(book.keys, book.first, book.last, book.meta, strict=True):
+            contacts += (k, first, last)
             if m & CALLER:
                 callers.append(k)
         out = [
@@ -560,7 +559,8 @@ class LineState:
         for k in sorted(known):
             first, last = known[k]
             book.keys.append(k)
-            book.times.append(_book_time(first) << 32 | _book_time(last))
+            book.first.append(_book_time(first))
+            book.last.append(_book_time(last))
             book.meta.append(0)
         for k in callers:
             book.meta[book.row(int(k))] |= CALLER
