@@ -216,6 +216,19 @@ def test_under_an_hour_of_lateness_a_later_cdr_inside_the_hour_is_refused_and_an
     assert f["calls_1h"] == 1 and f["calls_24h"] == 2
 
 
+def test_peers_that_are_not_plain_numbers_are_told_apart_and_survive_a_snapshot():
+    e = engine()
+    for i, peer in enumerate(["+8613800000000", "8613800000000", "013800000000", "13800000000", "95588-BANK"]):
+        e.observe(*cdr(peer=peer, t=T0 + i))
+    assert features(e, LINES[0])["new_peers_1h"] == 5
+    again = engine()
+    again.restore(LINES[0], msgpack.unpackb(msgpack.packb(e.snapshot(LINES[0]))))
+    again.observe(*cdr(peer="+8613800000000", t=T0 + 10))
+    again.observe(*cdr(peer="95588-BANK", t=T0 + 11))
+    f = features(again, LINES[0])
+    assert f["calls_1h"] == 7 and f["new_peers_1h"] == 5 and f["distinct_peers_1h"] == 5
+
+
 # A line's snapshot as stored by the engine before event time (version 1: peers as strings, no marker), with
 # the features that engine computed for it.
 V1: list = [
