@@ -320,13 +320,24 @@ class Engine:
     def sweep(self) -> list[str]:
         """Forgets lines idle for a week of event time (their snapshot stays); returns them."""
         week_ago = self.clock - WEEK
-        idle = [m for m, s in self.lines.items() if s.last_t <= week_ago and m not in self.acted]
-        for m in idle:
-            del self.lines[m]
-        for imei in [i for i, users in self.handsets.items() if self._last_seen(i, users) <= week_ago]:
-            del self.handsets[imei]
-            self.shared.discard(imei)
+        idle = self.forget_idle_lines(list(self.lines), week_ago)
+        self.forget_idle_handsets(list(self.handsets), week_ago)
         return idle
+
+    def forget_idle_lines(self, msisdns: list[str], week_ago: int) -> list[str]:
+        """`sweep` over some of the lines (the service sweeps a chunk at a time between batches)."""
+        lines, acted = self.lines, self.acted
+        idle = [m for m in msisdns if (s := lines.get(m)) is not None and s.last_t <= week_ago and m not in acted]
+        for m in idle:
+            del lines[m]
+        return idle
+
+    def forget_idle_handsets(self, imeis: list[str], week_ago: int) -> None:
+        for imei in imeis:
+            users = self.handsets.get(imei)
+            if users is not None and self._last_seen(imei, users) <= week_ago:
+                del self.handsets[imei]
+                self.shared.discard(imei)
 
     def _last_seen(self, imei: str, users: str | dict[str, int]) -> int:
         if isinstance(users, str):
