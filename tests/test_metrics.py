@@ -290,6 +290,9 @@ async def test_failed_checks_lockouts_and_authority_orders_are_counted(stack):
             order_ref="GA-2026-1201-0001",
         )
     )
+    # The case ends (restored) before the test does: no workflow task is left running when a later test blocks
+    # the event loop the worker shares (a task held past its timeout stalls the time-skipping server).
+    assert (await stack.client.get_workflow_handle(case_id, result_type=CaseStatus).result()).stage == "restored"
     after = scrape(exporting.port)
 
     def grew(name: str, **labels: str) -> float:
