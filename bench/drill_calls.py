@@ -73,8 +73,15 @@ class Calls:
         for ch in self._channels.values():
             await ch.close()
 
-    async def call(self, rpc: Callable[..., Awaitable[T]], request: Any, timeout: float = 10.0) -> T:
-        """One unary RPC, retried while the error is transient, for up to `patience_s`."""
+    async def call(
+        self,
+        rpc: Callable[..., Awaitable[T]],
+        request: Any,
+        timeout: float = 10.0,
+        expected: frozenset[grpc.StatusCode] = frozenset(),
+    ) -> T:
+        """One unary RPC, retried while the error is transient, for up to `patience_s`. An `expected` error is
+        raised to the caller without being counted (e.g. NOT_FOUND for a line suspension never recorded)."""
         method = _method_name(rpc)
         give_up_at = time.monotonic() + self.patience_s
         delay = 0.2
@@ -82,6 +89,8 @@ class Calls:
             try:
                 return await rpc(request, timeout=timeout)
             except grpc.aio.AioRpcError as err:
+                if err.code() in expected:
+                    raise
                 self.transient_or_raise(method, err, give_up_at)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)

@@ -37,6 +37,7 @@ from carrier.hlr.v1 import hlr_pb2, hlr_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from contracts.case import QUERY_STATUS, CaseStatus
 from pscommon import temporal
+from pscommon.config import Settings
 from pscommon.identity import mask
 
 FAILED_STATUSES = {
@@ -169,22 +170,42 @@ class Inspector:
                     self.f.add("cases lost", f"{who}: scoring decided for {cid}; no such workflow")
             strongest = max((r["action"] for r in decided), key=["none", "warn", "restrict", "suspend"].index)
             if strongest != t.line.expected[-1]:
+                during = self._killed_during(t)
+                why = (
+                    f"killed during its CDRs or before the next snapshot: {', '.join(during)}"
+                    if during
+                    else "no kill during its CDRs"
+                )
                 self.f.add(
                     "wrong outcomes",
-                    f"{who}: scoring's strongest action {strongest}, the scorecard says {t.line.expected[-1]}",
+                    f"{who}: scoring's strongest action {strongest}, the scorecard says {t.line.expected[-1]} ({why})",
                 )
+                if "scoring" in during:
+                    self.f.notes.append(f"{who}: acknowledged CDRs lost with scoring's windows (known, scoring)")
             await self._case(t, who, decided[0]["case_id"], seen.get(decided[0]["case_id"], Seen()))
 
     def _lost_without_decision(self, t: Trace, who: str, acked: set[str]) -> None:
         taken = sum(b in acked for b in t.batch_ids)
-        during = [
-            k.name for k in self.kills if k.done_at is not None and any(a <= k.done_at <= b for a, b in t.ingest_spans)
-        ]
+        during = self._killed_during(t)
         why = f"{taken} of {len(t.batch_ids)} batches acknowledged"
-        why += f"; killed during its CDRs: {', '.join(during)}" if during else "; no kill during its CDRs"
+        why += (
+            f"; killed during its CDRs or before the next snapshot: {', '.join(during)}"
+            if during
+            else "; no kill during its CDRs"
+        )
         self.f.add("cases lost", f"{who}: scorecard says {t.line.expected[-1]}, scoring decided nothing ({why})")
         if "scoring" in during and taken == len(t.batch_ids):
-            self.f.notes.append(f"{who}: acknowledged CDRs lost with scoring's windows (issue 14, known)")
+            self.f.notes.append(f"{who}: acknowledged CDRs lost with scoring's windows (known, scoring)")
+
+    def _killed_during(self, t: Trace) -> list[str]:
+        """The processes killed while the line's CDRs were being sent or before scoring's next window snapshot
+        (first send to last answer plus the snapshot interval: what scoring may lose to a kill)."""
+        lag = Settings().scoring_snapshot_s
+        return [
+            k.name
+            for k in self.kills
+            if k.done_at is not None and any(a <= k.done_at <= b + lag for a, b in t.ingest_spans)
+        ]
 
     async def _case(self, t: Trace, who: str, case_id: str, s: Seen) -> None:
         kind = t.line.kind
@@ -234,7 +255,11 @@ class Inspector:
                     hlr.GetBarring, hlr_pb2.GetBarringRequest(province=HOME, msisdn=t.line.msisdn)
                 )
                 try:
-                    got = await self.calls.call(ops.GetLine, suspension_pb2.GetLineRequest(msisdn=t.line.msisdn))
+                    got = await self.calls.call(
+                        ops.GetLine,
+                        suspension_pb2.GetLineRequest(msisdn=t.line.msisdn),
+                        expected=frozenset({grpc.StatusCode.NOT_FOUND}),
+                    )
                 except grpc.aio.AioRpcError as err:
                     if err.code() != grpc.StatusCode.NOT_FOUND:
                         raise
