@@ -49,6 +49,12 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--drive-s", type=float, help="seconds over which cases start (default: half a second each)")
     ap.add_argument("--settle-s", type=float, default=300, help="at most this long for the cases to come to rest")
     ap.add_argument("--port-offset", type=int, help="PSP_STACK_PORT_OFFSET (default: free ports, PSP_STACK_PORTS)")
+    ap.add_argument(
+        "--tolerate-scoring-loss",
+        action="store_true",
+        help="set aside the findings about lines whose acknowledged CDRs scoring lost to its kill (a known defect,"
+        " until scoring rebuilds its windows exactly); they are still printed, as excused",
+    )
     ap.add_argument("--keep-data", action="store_true", help="keep the stack's folder (logs, database) afterwards")
     args = ap.parse_args()
     names = tuple(n.strip() for n in args.processes.split(",") if n.strip())
@@ -95,6 +101,8 @@ async def drill(args: argparse.Namespace, data: pathlib.Path, timings: dict[str,
     t0 = time.monotonic()
     inspector = Inspector(client, calls, cfg.database_url, lambda m: line_hash(m, cfg.line_hash_key), data, plan)
     findings = await inspector.run(traces, seen)
+    if args.tolerate_scoring_loss:
+        findings.excuse(inspector.scoring_lost, "scoring lost acknowledged CDRs to a kill: known, tolerated")
     for s in calls.stats.errors:
         findings.found.setdefault("caller errors", []).append(s)
     timings["checks"] = time.monotonic() - t0
@@ -143,6 +151,8 @@ def report(args: argparse.Namespace, findings: Findings, extra: dict, timings: d
             print(f"  {'':<26} {'':>5}  ... and {len(found) - EXAMPLES} more")
     for note in findings.notes[: 2 * EXAMPLES]:
         print(f"  note: {note}")
+    for excused in findings.excused:
+        print(f"  excused: {excused}")
     print()
     print(f"seed {args.seed}: {'PASS' if not bad else f'FAIL ({bad} findings)'}")
     return 1 if bad else 0

@@ -30,6 +30,7 @@ from pscommon import temporal
 
 STAGE_WAIT_S = 240.0
 BATCH = 6  # CDRs per batch, as mediation sends them while calls end
+ACTIONS = ["none", "warn", "restrict", "suspend"]
 
 
 @dataclass
@@ -43,6 +44,10 @@ class Trace:
     batch_ids: list[str] = field(default_factory=list)
     ingest_spans: list[tuple[float, float]] = field(default_factory=list)  # drill clock: first send, last answer
     stopped: str = ""  # why the driver stopped before playing its part, if it did
+
+    def strongest(self) -> str:
+        """The strongest action scoring answered for the line."""
+        return max(self.decided, key=ACTIONS.index, default="none")
 
 
 def rid() -> str:
@@ -81,6 +86,9 @@ class Drivers:
         await self.burst(t, 0)
         if not t.case_id:
             t.stopped = "scoring answered no decision"
+            return
+        if t.strongest() != line.expected[0]:  # the case cannot reach the stage its holder waits for
+            t.stopped = f"scoring decided {t.strongest()}, the scorecard says {line.expected[0]}"
             return
         if kind.name in ("online_restore", "roamer"):
             if await self.reach(t, "warning_delivered"):

@@ -75,8 +75,29 @@ class Findings:
     notes: list[str] = field(default_factory=list)  # what explains a finding (known defects, timings)
     unsettled: int = 0
 
+    lines: dict[str, list[int | None]] = field(default_factory=lambda: {name: [] for name in CHECKS})
+    excused: list[str] = field(default_factory=list)  # findings set aside (--tolerate-scoring-loss)
+
     def add(self, check: str, example: str) -> None:
         self.found[check].append(masked(example))
+        self.lines[check].append(None)
+
+    def add_line(self, index: int, check: str, example: str) -> None:
+        """A finding about the drill's line `index`."""
+        self.add(check, example)
+        self.lines[check][-1] = index
+
+    def excuse(self, indices: set[int], why: str) -> None:
+        """Sets aside every finding about these lines, keeping it as an excused note."""
+        for check in CHECKS:
+            keep = [(e, i) for e, i in zip(self.found[check], self.lines[check], strict=True) if i not in indices]
+            self.excused += [
+                f"{check}: {e} [{why}]"
+                for e, i in zip(self.found[check], self.lines[check], strict=True)
+                if i in indices
+            ]
+            self.found[check] = [e for e, _ in keep]
+            self.lines[check] = [i for _, i in keep]
 
 
 def rested(t: Trace, seen: Seen) -> bool:
@@ -98,7 +119,10 @@ async def describe(client: Client, calls: Calls, case_id: str) -> Seen:
 async def settle(client: Client, calls: Calls, traces: list[Trace], deadline_s: float) -> dict[str, Seen]:
     """Polls every case until it rests where its kind should (or has ended), for at most `deadline_s`."""
     seen: dict[str, Seen] = {}
-    waiting = [t for t in traces if t.case_id]
+    for t in traces:  # a case whose driver stopped early cannot reach its resting stage: seen once, not waited for
+        if t.case_id and t.stopped:
+            seen[t.case_id] = await describe(client, calls, t.case_id)
+    waiting = [t for t in traces if t.case_id and not t.stopped]
     give_up_at = time.monotonic() + deadline_s
     while waiting:
         for t in waiting:
@@ -123,6 +147,8 @@ class Inspector:
         self.data = data
         self.kills = kills
         self.f = Findings()
+        # lines whose acknowledged CDRs scoring lost to a kill (scoring keeps its windows in snapshots only)
+        self.scoring_lost: set[int] = set()
 
     async def run(self, traces: list[Trace], seen: dict[str, Seen]) -> Findings:
         self.f.unsettled = sum(1 for t in traces if t.case_id and not rested(t, seen.get(t.case_id, Seen())))
@@ -162,12 +188,16 @@ class Inspector:
                 continue
             for r in decided:
                 if r["opened_at"] is None:
-                    self.f.add("cases lost", f"{who}: decision for {r['case_id']} never opened (no workflow started)")
+                    self.f.add_line(
+                        t.line.index,
+                        "cases lost",
+                        f"{who}: decision for {r['case_id']} never opened (no workflow started)",
+                    )
             for cid in sorted({r["case_id"] for r in decided}):
                 s = seen.get(cid) or await describe(self.client, self.calls, cid)
                 seen[cid] = s
                 if s.status is None:
-                    self.f.add("cases lost", f"{who}: scoring decided for {cid}; no such workflow")
+                    self.f.add_line(t.line.index, "cases lost", f"{who}: scoring decided for {cid}; no such workflow")
             strongest = max((r["action"] for r in decided), key=["none", "warn", "restrict", "suspend"].index)
             if strongest != t.line.expected[-1]:
                 during = self._killed_during(t)
@@ -176,12 +206,14 @@ class Inspector:
                     if during
                     else "no kill during its CDRs"
                 )
-                self.f.add(
+                self.f.add_line(
+                    t.line.index,
                     "wrong outcomes",
                     f"{who}: scoring's strongest action {strongest}, the scorecard says {t.line.expected[-1]} ({why})",
                 )
                 if "scoring" in during:
                     self.f.notes.append(f"{who}: acknowledged CDRs lost with scoring's windows (known, scoring)")
+                    self.scoring_lost.add(t.line.index)
             await self._case(t, who, decided[0]["case_id"], seen.get(decided[0]["case_id"], Seen()))
 
     def _lost_without_decision(self, t: Trace, who: str, acked: set[str]) -> None:
@@ -193,9 +225,12 @@ class Inspector:
             if during
             else "; no kill during its CDRs"
         )
-        self.f.add("cases lost", f"{who}: scorecard says {t.line.expected[-1]}, scoring decided nothing ({why})")
+        self.f.add_line(
+            t.line.index, "cases lost", f"{who}: scorecard says {t.line.expected[-1]}, scoring decided nothing ({why})"
+        )
         if "scoring" in during and taken == len(t.batch_ids):
             self.f.notes.append(f"{who}: acknowledged CDRs lost with scoring's windows (known, scoring)")
+            self.scoring_lost.add(t.line.index)
 
     def _killed_during(self, t: Trace) -> list[str]:
         """The processes killed while the line's CDRs were being sent or before scoring's next window snapshot
@@ -212,26 +247,36 @@ class Inspector:
         if s.status is None:
             return
         if s.status in FAILED_STATUSES:
-            self.f.add("cases failed", f"{who} {case_id}: {s.status.name}")
+            self.f.add_line(t.line.index, "cases failed", f"{who} {case_id}: {s.status.name}")
             return
         status = await self._status(case_id)
         if s.status == WorkflowExecutionStatus.RUNNING and (kind.completes or s.stage != kind.final_stage):
             extra = ""
             if status is not None and status.attention is not None:
                 extra = f" (step '{status.attention.step}': {status.attention.error[:160]})"
-            self.f.add("cases stuck", f"{who} {case_id}: running at {s.stage}, should be {kind.final_stage}{extra}")
+            self.f.add_line(
+                t.line.index,
+                "cases stuck",
+                f"{who} {case_id}: running at {s.stage}, should be {kind.final_stage}{extra}",
+            )
         elif s.status == WorkflowExecutionStatus.COMPLETED and s.stage != kind.final_stage:
-            self.f.add("wrong outcomes", f"{who} {case_id}: ended {s.stage}, should be {kind.final_stage}")
+            self.f.add_line(
+                t.line.index, "wrong outcomes", f"{who} {case_id}: ended {s.stage}, should be {kind.final_stage}"
+            )
         if status is None:
             return
         stages = [h.stage for h in status.history]
         if kind.escalate_to and "escalated" not in stages:
-            self.f.add("wrong outcomes", f"{who} {case_id}: never escalated (stages {' → '.join(stages)})")
+            self.f.add_line(
+                t.line.index, "wrong outcomes", f"{who} {case_id}: never escalated (stages {' → '.join(stages)})"
+            )
         if kind.name == "roamer":
             d = status.warning_delivery
             how = f"{d.status} by {d.channel or '-'} at {d.location or '?'}" if d else "no delivery outcome"
             if d is None or d.channel != "push" or d.location != "roaming_international":
-                self.f.add("wrong outcomes", f"{who} {case_id}: warning {how}; a roamer's warning goes by push")
+                self.f.add_line(
+                    t.line.index, "wrong outcomes", f"{who} {case_id}: warning {how}; a roamer's warning goes by push"
+                )
 
     async def _status(self, case_id: str) -> CaseStatus | None:
         handle = self.client.get_workflow_handle(case_id)
@@ -267,16 +312,21 @@ class Inspector:
             network = {f: getattr(net.barring, f) for f in BARRING_FIELDS}
             state = "LINE_STATE_ACTIVE" if got is None else common_pb2.LineState.Name(got.line.state)
             if got is None and any(network.values()):
-                self.f.add("lines out of sync", f"{who}: no record, barred in the HLR {_barred(network)}")
+                self.f.add_line(
+                    t.line.index, "lines out of sync", f"{who}: no record, barred in the HLR {_barred(network)}"
+                )
             elif got is not None:
                 recorded = {f: getattr(got.line.barring, f) for f in BARRING_FIELDS}
                 if not got.in_sync or recorded != network:
-                    self.f.add(
+                    self.f.add_line(
+                        t.line.index,
                         "lines out of sync",
                         f"{who}: {state} barring {_barred(recorded)}, HLR {_barred(network)} (in_sync {got.in_sync})",
                     )
             if state != t.line.kind.final_state:
-                self.f.add("wrong outcomes", f"{who}: line {state}, should be {t.line.kind.final_state}")
+                self.f.add_line(
+                    t.line.index, "wrong outcomes", f"{who}: line {state}, should be {t.line.kind.final_state}"
+                )
 
         await asyncio.gather(*(one(t) for t in traces))
 
