@@ -233,13 +233,14 @@ class Inspector:
             self.scoring_lost.add(t.line.index)
 
     def _killed_during(self, t: Trace) -> list[str]:
-        """The processes killed while the line's CDRs were being sent or before scoring's next window snapshot
-        (first send to last answer plus the snapshot interval: what scoring may lose to a kill)."""
+        """The processes killed while the line's CDRs were being sent (first send to last answer), and scoring
+        until its next window snapshot after them (what scoring may lose to a kill)."""
         lag = Settings().scoring_snapshot_s
         return [
             k.name
             for k in self.kills
-            if k.done_at is not None and any(a <= k.done_at <= b + lag for a, b in t.ingest_spans)
+            if k.done_at is not None
+            and any(a <= k.done_at <= b + (lag if k.name == "scoring" else 0.0) for a, b in t.ingest_spans)
         ]
 
     async def _case(self, t: Trace, who: str, case_id: str, s: Seen) -> None:
@@ -346,8 +347,8 @@ class Inspector:
             " (SELECT 1 FROM notify.attempts a WHERE a.smsc_message_id = r.smsc_message_id) ORDER BY received_at"
         )
         last: dict[tuple, asyncpg.Record] = {}  # (notification, channel) -> its latest accepted SMS
-        resent: list[asyncpg.Record] = []  # SMS sent again after an attempt a killed dispatcher left unknown
-        interrupted: set[tuple] = set()
+        resent: list[asyncpg.Record] = []  # SMS sent after an attempt a killed dispatcher left unknown
+        interrupted: set[tuple] = set()  # channels with an interrupted attempt since their last accepted SMS
         for r in rows:
             key = (r["notification_id"], r["channel"])
             nid = str(r["notification_id"])[:8]
@@ -368,30 +369,36 @@ class Inspector:
                     f"notification {nid} ({r['case_id']}): attempt {r['seq']} sent while attempt {before['seq']}"
                     f" ({before['stat'] or 'no receipt'}) had not failed",
                 )
-            elif before is None and key in interrupted:
+            elif key in interrupted:
                 resent.append(r)
+            interrupted.discard(key)
             last[key] = r
         self._pair_orphans(list(orphans), resent)
 
     def _pair_orphans(self, orphans: list[asyncpg.Record], resent: list[asyncpg.Record]) -> None:
         """An orphan receipt is an SMS the SMSC accepted that notify never recorded: a dispatcher was killed between
-        the SMSC's answer and its own write. The notification it belonged to was sent again; paired by time."""
+        the SMSC's answer and its own write, and the attempt was closed as interrupted. When the channel was tried
+        again after it (paired by time) and the orphan did not fail, the holder got the SMS twice. An orphan that
+        failed, or that nothing followed, was no double send: notify's record lacks that attempt's outcome (a note)."""
         pool = sorted(resent, key=lambda r: r["at"])
         for o in orphans:
             if not pool:
-                self.f.add(
-                    "notifications sent twice",
-                    f"SMSC message {o['smsc_message_id']} ({o['stat']}) matches no attempt: sent but never recorded",
+                self.f.notes.append(
+                    f"SMSC message {o['smsc_message_id']} ({o['stat']}) matches no attempt: sent by a dispatcher"
+                    " killed before it recorded it (its attempt reads interrupted); not sent again"
                 )
                 continue
             r = min(pool, key=lambda r: abs((r["at"] - o["received_at"]).total_seconds()))
             pool.remove(r)
-            self.f.add(
-                "notifications sent twice",
+            what = (
                 f"notification {str(r['notification_id'])[:8]} ({r['case_id']}): an SMS the SMSC accepted"
                 f" ({o['smsc_message_id']}, {o['stat']}) was never recorded (attempt interrupted by a kill), and"
-                f" attempt {r['seq']} sent it again",
+                f" attempt {r['seq']} sent it again"
             )
+            if o["stat"] in RECEIPT_FAILED:
+                self.f.notes.append(f"{what}; the first was not delivered, so no double SMS")
+            else:
+                self.f.add("notifications sent twice", what)
 
     # ---- logs -----------------------------------------------------------------------------------------
 
