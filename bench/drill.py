@@ -47,6 +47,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--kills", type=int, default=2 * len(PROCESSES), help="SIGKILLs in all (default: two each)")
     ap.add_argument("--processes", default=",".join(PROCESSES), help=f"which to kill, of {','.join(PROCESSES)}")
     ap.add_argument("--drive-s", type=float, help="seconds over which cases start (default: half a second each)")
+    ap.add_argument("--stage-wait-s", type=float, default=240, help="a holder waits this long for a case's stage")
     ap.add_argument("--settle-s", type=float, default=300, help="at most this long for the cases to come to rest")
     ap.add_argument("--port-offset", type=int, help="PSP_STACK_PORT_OFFSET (default: free ports, PSP_STACK_PORTS)")
     ap.add_argument(
@@ -82,7 +83,7 @@ async def drill(args: argparse.Namespace, data: pathlib.Path, timings: dict[str,
     client = await temporal.connect(cfg)
     traces = [Trace(line) for line in lines]
     began = time.monotonic()
-    drivers = Drivers(calls, client, began, args.seed)
+    drivers = Drivers(calls, client, began, args.seed, args.stage_wait_s)
     plan = schedule(args.seed, args.kills, args.names, 3.0, args.drive_s + 15.0, gap_s=4.0)
     kill_log: list[str] = []
     killer = asyncio.create_task(run_kills(data, plan, began, kill_log))

@@ -55,8 +55,9 @@ def rid() -> str:
 
 
 class Drivers:
-    def __init__(self, calls: Calls, client: Client, began: float, seed: int) -> None:
+    def __init__(self, calls: Calls, client: Client, began: float, seed: int, stage_wait_s: float = STAGE_WAIT_S):
         self.calls = calls
+        self.stage_wait_s = stage_wait_s
         self.client = client
         self.began = began
         self.rng = random.Random(seed * 31 + 5)
@@ -214,9 +215,9 @@ class Drivers:
 
     async def reach(self, t: Trace, stage: str) -> bool:
         """Polls the case's stage (the CaseStage search attribute, as an operator's search would) until it is
-        `stage`; False, with the reason kept, when it is not there within STAGE_WAIT_S."""
+        `stage`; False, with the reason kept, when it is not there within the stage wait."""
         handle = self.client.get_workflow_handle(t.case_id)
-        give_up_at = time.monotonic() + STAGE_WAIT_S
+        give_up_at = time.monotonic() + self.stage_wait_s
         seen = ""
         while time.monotonic() < give_up_at:
             try:
@@ -231,7 +232,7 @@ class Drivers:
             if seen == stage:
                 return True
             await asyncio.sleep(self.rng.uniform(0.7, 1.3))
-        t.stopped = f"waited {STAGE_WAIT_S:.0f}s for stage {stage}; the case was at {seen or 'no stage'}"
+        t.stopped = f"waited {self.stage_wait_s:.0f}s for stage {stage}; the case was at {seen or 'no stage'}"
         return False
 
     # ---- the holder and the reviewers --------------------------------------------------------------------
