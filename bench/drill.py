@@ -44,7 +44,12 @@ def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--cases", type=int, default=200)
-    ap.add_argument("--kills", type=int, default=2 * len(PROCESSES), help="SIGKILLs in all (default: two each)")
+    ap.add_argument(
+        "--kills",
+        type=int,
+        default=2 * len(PROCESSES),
+        help="SIGKILLs in all (default: twice the number of processes, each at least once)",
+    )
     ap.add_argument("--processes", default=",".join(PROCESSES), help=f"which to kill, of {','.join(PROCESSES)}")
     ap.add_argument("--drive-s", type=float, help="seconds over which cases start (default: half a second each)")
     ap.add_argument("--stage-wait-s", type=float, default=240, help="a holder waits this long for a case's stage")

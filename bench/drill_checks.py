@@ -173,10 +173,13 @@ class Inspector:
         by_line: dict[str, list[asyncpg.Record]] = {}
         for r in rows:
             by_line.setdefault(r["line_hash"], []).append(r)
+        # A batch scoring acknowledged: recorded whole, or (with shards) in parts, one per partition it touched.
+        parts = await conn.fetchval("SELECT to_regclass('scoring.ingested_parts') IS NOT NULL")
         acked = {
             r["request_id"]
             for r in await conn.fetch(
-                "SELECT request_id FROM scoring.ingested_batches WHERE request_id = ANY($1)",
+                "SELECT request_id FROM scoring.ingested_batches WHERE request_id = ANY($1)"
+                + (" UNION SELECT request_id FROM scoring.ingested_parts WHERE request_id = ANY($1)" if parts else ""),
                 [b for t in traces for b in t.batch_ids],
             )
         }
@@ -193,11 +196,18 @@ class Inspector:
                         "cases lost",
                         f"{who}: decision for {r['case_id']} never opened (no workflow started)",
                     )
+            running = []
             for cid in sorted({r["case_id"] for r in decided}):
                 s = seen.get(cid) or await describe(self.client, self.calls, cid)
                 seen[cid] = s
                 if s.status is None:
                     self.f.add_line(t.line.index, "cases lost", f"{who}: scoring decided for {cid}; no such workflow")
+                elif s.status == WorkflowExecutionStatus.RUNNING:
+                    running.append(f"{cid} at {s.stage}")
+            if len(running) > 1:  # one open case per line: a second one splits the line's decisions
+                self.f.add_line(
+                    t.line.index, "cases stuck", f"{who}: {len(running)} cases open at once: {', '.join(running)}"
+                )
             strongest = max((r["action"] for r in decided), key=["none", "warn", "restrict", "suspend"].index)
             if strongest != t.line.expected[-1]:
                 during = self._killed_during(t)
