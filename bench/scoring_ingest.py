@@ -1,9 +1,11 @@
 """Scoring throughput and decision latency through the real gRPC stream, beside decode-only baselines.
 
     .venv/bin/python bench/scoring_ingest.py [--lines 200000] [--warm 1000000] [--cdrs 1000000] [--batch 2000]
+                                             [--shards 1,2] [--latency-rate 20000]
 
-Starts an embedded PostgreSQL and a Temporal dev server, the scoring service as its own process (as deployed),
-and two baselines in their own processes: the same stream decoded by protobuf with nothing else, and decoded
+Starts an embedded PostgreSQL and a Temporal dev server, then for each shard count the scoring shards as their
+own processes (as deployed) on a fresh database, the client dealing its batches over them; then baselines
+in their own processes: the same stream decoded by protobuf with nothing else, and decoded
 with every field read. The client sends pre-serialised batches, so it costs little beside the server.
 """
 
@@ -22,10 +24,11 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import date
 
 import grpc
-from procs import bench_pki, cpu_s, free_port, rss_mb, start_profiler, threads, wait_serving
+from procs import bench_pki, cpu_s, free_port, rss_mb, start_profiler, wait_serving
 from temporalio.testing import WorkflowEnvironment
 
 from carrier.scoring.v1 import scoring_pb2
@@ -143,6 +146,101 @@ async def seed_subscribers(dsn: str, msisdns: list[str]) -> None:
     await pool.close()
 
 
+@dataclass
+class ShardRun:
+    shards: int
+    cold: float | None
+    rate: float
+    busy_cores: float
+    p50_ms: float
+    p99_ms: float
+    rss_warm_mb: list[float]
+    rss_mb: list[float]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * q) - 1)]
+
+
+async def run_shards(
+    n: int,
+    args: argparse.Namespace,
+    work: Workload,
+    payloads: dict[str, list[bytes]],
+    base_env: dict,
+    tmp: pathlib.Path,
+) -> ShardRun:
+    """N scoring shards on a fresh database; the client spreads its batches over them (as a load-balanced
+    Service does: any shard takes any batch and hands the other shards their parts)."""
+    server_uri = base_env["PSP_BENCH_PG"]
+    dsn = await postgres.ensure_database(server_uri, f"psp_bench_{uuid.uuid4().hex[:8]}")
+    await seed_subscribers(dsn, work.msisdns)
+    ports = [free_port() for _ in range(n)]
+    addrs = ",".join(f"127.0.0.1:{p}" for p in ports)
+    mediation = TlsFiles.in_folder(tmp / "pki", "mediation")
+    procs = []
+    for i, port in enumerate(ports):
+        env = {
+            **base_env,
+            "DATABASE_URL": dsn,
+            "PSP_SCORING_ADDR": f"127.0.0.1:{port}",
+            "PSP_SCORING_SHARDS": str(n),
+            "PSP_SCORING_SHARD": str(i),
+            "PSP_SCORING_SHARD_ADDRS": addrs,
+        }
+        log = open(tmp / f"scoring-{n}-{i}.log", "w")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "services.scoring.server"], cwd=ROOT, env=env, stdout=log, stderr=log
+            )
+        )
+    try:
+        for port in ports:
+            wait_serving(port, TlsFiles.in_folder(tmp / "pki", "ops"))
+        targets = [f"127.0.0.1:{p}" for p in ports]
+        cold = None
+        if payloads["warm"]:
+            took, accepted = await spread(targets, payloads["warm"], mediation)
+            cold = accepted / took
+        rss_warm = [rss_mb(p.pid) for p in procs]
+        cpu0 = sum(cpu_s(p.pid) for p in procs)
+        profiler = start_profiler(procs[0].pid, "/tmp/scoring-profile.txt") if n == 1 else None
+        took, accepted = await spread(targets, payloads["ingest"], mediation)
+        busy = (sum(cpu_s(p.pid) for p in procs) - cpu0) / took
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
+        assert accepted == args.cdrs, accepted
+        latencies = await paced_latency(targets[0], payloads["latency"], args.latency_rate, 500, mediation)
+        lat_ms = [x * 1000 for x in latencies]
+        return ShardRun(
+            n,
+            cold,
+            args.cdrs / took,
+            busy,
+            statistics.median(lat_ms),
+            pct(lat_ms, 0.99),
+            rss_warm,
+            [rss_mb(p.pid) for p in procs],
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(60)  # each shard writes its checkpoint on the way out
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+async def spread(targets: list[str], payloads: list[bytes], tls: TlsFiles) -> tuple[float, int]:
+    """One stream per shard, the batches dealt out in turn; returns the wall time and the CDRs accepted."""
+    t0 = time.perf_counter()
+    done = await asyncio.gather(*(stream_all(t, payloads[i :: len(targets)], tls) for i, t in enumerate(targets)))
+    return time.perf_counter() - t0, sum(accepted for _, accepted in done)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=200_000)
@@ -150,7 +248,9 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--warm", type=int, default=1_000_000, help="CDRs ingested first, unmeasured (0: cold start)")
     ap.add_argument("--latency-rate", type=int, default=20_000, help="CDR/s offered in the latency phase")
+    ap.add_argument("--shards", default="1,2", help="shard counts to run, one after the other (e.g. 1,2)")
     args = ap.parse_args()
+    shard_counts = [int(x) for x in args.shards.split(",") if x.strip()]
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="psp-bench-"))
     procs: list[subprocess.Popen] = []
@@ -158,7 +258,6 @@ async def main() -> None:
     env_t = await WorkflowEnvironment.start_local(dev_server_existing_path=venv_bin("temporal"), ui=False)
     try:
         server_uri = external or postgres.start_embedded(tmp / "pg")
-        dsn = await postgres.ensure_database(server_uri, f"psp_bench_{uuid.uuid4().hex[:8]}")
         target = env_t.client.service_client.config.target_host
         await temporal.ensure_search_attributes(env_t.client)
 
@@ -166,54 +265,29 @@ async def main() -> None:
         work = Workload(args.lines)
         # The warm-up's 6 hours come first in event time: the measured CDRs find their lines known, with calls in
         # their windows to expire and snapshots to write, as in a service that has been running.
-        warm_payloads = batches(work.cdrs(args.warm, span_s=6 * 3600), args.batch, scoring_pb2.IngestCdrsRequest)
-        cdrs = work.cdrs(args.cdrs, span_s=6 * 3600)
-        ingest_payloads = batches(cdrs, args.batch, scoring_pb2.IngestCdrsRequest)
-        latency_payloads = batches(work.cdrs(args.latency_rate * 15, span_s=900), 500, scoring_pb2.ScoreCdrsRequest)
-        await seed_subscribers(dsn, work.msisdns)
-
-        port = free_port()
-        keys = codec.new_key_spec("bench")
+        payloads = {
+            "warm": batches(work.cdrs(args.warm, span_s=6 * 3600), args.batch, scoring_pb2.IngestCdrsRequest),
+            "ingest": batches(work.cdrs(args.cdrs, span_s=6 * 3600), args.batch, scoring_pb2.IngestCdrsRequest),
+            "latency": batches(work.cdrs(args.latency_rate * 15, span_s=900), 500, scoring_pb2.ScoreCdrsRequest),
+        }
         pki = tmp / "pki"
-        mediation = TlsFiles.in_folder(pki, "mediation")
         env = {
             **os.environ,
             **bench_pki(pki),
             "PSP_PRINCIPAL": "scoring",
-            "DATABASE_URL": dsn,
+            "PSP_BENCH_PG": server_uri,
             "TEMPORAL_ADDRESS": target,
             "PSP_LINE_HASH_KEY": KEY,
-            "PSP_CODEC_KEYS": keys,
+            "PSP_CODEC_KEYS": codec.new_key_spec("bench"),
             "PSP_CODEC_ACTIVE_KEY": "bench",
-            "PSP_SCORING_ADDR": f"127.0.0.1:{port}",
             "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}",
         }
-        scoring = subprocess.Popen(
-            [sys.executable, "-m", "services.scoring.server"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "scoring.log", "w"),
-        )
-        procs.append(scoring)
-        wait_serving(port, TlsFiles.in_folder(pki, "ops"))
-        idle_rss = rss_mb(scoring.pid)
-        cold = None
-        if warm_payloads:
-            took, accepted = await stream_all(f"127.0.0.1:{port}", warm_payloads, mediation)
-            cold = accepted / took
-        cpu0 = cpu_s(scoring.pid)
-        profiler = start_profiler(scoring.pid, "/tmp/scoring-profile.txt")
-        took, accepted = await stream_all(f"127.0.0.1:{port}", ingest_payloads, mediation)
-        busy = (cpu_s(scoring.pid) - cpu0) / took
-        if profiler:
-            profiler.send_signal(signal.SIGINT)
-            profiler.wait(60)
-        assert accepted == args.cdrs, accepted
-        rate = args.cdrs / took
-        busy_rss = rss_mb(scoring.pid)
-        latencies = await paced_latency(f"127.0.0.1:{port}", latency_payloads, args.latency_rate, 500, mediation)
+        runs = []
+        for n in shard_counts:
+            print(f"{n} shard(s) ...", flush=True)
+            runs.append(await run_shards(n, args, work, payloads, env, tmp))
 
+        mediation = TlsFiles.in_folder(pki, "mediation")
         baselines = {}
         for name, extra in (
             ("decode only, plaintext", []),
@@ -226,37 +300,37 @@ async def main() -> None:
             )
             procs.append(p)
             wait_serving_plain(bport)
-            btook, _ = await stream_all(f"127.0.0.1:{bport}", ingest_payloads, mediation if "--tls" in extra else None)
+            btook, _ = await stream_all(
+                f"127.0.0.1:{bport}", payloads["ingest"], mediation if "--tls" in extra else None
+            )
             baselines[name] = args.cdrs / btook
 
-        lat_ms = sorted(x * 1000 for x in latencies)
-        p50 = statistics.median(lat_ms)
-        p99 = lat_ms[int(len(lat_ms) * 0.99) - 1]
+        read = baselines["decode + read fields, mutual TLS"]
         print()
-        if cold is not None:
-            print(
-                f"cold start      {cold:>12,.0f} CDR/s   (the first {args.warm:,} CDRs: every line new to the engine)"
-            )
-        what = "sustained, lines known" if cold is not None else "cold start"
+        print(f"{args.cdrs:,} CDRs over {args.lines:,} lines, batches of {args.batch}, after {args.warm:,} warm-up")
         print(
-            f"scoring ingest  {rate:>12,.0f} CDR/s   ({args.cdrs:,} CDRs, {what}, {args.lines:,} lines,"
-            f" batches of {args.batch})"
+            f"{'shards':>6} {'CDR/s':>10} {'/ decode+read':>14} {'cold CDR/s':>11} {'cores':>6}"
+            f" {'p50 ms':>7} {'p99 ms':>7}  RSS MB per shard after warm-up -> after the measured stream"
         )
+        for r in runs:
+            cold = f"{r.cold:,.0f}" if r.cold is not None else "-"
+            rss = ", ".join(f"{w:.0f} -> {m:.0f}" for w, m in zip(r.rss_warm_mb, r.rss_mb, strict=True))
+            print(
+                f"{r.shards:>6} {r.rate:>10,.0f} {r.rate / read:>14.3f} {cold:>11} {r.busy_cores:>6.2f}"
+                f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f}  {rss}"
+            )
+        if len(runs) > 1:
+            print(f"{runs[-1].shards} shards / 1 shard: {runs[-1].rate / runs[0].rate:.2f}x")
+        print(f"p50/p99: decision latency at {args.latency_rate:,} CDR/s offered (ScoreCdrs, batches of 500)")
         for name, brate in baselines.items():
-            print(f"{name:<32} {brate:>10,.0f} CDR/s   ratio scoring/baseline: {rate / brate:.3f}")
+            print(f"baseline {name:<32} {brate:>10,.0f} CDR/s")
         plain, tls = baselines["decode only, plaintext"], baselines["decode only, mutual TLS"]
         print(f"mutual TLS on the decode-only stream: {tls / plain:.3f} of plaintext throughput")
-        print(
-            f"decision latency at {args.latency_rate:,} CDR/s offered (batch of 500, ack with decisions):"
-            f" p50 {p50:.1f} ms, p99 {p99:.1f} ms"
-        )
-        print(f"scoring process CPU during ingest: {busy:.0%} of one core, threads: {threads(scoring.pid)}")
-        print(f"scoring RSS: idle {idle_rss:.0f} MB, after ingest {busy_rss:.0f} MB")
     finally:
         for p in procs:
             p.terminate()
             try:
-                p.wait(60)  # scoring writes its window snapshot on the way out
+                p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
         await env_t.shutdown()

@@ -5,6 +5,15 @@ import pathlib
 from dataclasses import dataclass, field
 
 
+def _shard_index(value: str) -> int:
+    """PSP_SCORING_SHARD, or else the ordinal of a StatefulSet pod's host name (scoring-2 -> 2), or 0."""
+    if value:
+        return int(value)
+    host = os.environ.get("HOSTNAME", "")
+    ordinal = host.rpartition("-")[2]
+    return int(ordinal) if host.startswith("scoring-") and ordinal.isdigit() else 0
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
@@ -45,6 +54,12 @@ class Settings:
     verification_policy: str = field(default_factory=lambda: _env("PSP_VERIFICATION_POLICY", ""))
     # How often scoring writes changed line windows to PostgreSQL (what a crash can lose, at most).
     scoring_snapshot_s: float = field(default_factory=lambda: float(_env("PSP_SCORING_SNAPSHOT_S", "30")))
+    # Scoring runs as `scoring_shards` shards; this process is shard `scoring_shard` (0-based; in Kubernetes the
+    # StatefulSet ordinal). Each owns the partitions p with p mod shards == shard (services/scoring/partitions.py).
+    scoring_shards: int = field(default_factory=lambda: int(_env("PSP_SCORING_SHARDS", "1")))
+    scoring_shard: int = field(default_factory=lambda: _shard_index(_env("PSP_SCORING_SHARD", "")))
+    # The shards' addresses, in shard order, comma-separated (one shard: unused).
+    scoring_shard_addrs: str = field(default_factory=lambda: _env("PSP_SCORING_SHARD_ADDRS", ""))
     shutdown_grace_s: float = field(default_factory=lambda: float(_env("PSP_SHUTDOWN_GRACE_S", "5")))
     # Mutual TLS: the platform CA, and this process's certificate and key (its principal, also its server
     # certificate). The local stack issues them into .local/pki; in Kubernetes cert-manager mounts them.

@@ -27,7 +27,7 @@ from pscommon import access, bounds
 from pscommon.access import AccessTable
 from pscommon.config import Settings, settings
 from pscommon.errors import ServiceError, invalid_argument, permission_denied, unauthenticated, unavailable
-from pscommon.identity import Principal
+from pscommon.identity import ON_BEHALF_OF, SPIFFE, Principal
 from pscommon.telemetry import setup_logging, setup_tracing
 from pscommon.tls import TlsFiles, peer_principal
 
@@ -52,11 +52,12 @@ class Security:
     tls: TlsFiles
     access: AccessTable
     trust_domain: str
+    own: Principal | None = None  # this process: a replica of the same role may call on its caller's behalf
 
     @classmethod
     def from_settings(cls, cfg: Settings, default_table: pathlib.Path) -> Security:
         tls = TlsFiles.from_settings(cfg)
-        return cls(tls, access.load(cfg.access_table or default_table), cfg.trust_domain)
+        return cls(tls, access.load(cfg.access_table or default_table), cfg.trust_domain, tls.own_principal())
 
 
 class _Undecodable:
@@ -109,6 +110,9 @@ class _Guard(grpc.aio.ServerInterceptor):
             raise unauthenticated("the client certificate names no principal of this platform")
         if principal.role not in table.roles:
             raise unauthenticated(f"unknown role {principal.role!r}")
+        behalf = dict(context.invocation_metadata() or ()).get(ON_BEHALF_OF)
+        if behalf is not None:
+            principal = self._delegated(principal, str(behalf))
         if not table.allows(method, principal.role):
             log.warning("denied %s to %s", method, principal.name)
             raise permission_denied(
@@ -117,6 +121,17 @@ class _Guard(grpc.aio.ServerInterceptor):
                 {"method": method, "role": principal.role, "access_table": table.version},
             )
         return principal
+
+    def _delegated(self, replica: Principal, behalf: str) -> Principal:
+        """A replica of this service (a scoring shard) forwarding its caller's request: the caller is checked
+        and recorded as if it had called here. Nobody else may speak for another."""
+        own = self.security.own
+        if own is None or replica.role != own.role:
+            raise permission_denied(f"role {replica.role!r} may not call on another's behalf", "DELEGATION_NOT_ALLOWED")
+        caller = Principal.parse(f"{SPIFFE}{self.security.trust_domain}/{behalf}")
+        if caller is None or caller.role not in self.security.access.roles:
+            raise unauthenticated(f"{ON_BEHALF_OF} names no principal of this platform")
+        return caller
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)

@@ -6,6 +6,8 @@ memory, waking a dispatcher)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -146,9 +148,12 @@ def _rpc_of(request_type: type[Message]) -> tuple[str, type[Message]]:
 
 def mutation(
     validate: Callable[[Req], None],
+    serialized: Callable[[S], asyncio.Lock] | None = None,
 ) -> Callable[[Callable[[S, Req, Tx], Awaitable[R]]], Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[R]]]:
     """Turns `work(self, request, tx)` into the servicer method: `validate(request)` raises INVALID_ARGUMENT
-    before anything happens, then the work runs once per request_id (see `once`) on `self.pool`."""
+    before anything happens, then the work runs once per request_id (see `once`) on `self.pool`. `serialized`:
+    a lock held from before the work until its after-commit actions are done (changes that must apply in the
+    order they commit)."""
 
     def wrap(work: Callable[[S, Req, Tx], Awaitable[R]]) -> Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[R]]:
         @functools.wraps(work)
@@ -156,9 +161,11 @@ def mutation(
             validate(request)
             method, response_type = _rpc_of(type(request))
             request_id = cast(HasRequestId, request).request_id
-            response = await once(
-                self.pool, method, request_id, request, response_type, lambda tx: work(self, request, tx)
-            )
+            lock = serialized(self) if serialized is not None else contextlib.nullcontext()
+            async with lock:
+                response = await once(
+                    self.pool, method, request_id, request, response_type, lambda tx: work(self, request, tx)
+                )
             return cast(R, response)
 
         return handler

@@ -27,6 +27,8 @@ def mask(msisdn: str) -> str:
 
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}", re.ASCII)
 SPIFFE = "spiffe://"
+# gRPC metadata: a replica of the called service forwarding its caller's request names that caller (role/id).
+ON_BEHALF_OF = "psp-on-behalf-of"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ A service writes what Temporal must hear (a case to start, a signal to a case) a
 as the change that causes it, so one never happens without the other. After the commit the relay delivers the
 rows at once; what fails stays pending and is retried in the background, oldest first. Delivery is at least
 once: a crash between delivering a row and marking it can deliver it again, so receivers must tolerate repeats.
+
+Rows are claimed with a lease in a short transaction and delivered without holding a connection or a lock:
+a slow Temporal call never holds the pool or row locks, and a replica that dies mid-delivery leaves its rows to
+be claimed again once the lease ends. A failed delivery gives its unsent rows back at once.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from pscommon.db import Conn
 
 log = logging.getLogger(__name__)
 
-# pending(conn, ids or None for any, limit) -> rows, oldest first, locked FOR UPDATE SKIP LOCKED so replicas share
-Pending = Callable[[Conn, list[int] | None, int], Awaitable[list[asyncpg.Record]]]
-# deliver(conn, row): in the transaction that holds the row's lock, which commits with the row marked sent
-Deliver = Callable[[Conn, asyncpg.Record], Awaitable[None]]
+# claim(conn, ids or None for any, limit, lease_s) -> rows not sent and not leased, now leased for lease_s
+Claim = Callable[[Conn, list[int] | None, int, float], Awaitable[list[asyncpg.Record]]]
+# deliver(row): tells Temporal; may use the pool for short transactions of its own, never one held across a call
+Deliver = Callable[[asyncpg.Record], Awaitable[None]]
 MarkSent = Callable[[Conn, int], Awaitable[None]]
+Release = Callable[[Conn, list[int]], Awaitable[None]]
+LEASE_S = 60.0
 
 
 class Relay:
@@ -30,18 +36,20 @@ class Relay:
         self,
         name: str,
         pool: asyncpg.Pool,
-        pending: Pending,
+        claim: Claim,
         deliver: Deliver,
         mark_sent: MarkSent,
+        release: Release,
         retry_s: float = 2.0,
         idle_s: float = 30.0,
         batch: int = 100,
     ) -> None:
         self.name = name
         self.pool = pool
-        self.pending = pending
+        self.claim = claim
         self.deliver = deliver
         self.mark_sent = mark_sent
+        self.release = release
         self.retry_s = retry_s
         self.idle_s = idle_s
         self.batch = batch
@@ -75,12 +83,26 @@ class Relay:
         task.add_done_callback(self._soon.discard)
 
     async def _deliver(self, ids: list[int] | None) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await self.pending(conn, ids, self.batch)
+        async with self.pool.acquire() as conn:
+            rows = sorted(await self.claim(conn, ids, self.batch, LEASE_S), key=lambda r: r["id"])
+        unsent = [r["id"] for r in rows]
+        try:
             for row in rows:
-                await self.deliver(conn, row)
-                await self.mark_sent(conn, row["id"])
+                await self.deliver(row)
+                async with self.pool.acquire() as conn:
+                    await self.mark_sent(conn, row["id"])
+                unsent.pop(0)
+        finally:
+            if unsent:
+                await self._give_back(unsent)
         return len(rows)
+
+    async def _give_back(self, ids: list[int]) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                await self.release(conn, ids)
+        except Exception as err:  # noqa: BLE001 - their lease runs out by itself
+            log.warning("%s: rows stay leased until their lease ends (%s)", self.name, type(err).__name__)
 
     async def _run(self) -> None:
         while True:

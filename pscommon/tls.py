@@ -61,6 +61,10 @@ class TlsFiles:
     def channel_credentials(self) -> grpc.ChannelCredentials:
         return _channel_credentials(self.ca, self.cert, self.key)
 
+    def own_principal(self) -> Principal | None:
+        """The principal this process's own certificate names."""
+        return _principal_of(self.cert.read_bytes())
+
 
 @functools.cache
 def _channel_credentials(ca: pathlib.Path, cert: pathlib.Path, key: pathlib.Path) -> grpc.ChannelCredentials:

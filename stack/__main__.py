@@ -23,6 +23,16 @@ from stack.binaries import venv_bin
 from stack.processes import REPO, Proc, alive, module, pid_of, read_pid, stop, terminate, wait_ready
 
 
+def scoring_shards(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
+    """One scoring process, or two shards (PSP_SCORING_SHARDS=2 in the data folder's stack.env)."""
+    shards = int(load_env_file(data / "stack.env").get("PSP_SCORING_SHARDS", "1"))
+    names = ["scoring", "scoring-1"][:shards]
+    return [
+        module(name, "services.scoring.server", ports[name], principal="scoring", env={"PSP_SCORING_SHARD": str(i)})
+        for i, name in enumerate(names)
+    ]
+
+
 def processes(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
     temporal_argv = [
         venv_bin("temporal"),
@@ -51,7 +61,7 @@ def processes(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
         module("suspension", "services.suspension.server", ports["suspension"], principal="suspension"),
         module("notify", "services.notify.server", ports["notify"], principal="notify"),
         module("verification", "services.verification.server", ports["verification"], principal="verification"),
-        module("scoring", "services.scoring.server", ports["scoring"], principal="scoring"),
+        *scoring_shards(data, ports),
         module("worker", "workflows.worker", principal="worker"),
     ]
 
@@ -83,6 +93,10 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     values.setdefault("PSP_TRUST_DOMAIN", "psp.local")
     # No identity provider locally: the codec server runs unauthenticated, and only on loopback (it says so).
     values.setdefault("PSP_CODEC_AUTH", "local-loopback-only")
+    # Scoring as one process or two shards: PSP_SCORING_SHARDS=2 make up (kept for the folder's next `up`).
+    values["PSP_SCORING_SHARDS"] = os.environ.get("PSP_SCORING_SHARDS") or values.get("PSP_SCORING_SHARDS", "1")
+    if values["PSP_SCORING_SHARDS"] not in ("1", "2"):
+        raise ValueError("PSP_SCORING_SHARDS: the local stack runs 1 or 2 scoring shards")
     LocalPki(pathlib.Path(values["PSP_PKI_DIR"]), values["PSP_TRUST_DOMAIN"]).ensure_local()
     if os.environ.get("DATABASE_URL"):  # else the supervisor writes the embedded server's, once it runs
         values["DATABASE_URL"] = asyncio.run(postgres.ensure_database(os.environ["DATABASE_URL"], "psp"))
@@ -222,6 +236,8 @@ def up(data: pathlib.Path) -> None:
     print(f"  PostgreSQL    {'from DATABASE_URL' if external_db else 'embedded, ' + str(data / 'pg')}")
     for name in stack_ports.GRPC_SERVICES:
         print(f"  {name:<13} 127.0.0.1:{ports[name]}  (mutual TLS)")
+    if any(p.name == "scoring-1" for p in procs):
+        print(f"  {'scoring-1':<13} 127.0.0.1:{ports['scoring-1']}  (the second scoring shard; either takes any call)")
     print(f"  certificates  {values['PSP_PKI_DIR']}  (ca.pem; <principal>.pem/.key; psctl pki issue ROLE ID)")
     print(f"  SMSC (SMPP)   127.0.0.1:{ports['smsc']}")
     print(f"  mail (SMTP)   127.0.0.1:{ports['smtp']}")

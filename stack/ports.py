@@ -15,6 +15,7 @@ DEFAULTS: dict[str, int] = {
     "temporal-ui": 8233,
     "codec": 8081,
     "scoring": 50051,
+    "scoring-1": 50055,  # the second scoring shard, when the stack runs two (PSP_SCORING_SHARDS=2)
     "suspension": 50052,
     "notify": 50053,
     "verification": 50054,
@@ -68,6 +69,7 @@ def settings_for(ports: dict[str, int]) -> dict[str, str]:
         "PSP_CODEC_CORS_ORIGINS": os.environ.get("PSP_CODEC_CORS_ORIGINS")
         or f"http://127.0.0.1:{ui},http://localhost:{ui}",
         **{f"PSP_{name.upper()}_ADDR": f"127.0.0.1:{ports[name]}" for name in GRPC_SERVICES},
+        "PSP_SCORING_SHARD_ADDRS": f"127.0.0.1:{ports['scoring']},127.0.0.1:{ports['scoring-1']}",
         "PSP_SMSC_PORT": str(ports["smsc"]),
         "PSP_SMTP_PORT": str(ports["smtp"]),
     }

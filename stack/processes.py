@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psutil
@@ -36,13 +36,14 @@ class Proc:
     tcp_port: int | None = None
     principal: str = ""  # whose certificate it serves and calls with (<data>/pki/<principal>.pem)
     ports: tuple[int, ...] = ()  # every port it listens on (checked free before a stack starts)
+    env: dict[str, str] = field(default_factory=dict)  # settings of this process only (a scoring shard's index)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Proc:
-        return cls(**{**d, "ports": tuple(d.get("ports", ()))})
+        return cls(**{**d, "ports": tuple(d.get("ports", ())), "env": dict(d.get("env", {}))})
 
 
 def module(
@@ -52,9 +53,10 @@ def module(
     tcp_port: int | None = None,
     principal: str = "",
     ports: tuple[int, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Proc:
     own = ports or tuple(p for p in (grpc_port, tcp_port) if p is not None)
-    return Proc(name, [sys.executable, "-m", mod], grpc_port, tcp_port, principal, own)
+    return Proc(name, [sys.executable, "-m", mod], grpc_port, tcp_port, principal, own, env or {})
 
 
 def started_at(pid: int) -> float | None:
@@ -116,7 +118,7 @@ def pid_of(run_dir: pathlib.Path, name: str) -> int | None:
 def spawn(p: Proc, data: pathlib.Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Starts `p` detached (its own session), output appended to <data>/logs/<name>.log, pid in <data>/run."""
     with open(data / "logs" / f"{p.name}.log", "ab") as log:  # the child keeps its own copy open
-        env = {**env, "PSP_PRINCIPAL": p.principal} if p.principal else env
+        env = {**env, **p.env, **({"PSP_PRINCIPAL": p.principal} if p.principal else {})}
         child = subprocess.Popen(
             p.argv,
             cwd=REPO,

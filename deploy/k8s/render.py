@@ -3,9 +3,10 @@
     python deploy/k8s/render.py           # (re)writes the generated files in deploy/k8s/
     python deploy/k8s/render.py --check   # exits 1 if a committed file differs from what this renders
 
-Every process runs the same image (IMAGE, tagged in one place) with its own command. `deployment()`,
-`service()`, `autoscaler()`, `disruption_budget()` and `ingress_policy()` are the one base; PROCESSES says
-what differs. `certificate()` and `ca_issuer()` give each process its mutual-TLS identity through cert-manager.
+Every process runs the same image (IMAGE, tagged in one place) with its own command. `deployment()` (or, for
+scoring's shards, `stateful_set()` with `headless_service()`), `service()`, `autoscaler()`, `disruption_budget()`
+and `ingress_policy()` are the one base; PROCESSES says what differs. `certificate()` and `ca_issuer()` give each
+process its mutual-TLS identity through cert-manager.
 The files it writes (one per process, certificates.yaml, network-policy.yaml, kustomization.yaml, and the
 examples/ that kustomization.yaml leaves out) are committed, so `kubectl apply -k deploy/k8s` needs nothing but
 kubectl; namespace.yaml, config.yaml, secret.yaml and codec-jwt-issuer.yaml (HAND_WRITTEN) stay hand-written.
@@ -62,7 +63,8 @@ RENEWAL_INTERVAL_D = (CERT_DURATION_H - CERT_RENEW_BEFORE_H) // 24
 TLS_DIR = "/etc/psp/tls"
 TLS_FILES = {"PSP_TLS_CA": "ca.crt", "PSP_TLS_CERT": "tls.crt", "PSP_TLS_KEY": "tls.key"}
 TLS_VOLUME = "tls"
-# Stakater Reloader (if installed) rolls a Deployment when a Secret named here changes: README.md, "Rotation".
+# Stakater Reloader (if installed) rolls a Deployment or StatefulSet when a Secret named here changes: README.md,
+# "Rotation".
 RELOAD_ANNOTATION = "secret.reloader.stakater.com/reload"
 # ... and when a ConfigMap named here changes (the codec server's issuer key).
 CONFIG_MAP_RELOAD_ANNOTATION = "configmap.reloader.stakater.com/reload"
@@ -86,6 +88,26 @@ class ConfigFiles:
     config_map: str
     directory: str
     files: dict[str, str]  # setting -> the ConfigMap's key, also the file's name in `directory`
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """A process split into shards, one per pod of a StatefulSet named after it: pod <name>-<i> is shard i (the
+    process takes i from its HOSTNAME), reachable under its own DNS name <name>-<i>.<name>-shards.<namespace>.svc
+    through the headless Service <name>-shards. `shards` is the StatefulSet's replicas AND the value of
+    `count_env`, and `addrs_env` lists the shards' addresses in shard order: rendered from one number, so they
+    cannot disagree."""
+
+    shards: int
+    count_env: str
+    addrs_env: str
+
+
+# Lines are in this many partitions (services/scoring/partitions.py, PARTITIONS; a test checks they agree);
+# a shard owns at least one, so there are at most this many shards.
+PARTITIONS = 64
+# Scoring's shard count. To re-shard, change it here, render and apply (README.md, "Scoring shards").
+SCORING_SHARDS = 2
 
 
 # The codec server accepts only operators' JWTs, verified with the identity provider's public key: a ConfigMap
@@ -127,8 +149,9 @@ class Process:
     liveness: Manifest | None = None
     startup: Manifest | None = None
     resources: Manifest | None = None  # None: SMALL
-    # Keeps per-line state in memory: exactly one replica, replaced with Recreate, no autoscaler.
-    single_shard: bool = False
+    # Keeps per-line state in memory, split into shards: a StatefulSet of one pod per shard (a fixed count, no
+    # autoscaler) with a headless Service, and a certificate that also names the pods. None: a Deployment.
+    sharding: Sharding | None = None
     min_replicas: int = 2
     max_replicas: int = 6
     autoscaler_note: str = ""
@@ -138,8 +161,8 @@ class Process:
     # accepting connections; None: no hook.
     pre_stop_sleep_s: int | None = 5
     # Extra variables, each taken from the ConfigMap or the Secret (valueFrom), never inline (the only inline ones
-    # are paths into the pod's own volumes, which deployment() adds: PSP_TLS_* for a process with a role, and the
-    # settings of `config_files`).
+    # are paths into the pod's own volumes, which pod_template() adds: PSP_TLS_* for a process with a role, and the
+    # settings of `config_files`; and a sharded process's shard count and addresses, rendered from `sharding`).
     env: tuple[Manifest, ...] = ()
     # Files from a ConfigMap, mounted read-only, their paths in the settings that name them.
     config_files: ConfigFiles | None = None
@@ -221,20 +244,40 @@ PROCESSES: tuple[Process, ...] = (
         "scoring",
         50051,
         "carrier.scoring.v1.ScoringService",
-        """
+        f"""
         scoring: turns call-detail records streamed from mediation into explainable risk assessments and opens cases.
 
-        State: scoring keeps each line's sliding windows in memory. Until line sharding lands, it runs as a
-        single shard: exactly one replica, replaced with the Recreate strategy so that two pods never own the
-        same lines at once, and no autoscaler. Everything else it knows (profiles, decisions, case counters)
-        is in PostgreSQL and reloaded at start-up. Restoring windows from the snapshot may take a while, hence
-        a longer startup probe; liveness only starts once it passes.
+        Shards: lines fall into {PARTITIONS} partitions by line hash; scoring runs as a StatefulSet of
+        {SCORING_SHARDS} pods, one shard each. Pod scoring-<i> is shard i (pscommon/config.py takes i from the
+        pod's HOSTNAME; PSP_SCORING_SHARD is not set) and owns each partition p where p mod PSP_SCORING_SHARDS
+        is i: its sliding windows in memory, its checkpoints and write-ahead journal in PostgreSQL. Any shard takes
+        any request and hands the other shards' parts to their owners over mutual TLS (as its own principal
+        scoring), so clients keep dialling the Service scoring; the shards dial each other at
+        PSP_SCORING_SHARD_ADDRS, their pods' names under the headless Service scoring-shards (which
+        publishes pods before they are ready, so that starting shards reach each other). A shard claims its
+        partitions in PostgreSQL when it starts and fences out any older process that held them, so two pods
+        briefly holding one shard cannot both write. Pods start and stop in parallel (podManagementPolicy
+        Parallel); updates roll one pod at a time (RollingUpdate), and the PodDisruptionBudget lets
+        voluntary disruptions take one at a time. No autoscaler: the shard count is fixed.
+
+        Changing the number of shards: change SCORING_SHARDS in deploy/k8s/render.py, render and apply. That
+        changes the StatefulSet's replicas AND PSP_SCORING_SHARDS (and PSP_SCORING_SHARD_ADDRS) together; never
+        `kubectl scale` the StatefulSet alone (the pods would disagree on the shard map). All pods restart with
+        the new map; partitions move with their checkpoints and journal, nothing is lost. Until the last pod runs
+        the new map, old and new pods take partitions from each other (a fenced-out pod stops and is restarted),
+        so some partitions are briefly unavailable; for one clean cut, scale to 0 first (README.md, "Scoring
+        shards"). Coming from the single-replica Deployment/scoring of earlier versions: delete it before the
+        first apply (README.md). Restoring partitions may take a while, hence a longer startup probe; liveness
+        only starts once it passes.
         """,
-        single_shard=True,
+        sharding=Sharding(SCORING_SHARDS, "PSP_SCORING_SHARDS", "PSP_SCORING_SHARD_ADDRS"),
         startup_s=180,
         resources={"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
         extra_peers=({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mediation"}}},),
-        ingress_note="scoring: from the platform's own pods, and from mediation, which streams the CDRs (IngestCdrs).",
+        ingress_note="""
+        scoring: from the platform's own pods (the other scoring shards among them, which hand parts of a batch
+        to their owners), and from mediation, which streams the CDRs (IngestCdrs).
+        """,
     ),
     grpc_service(
         "suspension",
@@ -337,13 +380,52 @@ def metadata(name: str, labels: dict[str, str]) -> Manifest:
     return {"name": name, "namespace": NAMESPACE, "labels": labels}
 
 
-def deployment(p: Process) -> Manifest:
-    labels = {
+def shard_service(p: Process) -> str:
+    """The headless Service that gives each of a sharded process's pods its own DNS name (the StatefulSet's
+    serviceName)."""
+    return f"{p.name}-shards"
+
+
+def shard_hosts(p: Process) -> list[str]:
+    """The shards' host names in shard order: pod <name>-<i> under the headless Service (StatefulSet pod DNS)."""
+    assert p.sharding, p.name
+    return [f"{p.name}-{i}.{shard_service(p)}.{NAMESPACE}.svc" for i in range(p.sharding.shards)]
+
+
+def shard_env(p: Process) -> list[Manifest]:
+    """A sharded process's shard count and the shards' addresses (each pod listens on its own entry's port), inline:
+    they follow from the StatefulSet's replicas, rendered from the same number. The pod's own index is not set: the
+    process takes it from its HOSTNAME (pod <name>-<i>, pscommon/config.py)."""
+    assert p.sharding and p.port, p.name
+    addrs = ",".join(f"{host}:{p.port.number}" for host in shard_hosts(p))
+    return [
+        {"name": p.sharding.count_env, "value": str(p.sharding.shards)},
+        {"name": p.sharding.addrs_env, "value": addrs},
+    ]
+
+
+def workload_metadata(p: Process) -> Manifest:
+    meta = metadata(p.name, pod_labels(p))
+    annotations: dict[str, str] = {}
+    if p.role:
+        annotations[RELOAD_ANNOTATION] = tls_secret(p)
+    if p.config_files:
+        annotations[CONFIG_MAP_RELOAD_ANNOTATION] = p.config_files.config_map
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def pod_labels(p: Process) -> dict[str, str]:
+    return {
         "app.kubernetes.io/name": p.name,
         "app.kubernetes.io/component": p.component,
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/version": IMAGE_TAG,
     }
+
+
+def pod_template(p: Process) -> Manifest:
     restricted: Manifest = {"runAsNonRoot": True, "runAsUser": UID}
     container: Manifest = {
         "name": p.name,
@@ -355,12 +437,14 @@ def deployment(p: Process) -> Manifest:
         container["ports"] = [{"name": p.port.name, "containerPort": p.port.number, "protocol": "TCP"}]
     container["envFrom"] = [{"configMapRef": {"name": CONFIG_MAP}}, {"secretRef": {"name": SECRET}}]
     # The only values set inline: paths into the pod's own volumes, its certificate's (PSP_TRUST_DOMAIN is in the
-    # ConfigMap) and its config_files'.
+    # ConfigMap) and its config_files'; and a sharded process's shard count and addresses (shard_env()).
     env = [{"name": var, "value": f"{TLS_DIR}/{file}"} for var, file in TLS_FILES.items()] if p.role else []
     if p.config_files:
         env += [
             {"name": var, "value": f"{p.config_files.directory}/{key}"} for var, key in p.config_files.files.items()
         ]
+    if p.sharding:
+        env += shard_env(p)
     env += p.env
     if env:
         container["env"] = env
@@ -408,18 +492,8 @@ def deployment(p: Process) -> Manifest:
             }
         )
 
-    spec: Manifest = {}
-    if p.single_shard:
-        spec["replicas"] = 1  # otherwise the HorizontalPodAutoscaler owns it (re-applying must not reset it)
-    spec["revisionHistoryLimit"] = 5
-    spec["strategy"] = (
-        {"type": "Recreate"}
-        if p.single_shard
-        else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-    )
-    spec["selector"] = {"matchLabels": selector(p)}
-    spec["template"] = {
-        "metadata": {"labels": labels},
+    return {
+        "metadata": {"labels": pod_labels(p)},
         "spec": {
             "serviceAccountName": SERVICE_ACCOUNT,
             "automountServiceAccountToken": False,
@@ -438,15 +512,42 @@ def deployment(p: Process) -> Manifest:
             "volumes": volumes,
         },
     }
-    meta = metadata(p.name, labels)
-    annotations: dict[str, str] = {}
-    if p.role:
-        annotations[RELOAD_ANNOTATION] = tls_secret(p)
-    if p.config_files:
-        annotations[CONFIG_MAP_RELOAD_ANNOTATION] = p.config_files.config_map
-    if annotations:
-        meta["annotations"] = annotations
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
+def deployment(p: Process) -> Manifest:
+    """A stateless process: replicas owned by its HorizontalPodAutoscaler (not set here: re-applying must not reset
+    them), rolled out one new pod before an old one goes."""
+    assert not p.sharding, p.name
+    spec: Manifest = {
+        "revisionHistoryLimit": 5,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "selector": {"matchLabels": selector(p)},
+        "template": pod_template(p),
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": workload_metadata(p), "spec": spec}
+
+
+def stateful_set(p: Process) -> Manifest:
+    """A sharded process: one pod per shard, each with a stable name (<name>-<i>: shard i) under the headless
+    Service. Pods start and stop together (Parallel: a shard does not wait for the ones before it); an update
+    replaces one pod at a time, highest ordinal first, each ready before the next (RollingUpdate)."""
+    assert p.sharding, p.name
+    if not 1 <= p.sharding.shards <= PARTITIONS:
+        raise ValueError(f"{p.name}: {p.sharding.shards} shards; need 1 to {PARTITIONS} (one partition each at least)")
+    spec: Manifest = {
+        "replicas": p.sharding.shards,
+        "revisionHistoryLimit": 5,
+        "serviceName": shard_service(p),
+        "podManagementPolicy": "Parallel",
+        "updateStrategy": {"type": "RollingUpdate"},
+        "selector": {"matchLabels": selector(p)},
+        "template": pod_template(p),
+    }
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": workload_metadata(p), "spec": spec}
+
+
+def workload(p: Process) -> Manifest:
+    return stateful_set(p) if p.sharding else deployment(p)
 
 
 def service(p: Process, port: Port) -> Manifest:
@@ -456,6 +557,22 @@ def service(p: Process, port: Port) -> Manifest:
         "metadata": metadata(p.name, selector(p)),
         "spec": {
             "type": "ClusterIP",
+            "selector": selector(p),
+            "ports": [{"name": port.name, "port": port.number, "targetPort": port.name, "protocol": "TCP"}],
+        },
+    }
+
+
+def headless_service(p: Process, port: Port) -> Manifest:
+    """The StatefulSet's governing Service: no cluster IP, a DNS record per pod (<pod>.<service>.<namespace>.svc),
+    published before the pod is ready, so that starting shards reach each other. Clients use service()."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(shard_service(p), selector(p)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
             "selector": selector(p),
             "ports": [{"name": port.name, "port": port.number, "targetPort": port.name, "protocol": "TCP"}],
         },
@@ -526,6 +643,19 @@ def service_dns_names(name: str) -> list[str]:
     return [name, f"{name}.{NAMESPACE}", f"{name}.{NAMESPACE}.svc", f"{name}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"]
 
 
+def served_dns_names(p: Process) -> list[str]:
+    """The Service's names, and for a sharded process every pod's under its headless Service (what shard_env's
+    addresses dial), as one wildcard per domain: it covers any shard count, so re-sharding needs no new
+    certificate."""
+    if not p.port:
+        return []
+    names = service_dns_names(p.name)
+    if p.sharding:
+        pods = f"*.{shard_service(p)}.{NAMESPACE}.svc"
+        names += [pods, f"{pods}.{CLUSTER_DOMAIN}"]
+    return names
+
+
 ECDSA_P256: Manifest = {"algorithm": "ECDSA", "size": 256, "encoding": "PKCS8", "rotationPolicy": "Always"}
 # No "key encipherment": it is RSA key transport, and RFC 8813 forbids it for ECDSA keys; TLS 1.2/1.3 with ECDHE
 # only needs the key to sign.
@@ -559,9 +689,7 @@ def certificate(p: Process) -> Manifest:
         "apiVersion": "cert-manager.io/v1",
         "kind": "Certificate",
         "metadata": metadata(p.name, selector(p)),
-        "spec": certificate_spec(
-            p.role, p.name, tls_secret(p), selector(p), service_dns_names(p.name) if p.port else []
-        ),
+        "spec": certificate_spec(p.role, p.name, tls_secret(p), selector(p), served_dns_names(p)),
     }
 
 
@@ -598,7 +726,7 @@ class _Dumper(yaml.SafeDumper):
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # Long one-line strings (the worker's probe script) fold at spaces instead of running off the line.
-    style = ">" if len(value) > 80 and "\n" not in value else None
+    style = ">" if len(value) > 80 and " " in value and "\n" not in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -619,14 +747,25 @@ def _file(header: str, docs: list[tuple[str, Manifest]]) -> str:
     return _comment(header) + "---\n".join(parts)
 
 
+SHARD_BUDGET_NOTE = """
+    A shard's partitions are unavailable while its pod is down: voluntary disruptions (node drains) take one pod
+    at a time.
+    """
+
+
 def process_file(p: Process) -> str:
-    dep = deployment(p)
-    docs = [(p.grace_note, dep)]
+    docs = [(p.grace_note, workload(p))]
     if p.port:
         docs.append(("", service(p, p.port)))
-    if not p.single_shard:
+        if p.sharding:
+            note = f"""
+                The shards' own names: pod {p.name}-<i> is {p.name}-<i>.{shard_service(p)}.{NAMESPACE}.svc (in
+                {p.sharding.addrs_env}). Clients use the Service above, which balances over the ready pods.
+                """
+            docs.append((note, headless_service(p, p.port)))
+    if not p.sharding:
         docs.append((p.autoscaler_note, autoscaler(p)))
-    docs.append(("", disruption_budget(p)))
+    docs.append((SHARD_BUDGET_NOTE if p.sharding else "", disruption_budget(p)))
     return _file(f"{GENERATED_NOTE}\n\n{_text(p.about)}", docs)
 
 
@@ -647,8 +786,10 @@ def certificates_file() -> str:
     header = f"""
         Needs cert-manager (cert-manager.io/v1). One certificate per process that speaks gRPC, each naming
         one principal spiffe://{TRUST_DOMAIN}/<role>/<id> (roles: contracts/access.yaml) and used both to serve
-        (under its Service's names) and as the process's client identity; the worker's is a client certificate
-        only. Every pod mounts its Secret read-only at {TLS_DIR} (PSP_TLS_CA/CERT/KEY point there).
+        (under its Service's names; scoring's also under a wildcard for its pods' names under the headless
+        Service scoring-shards, which the other shards dial) and as the process's client identity; the
+        worker's is a client certificate only. Every pod mounts its Secret read-only at {TLS_DIR}
+        (PSP_TLS_CA/CERT/KEY point there).
         cert-manager renews each Secret {CERT_RENEW_BEFORE} before expiry; the processes read their files at start
         only, so pods must restart after a renewal (README.md, "Rotation").
         """

@@ -101,14 +101,17 @@ def span_ref() -> str:
 class CaseStarter:
     """Delivers one decision from the outbox: starts the line's case, or tells the open one (new assessment)."""
 
-    def __init__(self, client: Client, cfg: Settings) -> None:
+    def __init__(self, client: Client, cfg: Settings, pool: asyncpg.Pool) -> None:
         self.client = client
         self.cfg = cfg
+        self.pool = pool
 
-    def relay(self, pool: asyncpg.Pool) -> Relay:
-        return Relay("case opener", pool, store.pending_decisions, self.open_one, store.mark_opened)
+    def relay(self) -> Relay:
+        return Relay(
+            "case opener", self.pool, store.claim_decisions, self.open_one, store.mark_opened, store.release_decisions
+        )
 
-    async def open_one(self, conn: Conn, row: asyncpg.Record) -> None:
+    async def open_one(self, row: asyncpg.Record) -> None:
         # Each case is its own trace, linked to the ingest that triggered it.
         root = otel_context.Context()
         with tracer.start_as_current_span("open_case", context=root, links=ingest_link(row["trace_id"])) as span:
@@ -121,7 +124,8 @@ class CaseStarter:
                     return
                 # That case has ended (its outcome recorded, or closed outside the platform): this incident is
                 # the line's next case. A case id never gets a second run, so no request id is reused.
-                wid, join = await self._next_case(conn, row["id"], case.line_hash, wid)
+                async with self.pool.acquire() as conn, conn.transaction():
+                    wid, join = await self._next_case(conn, row["id"], case.line_hash, wid)
             raise RuntimeError("no case to open or join after three tries")
 
     async def _join(self, wid: str, case: CaseInput) -> bool:

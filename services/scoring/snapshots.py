@@ -1,6 +1,11 @@
-"""Writes changed line windows to PostgreSQL every few seconds and on shutdown.
+"""Checkpoints: every few seconds the changed lines of every owned partition are saved with the last journal id
+they include; the journal before the oldest checkpoint is then trimmed.
 
-A restarted process rebuilds its windows from these snapshots; a crash loses at most one interval.
+A checkpoint is cut in an instant, under the ledger's lock: which lines changed, up to which journal id. The
+lines are then encoded a few hundred at a time and written a partition at a time, while ingest goes on: a batch
+about to change a line not encoded yet encodes it first (copy on write, `Cut.preserve`). So every saved line is
+exactly its state at the cut, a restart loads it and replays the journal after the cut (ledger.py), and ingest
+never waits for more than one chunk. Each partition is written in its own transaction with its checkpoint.
 """
 
 from __future__ import annotations
@@ -8,24 +13,62 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
 from services.scoring import store
 from services.scoring.engine import Engine
+from services.scoring.ledger import Ledger
+from services.scoring.partitions import PARTITIONS, partition_of
 
 log = logging.getLogger(__name__)
-CHUNK = 2000
+CHUNK = 200  # lines encoded between two chances for ingest to run
+HASH_CHUNK = 1000  # changed lines sorted into partitions between two chances
+
+
+class Cut:
+    """The lines of one checkpoint, each encoded as it was at the cut."""
+
+    def __init__(self, engine: Engine, lines: dict[int, dict[str, str]], upto: int) -> None:
+        self.engine = engine
+        self.lines = lines  # partition -> line -> its hash
+        self.upto = upto
+        self.waiting = {m: p for p, ms in lines.items() for m in ms}  # line -> partition, not encoded yet
+        self.encoded: dict[int, list[tuple[str, bytes, int]]] = defaultdict(list)
+
+    def preserve(self, msisdns: Iterable[str]) -> None:
+        """Encodes the lines about to change that are still waiting (the ledger calls this before applying)."""
+        waiting = self.waiting
+        for m in msisdns:
+            if m in waiting:
+                self._encode(m)
+
+    def _encode(self, m: str) -> None:
+        p = self.waiting.pop(m)
+        if m in self.engine.lines:
+            self.encoded[p].append((self.lines[p][m], *store.packed_window(self.engine.snapshot(m))))
+
+    async def encode(self, p: int) -> list[tuple[str, bytes, int]]:
+        """Partition p's lines as they were at the cut (handed over: the cut keeps no copy)."""
+        todo = list(self.lines[p])
+        for i in range(0, len(todo), CHUNK):
+            for m in todo[i : i + CHUNK]:
+                if m in self.waiting:
+                    self._encode(m)
+            await asyncio.sleep(0)
+        return self.encoded.pop(p, [])
 
 
 class SnapshotWriter:
-    def __init__(self, pool: asyncpg.Pool, engine: Engine, hash_of: Callable[[str], str], interval_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, ledger: Ledger, hash_of: Callable[[str], str], interval_s: float) -> None:
         self.pool = pool
-        self.engine = engine
+        self.ledger = ledger
+        self.engine: Engine = ledger.engine
         self.hash_of = hash_of
-        self._hashes: dict[str, str] = {}  # a keyed hash costs microseconds; a line is written every interval
         self.interval_s = interval_s
+        self.dirty: dict[int, dict[str, str]] = defaultdict(dict)  # partition -> changed line -> its hash
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
 
@@ -37,41 +80,67 @@ class SnapshotWriter:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.flush()
-                self.sweep()
-            except Exception:  # the lines stay dirty and are written next time
-                log.warning("window snapshot failed; will retry", exc_info=True)
+                self.engine.sweep()
+                await store.trim_journal(self.pool, PARTITIONS)
+            except Exception as err:  # noqa: BLE001 - the lines stay dirty and are written next time
+                log.warning("window checkpoint failed; will retry (%s)", type(err).__name__)
 
-    async def flush(self) -> int:
-        """Writes every changed line, in chunks, so that ingest keeps running between them."""
+    def _collect(self) -> None:
+        """Moves the engine's changed lines into per-partition sets (hashing a line costs a microsecond or two)."""
+        changed, self.engine.dirty = self.engine.dirty, set()
+        self._sort(changed)
+
+    def _sort(self, lines: Iterable[str]) -> None:
+        hash_of, dirty = self.hash_of, self.dirty
+        for msisdn in lines:
+            h = hash_of(msisdn)
+            dirty[partition_of(h)][msisdn] = h
+
+    async def _collect_gradually(self) -> None:
+        """Most of `_collect`, a chunk at a time between batches, before the cut (which then sorts only the few
+        lines changed since)."""
+        changed, self.engine.dirty = list(self.engine.dirty), set()
+        for i in range(0, len(changed), HASH_CHUNK):
+            self._sort(changed[i : i + HASH_CHUNK])
+            await asyncio.sleep(0)
+
+    async def _cut(self, partitions: list[int]) -> Cut:
+        ledger = self.ledger
+        async with ledger.lock:
+            if ledger.pending:
+                await ledger.record_pending()  # never checkpoint past a decision not yet recorded
+            self._collect()
+            lines = {p: self.dirty.pop(p, {}) for p in partitions}
+            cut = ledger.cut = Cut(self.engine, lines, ledger.applied)
+        return cut
+
+    async def flush(self, partitions: list[int] | None = None) -> int:
+        """Checkpoints the owned partitions (or `partitions` of them); returns the lines written."""
         async with self._lock:
-            engine = self.engine
-            dirty, engine.dirty = list(engine.dirty), set()
             t0 = time.perf_counter()
+            await self._collect_gradually()
+            cut = await self._cut(partitions if partitions is not None else self.ledger.shards.owned)
             saved = 0
-            for i in range(0, len(dirty), CHUNK):
-                chunk = dirty[i : i + CHUNK]
-                # Encoded at once: a snapshot shares the live windows, which the next batch will change.
-                rows = [(self._hash(m), *store.packed_window(engine.snapshot(m))) for m in chunk if m in engine.lines]
-                try:
-                    saved += await store.save_windows(self.pool, rows)
-                except BaseException:
-                    engine.dirty.update(dirty[i:])
-                    raise
+            unsaved = list(cut.lines)
+            try:  # a partition at a time: only one partition's encoded lines are held at once
+                while unsaved:
+                    p = unsaved[0]
+                    rows = await cut.encode(p)
+                    saved += await store.save_partition(self.pool, p, rows, cut.upto, self.ledger.token)
+                    unsaved.pop(0)
+            except store.PartitionLost:
+                self.ledger.lost()
+            finally:
+                self.ledger.cut = None
+                for p in unsaved:  # written next time, as they are then (with that checkpoint)
+                    for m, h in cut.lines[p].items():
+                        self.dirty[p].setdefault(m, h)
             if saved:
-                log.info("window snapshot: %d lines in %.2fs", saved, time.perf_counter() - t0)
+                log.info("window checkpoint: %d lines in %.2fs", saved, time.perf_counter() - t0)
             return saved
-
-    def _hash(self, msisdn: str) -> str:
-        h = self._hashes.get(msisdn)
-        if h is None:
-            h = self._hashes[msisdn] = self.hash_of(msisdn)
-        return h
-
-    def sweep(self) -> None:
-        for m in self.engine.sweep():
-            self._hashes.pop(m, None)
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-        await self.flush()
+        if not self.ledger.gone:
+            await self.flush()

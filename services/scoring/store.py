@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 
 import asyncpg
@@ -10,7 +11,12 @@ import msgpack
 
 from pscommon.db import Conn
 from services.scoring.features import SNAPSHOT_FIELDS, Profile
+from services.scoring.partitions import SQL_PARTITION
 from services.scoring.scorecard import Assessment
+
+
+class PartitionLost(Exception):
+    """Another process has claimed a partition this one held: it must stop writing and exit."""
 
 
 def _ts(epoch: int) -> datetime:
@@ -36,8 +42,8 @@ async def set_enterprise(conn: Conn, line_hash: str, enterprise: str) -> bool:
     return done != "UPDATE 0"
 
 
-async def subscribers(pool: asyncpg.Pool) -> list[tuple[str, Profile]]:
-    rows = await pool.fetch("SELECT * FROM subscribers")
+async def subscribers(pool: asyncpg.Pool, partitions: list[int]) -> list[tuple[str, Profile]]:
+    rows = await pool.fetch(f"SELECT * FROM subscribers WHERE {SQL_PARTITION} = ANY($1)", partitions)
     return [(r["msisdn"], Profile(r["home_province"], r["opened_at"], r["enterprise"], r["language"])) for r in rows]
 
 
@@ -49,6 +55,25 @@ async def batch_seen(conn: Conn, request_id: str, cdrs: int) -> bool:
         cdrs,
     )
     return inserted is None
+
+
+async def whole_batch_seen(conn: Conn, request_id: str) -> bool:
+    return await conn.fetchval("SELECT 1 FROM ingested_batches WHERE request_id = $1", request_id) is not None
+
+
+async def parts_seen(conn: Conn, request_id: str) -> bool:
+    return await conn.fetchval("SELECT 1 FROM ingested_parts WHERE request_id = $1 LIMIT 1", request_id) is not None
+
+
+async def mark_parts(conn: Conn, request_id: str, partitions: list[int]) -> set[int]:
+    """Records the batch's partitions; returns those not recorded before."""
+    rows = await conn.fetch(
+        "INSERT INTO ingested_parts (request_id, partition) SELECT $1, unnest($2::smallint[])"
+        " ON CONFLICT DO NOTHING RETURNING partition",
+        request_id,
+        partitions,
+    )
+    return {r["partition"] for r in rows}
 
 
 async def assign_case(conn: Conn, line_hash: str) -> tuple[int, bool]:
@@ -85,11 +110,12 @@ async def insert_decision(
     trace_id: str,
     batch_id: str | None,
     masked: str,
+    cause: str | None = None,
 ) -> int:
     return await conn.fetchval(
         "INSERT INTO decisions (line_hash, risk_level, action, score, reasons, reason_texts, model_version,"
-        " event_time, case_id, join_case, trace_id, batch_id, masked_msisdn)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        " event_time, case_id, join_case, trace_id, batch_id, masked_msisdn, cause)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         line_hash,
         a.level,
         a.action,
@@ -103,27 +129,44 @@ async def insert_decision(
         trace_id,
         batch_id,
         masked,
+        cause,
     )
 
 
-async def batch_decisions(conn: Conn, request_id: str) -> list[asyncpg.Record]:
-    """The decisions a batch took when it was first ingested, in order."""
+async def decision_of(conn: Conn, cause: str) -> asyncpg.Record | None:
+    """The decision recorded for this cause (a CDR of a batch, a report), if any."""
+    return await conn.fetchrow(
+        "SELECT id, opened_at, line_hash, masked_msisdn, risk_level, action, score, reason_texts, event_time, case_id"
+        " FROM decisions WHERE cause = $1",
+        cause,
+    )
+
+
+async def batch_decisions(conn: Conn, request_id: str, partitions: list[int] | None = None) -> list[asyncpg.Record]:
+    """The decisions a batch took when it was first ingested (of its lines in `partitions`), in order."""
     return await conn.fetch(
         "SELECT line_hash, masked_msisdn, risk_level, action, score, reason_texts, event_time, case_id"
-        " FROM decisions WHERE batch_id = $1 ORDER BY id",
+        f" FROM decisions WHERE batch_id = $1 AND ($2::smallint[] IS NULL OR {SQL_PARTITION} = ANY($2)) ORDER BY id",
         request_id,
+        partitions,
     )
 
 
-async def pending_decisions(conn: Conn, ids: list[int] | None, limit: int = 100) -> list[asyncpg.Record]:
-    """Decisions whose case is not opened yet, locked for this opener (other replicas skip them)."""
+async def claim_decisions(conn: Conn, ids: list[int] | None, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    """Decisions whose case is not opened yet and that no opener holds, leased to this one for `lease_s`."""
     return await conn.fetch(
-        "SELECT d.*, s.msisdn, s.home_province, s.language FROM decisions d"
-        " JOIN subscribers s USING (line_hash) WHERE d.opened_at IS NULL AND ($1::bigint[] IS NULL OR d.id = ANY($1))"
-        " ORDER BY d.id LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
+        "WITH claimed AS (UPDATE decisions SET lease_until = now() + make_interval(secs => $3) WHERE id IN ("
+        " SELECT id FROM decisions WHERE opened_at IS NULL AND (lease_until IS NULL OR lease_until < now())"
+        " AND ($1::bigint[] IS NULL OR id = ANY($1)) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *)"
+        " SELECT c.*, s.msisdn, s.home_province, s.language FROM claimed c JOIN subscribers s USING (line_hash)",
         ids,
         limit,
+        lease_s,
     )
+
+
+async def release_decisions(conn: Conn, ids: list[int]) -> None:
+    await conn.execute("UPDATE decisions SET lease_until = NULL WHERE id = ANY($1) AND opened_at IS NULL", ids)
 
 
 async def mark_opened(conn: Conn, decision_id: int) -> None:
@@ -174,31 +217,81 @@ def unpacked_window(packed: bytes | None, state: str | None) -> list:
     return [*(old[k] for k in SNAPSHOT_FIELDS), old.get("acted", 0), old.get("cleared", [])]
 
 
-async def save_windows(pool: asyncpg.Pool, records: list[tuple[str, bytes, int]]) -> int:
-    """Upserts (line hash, packed window, event time in epoch seconds) rows."""
-    if not records:
-        return 0
-    # COPY into a scratch table, then one upsert: tens of thousands of lines in well under a second.
+async def save_partition(
+    pool: asyncpg.Pool, partition: int, records: list[tuple[str, bytes, int]], journal_id: int, token: uuid.UUID
+) -> int:
+    """Upserts a partition's changed lines (line hash, packed window, event time in epoch seconds) and its
+    checkpoint (the last journal id they include) in one transaction, if this process still owns it."""
     async with pool.acquire() as conn, conn.transaction():
+        if not await owns(conn, [partition], token):
+            raise PartitionLost(partition)
+        if records:
+            # COPY into a scratch table, then one upsert: tens of thousands of lines in well under a second.
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS windows_in (line_hash text, packed bytea, epoch bigint)"
+                " ON COMMIT DELETE ROWS"
+            )
+            await conn.copy_records_to_table("windows_in", records=records)
+            await conn.execute(
+                "INSERT INTO line_windows (line_hash, partition, packed, event_time)"
+                " SELECT line_hash, $1, packed, to_timestamp(epoch) FROM windows_in ON CONFLICT (line_hash) DO UPDATE"
+                " SET packed = excluded.packed, state = NULL, event_time = excluded.event_time, saved_at = now()",
+                partition,
+            )
         await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS windows_in (line_hash text, packed bytea, epoch bigint)"
-            " ON COMMIT DELETE ROWS"
-        )
-        await conn.copy_records_to_table("windows_in", records=records)
-        await conn.execute(
-            "INSERT INTO line_windows (line_hash, packed, event_time) SELECT line_hash, packed, to_timestamp(epoch)"
-            " FROM windows_in ON CONFLICT (line_hash) DO UPDATE SET packed = excluded.packed, state = NULL,"
-            " event_time = excluded.event_time, saved_at = now()"
+            "INSERT INTO checkpoints (partition, journal_id) VALUES ($1, $2) ON CONFLICT (partition) DO UPDATE"
+            " SET journal_id = excluded.journal_id, saved_at = now()",
+            partition,
+            journal_id,
         )
     return len(records)
 
 
-async def load_windows(pool: asyncpg.Pool) -> list[tuple[str, list]]:
+async def checkpoints(pool: asyncpg.Pool, partitions: list[int]) -> dict[int, int]:
+    rows = await pool.fetch("SELECT partition, journal_id FROM checkpoints WHERE partition = ANY($1)", partitions)
+    return {r["partition"]: r["journal_id"] for r in rows}
+
+
+async def load_windows(pool: asyncpg.Pool, partitions: list[int], latest: int) -> list[tuple[str, list]]:
+    """Windows of the partitions' lines active within a week of the latest event time saved (capped at
+    `latest`, epoch seconds: a stored time beyond it is not trusted to set the clock)."""
     rows = await pool.fetch(
         "SELECT s.msisdn, w.packed, w.state FROM line_windows w JOIN subscribers s USING (line_hash)"
-        " WHERE w.event_time > (SELECT max(event_time) FROM line_windows) - interval '7 days'"
+        " WHERE w.partition = ANY($1) AND w.event_time > (SELECT least(max(event_time), to_timestamp($2))"
+        " FROM line_windows WHERE partition = ANY($1)) - interval '7 days'",
+        partitions,
+        latest,
     )
     return [(r["msisdn"], unpacked_window(r["packed"], r["state"])) for r in rows]
+
+
+async def append_journal(conn: Conn, kind: int, batch_id: str, partitions: int, body: bytes) -> int:
+    return await conn.fetchval(
+        "INSERT INTO journal (kind, batch_id, partitions, body) VALUES ($1, $2, $3, $4) RETURNING id",
+        kind,
+        batch_id,
+        partitions,
+        body,
+    )
+
+
+async def journal_after(pool: asyncpg.Pool, after: int, partitions: int, limit: int) -> list[asyncpg.Record]:
+    """Journal entries after id `after` written by a shard that owned any of `partitions` (a bit mask)."""
+    return await pool.fetch(
+        "SELECT id, kind, batch_id, body FROM journal WHERE id > $1 AND partitions & $2 <> 0 ORDER BY id LIMIT $3",
+        after,
+        partitions,
+        limit,
+    )
+
+
+async def trim_journal(pool: asyncpg.Pool, partitions: int) -> int:
+    """Deletes entries every partition's checkpoint includes (once all `partitions` have one)."""
+    done = await pool.execute(
+        "DELETE FROM journal WHERE id <= (SELECT min(journal_id) FROM checkpoints HAVING count(*) >= $1)",
+        partitions,
+    )
+    return int(done.split()[-1])
 
 
 async def save_cells(conn: Conn, cells: list[tuple[str, str, int]], replace: bool) -> None:
@@ -234,3 +327,34 @@ async def insert_report(conn: Conn, line_hash: str, source: int, at: datetime, r
         request_id,
         principal,
     )
+
+
+async def claim_partitions(
+    pool: asyncpg.Pool, partitions: list[int], token: uuid.UUID, shard: int, shards: int
+) -> None:
+    """Makes this process the owner of `partitions` (see migration 008): writes by an earlier owner fail after."""
+    await pool.executemany(
+        "INSERT INTO partition_owners (partition, token, shard, shards) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (partition) DO UPDATE SET token = excluded.token, shard = excluded.shard,"
+        " shards = excluded.shards, since = now()",
+        [(p, token, shard, shards) for p in partitions],
+    )
+
+
+async def owns(conn: Conn, partitions: list[int], token: uuid.UUID) -> bool:
+    """True when this process still owns every one of `partitions`; holds them (FOR SHARE) until the transaction
+    ends, so no claim can commit in between."""
+    rows = await conn.fetch(
+        "SELECT partition FROM partition_owners WHERE partition = ANY($1) AND token = $2 FOR SHARE",
+        partitions,
+        token,
+    )
+    return len(rows) == len(set(partitions))
+
+
+FEEDS_CHANNEL = "scoring_feeds"
+
+
+async def announce_feeds(conn: Conn) -> None:
+    """Tells every shard, once this transaction commits, to reload the cells and numbers feeds."""
+    await conn.execute(f"NOTIFY {FEEDS_CHANNEL}")

@@ -16,7 +16,6 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.case import FINAL_STAGES, QUERY_STATUS, CaseEvent, CaseStatus, signal_for
-from pscommon.db import Conn
 from pscommon.errors import ServiceError, failed_precondition, not_found, unavailable
 from pscommon.idempotency import Tx
 from pscommon.outbox import Relay
@@ -28,7 +27,9 @@ log = logging.getLogger(__name__)
 class CaseGateway:
     def __init__(self, client: Client, pool: asyncpg.Pool) -> None:
         self.client = client
-        self.relay = Relay("case signals", pool, store.pending_signals, self._send, store.mark_signal_sent)
+        self.relay = Relay(
+            "case signals", pool, store.claim_signals, self._send, store.mark_signal_sent, store.release_signals
+        )
 
     async def status(self, case_id: str) -> CaseStatus:
         """The case as it stands; NOT_FOUND when no case has this id, UNAVAILABLE when Temporal cannot answer."""
@@ -57,7 +58,7 @@ class CaseGateway:
         row_id = await store.enqueue_signal(tx.conn, case_id, signal_for(event), payload)
         tx.after_commit(lambda: self.relay.deliver_now([row_id]))
 
-    async def _send(self, conn: Conn, row: asyncpg.Record) -> None:
+    async def _send(self, row: asyncpg.Record) -> None:
         try:
             await self.client.get_workflow_handle(row["case_id"]).signal(row["signal"], json.loads(row["payload"]))
         except RPCError as err:

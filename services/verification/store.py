@@ -145,13 +145,20 @@ async def enqueue_signal(conn: Conn, case_id: str, signal: str, payload: str) ->
     return row_id
 
 
-async def pending_signals(conn: Conn, ids: list[int] | None, limit: int) -> list[asyncpg.Record]:
+async def claim_signals(conn: Conn, ids: list[int] | None, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    """Signals not sent yet that no relay holds, leased to this one for `lease_s`."""
     return await conn.fetch(
-        "SELECT * FROM case_signals WHERE sent_at IS NULL AND ($1::bigint[] IS NULL OR id = ANY($1))"
-        " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        "UPDATE case_signals SET lease_until = now() + make_interval(secs => $3) WHERE id IN ("
+        " SELECT id FROM case_signals WHERE sent_at IS NULL AND (lease_until IS NULL OR lease_until < now())"
+        " AND ($1::bigint[] IS NULL OR id = ANY($1)) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
         ids,
         limit,
+        lease_s,
     )
+
+
+async def release_signals(conn: Conn, ids: list[int]) -> None:
+    await conn.execute("UPDATE case_signals SET lease_until = NULL WHERE id = ANY($1) AND sent_at IS NULL", ids)
 
 
 async def mark_signal_sent(conn: Conn, row_id: int) -> None:

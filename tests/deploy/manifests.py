@@ -24,14 +24,14 @@ CONFIG_MAP = "platform-config"
 SECRET = "platform-secrets"
 CERT_MANAGER_GROUP = "cert-manager.io"
 
-# Deployment name -> (command, gRPC port).
+# Workload (Deployment or StatefulSet) name -> (command, gRPC port).
 GRPC_SERVICES = {
     "scoring": (["python", "-m", "services.scoring.server"], 50051),
     "suspension": (["python", "-m", "services.suspension.server"], 50052),
     "notify": (["python", "-m", "services.notify.server"], 50053),
     "verification": (["python", "-m", "services.verification.server"], 50054),
 }
-# Deployment name -> the role its certificate must name (contracts/access.yaml): every process that speaks gRPC,
+# Workload name -> the role its certificate must name (contracts/access.yaml): every process that speaks gRPC,
 # as a server (the four services) or only as a client (the worker).
 SPIFFE_ROLES = {
     "scoring": "scoring",
@@ -43,14 +43,33 @@ SPIFFE_ROLES = {
 # Where a pod's certificate is mounted, and which of cert-manager's keys each setting names.
 TLS_DIR = "/etc/psp/tls"
 TLS_ENV = {"PSP_TLS_CA": "ca.crt", "PSP_TLS_CERT": "tls.crt", "PSP_TLS_KEY": "tls.key"}
+
+
+@dataclass(frozen=True)
+class Sharded:
+    """A service that runs as line shards: a StatefulSet of one pod per shard (pod <name>-<i> is shard i, which
+    pscommon/config.py takes from the HOSTNAME), its headless Service, and the two settings rendered with its
+    replica count."""
+
+    headless_service: str
+    count_env: str
+    addrs_env: str
+    index_env: str  # set by no one: the pod's HOSTNAME gives the index
+
+
+# StatefulSet name -> how it is sharded (services/scoring/partitions.py, shards.py).
+SHARDED = {"scoring": Sharded("scoring-shards", "PSP_SCORING_SHARDS", "PSP_SCORING_SHARD_ADDRS", "PSP_SCORING_SHARD")}
+# The kinds that run the processes' pods: Deployments, and the sharded services' StatefulSets.
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # The codec server's only: where it mounts its identity provider's public key (the ConfigMap's key issuer.pem),
 # which PSP_CODEC_JWT_ISSUER_PEM names.
 CODEC_SERVER = "codec-server"
 CODEC_JWT_CONFIG_MAP = "codec-jwt-issuer"
 CODEC_JWT_DIR = "/etc/psp/codec-jwt"
 CODEC_JWT_ENV = {"PSP_CODEC_JWT_ISSUER_PEM": "issuer.pem"}
-# The only settings a Deployment may set inline (everything else comes from the ConfigMap or the Secret): paths
-# of files in the pod's own read-only volumes. Setting -> the folder its value must lie in.
+# The only settings a workload may set inline (everything else comes from the ConfigMap or the Secret): paths
+# of files in the pod's own read-only volumes (setting -> the folder its value must lie in), and a sharded
+# service's count and addresses (SHARDED: they follow from its replicas, test_scoring_shards.py checks them).
 INLINE_PATH_ENV = {var: TLS_DIR for var in TLS_ENV} | {var: CODEC_JWT_DIR for var in CODEC_JWT_ENV}
 PROBE_MODULE = "pscommon.probes"
 
@@ -108,6 +127,14 @@ EXAMPLE_DOCS, EXAMPLE_LOAD_ERRORS = load(EXAMPLES_DIR)
 
 def of_kind(kind: str, docs: list[Doc] = DOCS) -> list[Doc]:
     return [d for d in docs if d.kind == kind]
+
+
+def workloads(docs: list[Doc] = DOCS) -> list[Doc]:
+    """Every Deployment and StatefulSet: what runs the processes' pods."""
+    return [d for d in docs if d.kind in WORKLOAD_KINDS]
+
+
+WORKLOADS = workloads()
 
 
 def ids(docs: list[Doc]) -> list[str]:

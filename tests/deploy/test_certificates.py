@@ -1,14 +1,15 @@
 """Offline checks of the platform's mutual-TLS identities: cert-manager's Issuer and Certificates
-(deploy/k8s/certificates.yaml, and the examples in deploy/k8s/examples/ that kustomization.yaml leaves out) and
-how the Deployments use them.
+(deploy/k8s/certificates.yaml, and the examples in deploy/k8s/examples/ that kustomization.yaml leaves out) and how
+the workloads (Deployments, scoring's StatefulSet) use them.
 
 kubernetes-validate's schemas cover no custom resources, so cert-manager's documents are validated against
 schemas/cert-manager.io-v1.json, a strict schema of the fields these files use (unknown fields fail). Then the
 rules: one namespaced CA Issuer; every process that speaks gRPC mounts, read-only, the Secret of a Certificate
 naming its own SPIFFE role (scoring -> spiffe://<trust domain>/scoring/..., worker -> .../worker/...), with the
-trust domain of the ConfigMap and a role of contracts/access.yaml; PSP_TLS_* point at that folder's files;
-servers' certificates carry their Service's names and 127.0.0.1 (the exec probe's target), the worker's is a
-client certificate; ECDSA P-256 keys rotated on renewal, with room to restart before expiry.
+trust domain of the ConfigMap and a role of contracts/access.yaml; PSP_TLS_* point at that folder's files; servers'
+certificates carry their Service's names and 127.0.0.1 (the exec probe's target), a sharded service's also every
+shard's host in its shard addresses, the worker's is a client certificate; ECDSA P-256 keys rotated on renewal, with
+room to restart before expiry.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from tests.deploy.manifests import (
     NAMESPACE,
     PROBE_MODULE,
     ROOT,
+    SHARDED,
     SPIFFE_ROLES,
     TLS_DIR,
     TLS_ENV,
+    WORKLOADS,
     Doc,
     block_network,
     config_data,
@@ -46,6 +49,7 @@ from tests.deploy.manifests import (
     main_container,
     of_kind,
     pod_spec,
+    single,
 )
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "cert-manager.io-v1.json").read_text(encoding="utf-8"))
@@ -61,8 +65,7 @@ MIN_RESTART_WINDOW_H = 7 * 24
 CM_DOCS = [d for d in DOCS if d.api_group == CERT_MANAGER_GROUP]
 CM_EXAMPLE_DOCS = [d for d in EXAMPLE_DOCS if d.api_group == CERT_MANAGER_GROUP]
 CERTIFICATES = of_kind("Certificate")
-DEPLOYMENTS = of_kind("Deployment")
-GRPC_DEPLOYMENTS = [d for d in DEPLOYMENTS if d.name in SPIFFE_ROLES]
+GRPC_WORKLOADS = [d for d in WORKLOADS if d.name in SPIFFE_ROLES]
 # Every leaf certificate: the platform's own and the examples' (not the bootstrap CA).
 LEAF_CERTIFICATES = [
     d for d in CERTIFICATES + of_kind("Certificate", EXAMPLE_DOCS) if not (d.obj.get("spec") or {}).get("isCA")
@@ -195,14 +198,14 @@ def test_the_bootstrap_example_makes_the_issuers_ca_secret() -> None:
 # ------------------------------------------------------------------------------------- who gets which name
 
 
-def test_every_grpc_process_has_a_deployment() -> None:
-    found = {d.name for d in GRPC_DEPLOYMENTS}
+def test_every_grpc_process_has_a_workload() -> None:
+    found = {d.name for d in GRPC_WORKLOADS}
     assert found == set(SPIFFE_ROLES), (
-        f"Deployments with a SPIFFE role: {sorted(found)}, expected {sorted(SPIFFE_ROLES)}"
+        f"Deployments/StatefulSets with a SPIFFE role: {sorted(found)}, expected {sorted(SPIFFE_ROLES)}"
     )
 
 
-@pytest.mark.parametrize("dep", GRPC_DEPLOYMENTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("dep", GRPC_WORKLOADS, ids=lambda d: d.name)
 def test_grpc_deployment_mounts_a_certificate_of_its_own_role(dep: Doc) -> None:
     problems = []
     found = _tls_volume(dep)
@@ -248,7 +251,7 @@ def test_grpc_deployment_mounts_a_certificate_of_its_own_role(dep: Doc) -> None:
     fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", GRPC_DEPLOYMENTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("dep", GRPC_WORKLOADS, ids=lambda d: d.name)
 def test_tls_settings_point_into_the_mounted_folder(dep: Doc) -> None:
     """PSP_TLS_CA/CERT/KEY name ca.crt/tls.crt/tls.key in the mounted folder, and the volume projects exactly those
     keys of cert-manager's Secret."""
@@ -271,9 +274,9 @@ def test_tls_settings_point_into_the_mounted_folder(dep: Doc) -> None:
 
 
 def test_every_certificate_is_used() -> None:
-    mounted = {(_tls_volume(d) or ({}, {}))[1].get("secret", {}).get("secretName") for d in DEPLOYMENTS}
+    mounted = {(_tls_volume(d) or ({}, {}))[1].get("secret", {}).get("secretName") for d in WORKLOADS}
     unused = [c.ref for c in CERTIFICATES if _spec(c).get("secretName") not in mounted]
-    assert not unused, f"Certificates no Deployment mounts: {unused}"
+    assert not unused, f"Certificates no workload mounts: {unused}"
 
 
 def test_each_process_has_its_own_principal() -> None:
@@ -295,7 +298,7 @@ def test_each_process_has_its_own_principal() -> None:
 # ------------------------------------------------------------------------------------ serving and keys
 
 
-@pytest.mark.parametrize("dep", [d for d in DEPLOYMENTS if d.name in GRPC_SERVICES], ids=lambda d: d.name)
+@pytest.mark.parametrize("dep", [d for d in WORKLOADS if d.name in GRPC_SERVICES], ids=lambda d: d.name)
 def test_server_certificate_names_what_clients_dial(dep: Doc) -> None:
     """Clients check the server's name: the ConfigMap's address (scoring:50051), the Service's longer names, and
     127.0.0.1, which the exec probe dials inside the pod."""
@@ -323,6 +326,62 @@ def test_server_certificate_names_what_clients_dial(dep: Doc) -> None:
     usages = set(spec.get("usages") or [])
     if not {"server auth", "client auth", "digital signature"} <= usages:
         problems.append(f"{cert.ref}: usages {sorted(usages)} lack server auth, client auth or digital signature")
+    fail_if(problems)
+
+
+def _dns_name_matches(pattern: str, host: str) -> bool:
+    """A certificate's DNS name against the host a client dials, as TLS clients match them (RFC 6125 6.4.3, as
+    BoringSSL/OpenSSL do): equal ignoring case, or a leftmost label that is exactly "*", standing for one whole
+    non-empty label of the host (never several, never a dot)."""
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if not pattern.startswith("*."):
+        return "*" not in pattern and pattern == host
+    first, _, rest = host.partition(".")
+    return bool(first) and "*" not in pattern[2:] and rest == pattern[2:]
+
+
+def test_the_name_matching_is_that_of_tls_clients() -> None:
+    wildcard = f"*.scoring-shards.{NAMESPACE}.svc"
+    assert _dns_name_matches(wildcard, f"scoring-1.scoring-shards.{NAMESPACE}.svc")
+    assert _dns_name_matches(wildcard, f"SCORING-1.scoring-shards.{NAMESPACE}.svc")
+    assert not _dns_name_matches(wildcard, f"scoring-shards.{NAMESPACE}.svc")
+    assert not _dns_name_matches(wildcard, f"a.scoring-1.scoring-shards.{NAMESPACE}.svc")
+    assert not _dns_name_matches(wildcard, f"scoring-1.scoring-shards.{NAMESPACE}.svc.cluster.local")
+    assert not _dns_name_matches(f"scoring.{NAMESPACE}.svc", f"scoring-1.scoring-shards.{NAMESPACE}.svc")
+
+
+def _shard_hosts(sts: Doc) -> list[str]:
+    env = {v.get("name"): v.get("value") for v in main_container(sts).get("env") or []}
+    addrs = str(env.get(SHARDED[sts.name].addrs_env) or "")
+    return [a.strip().rpartition(":")[0] for a in addrs.split(",") if a.strip()]
+
+
+@pytest.mark.parametrize("name", sorted(SHARDED))
+def test_server_certificate_names_every_shard(name: str) -> None:
+    """Shards call each other at the hosts of PSP_SCORING_SHARD_ADDRS (<pod>.<headless Service>.<namespace>.svc) and
+    check the server's name like any client: the certificate must cover each, also fully qualified; its wildcards
+    reach no further than the pods under that headless Service."""
+    sts = single("StatefulSet", name)
+    found = _tls_volume(sts)
+    assert found, f"{sts.ref}: no certificate mounted"
+    (cert,) = _certificate_for_secret(found[1]["secret"]["secretName"])
+    dns_names = _spec(cert).get("dnsNames") or []
+    pods_domain = f"{SHARDED[name].headless_service}.{NAMESPACE}.svc"
+    qualified = [
+        n.removeprefix(f"{name}.{NAMESPACE}.svc.") for n in dns_names if n.startswith(f"{name}.{NAMESPACE}.svc.")
+    ]
+    hosts = _shard_hosts(sts)
+    problems = [] if hosts else [f"{sts.ref}: no shard addresses in {SHARDED[name].addrs_env}"]
+    for host in hosts:
+        for candidate in [host] + [f"{host}.{cluster_domain}" for cluster_domain in qualified]:
+            if not any(_dns_name_matches(n, candidate) for n in dns_names):
+                problems.append(f"{cert.ref}: no dnsName covers the shard host {candidate!r} (dnsNames {dns_names})")
+    allowed_wildcards = {f"*.{pods_domain}"} | {f"*.{pods_domain}.{cluster_domain}" for cluster_domain in qualified}
+    problems += [
+        f"{cert.ref}: wildcard {n!r} reaches beyond the pods of {pods_domain}"
+        for n in dns_names
+        if "*" in n and n not in allowed_wildcards
+    ]
     fail_if(problems)
 
 

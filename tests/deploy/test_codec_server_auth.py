@@ -41,11 +41,11 @@ from tests.deploy.manifests import (
     K8S_DIR,
     KUSTOMIZATION,
     SECRET,
+    WORKLOADS,
     block_network,
     config_data,
     fail_if,
     main_container,
-    of_kind,
     pod_spec,
     single,
 )
@@ -157,7 +157,7 @@ def test_the_codec_server_mounts_the_issuer_key_read_only() -> None:
 
 def test_only_the_codec_server_gets_the_issuer_key() -> None:
     problems = []
-    for dep in of_kind("Deployment"):
+    for dep in WORKLOADS:
         if dep.name == CODEC_SERVER:
             continue
         env = {v.get("name") for v in main_container(dep).get("env") or []}
@@ -181,7 +181,7 @@ def test_the_codec_server_gets_the_three_settings_and_never_the_local_mode() -> 
     # Nowhere: not in the Deployment, not in the ConfigMap or the Secret every process reads.
     if "PSP_CODEC_AUTH" in env:
         problems.append(f"{CODEC.ref}: PSP_CODEC_AUTH is set ({env['PSP_CODEC_AUTH']!r}); Kubernetes verifies JWTs")
-    for dep in of_kind("Deployment"):
+    for dep in WORKLOADS:
         if "PSP_CODEC_AUTH" in {v.get("name") for v in main_container(dep).get("env") or []}:
             problems.append(f"{dep.ref}: sets PSP_CODEC_AUTH")
     # The local mode is accepted on a loopback address only; the pod listens on every interface.

@@ -3,11 +3,12 @@ test_render.py checks that the committed files are its output, so these checks c
 
 Every YAML document of a Kubernetes API is validated against the Kubernetes OpenAPI schemas bundled with the
 pinned `kubernetes-validate` package (no cluster, no network: sockets are blocked while the tests run), then
-the rules that a schema cannot express are checked: hardening, resources, probes (exec probes over mutual TLS for
-the gRPC services, no plaintext gRPC port or probe left), autoscaling and disruption budgets, configuration
+the rules that a schema cannot express are checked for every workload (the Deployments and scoring's StatefulSet):
+hardening, resources, probes (exec probes over mutual TLS for the gRPC services, no plaintext gRPC port or probe
+left), autoscaling and disruption budgets, configuration
 through the ConfigMap/Secret (inline only: paths into the pod's own read-only volumes), placeholder-only secrets, and that Services, addresses in the ConfigMap and network
 policies agree with the container ports. cert-manager's documents (certificates.yaml) are checked by
-test_certificates.py.
+test_certificates.py, scoring's shards (StatefulSet, headless Service, shard settings) by test_scoring_shards.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from tests.deploy.manifests import (
     PART_OF,
     PROBE_MODULE,
     SECRET,
+    SHARDED,
+    WORKLOADS,
     Doc,
     block_network,
     container_port,
@@ -49,8 +52,6 @@ from tests.deploy.manifests import (
 # Oldest Kubernetes the manifests claim to support (README) and the current target.
 KUBERNETES_VERSIONS = ("1.30", "1.33")
 
-# Services that keep per-line state in memory and run as one shard until line sharding lands.
-SINGLE_SHARD = {"scoring"}
 IMAGE = "registry.example-carrier.cn/protective-suspension/platform:0.1.0"
 OTHER_PROCESSES = {
     "worker": ["python", "-m", "workflows.worker"],
@@ -100,7 +101,6 @@ SECRET_LOOKING_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|_KEYS?$|DATAB
 MEDIATION_NAMESPACE = {"kubernetes.io/metadata.name": "mediation"}
 
 
-DEPLOYMENTS = of_kind("Deployment")
 SERVICES = of_kind("Service")
 # What kubernetes-validate's schemas cover; cert-manager's kinds are checked by test_certificates.py.
 CORE_DOCS = [d for d in DOCS if d.api_group != CERT_MANAGER_GROUP]
@@ -180,13 +180,17 @@ def test_kustomization_lists_every_manifest() -> None:
 # -------------------------------------------------------------------------------------------- workloads
 
 
-def test_expected_deployments_exist() -> None:
+def test_expected_workloads_exist() -> None:
+    """One workload per process: a StatefulSet for each sharded service, a Deployment for every other one."""
     expected = set(GRPC_SERVICES) | set(OTHER_PROCESSES)
-    found = {d.name for d in DEPLOYMENTS}
-    assert found == expected, f"Deployments in deploy/k8s/: {sorted(found)}, expected {sorted(expected)}"
+    found = {d.name for d in WORKLOADS}
+    assert found == expected, f"workloads in deploy/k8s/: {sorted(found)}, expected {sorted(expected)}"
+    assert len(WORKLOADS) == len(found), f"two workloads share a name: {ids(WORKLOADS)}"
+    stateful = {d.name for d in of_kind("StatefulSet")}
+    assert stateful == set(SHARDED), f"StatefulSets: {sorted(stateful)}, expected the sharded {sorted(SHARDED)}"
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", WORKLOADS, ids=ids(WORKLOADS))
 def test_deployment_image_command_labels(dep: Doc) -> None:
     problems = []
     c = main_container(dep)
@@ -206,18 +210,21 @@ def test_deployment_image_command_labels(dep: Doc) -> None:
     template_labels = dep.obj["spec"]["template"]["metadata"].get("labels") or {}
     if not selects(dep.obj["spec"]["selector"].get("matchLabels"), template_labels):
         problems.append(f"{dep.ref}: spec.selector does not match the pod template labels")
-    if dep.name in SINGLE_SHARD:
-        if dep.obj["spec"].get("replicas") != 1 or dep.obj["spec"].get("strategy", {}).get("type") != "Recreate":
-            problems.append(f"{dep.ref}: a single-shard service needs replicas: 1 and the Recreate strategy")
+    if dep.name in SHARDED:
+        # One pod per shard: the replica count is the shard count (test_scoring_shards.py checks the rest).
+        if not isinstance(dep.obj["spec"].get("replicas"), int):
+            problems.append(f"{dep.ref}: a sharded service sets its replicas, the number of shards")
     elif "replicas" in dep.obj["spec"]:
         problems.append(f"{dep.ref}: spec.replicas is set; the HorizontalPodAutoscaler owns the replica count")
+    elif (dep.obj["spec"].get("strategy") or {}).get("type") != "RollingUpdate":
+        problems.append(f"{dep.ref}: strategy {dep.obj['spec'].get('strategy')}, expected RollingUpdate")
     grace = pod_spec(dep).get("terminationGracePeriodSeconds")
     if not isinstance(grace, int) or grace < 30:
         problems.append(f"{dep.ref}: terminationGracePeriodSeconds is {grace!r}, expected >= 30")
     fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", WORKLOADS, ids=ids(WORKLOADS))
 def test_graceful_shutdown_fits_the_termination_grace_period(dep: Doc) -> None:
     data = single("ConfigMap", CONFIG_MAP).obj.get("data") or {}
     drain_s = float(data.get("PSP_SHUTDOWN_GRACE_S", "5"))  # pscommon/config.py's default
@@ -230,7 +237,7 @@ def test_graceful_shutdown_fits_the_termination_grace_period(dep: Doc) -> None:
     )
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", WORKLOADS, ids=ids(WORKLOADS))
 def test_deployment_hardening(dep: Doc) -> None:
     problems = []
     spec = pod_spec(dep)
@@ -283,7 +290,7 @@ def _quantity(resource: str, value: object) -> float | None:
     return None if m is None else float(m[1]) * _MEMORY_UNITS[m[2]]
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", WORKLOADS, ids=ids(WORKLOADS))
 def test_deployment_resources(dep: Doc) -> None:
     problems = []
     for c in containers(dep):
@@ -317,7 +324,7 @@ def _grpc_service_names(proto_area: str) -> set[str]:
 ACCESS_TABLE = yaml.safe_load((K8S_DIR.parents[1] / "contracts" / "access.yaml").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", WORKLOADS, ids=ids(WORKLOADS))
 def test_deployment_probes(dep: Doc) -> None:
     problems = []
     c = main_container(dep)
@@ -339,7 +346,7 @@ def test_deployment_probes(dep: Doc) -> None:
     fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", WORKLOADS, ids=ids(WORKLOADS))
 def test_no_plaintext_grpc_port_or_probe(dep: Doc) -> None:
     """The servers listen on a mutual-TLS port only: the kubelet's grpc probe (plaintext, no client certificate)
     would fail against it, a TCP or HTTP probe would prove nothing, and a port named grpc* reads as plaintext
@@ -366,7 +373,7 @@ def test_no_plaintext_grpc_port_or_probe(dep: Doc) -> None:
     fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", [d for d in DEPLOYMENTS if d.name in GRPC_SERVICES], ids=lambda d: d.name)
+@pytest.mark.parametrize("dep", [d for d in WORKLOADS if d.name in GRPC_SERVICES], ids=lambda d: d.name)
 def test_grpc_probes_are_the_mtls_exec_probe_on_the_own_port(dep: Doc) -> None:
     """startup, readiness and liveness: `python -m pscommon.probes 127.0.0.1:<the container's own gRPC port>
     <a gRPC service this server implements>` (its proto declares it, the access table lists it), with a timeout
@@ -410,7 +417,7 @@ def test_the_probes_principal_may_ask_for_health() -> None:
     assert "*" in (health.get("Check") or []), "contracts/access.yaml: grpc.health.v1.Health/Check is not open to '*'"
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", WORKLOADS, ids=ids(WORKLOADS))
 def test_deployment_configuration_comes_from_configmap_and_secret(dep: Doc) -> None:
     problems = []
     for c in containers(dep):
@@ -423,7 +430,10 @@ def test_deployment_configuration_comes_from_configmap_and_secret(dep: Doc) -> N
         if secrets != {SECRET}:
             problems.append(f"{where}: envFrom Secrets {sorted(secrets)}, expected [{SECRET!r}]")
         read_only_mounts = {m.get("mountPath") for m in c.get("volumeMounts") or [] if m.get("readOnly")}
+        sharded = SHARDED.get(dep.name)
         for var in c.get("env") or []:
+            if sharded and var.get("name") in (sharded.count_env, sharded.addrs_env) and "value" in var:
+                continue  # rendered from the StatefulSet's replicas: test_scoring_shards.py checks the values
             folder = INLINE_PATH_ENV.get(var.get("name"))
             if folder is not None and "value" in var:
                 # A path into the pod's own volume (its certificate, the codec server's issuer key), not
@@ -441,7 +451,7 @@ def test_deployment_configuration_comes_from_configmap_and_secret(dep: Doc) -> N
     fail_if(problems)
 
 
-@pytest.mark.parametrize("dep", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+@pytest.mark.parametrize("dep", WORKLOADS, ids=ids(WORKLOADS))
 def test_deployment_has_pdb_and_hpa(dep: Doc) -> None:
     problems = []
     labels = dep.obj["spec"]["template"]["metadata"].get("labels") or {}
@@ -452,17 +462,23 @@ def test_deployment_has_pdb_and_hpa(dep: Doc) -> None:
     ]
     if len(pdbs) != 1:
         problems.append(f"{dep.ref}: expected one PodDisruptionBudget selecting its pods, found {ids(pdbs)}")
+    for pdb in pdbs:
+        budget = pdb.obj["spec"]
+        # Both kinds: the autoscaled ones keep at least one more replica; a shard's partitions are unavailable
+        # while its pod is down, so drains take one pod at a time.
+        if budget.get("maxUnavailable") != 1 or "minAvailable" in budget:
+            problems.append(f"{pdb.ref}: expected maxUnavailable: 1 (and no minAvailable), found {budget}")
     hpas = [
         h
         for h in of_kind("HorizontalPodAutoscaler")
-        if h.obj["spec"]["scaleTargetRef"].get("kind") == "Deployment"
-        and h.obj["spec"]["scaleTargetRef"].get("name") == dep.name
+        if h.obj["spec"]["scaleTargetRef"].get("name") == dep.name
         and h.obj["spec"]["scaleTargetRef"].get("apiVersion") == "apps/v1"
     ]
-    if dep.name in SINGLE_SHARD:
+    if dep.name in SHARDED:
+        # The shard count is PSP_SCORING_SHARDS too: an autoscaler changing replicas alone would break the map.
         if hpas:
-            problems.append(f"{dep.ref}: a single-shard service must not be autoscaled, found {ids(hpas)}")
-    elif len(hpas) != 1:
+            problems.append(f"{dep.ref}: a sharded service must not be autoscaled, found {ids(hpas)}")
+    elif len(hpas) != 1 or hpas[0].obj["spec"]["scaleTargetRef"].get("kind") != dep.kind:
         problems.append(f"{dep.ref}: expected one HorizontalPodAutoscaler targeting it, found {ids(hpas)}")
     for hpa in hpas:
         spec = hpa.obj["spec"]
@@ -512,15 +528,15 @@ def test_secret_holds_only_placeholders() -> None:
 # ------------------------------------------------------------------------------------ services, network
 
 
-def _deployment_for(svc: Doc) -> Doc:
+def _workload_for(svc: Doc) -> Doc:
     selector = svc.obj["spec"].get("selector") or {}
-    matched = [d for d in DEPLOYMENTS if selects(selector, d.obj["spec"]["template"]["metadata"].get("labels") or {})]
-    assert len(matched) == 1, f"{svc.ref}: selector {selector} matches Deployments {ids(matched)}, expected one"
+    matched = [d for d in WORKLOADS if selects(selector, d.obj["spec"]["template"]["metadata"].get("labels") or {})]
+    assert len(matched) == 1, f"{svc.ref}: selector {selector} matches workloads {ids(matched)}, expected one"
     return matched[0]
 
 
 def test_every_server_has_a_service() -> None:
-    expected = set(GRPC_SERVICES) | {"codec-server"}
+    expected = set(GRPC_SERVICES) | {"codec-server"} | {s.headless_service for s in SHARDED.values()}
     found = {s.name for s in SERVICES}
     assert found == expected, f"Services in deploy/k8s/: {sorted(found)}, expected {sorted(expected)}"
 
@@ -528,7 +544,7 @@ def test_every_server_has_a_service() -> None:
 @pytest.mark.parametrize("svc", SERVICES, ids=ids(SERVICES))
 def test_service_ports_matchcontainers(svc: Doc) -> None:
     problems = []
-    dep = _deployment_for(svc)
+    dep = _workload_for(svc)
     c = main_container(dep)
     for port in svc.obj["spec"].get("ports") or []:
         target = container_port(c, port.get("targetPort", port["port"]))
@@ -580,7 +596,7 @@ def test_network_policies() -> None:
         problems.append("NetworkPolicy: no default deny of ingress (podSelector {}, policyTypes [Ingress], no rules)")
     same_namespace = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": PART_OF}}}
     for svc in SERVICES:
-        dep = _deployment_for(svc)
+        dep = _workload_for(svc)
         labels = dep.obj["spec"]["template"]["metadata"].get("labels") or {}
         for port in svc.obj["spec"].get("ports") or []:
             peers = _allowed_peers(labels, port["port"])
@@ -588,6 +604,19 @@ def test_network_policies() -> None:
                 problems.append(f"{svc.ref}: no NetworkPolicy admits the platform's pods on port {port['port']}")
             if {} in peers:
                 problems.append(f"{svc.ref}: a NetworkPolicy admits any source on port {port['port']}")
+    # A shard hands parts of a batch to the others' pods directly (PSP_SCORING_SHARD_ADDRS), not via the Service:
+    # its own pods must be admitted, by a peer of this namespace (a podSelector without namespaceSelector).
+    for name in SHARDED:
+        sts = single("StatefulSet", name)
+        labels = sts.obj["spec"]["template"]["metadata"].get("labels") or {}
+        port = GRPC_SERVICES[name][1]
+        own = [
+            peer
+            for peer in _allowed_peers(labels, port)
+            if set(peer) == {"podSelector"} and selects(peer["podSelector"].get("matchLabels"), labels)
+        ]
+        if not own:
+            problems.append(f"{sts.ref}: no NetworkPolicy admits its own pods on port {port} (shard to shard)")
     scoring_peers = _allowed_peers({"app.kubernetes.io/name": "scoring", "app.kubernetes.io/part-of": PART_OF}, 50051)
     if {"namespaceSelector": {"matchLabels": MEDIATION_NAMESPACE}} not in scoring_peers:
         problems.append("NetworkPolicy: scoring:50051 is not reachable from the mediation namespace")

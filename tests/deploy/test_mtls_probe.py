@@ -1,12 +1,13 @@
 """The certificates as specified make the probes and the calls work: for each Certificate in
 deploy/k8s/certificates.yaml, a certificate with exactly its names, usages and key (what cert-manager's CA issuer
 makes of the spec: each usage is one KeyUsage or ExtendedKeyUsage bit) is issued from a throwaway CA into a folder
-laid out like the pod's volume (ca.crt, tls.crt, tls.key). A gRPC server on loopback serves it with the servers'
-own credentials (pscommon.tls: mutual TLS, client certificate required), and the Deployment's readiness probe
-command runs as a subprocess with the Deployment's PSP_TLS_* rewritten into that folder; it must exit 0 while
-the service is SERVING and 1 once it is NOT_SERVING. The worker's client certificate reaches a server under the
-ConfigMap's address and is seen as its principal. Without the 127.0.0.1 SAN the probe fails, which is why the
-certificates carry it.
+laid out like the pod's volume (ca.crt, tls.crt, tls.key). A gRPC server on loopback serves it with the servers' own
+credentials (pscommon.tls: mutual TLS, client certificate required), and the workload's readiness probe command runs
+as a subprocess with the workload's PSP_TLS_* rewritten into that folder; it must exit 0 while the service is
+SERVING and 1 once it is NOT_SERVING. The worker's client certificate reaches a server under the ConfigMap's address
+and is seen as its principal; a scoring shard reaches the others under their hosts in PSP_SCORING_SHARD_ADDRS (the
+certificate's wildcard), and not under a name it does not cover. Without the 127.0.0.1 SAN the probe fails, which is
+why the certificates carry it.
 
 Not offline like the other manifest checks: it binds 127.0.0.1 only (no DNS, nothing outside the machine).
 """
@@ -37,18 +38,22 @@ from pscommon.identity import Principal
 from pscommon.tls import TlsFiles, peer_principal
 from tests.deploy.manifests import (
     GRPC_SERVICES,
+    NAMESPACE,
     ROOT,
+    SHARDED,
     TLS_DIR,
     TLS_ENV,
+    WORKLOADS,
     Doc,
     config_data,
     main_container,
     of_kind,
     pod_spec,
+    single,
 )
 
 CERTIFICATES = {c.obj["spec"]["secretName"]: c for c in of_kind("Certificate")}
-SERVER_DEPLOYMENTS = [d for d in of_kind("Deployment") if d.name in GRPC_SERVICES]
+SERVER_WORKLOADS = [d for d in WORKLOADS if d.name in GRPC_SERVICES]
 KEY_USAGES = {"digital signature", "key encipherment", "key agreement", "content commitment", "data encipherment"}
 EXT_KEY_USAGES = {"server auth": ExtendedKeyUsageOID.SERVER_AUTH, "client auth": ExtendedKeyUsageOID.CLIENT_AUTH}
 
@@ -146,7 +151,7 @@ def _server(folder: Path, service: str) -> Iterator[tuple[int, _RecordingHealth]
 
 
 def _run_probe(dep: Doc, folder: Path, port: int) -> subprocess.CompletedProcess[str]:
-    """The Deployment's readiness probe command, as the kubelet would exec it in the container, but against `port`
+    """The workload's readiness probe command, as the kubelet would exec it in the container, but against `port`
     and with its PSP_TLS_* paths moved from the volume to `folder`."""
     container = main_container(dep)
     command = list(container["readinessProbe"]["exec"]["command"])
@@ -166,7 +171,7 @@ def ca() -> pki.Issued:
     return pki.new_ca(config_data()["PSP_TRUST_DOMAIN"])
 
 
-@pytest.mark.parametrize("dep", SERVER_DEPLOYMENTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("dep", SERVER_WORKLOADS, ids=lambda d: d.name)
 def test_the_readiness_probe_passes_with_the_pods_certificate(dep: Doc, ca: pki.Issued, tmp_path: Path) -> None:
     spec = _certificate_of(dep).obj["spec"]
     folder = _issue(ca, spec, tmp_path / "tls")
@@ -182,7 +187,7 @@ def test_the_readiness_probe_passes_with_the_pods_certificate(dep: Doc, ca: pki.
 
 
 def test_without_the_loopback_address_the_probe_fails(ca: pki.Issued, tmp_path: Path) -> None:
-    dep = SERVER_DEPLOYMENTS[0]
+    dep = SERVER_WORKLOADS[0]
     spec = dict(_certificate_of(dep).obj["spec"])
     spec.pop("ipAddresses")
     folder = _issue(ca, spec, tmp_path / "tls")
@@ -192,11 +197,11 @@ def test_without_the_loopback_address_the_probe_fails(ca: pki.Issued, tmp_path: 
     assert not servicer.callers
 
 
-@pytest.mark.parametrize("server", SERVER_DEPLOYMENTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("server", SERVER_WORKLOADS, ids=lambda d: d.name)
 def test_the_worker_reaches_a_service_under_the_configmaps_address(server: Doc, ca: pki.Issued, tmp_path: Path) -> None:
     """The worker's certificate (client auth only) is accepted, and the server's certificate matches the host the
     worker dials (PSP_<NAME>_ADDR in the ConfigMap)."""
-    worker = next(d for d in of_kind("Deployment") if d.name == "worker")
+    worker = single("Deployment", "worker")
     worker_spec = _certificate_of(worker).obj["spec"]
     server_folder = _issue(ca, _certificate_of(server).obj["spec"], tmp_path / "server")
     worker_files = _files(_issue(ca, worker_spec, tmp_path / "worker"))
@@ -211,3 +216,35 @@ def test_the_worker_reaches_a_service_under_the_configmaps_address(server: Doc, 
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     (uri,) = worker_spec["uris"]
     assert servicer.callers == [Principal.parse(uri)], f"the server saw {servicer.callers}, not {uri}"
+
+
+def _check_under(host: str, port: int, files: TlsFiles) -> Any:
+    """grpc.health.v1 Check on 127.0.0.1:`port`, verifying the server's certificate as a client dialling `host`."""
+    with grpc.secure_channel(
+        f"127.0.0.1:{port}",
+        files.channel_credentials(),
+        options=[("grpc.ssl_target_name_override", host), ("grpc.use_local_subchannel_pool", 1)],
+    ) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", sorted(SHARDED))
+def test_a_shard_reaches_the_others_under_their_shard_addresses(name: str, ca: pki.Issued, tmp_path: Path) -> None:
+    """Every pod of the StatefulSet mounts the same certificate: as a server it must match each host the other
+    shards dial (PSP_SCORING_SHARD_ADDRS), as a client it is accepted and seen as the principal scoring (which the
+    shards' access rules expect). A pod name under another Service is refused: the name is really checked."""
+    sts = single("StatefulSet", name)
+    spec = _certificate_of(sts).obj["spec"]
+    files = _files(_issue(ca, spec, tmp_path / "tls"))
+    env = {v["name"]: v.get("value") for v in main_container(sts).get("env") or []}
+    hosts = [a.strip().rpartition(":")[0] for a in str(env[SHARDED[name].addrs_env]).split(",")]
+    assert len(hosts) == sts.obj["spec"]["replicas"], f"{sts.ref}: {hosts} for {sts.obj['spec']['replicas']} replicas"
+    with _server(tmp_path / "tls", "") as (port, servicer):
+        for host in hosts:
+            assert _check_under(host, port, files).status == health_pb2.HealthCheckResponse.SERVING, host
+        with pytest.raises(grpc.RpcError) as refused:
+            _check_under(f"{name}-0.{name}-elsewhere.{NAMESPACE}.svc", port, files)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
+    (uri,) = spec["uris"]
+    assert servicer.callers == [Principal.parse(uri)] * len(hosts), f"the shards were seen as {servicer.callers}"

@@ -20,7 +20,7 @@ MSISDN = "19355502020"
 
 async def deliver(stack, pool: asyncpg.Pool, decision_id: int) -> asyncpg.Record:
     """Delivers one decision as the opener does; waits out the service's own relay if it holds the row."""
-    relay = cases.CaseStarter(stack.client, stack.cfg).relay(pool)
+    relay = cases.CaseStarter(stack.client, stack.cfg, pool).relay()
     for _ in range(3):
         await relay.deliver_now([decision_id])
         async with pool.acquire() as conn, conn.transaction():
