@@ -102,7 +102,8 @@ async def drill(args: argparse.Namespace, data: pathlib.Path, timings: dict[str,
     for entry in kill_log:
         print(f"  {entry}", flush=True)
     t0 = time.monotonic()
-    seen = await settle(client, calls, traces, args.settle_s)
+    hashes = [line_hash(t.line.msisdn, cfg.line_hash_key) for t in traces]
+    seen = await settle(client, calls, traces, args.settle_s, cfg.database_url, hashes)
     timings["settle"] = time.monotonic() - t0
     t0 = time.monotonic()
     inspector = Inspector(client, calls, cfg.database_url, lambda m: line_hash(m, cfg.line_hash_key), data, plan)

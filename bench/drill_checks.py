@@ -116,22 +116,41 @@ async def describe(client: Client, calls: Calls, case_id: str) -> Seen:
     return Seen(desc.status, desc.typed_search_attributes.get(temporal.CASE_STAGE) or "")
 
 
-async def settle(client: Client, calls: Calls, traces: list[Trace], deadline_s: float) -> dict[str, Seen]:
-    """Polls every case until it rests where its kind should (or has ended), for at most `deadline_s`."""
+async def settle(
+    client: Client, calls: Calls, traces: list[Trace], deadline_s: float, db_url: str, hashes: list[str]
+) -> dict[str, Seen]:
+    """Polls every case until it rests where its kind should (or has ended), and scoring's case opener until it
+    has delivered every decision of the drill's lines (a decision it held when PostgreSQL was killed stays leased
+    for a while), for at most `deadline_s`."""
     seen: dict[str, Seen] = {}
     for t in traces:  # a case whose driver stopped early cannot reach its resting stage: seen once, not waited for
         if t.case_id and t.stopped:
             seen[t.case_id] = await describe(client, calls, t.case_id)
     waiting = [t for t in traces if t.case_id and not t.stopped]
     give_up_at = time.monotonic() + deadline_s
-    while waiting:
+    unopened = 1
+    while True:
         for t in waiting:
             seen[t.case_id] = await describe(client, calls, t.case_id)
         waiting = [t for t in waiting if not rested(t, seen[t.case_id])]
-        if not waiting or time.monotonic() > give_up_at:
+        if unopened:
+            unopened = await _unopened(db_url, hashes)
+        if (not waiting and not unopened) or time.monotonic() > give_up_at:
             break
         await asyncio.sleep(2.0)
     return seen
+
+
+async def _unopened(db_url: str, hashes: list[str]) -> int:
+    try:
+        conn = await asyncpg.connect(db_url)
+    except (OSError, asyncpg.PostgresError):
+        return 1
+    try:
+        q = "SELECT count(*) FROM scoring.decisions WHERE opened_at IS NULL AND line_hash = ANY($1)"
+        return int(await conn.fetchval(q, hashes))
+    finally:
+        await conn.close()
 
 
 class Inspector:
