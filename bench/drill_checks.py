@@ -168,6 +168,8 @@ class Inspector:
         self.f = Findings()
         # lines whose acknowledged CDRs scoring lost to a kill (scoring keeps its windows in snapshots only)
         self.scoring_lost: set[int] = set()
+        # lines with two cases open at once (scoring's case opener delivered a later decision before an earlier one)
+        self.split_lines: set[int] = set()
 
     async def run(self, traces: list[Trace], seen: dict[str, Seen]) -> Findings:
         self.f.unsettled = sum(1 for t in traces if t.case_id and not rested(t, seen.get(t.case_id, Seen())))
@@ -224,6 +226,7 @@ class Inspector:
                 elif s.status == WorkflowExecutionStatus.RUNNING:
                     running.append(f"{cid} at {s.stage}")
             if len(running) > 1:  # one open case per line: a second one splits the line's decisions
+                self.split_lines.add(t.line.index)
                 self.f.add_line(
                     t.line.index, "cases stuck", f"{who}: {len(running)} cases open at once: {', '.join(running)}"
                 )
