@@ -118,7 +118,7 @@ async def drill(args: argparse.Namespace, data: pathlib.Path, timings: dict[str,
     for s in calls.stats.errors:
         findings.found.setdefault("caller errors", []).append(s)
     timings["checks"] = time.monotonic() - t0
-    extra = {"traces": traces, "plan": plan, "stats": calls.stats}
+    extra = {"traces": traces, "plan": plan, "stats": calls.stats, "split": inspector.split_lines}
     await calls.close()
     await channels.close_all()
     return findings, extra
@@ -161,6 +161,9 @@ def report(args: argparse.Namespace, findings: Findings, extra: dict, timings: d
             print(f"  {'':<26} {'':>5}  {example}")
         if len(found) > EXAMPLES:
             print(f"  {'':<26} {'':>5}  ... and {len(found) - EXAMPLES} more")
+    split = extra["split"]
+    on_split = sum(i in split for check in CHECKS for i in findings.lines[check])
+    print(f"  lines with two cases open at once: {len(split)}; findings about those lines: {on_split} of {bad}")
     for note in findings.notes[: 2 * EXAMPLES]:
         print(f"  note: {note}")
     for excused in findings.excused:
