@@ -241,7 +241,10 @@ class Inspector:
                 self.f.add_line(
                     t.line.index,
                     "wrong outcomes",
-                    f"{who}: scoring's strongest action {strongest}, the scorecard says {t.line.expected[-1]} ({why})",
+                    f"{who}: scoring's strongest action {strongest}, the scorecard says {t.line.expected[-1]} ({why};"
+                    f" bursts sent {len(t.ingest_spans)} of {len(t.line.bursts)}"
+                    + (f"; driver: {t.stopped}" if t.stopped else "")
+                    + ")",
                 )
                 if "scoring" in during:
                     self.f.notes.append(f"{who}: acknowledged CDRs lost with scoring's windows (known, scoring)")
