@@ -25,7 +25,7 @@ from pscommon.tls import TlsFiles
 T = TypeVar("T")
 TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 TEMPORAL_TRANSIENT = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
-NUMBER_RE = re.compile(r"1[0-9]{10}")
+NUMBER_RE = re.compile(r"(?<![0-9a-zA-Z])1[0-9]{10}(?![0-9a-zA-Z])")  # a number, not digits inside a hash
 # Reconnect soon after a restart (gRPC's default backoff grows to two minutes).
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
@@ -97,7 +97,10 @@ class Calls:
 
     def transient_or_raise(self, method: str, err: grpc.aio.AioRpcError, give_up_at: float) -> None:
         code = err.code()
-        if code not in TRANSIENT:
+        # The client's own gRPC core reports a stream broken by the server's death as INTERNAL with this text (the
+        # platform's INTERNAL answers say "internal error"): a broken connection, retried like UNAVAILABLE.
+        broken = code == grpc.StatusCode.INTERNAL and (err.details() or "") == "Internal error from Core"
+        if code not in TRANSIENT and not broken:
             self.stats.errors.append(f"{method} {code.name}: {masked(err.details() or '')[:200]}")
             raise err
         self.stats.retries[f"{method} {code.name}"] += 1
