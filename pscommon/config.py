@@ -54,6 +54,9 @@ class Settings:
     verification_policy: str = field(default_factory=lambda: _env("PSP_VERIFICATION_POLICY", ""))
     # How often scoring writes changed line windows to PostgreSQL (what a crash can lose, at most).
     scoring_snapshot_s: float = field(default_factory=lambda: float(_env("PSP_SCORING_SNAPSHOT_S", "30")))
+    # How late a CDR may arrive and still land in every window (docs/event-time.md); later ones count at day
+    # scale only.
+    scoring_lateness_s: int = field(default_factory=lambda: int(_env("PSP_SCORING_LATENESS_S", "7200")))
     # Scoring runs as `scoring_shards` shards; this process is shard `scoring_shard` (0-based; in Kubernetes the
     # StatefulSet ordinal). Each owns the partitions p with p mod shards == shard (services/scoring/partitions.py).
     scoring_shards: int = field(default_factory=lambda: int(_env("PSP_SCORING_SHARDS", "1")))

@@ -1,11 +1,17 @@
-"""The streaming engine: feeds events into line state and reports when a line's action escalates."""
+"""The streaming engine: feeds events into line state and reports when a line's action escalates.
+
+Events are placed by event time. A CDR up to `lateness_s` late (behind the line's latest event) lands where it
+belongs in every window; a later one is counted only in the day-scale windows, never in the hour. With a wall
+clock, a CDR dated beyond it (plus `future_skew_s`) is refused. See docs/event-time.md.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.scoring.features import (
-    CONTACT_CAP,
     DAY,
     HOT,
     HOUR,
@@ -21,6 +27,7 @@ from services.scoring.features import (
     LineState,
     Profile,
     features,
+    peer_key,
 )
 from services.scoring.scorecard import Assessment, Score, Scorecard
 
@@ -44,14 +51,32 @@ class Peak:
     outgoing_before_action: int = 0
 
 
+# Lines remembered per handset in `Engine.handsets` (the least recently seen forgotten first).
+LINES_PER_HANDSET_CAP = 64
+
+
 class Engine:
-    def __init__(self, scorecard: Scorecard, track_peaks: bool = False) -> None:
+    def __init__(
+        self,
+        scorecard: Scorecard,
+        track_peaks: bool = False,
+        *,
+        lateness_s: int = 2 * HOUR,
+        wall_clock: Callable[[], float] | None = None,
+        future_skew_s: int = 300,
+    ) -> None:
         self.scorecard = scorecard
+        self.lateness_s = lateness_s
+        self.wall_clock = wall_clock  # None for replays of historical corpora: any event time is accepted
+        self.future_skew_s = future_skew_s
+        self.refused: Counter[str] = Counter()  # events not taken, by reason: "future", "late"
+        self.late: Counter[str] = Counter()  # events taken late: "within" the lateness, "beyond" it (day-scale)
         self.profiles: dict[str, Profile] = {}
         self.lines: dict[str, LineState] = {}
         self.cells: dict[str, int] = {}  # listed cell -> risk (2 elevated, 3 high)
         self.hot_numbers: set[str] = set()  # the national platform's high-risk numbers
-        self.handsets: dict[str, dict[str, int]] = {}  # imei -> line -> last seen
+        # imei -> its line, or line -> last seen once it has been in more than one (LINES_PER_HANDSET_CAP).
+        self.handsets: dict[str, str | dict[str, int]] = {}
         self.shared: set[str] = set()  # handsets seen with more than one line
         self.acted: dict[str, int] = {}  # strongest action taken in the line's open case
         self.cleared: dict[str, frozenset[str]] = {}  # reason codes a verified holder was cleared of
@@ -96,34 +121,50 @@ class Engine:
         imei: str,
         sms: bool,
     ) -> Escalation | None:
+        if self.wall_clock is not None and t > self.wall_clock() + self.future_skew_s:
+            self.refused["future"] += 1
+            return None
         s = self.lines.get(msisdn)
         if s is None:
             profile = self.profiles.get(msisdn)
             if profile is None:
                 return None  # not one of our subscribers: nothing to assess
             s = self.lines[msisdn] = LineState(profile)
-        if t > s.last_t:
+        last = s.last_t
+        if t > last:
             s.last_t = t
             if t > self.clock:
                 self.clock = t
+            s.abroad = abroad
+        elif t == last:
+            s.abroad |= abroad  # the same second either way round
+        elif not self._late(last - t):
+            return None
         if s.last_t >= s.expire_at:
             s.expire(s.last_t)
-        s.abroad = abroad
-        if imei and (imei != s.imei or t - s.imeis[imei] > HOUR):
-            s.see_handset(t, imei)
-            self._use_handset(imei, msisdn, t)
+        if imei:
+            # The engine-wide map is refreshed at most hourly per line; the line's own last seen always.
+            fresh = imei != s.imei or t - s.imei_t > HOUR
+            if imei == s.imei and s.imeis is None:
+                if t > s.imei_t:
+                    s.imei_t = t
+            else:
+                s.see_handset(t, imei)
+            if fresh:
+                self._use_handset(imei, msisdn, t)
         if cell_id:
             risk = self.cells.get(cell_id)
             if risk:
                 s.add_cell(t, risk)
-        contacts = s.contacts  # last contact by peer, oldest first: was this peer ever in touch with the line?
-        new = contacts.pop(peer, None) is None
-        contacts[peer] = t
-        if len(contacts) > CONTACT_CAP:
-            del contacts[next(iter(contacts))]
+        # peer_key, inlined for the common case (an ordinary number).
+        k = int("1" + peer) if len(peer) <= 18 and peer.isascii() and peer.isdigit() else peer_key(peer)
+        row, new = s.contact(k, t)
         self.dirty.add(msisdn)
         if not outgoing:
-            s.add_in(t, peer)
+            s.add_in(t, k, row)
+            return None
+        if t <= s.last_t - DAY:
+            s.out_total += 1  # too old for any window: it only taught the line's contacts
             return None
         flags = NEW if new else 0
         if peer_province == "00":
@@ -138,33 +179,68 @@ class Engine:
             flags |= NIGHT
         if peer in self.hot_numbers:
             flags |= HOT
-        s.add_out(t, peer, flags, duration)
-        return self._assess(msisdn, s, t)
+        s.add_out(t, k, flags, duration, row)
+        return self._assess(msisdn, s, s.last_t)
+
+    def _late(self, behind: int) -> bool:
+        """Whether an event `behind` seconds behind its line's latest is taken (counted in `late` or `refused`).
+
+        Beyond the lateness it is counted only where it cannot make a burst: in the day-scale windows. So it is
+        refused when the lateness is under an hour and the event would land inside the hour window.
+        """
+        if behind <= self.lateness_s:
+            self.late["within"] += 1
+            return True
+        if behind < HOUR:
+            self.refused["late"] += 1
+            return False
+        self.late["beyond"] += 1
+        return True
 
     def report(self, msisdn: str, t: int, source: int) -> Escalation | None:
         """A complaint (0 user report) or an authority's feed (1 national platform, 2 police) about a line."""
+        if self.wall_clock is not None and t > self.wall_clock() + self.future_skew_s:
+            self.refused["future"] += 1
+            return None
         profile = self.profiles.get(msisdn)
         if profile is None:
             return None
         s = self.state(msisdn, profile)
-        s.last_t = max(s.last_t, t)
+        if t > s.last_t:
+            s.last_t = t
+            self.clock = max(self.clock, t)
         s.expire(s.last_t)
         s.add_report(t, source)
         self.dirty.add(msisdn)
-        return self._assess(msisdn, s, t)
+        return self._assess(msisdn, s, s.last_t)
 
     def _use_handset(self, imei: str, msisdn: str, t: int) -> None:
         users = self.handsets.get(imei)
-        if users is None:
+        if users is None or users == msisdn:
+            self.handsets[imei] = msisdn  # one line on the handset (most): its last seen is in its state
+            return
+        if isinstance(users, str):
+            first = users
             users = self.handsets[imei] = {}
-        users[msisdn] = t
+            seen = self._seen_on(first, imei)
+            if seen is not None:
+                users[first] = seen
+        users[msisdn] = max(users.get(msisdn, t), t)
+        if len(users) > LINES_PER_HANDSET_CAP:
+            del users[min(users, key=users.__getitem__)]
         if len(users) > 1:
             self.shared.add(imei)
+
+    def _seen_on(self, msisdn: str, imei: str) -> int | None:
+        s = self.lines.get(msisdn)
+        return None if s is None else s.handsets().get(imei)
 
     def lines_on_handset(self, s: LineState) -> int:
         users = self.handsets.get(s.imei)
         if not users:
             return 0
+        if isinstance(users, str):
+            return 1
         week_ago = s.last_t - WEEK
         return sum(1 for seen in users.values() if seen > week_ago)
 
@@ -232,8 +308,9 @@ class Engine:
             return  # windows of a line no longer on file
         *line, acted, cleared = snap
         s = self.lines[msisdn] = LineState.restore(profile, line)
-        self.clock = max(self.clock, s.last_t)
-        for imei, seen in s.imeis.items():
+        if self.wall_clock is None or s.last_t <= self.wall_clock() + self.future_skew_s:
+            self.clock = max(self.clock, s.last_t)
+        for imei, seen in s.handsets().items():
             self._use_handset(imei, msisdn, seen)
         if acted:
             self.acted[msisdn] = acted
@@ -243,10 +320,27 @@ class Engine:
     def sweep(self) -> list[str]:
         """Forgets lines idle for a week of event time (their snapshot stays); returns them."""
         week_ago = self.clock - WEEK
-        idle = [m for m, s in self.lines.items() if s.last_t <= week_ago and m not in self.acted]
-        for m in idle:
-            del self.lines[m]
-        for imei in [i for i, users in self.handsets.items() if max(users.values()) <= week_ago]:
-            del self.handsets[imei]
-            self.shared.discard(imei)
+        idle = self.forget_idle_lines(list(self.lines), week_ago)
+        self.forget_idle_handsets(list(self.handsets), week_ago)
         return idle
+
+    def forget_idle_lines(self, msisdns: list[str], week_ago: int) -> list[str]:
+        """`sweep` over some of the lines (the service sweeps a chunk at a time between batches)."""
+        lines, acted = self.lines, self.acted
+        idle = [m for m in msisdns if (s := lines.get(m)) is not None and s.last_t <= week_ago and m not in acted]
+        for m in idle:
+            del lines[m]
+        return idle
+
+    def forget_idle_handsets(self, imeis: list[str], week_ago: int) -> None:
+        for imei in imeis:
+            users = self.handsets.get(imei)
+            if users is not None and self._last_seen(imei, users) <= week_ago:
+                del self.handsets[imei]
+                self.shared.discard(imei)
+
+    def _last_seen(self, imei: str, users: str | dict[str, int]) -> int:
+        if isinstance(users, str):
+            seen = self._seen_on(users, imei)
+            return -1 if seen is None else seen
+        return max(users.values())

@@ -2,11 +2,21 @@
 
 Counters are kept incrementally: adding a call and expiring one cost O(1), so scoring a CDR costs the same for
 a line with 3 calls in its window as for one with 300. Times are integer epoch seconds of event time.
+
+Events may arrive out of order: each history is kept sorted by event time and a late event is inserted where it
+belongs, so the same events in any order give the same windows (docs/event-time.md). The engine decides which
+late events are accepted at all (its lateness bound).
+
+Memory is what bounds how many lines one process holds, so a line is stored compactly in int arrays: peers are
+64-bit keys (peer_key), outgoing contacts are two parallel arrays, and what the line knows about each peer (first
+and last contact, whether it called in, how often it is in each window) is one row of the line's Book.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import hashlib
+from array import array
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
@@ -18,11 +28,51 @@ NEVER = 1 << 62
 # China Standard Time has no daylight saving: night activity is judged in the holder's local time.
 LOCAL_OFFSET = 8 * HOUR
 NIGHT_END = 6 * HOUR
-# Contacts remembered per line, to tell a number never called before (oldest forgotten first).
+# Peers remembered per line beyond those in its day window, to tell a number never in touch before: between
+# CONTACT_CAP and twice as many (the least recently in touch forgotten first, CONTACT_CAP at a time).
 CONTACT_CAP = 512
+# Per-line bounds, so that one line cannot grow without limit (docs/event-time.md, "Caps"): past a cap the oldest
+# entry leaves its windows early, as if it had expired.
+OUT_CAP = 20_000  # outgoing calls and SMS in the day window
+IN_CAP = 20_000  # incoming calls and SMS in the day window
+CELL_CAP = 2_000  # events in listed cells in the day window
+REPORT_CAP = 1_000  # reports in the 30-day window
+HANDSET_CAP = 16  # handsets remembered over 7 days
 
 NEW, REMOTE, UNANSWERED, NIGHT, INTL, HOT, SMS = 1, 2, 4, 8, 16, 32, 64
 CELL_ELEVATED, CELL_HIGH = 2, 3
+
+# An outgoing contact in `LineState.ev`: time << 24 | duration << 7 | flags (sorted by time, then the rest).
+FLAG_BITS = 7
+FLAG_MASK = (1 << FLAG_BITS) - 1
+MAX_DURATION = (1 << 17) - 1  # 36 hours: longer calls are counted as 36 hours
+EV_SHIFT = 24
+# A peer's row in the Book: its first and last contact (epoch seconds in 32 bits: until 2106, later times count
+# as then) and `meta` = called in << 31 | day count << 15 | hour count.
+LOW32 = 0xFFFF_FFFF
+COUNT_MASK = 0x7FFF  # at most OUT_CAP calls are in a window
+CALLER = 1 << 31
+IN_WINDOWS = CALLER - 1
+# Arrays of unsigned 64-bit ints ('L' on 64-bit Linux): storing into them is several times cheaper than into
+# 'q' arrays, which parse each value like a function argument.
+U64 = "L" if array("L").itemsize == 8 else "Q"
+# The stored form's version (LineState.snapshot); version 1 had no marker and kept peers as strings.
+SNAPSHOT_VERSION = 2
+
+
+def peer_key(peer: str) -> int:
+    """A peer number as an unsigned 64-bit int: exact (and reversible) for up to 18 digits, a hash otherwise.
+
+    Digit strings map below 2**63 (a leading 1 keeps leading zeros apart), anything else to a 63-bit hash at
+    2**63 and above, so the two kinds never collide.
+    """
+    if len(peer) <= 18 and peer.isascii() and peer.isdigit():
+        return int("1" + peer)
+    return 1 << 63 | int.from_bytes(hashlib.blake2b(peer.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def _book_time(t: int) -> int:
+    return min(max(t, 0), LOW32)
 
 
 @dataclass
@@ -36,18 +86,48 @@ class Profile:
         self.opened_epoch = int(datetime.combine(self.opened_at, time(), UTC).timestamp()) - LOCAL_OFFSET
 
 
+class Book:
+    """What a line knows about each peer it was in touch with: one row per peer, in three arrays sorted by key.
+
+    Arrays rather than a dict of ints: 20 bytes a peer instead of about 110.
+    """
+
+    __slots__ = ("keys", "first", "last", "meta")
+
+    def __init__(self) -> None:
+        self.keys = array(U64)
+        self.first = array("I")
+        self.last = array("I")
+        self.meta = array("I")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def row(self, k: int) -> int:
+        """The row of a peer known to be in the book."""
+        return bisect_left(self.keys, k)
+
+    def keep(self, rows: list[int]) -> None:
+        """Keeps only these rows (in order)."""
+        for a in (self.keys, self.first, self.last, self.meta):
+            a[:] = array(a.typecode, [a[i] for i in rows])
+
+
 class Window:
     """Running counts over the line's outgoing contacts (calls and SMS) of the last `span` seconds.
 
-    The contacts themselves live once, in `LineState.out`; this window covers `out[head:]`, so the hour and
-    the day share one list and expiring a call only moves an index.
+    The contacts themselves live once, in `LineState.ev`/`pk`; this window covers index `head` onwards, so the
+    hour and the day share the arrays and expiring a call only moves an index. How often each peer is in the
+    window is kept in the line's book (at bit `shift` of its meta).
     """
 
+    span = 0
+    shift = 0
+    unit = 1
     __slots__ = (
-        "span",
         "head",
         "n",
-        "peers",
+        "distinct",
         "sms",
         "new",
         "remote",
@@ -57,42 +137,25 @@ class Window:
         "hot",
         "duration",
         "callbacks",
+        "book",
     )
 
-    def __init__(self, span: int) -> None:
-        self.span = span
+    def __init__(self, book: Book) -> None:
+        self.book = book
         self.head = 0
         self.n = 0
-        self.peers: dict[str, int] = {}
+        self.distinct = 0  # distinct peers in the window
         self.sms = self.new = self.remote = self.unanswered = self.night = self.intl = self.hot = 0
         self.duration = 0
         self.callbacks = 0  # distinct peers in the window who have called the line
 
-    def expire(self, out: list[tuple[int, str, int, int]], now: int, callers: dict[str, int]) -> None:
-        limit = now - self.span
-        i = start = self.head
-        end = len(out)
-        peers = self.peers
-        while i < end:
-            t, peer, flags, duration = out[i]
-            if t > limit:
-                break
-            i += 1
-            if flags:
-                self._count(flags, duration, -1)
-            else:
-                self.duration -= duration
-            left = peers[peer] - 1
-            if left:
-                peers[peer] = left
-            else:
-                del peers[peer]
-                if peer in callers and self.callbacks:
-                    self.callbacks -= 1
-        self.n -= i - start
-        self.head = i
+    @property
+    def peers(self) -> dict[int, int]:
+        """Peer key -> contacts in the window (for inspection; the hot path reads `distinct`)."""
+        shift, book = self.shift, self.book
+        return {k: c for k, m in zip(book.keys, book.meta, strict=True) if (c := m >> shift & COUNT_MASK)}
 
-    def _count(self, flags: int, duration: int, d: int) -> None:
+    def count(self, flags: int, duration: int, d: int) -> None:
         if flags & SMS:
             self.sms += d
         else:
@@ -110,26 +173,60 @@ class Window:
         if flags & HOT:
             self.hot += d
 
+    def uncount(self, ev: array, pk: array, start: int, end: int) -> None:
+        """Takes the contacts at indices start..end-1 out of the window (one call for a run: the hot path)."""
+        keys, meta = self.book.keys, self.book.meta
+        shift, unit = self.shift, self.unit
+        for j in range(start, end):
+            e = ev[j]
+            flags = e & FLAG_MASK
+            duration = e >> FLAG_BITS & MAX_DURATION
+            if flags:
+                self.count(flags, duration, -1)
+            else:
+                self.duration -= duration
+            i = bisect_left(keys, pk[j])
+            m = meta[i] - unit
+            meta[i] = m
+            if not m >> shift & COUNT_MASK:
+                self.distinct -= 1
+                if m & CALLER:
+                    self.callbacks -= 1
+        self.n -= end - start
+
+
+class HourWindow(Window):
+    __slots__ = ()
+    span = HOUR
+
+
+class DayWindow(Window):
+    __slots__ = ()
+    span = DAY
+    shift = 15
+    unit = 1 << 15
+
 
 class LineState:
     """Everything the engine remembers about one line.
 
-    Rarely used histories (incoming calls, listed cells, reports) stay None until the line has one: most lines
-    never visit a listed cell or get reported, and an empty deque costs more than half a kilobyte.
+    Rarely used histories (incoming calls, listed cells, reports, a second handset) stay None until the line has
+    one. All histories are sorted by event time.
     """
 
     __slots__ = (
         "profile",
         "last_t",
-        "out",
+        "ev",
+        "pk",
+        "book",
         "h1",
         "d1",
-        "contacts",
-        "callers",
         "incoming",
         "cells",
         "imeis",
         "imei",
+        "imei_t",
         "reports",
         "abroad",
         "out_total",
@@ -140,169 +237,358 @@ class LineState:
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self.last_t = 0
-        self.out: list[tuple[int, str, int, int]] = []  # (time, peer, flags, duration), last 24 h
-        self.h1 = Window(HOUR)
-        self.d1 = Window(DAY)
-        self.contacts: dict[str, int] = {}  # peer -> last contact, any direction, oldest first
-        self.callers: dict[str, int] = {}  # peer -> last call in
-        self.incoming: deque[int] | None = None  # calls and SMS in, last 24 h
-        self.cells: deque[tuple[int, int]] | None = None  # (time, risk) of events in listed cells, last 24 h
-        self.imeis: dict[str, int] = {}  # handset -> last seen, last 7 days
-        self.imei = ""
-        self.reports: deque[tuple[int, int]] | None = None  # (time, source index), last 30 days
+        self.last_t = 0  # the line's latest event time
+        self.ev = array(U64)  # outgoing contacts of the last 24 h, packed (EV_SHIFT), sorted
+        self.pk = array(U64)  # their peers' keys, index by index
+        self.book = Book()
+        self.h1 = HourWindow(self.book)
+        self.d1 = DayWindow(self.book)
+        self.incoming: array | None = None  # times of calls and SMS in, last 24 h
+        self.cells: array | None = None  # time << 2 | risk of events in listed cells, last 24 h
+        self.imeis: dict[str, int] | None = None  # handset -> last seen, last 7 days, once there are two
+        self.imei = ""  # the handset of the latest event
+        self.imei_t = 0  # when it was last seen
+        self.reports: array | None = None  # time << 2 | source, last 30 days
         self.abroad = False
         self.out_total = 0
         self.high_cells = 0  # events in high-risk cells among `cells`
         self.authority = 0  # police or national-platform reports among `reports`
         self.expire_at = NEVER  # earliest event time at which something leaves a window
 
-    def add_out(self, t: int, peer: str, flags: int, duration: int) -> None:
-        if t + HOUR < self.expire_at:
-            self.expire_at = t + HOUR
+    @property
+    def out(self) -> list[tuple[int, int, int, int]]:
+        """The outgoing contacts as (time, peer key, flags, duration), oldest first (for inspection)."""
+        return [
+            (e >> EV_SHIFT, k, e & FLAG_MASK, e >> FLAG_BITS & MAX_DURATION)
+            for e, k in zip(self.ev, self.pk, strict=True)
+        ]
+
+    @property
+    def contacts(self) -> dict[int, int]:
+        """Peer key -> first contact, any direction (for inspection)."""
+        book = self.book
+        return dict(zip(book.keys, book.first, strict=True))
+
+    @property
+    def callers(self) -> set[int]:
+        """The peers who have called or messaged the line (for inspection)."""
+        book = self.book
+        return {k for k, m in zip(book.keys, book.meta, strict=True) if m & CALLER}
+
+    def contact(self, k: int, t: int) -> tuple[int, bool]:
+        """Records a contact with peer `k` (any direction): its book row, and whether none was earlier (NEW).
+
+        An earlier contact arriving late takes NEW away from the calls at the previously first contact.
+        """
+        book = self.book
+        keys = book.keys
+        i = bisect_left(keys, k)
+        if i == len(keys) or keys[i] != k:
+            r = t if 0 <= t <= LOW32 else _book_time(t)
+            keys.insert(i, k)
+            book.first.insert(i, r)
+            book.last.insert(i, r)
+            book.meta.insert(i, 0)
+            if len(keys) - self.d1.distinct > 2 * CONTACT_CAP:
+                self._forget()
+                i = bisect_left(keys, k)
+            return i, True
+        r = t if 0 <= t <= LOW32 else _book_time(t)
+        if r > book.last[i]:  # the common case: a later contact with a known peer
+            book.last[i] = r
+            return i, False
+        first = book.first[i]
+        if r < first:
+            book.first[i] = r
+            self._not_new(k, first)
+            return i, True
+        return i, r == first
+
+    def _not_new(self, k: int, first: int) -> None:
+        # Clearing the flag lowers the packed value, so calls of the same second may end up out of order among
+        # themselves: nothing depends on that order (windows are cut at whole seconds).
+        ev, pk, h, d = self.ev, self.pk, self.h1, self.d1
+        for j in range(bisect_left(ev, first << EV_SHIFT), bisect_left(ev, first + 1 << EV_SHIFT)):
+            if pk[j] == k and ev[j] & NEW:
+                ev[j] &= ~NEW
+                d.new -= 1
+                if j >= h.head:
+                    h.new -= 1
+
+    def _forget(self) -> None:
+        """Keeps the peers in the day window and the CONTACT_CAP others most recently in touch.
+
+        Called once the others reach twice the cap, so the book is rebuilt once per CONTACT_CAP new peers.
+        """
+        book = self.book
+        meta, last = book.meta, book.last
+        others = sorted((last[i], i) for i in range(len(meta)) if not meta[i] & IN_WINDOWS)
+        gone = {i for _, i in others[: len(others) - CONTACT_CAP]}
+        book.keep([i for i in range(len(meta)) if i not in gone])
+
+    def add_out(self, t: int, k: int, flags: int, duration: int, row: int = -1) -> None:
+        """An outgoing contact within the day of the line's latest time; in the hour window if within the hour.
+
+        The peer is in the book already (at `row`, when known).
+        """
         self.out_total += 1
-        self.out.append((t, peer, flags, duration))
-        callers = self.callers
-        for w in (self.h1, self.d1):
+        if duration > MAX_DURATION:
+            duration = MAX_DURATION
+        if t < 0:
+            t = 0  # the arrays are unsigned; no CDR is dated before 1970
+        e = t << EV_SHIFT | duration << FLAG_BITS | flags
+        ev, pk = self.ev, self.pk
+        if not ev or e >= ev[-1]:  # in order: the common case
+            ev.append(e)
+            pk.append(k)
+        else:
+            i = bisect_right(ev, e)
+            ev.insert(i, e)
+            pk.insert(i, k)
+        if t > self.last_t - HOUR:
+            windows: tuple[Window, ...] = (self.d1, self.h1)
+            at = t + HOUR
+        else:
+            windows = (self.d1,)
+            self.h1.head += 1  # it lands before the hour's first call
+            at = t + DAY
+        meta = self.book.meta
+        if row < 0:
+            row = self.book.row(k)
+        for w in windows:
             w.n += 1
             if flags:
-                w._count(flags, duration, 1)
+                w.count(flags, duration, 1)
             else:  # the common case: a known local peer, answered, by day
                 w.duration += duration
-            peers = w.peers
-            seen = peers.get(peer, 0)
-            peers[peer] = seen + 1
-            if not seen and peer in callers:
-                w.callbacks += 1
+            m = meta[row]
+            meta[row] = m + w.unit
+            if not m >> w.shift & COUNT_MASK:
+                w.distinct += 1
+                if m & CALLER:
+                    w.callbacks += 1
+        if at < self.expire_at:
+            self.expire_at = at
+        if len(ev) > OUT_CAP:
+            self._drop_oldest_out()
 
-    def add_in(self, t: int, peer: str) -> None:
+    def _drop_oldest_out(self) -> None:
+        ev, pk, h = self.ev, self.pk, self.h1
+        self.d1.uncount(ev, pk, 0, 1)
+        if h.head:
+            h.head -= 1
+        else:
+            h.uncount(ev, pk, 0, 1)
+        del ev[0]
+        del pk[0]
+
+    def add_in(self, t: int, k: int, row: int = -1) -> None:
+        """An incoming contact (the peer is in the book already, at `row` when known): it counts as calling back."""
+        book = self.book
+        if row < 0:
+            row = book.row(k)
+        m = book.meta[row]
+        if not m & CALLER:
+            book.meta[row] = m | CALLER
+            if m >> DayWindow.shift & COUNT_MASK:
+                self.d1.callbacks += 1
+            if m & COUNT_MASK:
+                self.h1.callbacks += 1
+        if t <= self.last_t - DAY:
+            return
+        if self.incoming is None:
+            self.incoming = array("q")
+        insort(self.incoming, t)
+        if len(self.incoming) > IN_CAP:
+            self.incoming.pop(0)
         if t + DAY < self.expire_at:
             self.expire_at = t + DAY
-        if self.incoming is None:
-            self.incoming = deque()
-        self.incoming.append(t)
-        callers = self.callers
-        if peer not in callers:
-            # A peer the line already called in this window now counts as calling back.
-            if peer in self.h1.peers:
-                self.h1.callbacks += 1
-            if peer in self.d1.peers:
-                self.d1.callbacks += 1
-        else:
-            del callers[peer]
-        callers[peer] = t
-        if len(callers) > CONTACT_CAP:
-            del callers[next(iter(callers))]
 
-    def see_handset(self, t: int, imei: str) -> bool:
-        """Records the handset; True when it differs from the last one."""
-        changed = bool(self.imei) and imei != self.imei
-        self.imei = imei
-        self.imeis.pop(imei, None)
-        self.imeis[imei] = t
-        if len(self.imeis) > 1:
-            self.expire_at = min(self.expire_at, next(iter(self.imeis.values())) + WEEK)
-        return changed
+    def see_handset(self, t: int, imei: str) -> None:
+        """Records the handset; the line's handset is the one of its latest event."""
+        imeis = self.imeis
+        if imeis is None:
+            if not self.imei or imei == self.imei:
+                self.imei = imei
+                self.imei_t = max(self.imei_t, t)
+                return
+            imeis = self.imeis = {self.imei: self.imei_t}
+        seen = max(imeis.get(imei, t), t)
+        imeis[imei] = seen
+        if imei == self.imei or (seen, imei) > (self.imei_t, self.imei):  # ties: the same either way round
+            self.imei, self.imei_t = imei, seen
+        if len(imeis) > HANDSET_CAP:
+            del imeis[min((i for i in imeis if i != self.imei), key=imeis.__getitem__)]
+        oldest = min(seen for i, seen in imeis.items() if i != self.imei)
+        self.expire_at = min(self.expire_at, oldest + WEEK)
+
+    def handsets(self) -> dict[str, int]:
+        """Handset -> last seen, over the last 7 days (and the current one however old)."""
+        if self.imeis is not None:
+            return self.imeis
+        return {self.imei: self.imei_t} if self.imei else {}
 
     def add_cell(self, t: int, risk: int) -> None:
+        if t <= self.last_t - DAY:
+            return
         if self.cells is None:
-            self.cells = deque()
-        self.cells.append((t, risk))
+            self.cells = array("q")
+        insort(self.cells, t << 2 | risk)
         self.high_cells += risk == CELL_HIGH
+        if len(self.cells) > CELL_CAP:
+            self.high_cells -= self.cells.pop(0) & 3 == CELL_HIGH
         self.expire_at = min(self.expire_at, t + DAY)
 
     def add_report(self, t: int, source: int) -> None:
+        if t <= self.last_t - MONTH:
+            return
         if self.reports is None:
-            self.reports = deque()
-        self.reports.append((t, source))
+            self.reports = array("q")
+        insort(self.reports, t << 2 | source)
         self.authority += source > 0
+        if len(self.reports) > REPORT_CAP:
+            self.authority -= self.reports.pop(0) & 3 > 0
         self.expire_at = min(self.expire_at, t + MONTH)
 
     def expire(self, now: int) -> None:
-        out, h, d = self.out, self.h1, self.d1
-        if h.head < len(out) and out[h.head][0] <= now - HOUR:
-            h.expire(out, now, self.callers)
+        ev, pk, h = self.ev, self.pk, self.h1
+        # Entries at or before `now - span` leave: the first to stay is the first at `now - span + 1` or later.
+        head = h.head
+        if head < len(ev) and ev[head] >> EV_SHIFT <= now - HOUR:
+            end = bisect_left(ev, now - HOUR + 1 << EV_SHIFT, head)
+            h.uncount(ev, pk, head, end)
+            h.head = end
         day_ago = now - DAY
-        if d.head < len(out) and out[d.head][0] <= day_ago:
-            d.expire(out, now, self.callers)
-            gone = d.head  # nothing before the day's head is in the hour either
-            del out[:gone]
-            d.head = 0
+        if ev and ev[0] >> EV_SHIFT <= day_ago:  # nothing before the day's start is in the hour either
+            gone = bisect_left(ev, day_ago + 1 << EV_SHIFT)
+            self.d1.uncount(ev, pk, 0, gone)
+            del ev[:gone]
+            del pk[:gone]
             h.head -= gone
         incoming = self.incoming
-        if incoming is not None:
-            while incoming and incoming[0] <= day_ago:
-                incoming.popleft()
+        if incoming and incoming[0] <= day_ago:
+            del incoming[: bisect_left(incoming, day_ago + 1)]
         cells = self.cells
-        if cells is not None:
-            while cells and cells[0][0] <= day_ago:
-                self.high_cells -= cells.popleft()[1] == CELL_HIGH
+        if cells and cells[0] >> 2 <= day_ago:
+            gone = bisect_left(cells, day_ago + 1 << 2)
+            self.high_cells -= sum(1 for c in cells[:gone] if c & 3 == CELL_HIGH)
+            del cells[:gone]
         reports = self.reports
-        if reports is not None:
-            while reports and reports[0][0] <= now - MONTH:
-                self.authority -= reports.popleft()[1] > 0
-        if len(self.imeis) > 1:
+        if reports and reports[0] >> 2 <= now - MONTH:
+            gone = bisect_left(reports, now - MONTH + 1 << 2)
+            self.authority -= sum(1 for r in reports[:gone] if r & 3)
+            del reports[:gone]
+        imeis = self.imeis
+        if imeis is not None:
             week_ago = now - WEEK
-            for imei in [i for i, seen in self.imeis.items() if seen <= week_ago and i != self.imei]:
-                del self.imeis[imei]
+            for imei in [i for i, seen in imeis.items() if seen <= week_ago and i != self.imei]:
+                del imeis[imei]
+            if len(imeis) == 1:
+                self.imeis = None
         self.expire_at = self._next_expiry()
 
     def _next_expiry(self) -> int:
         at = NEVER
-        out = self.out
-        if out:
+        ev = self.ev
+        if ev:
             head = self.h1.head
-            at = out[0][0] + DAY
-            if head < len(out) and out[head][0] + HOUR < at:
-                at = out[head][0] + HOUR
+            at = (ev[0] >> EV_SHIFT) + DAY
+            if head < len(ev) and (ev[head] >> EV_SHIFT) + HOUR < at:
+                at = (ev[head] >> EV_SHIFT) + HOUR
         if self.incoming and self.incoming[0] + DAY < at:
             at = self.incoming[0] + DAY
-        if self.cells and self.cells[0][0] + DAY < at:
-            at = self.cells[0][0] + DAY
-        if self.reports and self.reports[0][0] + MONTH < at:
-            at = self.reports[0][0] + MONTH
-        if len(self.imeis) > 1:
+        if self.cells and (self.cells[0] >> 2) + DAY < at:
+            at = (self.cells[0] >> 2) + DAY
+        if self.reports and (self.reports[0] >> 2) + MONTH < at:
+            at = (self.reports[0] >> 2) + MONTH
+        if self.imeis is not None:
             at = min(at, min(seen for i, seen in self.imeis.items() if i != self.imei) + WEEK)
         return at
 
-    # The stored form: plain lists, dicts, numbers and strings, in this order (SNAPSHOT_FIELDS).
+    # The stored form: plain lists, dicts, numbers and strings, in this order (SNAPSHOT_FIELDS). Version 2 keeps
+    # the fields of version 1 (whose `contacts` was a dict); its `contacts` is a list that starts with the version:
+    # [2, peer key, first contact, last contact, peer key, ...], and `callers` a list of peer keys.
     def snapshot(self) -> list:
-        """The line as plain data, sharing the live lists and dicts: encode it before the state changes."""
+        """The line as plain data (built afresh: it does not share the live state)."""
+        book = self.book
+        contacts: list[int] = [SNAPSHOT_VERSION]
+        callers = []
+        for k, first, last, m in zip(book.keys, book.first, book.last, book.meta, strict=True):
+            contacts += (k, first, last)
+            if m & CALLER:
+                callers.append(k)
+        out = [
+            [e >> EV_SHIFT, k, e & FLAG_MASK, e >> FLAG_BITS & MAX_DURATION]
+            for e, k in zip(self.ev, self.pk, strict=True)
+        ]
         return [
             self.last_t,
-            self.out,
-            self.contacts,
-            self.callers,
+            out,
+            contacts,
+            callers,
             list(self.incoming or ()),
-            list(self.cells or ()),
-            self.imeis,
+            [[c >> 2, c & 3] for c in self.cells or ()],
+            dict(self.handsets()),
             self.imei,
-            list(self.reports or ()),
+            [[r >> 2, r & 3] for r in self.reports or ()],
             self.abroad,
             self.out_total,
         ]
 
     @classmethod
     def restore(cls, profile: Profile, snap: list) -> LineState:
+        """Reads version 2 and version 1 (peers as strings, contacts and callers as dicts by last contact)."""
         last_t, out, contacts, callers, incoming, cells, imeis, imei, reports, abroad, out_total = snap
         s = cls(profile)
         s.last_t = last_t
-        s.callers = dict(callers)
-        for t, peer, flags, duration in out:
-            s.add_out(t, peer, flags, duration)
-        s.h1.expire(s.out, s.last_t, s.callers)
-        s.contacts = dict(contacts)
-        if incoming:
-            s.incoming = deque(incoming)
-        for t, r in cells:
-            s.add_cell(t, r)
-        s.imeis = dict(imeis)
-        s.imei = imei
-        for t, r in reports:
-            s.add_report(t, r)
-        s.abroad = abroad
+        if isinstance(contacts, dict):
+            known = {peer_key(peer): (seen, seen) for peer, seen in contacts.items()}
+            for peer, seen in callers.items():
+                known.setdefault(peer_key(peer), (seen, seen))
+            callers = [peer_key(peer) for peer in callers]
+        else:
+            if contacts[0] != SNAPSHOT_VERSION:
+                raise ValueError(f"line snapshot version {contacts[0]} is not known")
+            known = {int(contacts[i]): (contacts[i + 1], contacts[i + 2]) for i in range(1, len(contacts), 3)}
+        out = sorted(
+            (
+                (t, peer_key(peer) if isinstance(peer, str) else peer, flags, duration)
+                for t, peer, flags, duration in out
+            ),
+            key=lambda item: item[0],
+        )
+        for t, k, _, _ in out:  # version 1 kept the last contact, not the first
+            first, last = known.get(k, (t, t))
+            known[k] = (min(first, t), max(last, t))
+        book = s.book
+        for k in sorted(known):
+            first, last = known[k]
+            book.keys.append(k)
+            book.first.append(_book_time(first))
+            book.last.append(_book_time(last))
+            book.meta.append(0)
+        for k in callers:
+            book.meta[book.row(int(k))] |= CALLER
+        day_ago = last_t - DAY
+        for t, k, flags, duration in out:
+            if t > day_ago:
+                s.add_out(t, k, flags, duration)
         s.out_total = out_total
-        s.expire_at = s._next_expiry()
+        for t in incoming:
+            if t > day_ago:
+                if s.incoming is None:
+                    s.incoming = array("q")
+                insort(s.incoming, t)
+        for t, risk in cells:
+            s.add_cell(t, risk)
+        for t, source in reports:
+            s.add_report(t, source)
+        s.imei = imei
+        s.imei_t = imeis.get(imei, last_t)
+        if len(imeis) > 1:
+            s.imeis = dict(imeis)
+        s.abroad = abroad
+        s.expire(last_t)
         return s
 
 
@@ -333,8 +619,8 @@ FEATURE_EXPR = {
     "calls_24h": "(d.n - d.sms)",
     "sms_1h": "h.sms",
     "sms_24h": "d.sms",
-    "distinct_peers_1h": "len(h.peers)",
-    "distinct_peers_24h": "len(d.peers)",
+    "distinct_peers_1h": "h.distinct",
+    "distinct_peers_24h": "d.distinct",
     "new_peers_1h": "h.new",
     "new_peer_share_1h": "_share(h.new, h.n)",
     "new_peers_24h": "d.new",
@@ -349,8 +635,8 @@ FEATURE_EXPR = {
     "unanswered_share_24h": "_share(d.unanswered, d.n - d.sms)",
     "mean_duration_s_1h": "_share(h.duration, h.n - h.sms)",
     "mean_duration_s_24h": "_share(d.duration, d.n - d.sms)",
-    "callback_share_1h": "_share(h.callbacks, len(h.peers))",
-    "callback_share_24h": "_share(d.callbacks, len(d.peers))",
+    "callback_share_1h": "_share(h.callbacks, h.distinct)",
+    "callback_share_24h": "_share(d.callbacks, d.distinct)",
     "night_24h": "d.night",
     "night_share_24h": "_share(d.night, d.n)",
     "international_24h": "d.intl",
@@ -360,7 +646,7 @@ FEATURE_EXPR = {
     "high_risk_peers_24h": "d.hot",
     "high_risk_cell_visits_24h": "s.high_cells",
     "elevated_cell_visits_24h": "(len(s.cells or ()) - s.high_cells)",
-    "handsets_7d": "len(s.imeis)",
+    "handsets_7d": "(len(s.imeis) if s.imeis else 1 if s.imei else 0)",
     "lines_per_handset": "(eng.lines_on_handset(s) if s.imei in eng.shared else 1)",
     "account_age_days": "((now - p.opened_epoch) // 86400)",
     "account_age_years": "((now - p.opened_epoch) // 86400 // 365)",

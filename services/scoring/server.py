@@ -341,10 +341,10 @@ class ShardPeer(scoring_pb2_grpc.ScoringShardServiceServicer):
         return scoring_pb2.ApplyPartResponse(repeated=done.repeated, decisions=done.decisions)
 
 
-async def build_engine(pool: asyncpg.Pool, shards: ShardMap, hash_of: Callable[[str], str]) -> Engine:
+async def build_engine(pool: asyncpg.Pool, shards: ShardMap, lateness_s: int = 7200) -> Engine:
     """The engine of this shard's partitions as they were saved: profiles, feeds and windows (the journal after
     the checkpoints is replayed by the ledger)."""
-    engine = Engine(load())
+    engine = Engine(load(), lateness_s=lateness_s, wall_clock=time.time)
     owned = shards.owned
     for msisdn, profile in await store.subscribers(pool, owned):
         engine.set_profile(msisdn, profile)
@@ -374,7 +374,8 @@ async def start(cfg: Settings, port: int, on_lost: Callable[[], None] | None = N
     stop_me = on_lost or (lambda: os.kill(os.getpid(), signal.SIGTERM))
     token = uuid.uuid4()
     await store.claim_partitions(pool, shard_map.owned, token, shard_map.shard, shard_map.shards)
-    engine = await build_engine(pool, shard_map, hash_of)  # after the claim: no earlier owner writes it any more
+    # After the claim: no earlier owner writes these partitions any more.
+    engine = await build_engine(pool, shard_map, cfg.scoring_lateness_s)
     opener = cases.CaseStarter(client, cfg, pool).relay()
     servicer = Scoring(pool, cfg, engine, opener, shards, token, stop_me)
     await servicer.ledger.replay(await store.checkpoints(pool, shard_map.owned))

@@ -20,12 +20,14 @@ import asyncpg
 
 from services.scoring import store
 from services.scoring.engine import Engine
+from services.scoring.features import WEEK
 from services.scoring.ledger import Ledger
 from services.scoring.partitions import PARTITIONS, partition_of
 
 log = logging.getLogger(__name__)
 CHUNK = 200  # lines encoded between two chances for ingest to run
 HASH_CHUNK = 1000  # changed lines sorted into partitions between two chances
+SWEEP_CHUNK = 5000  # lines looked at for idleness between two chances
 
 
 class Cut:
@@ -80,7 +82,7 @@ class SnapshotWriter:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.flush()
-                self.engine.sweep()
+                await self.sweep()
                 await store.trim_journal(self.pool, PARTITIONS)
             except Exception as err:  # noqa: BLE001 - the lines stay dirty and are written next time
                 log.warning("window checkpoint failed; will retry (%s)", type(err).__name__)
@@ -138,6 +140,19 @@ class SnapshotWriter:
             if saved:
                 log.info("window checkpoint: %d lines in %.2fs", saved, time.perf_counter() - t0)
             return saved
+
+    async def sweep(self) -> None:
+        """Engine.sweep a chunk at a time between batches: a million lines would hold the loop for a while."""
+        engine = self.engine
+        week_ago = engine.clock - WEEK
+        lines = list(engine.lines)
+        for i in range(0, len(lines), SWEEP_CHUNK):
+            engine.forget_idle_lines(lines[i : i + SWEEP_CHUNK], week_ago)
+            await asyncio.sleep(0)
+        handsets = list(engine.handsets)
+        for i in range(0, len(handsets), SWEEP_CHUNK):
+            engine.forget_idle_handsets(handsets[i : i + SWEEP_CHUNK], week_ago)
+            await asyncio.sleep(0)
 
     async def stop(self) -> None:
         if self._task:

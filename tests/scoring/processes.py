@@ -89,7 +89,7 @@ async def start(pool: asyncpg.Pool, shard_map: ShardMap | None = None) -> Proces
     cfg = Settings(line_hash_key=KEY, scoring_shards=shard_map.shards, scoring_shard_addrs=addrs)
     token = uuid.uuid4()
     await store.claim_partitions(pool, shard_map.owned, token, shard_map.shard, shard_map.shards)
-    engine = await scoring_server.build_engine(pool, shard_map, hash_of)
+    engine = await scoring_server.build_engine(pool, shard_map)
     shards = Shards(cfg, shard_map, hash_of)
     servicer = scoring_server.Scoring(pool, cfg, engine, None, shards, token)  # type: ignore[arg-type]
     await servicer.ledger.replay(await store.checkpoints(pool, shard_map.owned))
