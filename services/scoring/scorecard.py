@@ -56,7 +56,8 @@ class Assessment:
     score: float
     level: RiskLevel
     action: Action
-    reasons: tuple[Reason, ...]
+    reasons: tuple[Reason, ...]  # evidence against the line (points > 0), most important first
+    mitigations: tuple[Reason, ...] = ()  # factors in the holder's favour (points <= 0), strongest first
 
 
 class Scorecard:
@@ -90,10 +91,25 @@ class Scorecard:
 
     def explain(self, s: Score, f: dict[str, float], action: int | None = None) -> Assessment:
         fmt = {k: (int(v) if float(v).is_integer() else round(v, 2)) for k, v in f.items()}
-        # Most important first: the evidence against the line, by weight, then what speaks for it.
-        ordered = sorted((self.rules[i] for i in s.fired), key=lambda r: -r.points)
-        reasons = tuple(Reason(r.code, r.zh.format(**fmt), r.en.format(**fmt), r.points) for r in ordered)
-        return Assessment(s.score, LEVELS[s.level], ACTIONS[s.action if action is None else action], reasons)
+        # Reasons are only the evidence against the line, heaviest first; what speaks for the holder is kept
+        # apart (mitigations, strongest first), so nobody reads "in use for 14 years" out as a reason.
+        fired = [self.rules[i] for i in s.fired]
+        against = sorted((r for r in fired if r.points > 0), key=lambda r: -r.points)
+        favour = sorted((r for r in fired if r.points <= 0), key=lambda r: r.points)
+
+        def texts(rules: list[Rule]) -> tuple[Reason, ...]:
+            return tuple(Reason(r.code, r.zh.format(**fmt), r.en.format(**fmt), r.points) for r in rules)
+
+        level, act = LEVELS[s.level], ACTIONS[s.action if action is None else action]
+        return Assessment(s.score, level, act, texts(against), texts(favour))
+
+
+def split_reason_texts(texts: Sequence[Sequence]) -> tuple[list, list]:
+    """Stored [code, zh, en, points] rows split into (against the line, in the holder's favour) by the sign of
+    the points, each most important first. Rows stored before the split hold both in one list."""
+    against = sorted((r for r in texts if r[3] > 0), key=lambda r: -r[3])
+    favour = sorted((r for r in texts if r[3] <= 0), key=lambda r: r[3])
+    return against, favour
 
 
 def _compile(rules: Sequence[Rule], gated: bool) -> Callable[..., tuple[int, ...]]:
