@@ -136,11 +136,13 @@ def load(path: pathlib.Path = DEFAULT_PATH) -> Scorecard:
     known = set(FEATURE_NAMES)
     for r in raw["rules"]:
         conds = []
-        for name, expr in r["when"].items():
-            m = _COND_RE.match(str(expr))
-            if m is None or name not in known:
-                raise ValueError(f"rule {r['code']}: bad condition {name}: {expr!r}")
-            conds.append((name, m[1], float(m[2])))
+        for name, exprs in r["when"].items():
+            # One comparison, or a list of them on the same feature (a bin: [">=8", "<15"]).
+            for expr in exprs if isinstance(exprs, list) else [exprs]:
+                m = _COND_RE.match(str(expr))
+                if m is None or name not in known:
+                    raise ValueError(f"rule {r['code']}: bad condition {name}: {expr!r}")
+                conds.append((name, m[1], float(m[2])))
         rule = Rule(r["code"], tuple(conds), float(r["points"]), r["zh"], r["en"], bool(r.get("weak", False)))
         for text in (rule.zh, rule.en):
             text.format(**dict.fromkeys(FEATURE_NAMES, 0))  # a misspelt placeholder fails at load, not mid-stream
