@@ -67,7 +67,7 @@ MIN_POINTS = 2  # smaller learned points are dropped
 MAX_LEARNED = 30  # learned rules at most (the engine evaluates them on every call)
 FIRST_EVENTS, LATER_EVENTS = 20, 20  # events per line in the fit: its first ones and a sample of the rest
 # Margins under the targets of design §6 (legitimate suspended <= 0.5 %, any action <= 2 %), on training data.
-LEGIT_ACTION_MAX, LEGIT_RESTRICT_MAX, LEGIT_SUSPEND_MAX = 0.012, 0.008, 0.0025
+LEGIT_ACTION_MAX, LEGIT_RESTRICT_MAX, LEGIT_SUSPEND_MAX = 0.012, 0.005, 0.001
 C_GRID = (1.0, 0.3, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
 
 # Sentences per feature (the engine formats them with the line's figures). Unknown features get a generic one.
@@ -543,30 +543,39 @@ class Outcome:
     first_calls: np.ndarray  # -1 when never acted on
 
 
-def score_events(e: Events, rules: Sequence[CardRule], rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Score at every event (as the engine: 0 unless a rule against the line holds) and whether any strong rule
-    (not weak) against the line holds."""
-    n = e.x.shape[0] if rows is None else int(np.count_nonzero(rows))
+def score_events(e: Events, rules: Sequence[CardRule]) -> tuple[np.ndarray, np.ndarray]:
+    """At every event, as Scorecard.score: the score (0 unless a rule against the line holds) and the score that
+    counts beyond a warning (weak evidence adds at most a warning: without the weak rules, when one holds)."""
+    n = e.x.shape[0]
     total = np.zeros(n)
+    strong_total = np.zeros(n)
     pos = np.zeros(n, bool)
-    strong = np.zeros(n, bool)
+    weak = np.zeros(n, bool)
     for r in rules:
-        m = holds(e, r.conditions, rows)
+        m = holds(e, r.conditions)
         total += m * r.points
+        if r.weak:
+            weak |= m
+        else:
+            strong_total += m * r.points
         if r.points > 0:
             pos |= m
-            if not r.weak:
-                strong |= m
-    return np.where(pos, np.maximum(total, 0.0), 0.0), strong
+    score = np.where(pos, np.maximum(total, 0.0), 0.0)
+    return score, np.where(weak, np.minimum(score, np.maximum(strong_total, 0.0)), score)
 
 
-def outcome(e: Events, rules: Sequence[CardRule], levels: Sequence[float]) -> Outcome:
-    score, strong = score_events(e, rules)
+def _levels(score: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     level = np.zeros(score.shape, np.int64)
     for i, t in enumerate(levels, start=1):
         level[score >= t] = i
-    action = level.copy()  # level -> action: none, warn, restrict, suspend
-    action[(action > 1) & ~strong] = 1  # weak evidence alone: a warning at most
+    return level
+
+
+def outcome(e: Events, rules: Sequence[CardRule], levels: Sequence[float]) -> Outcome:
+    score, beyond_warn = score_events(e, rules)
+    # level -> action: none, warn, restrict, suspend; beyond a warning only what the strong evidence reaches
+    action = np.minimum(_levels(score, levels), np.maximum(1, _levels(beyond_warn, levels)))
+    action[score < levels[0]] = 0
     n = len(e.msisdns)
     peak = np.zeros(n, np.int64)
     np.maximum.at(peak, e.line, action)
@@ -578,13 +587,13 @@ def outcome(e: Events, rules: Sequence[CardRule], levels: Sequence[float]) -> Ou
 
 
 def line_peaks(e: Events, rules: Sequence[CardRule]) -> tuple[np.ndarray, np.ndarray]:
-    """Per line: the highest score, and the highest score while a strong rule holds."""
-    score, strong = score_events(e, rules)
+    """Per line: the highest score, and the highest score that counts beyond a warning."""
+    score, beyond_warn = score_events(e, rules)
     n = len(e.msisdns)
     peak = np.zeros(n)
     np.maximum.at(peak, e.line, score)
     strong_peak = np.zeros(n)
-    np.maximum.at(strong_peak, e.line, np.where(strong, score, 0.0))
+    np.maximum.at(strong_peak, e.line, beyond_warn)
     return peak, strong_peak
 
 
@@ -635,22 +644,16 @@ def _fmt(v: float) -> str:
 
 
 def name_rules(learned: Learned) -> list[CardRule]:
-    """Codes and sentences: the code by feature and sign, numbered when one code names several bins."""
-    stems = []
+    """Codes and sentences. A code names a feature and a sign, whatever the bin: the bins of one feature never
+    hold together, and a holder verified against a pattern (cleared of its codes) stays cleared when the same
+    pattern comes back a little stronger."""
+    rules = []
     for b, p in zip(learned.bins, learned.points, strict=True):
         against, favour = CODES.get(b.feature, (b.feature.upper(), b.feature.upper() + "_FAVOUR"))
-        stems.append(against if p > 0 else favour)
-    rules = []
-    for b, p, stem in zip(learned.bins, learned.points, stems, strict=True):
-        same = sorted(
-            (o for o, s in zip(learned.bins, stems, strict=True) if s == stem),
-            key=lambda o: (o.feature, -math.inf if o.lo is None else o.lo),
-        )
-        code = stem if len(same) == 1 else f"{stem}_{same.index(b) + 1}"
         en, zh = TEMPLATES.get(
             b.feature, (f"{b.feature.replace('_', ' ')}: {{{b.feature}}}", f"指标 {b.feature}：{{{b.feature}}}")
         )
-        rules.append(CardRule(code, b.conditions(), p, en=en, zh=zh))
+        rules.append(CardRule(against if p > 0 else favour, b.conditions(), p, en=en, zh=zh))
     return rules
 
 
@@ -691,8 +694,9 @@ def write_yaml(
         "# A rule fires when all its conditions hold; conditions name features (services/scoring/features.py,",
         "# FEATURE_NAMES) and compare with >=, <=, >, < or ==, or give a list of comparisons on one feature (a bin:",
         '# `calls_1h: [">=8", "<15"]`). Sentences may name any feature in {braces}. Points > 0 are reasons against',
-        "# the line; points <= 0 are mitigations (factors in the holder's favour). `weak: true` marks weak evidence:",
-        "# when only weak rules speak against a line, the action stops at a warning.",
+        "# the line; points <= 0 are mitigations (factors in the holder's favour). One code may name several bins of",
+        "# one feature (they never hold together). `weak: true` marks weak evidence: it adds at most a warning (beyond",
+        "# a warning the action is what the other evidence reaches without it).",
         f"version: {q(version)}",
         "trained:",
         *[f"  {line}" for line in _yaml_block(trained)],

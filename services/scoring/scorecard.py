@@ -74,16 +74,22 @@ class Scorecard:
         # fired_all(...): every rule that holds, including those in the line's favour.
         self.fired_all = _compile(self.rules, gated=False)
 
-    def score(self, fired: tuple[int, ...]) -> Score:
-        points = max(0.0, sum(self.rules[i].points for i in fired))
-        level = 0
+    def _level(self, points: float) -> int:
         for i in (3, 2, 1):
             if points >= self.lowest[i]:
-                level = i
-                break
+                return i
+        return 0
+
+    def score(self, fired: tuple[int, ...]) -> Score:
+        rules = self.rules
+        points = max(0.0, sum(rules[i].points for i in fired))
+        level = self._level(points)
         action = self.level_action[level]
-        if action > self.warn and all(self.rules[i].weak for i in fired if self.rules[i].points > 0):
-            action = self.warn
+        if action > self.warn and any(rules[i].weak for i in fired):
+            # Weak evidence (a high-risk cell passed) adds at most a warning: beyond that, the action is what the
+            # rest of the evidence reaches without it.
+            strong = self.level_action[self._level(sum(rules[i].points for i in fired if not rules[i].weak))]
+            action = min(action, max(self.warn, strong))
         return Score(points, level, action, fired)
 
     def positive_codes(self, s: Score) -> frozenset[str]:
