@@ -24,10 +24,12 @@ def evaluate_command(scenario: str, decisions: str | None) -> int:
     return 1 if failed else 0
 
 
-def train_command(scenarios: list[str], out: str, version: str | None, base: str | None, seed: int) -> int:
+def train_command(
+    scenarios: list[str], out: str, version: str | None, base: str | None, seed: int, note: str = ""
+) -> int:
     from pscli import train
 
-    trained = train.train(scenarios, out, version, base or train.DEFAULT_PATH, seed)
+    trained = train.train(scenarios, out, version, base or train.DEFAULT_PATH, seed, note=note)
     print(f"wrote {out}: {trained['learned_rules']} learned rules, {trained['hand_set_rules']} hand-set")
     print(f"data sha256 {trained['data_sha256']} ({trained['events']} events); {trained['model']}")
     print("metrics on the training data (replayed through the engine):")

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--version", help="the new scorecard's version (default: scorecard-trained-<date>-<digest>)")
     tr.add_argument("--base", help="the scorecard whose hand-set rules are kept (default: the live one)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--note", default="", help="how the training data was made (recorded in the card)")
     args = ap.parse_args(argv)
     apply_env_file()
     os.environ["PSP_PRINCIPAL"] = args.principal or os.environ.get("PSP_PRINCIPAL") or "ops"
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         from pscli.evaluation_cli import train_command
 
-        return train_command(args.scenarios, args.out, args.version, args.base, args.seed)
+        return train_command(args.scenarios, args.out, args.version, args.base, args.seed, args.note)
     if args.command == "pki":
         from pscli.pki import issue_command
 

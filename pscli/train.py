@@ -811,6 +811,7 @@ def train(
     base_path: str | Path = DEFAULT_PATH,
     seed: int = 0,
     today: str | None = None,
+    note: str = "",
 ) -> dict:
     """Fits, writes the new scorecard to `out` and returns its `trained` metadata."""
     from sklearn import __version__ as sklearn_version
@@ -829,6 +830,7 @@ def train(
         "model": f"L1 logistic regression over binned features, C={learned.c:g}, {SCALE:g} points per unit log-odds",
         "data": [{"file": name, "sha256": digest} for name, digest in e.sources],
         "data_sha256": e.digest,
+        **({"data_note": note} if note else {}),
         "events": int(e.x.shape[0]),
         "learned_rules": len(learned.bins),
         "hand_set_rules": sum(1 for r in rules if r.hand_set),

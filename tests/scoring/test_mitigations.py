@@ -126,3 +126,21 @@ def test_an_assessment_recorded_before_mitigations_existed_still_deserializes():
     (payload,) = conv.to_payloads([status])
     (st,) = conv.from_payloads([payload], [CaseStatus])
     assert st.mitigations == [] and st.reasons == []
+
+
+def test_get_case_status_lists_mitigations_apart_from_reasons():
+    from services.verification.server import case_status_pb
+    from services.verification.status import HolderView, StatusView
+
+    case = CaseStatus(
+        stage="warned",
+        next_step="verify",
+        line_state="LINE_STATE_ACTIVE",
+        risk_level=RiskLevel.MEDIUM,
+        reasons=[ReasonText("NEW", "新号码", "new numbers", 25.0)],
+        mitigations=[ReasonText("TENURE", "号码已使用14年", "in use for 14 years", -10.0)],
+    )
+    view = StatusView("case-x-1", case, HolderView("无需操作", "nothing to do", "", "", None, None), 0, None, ())
+    resp = case_status_pb(view)
+    assert [r.code for r in resp.reasons] == ["NEW"] and [r.code for r in resp.mitigations] == ["TENURE"]
+    assert resp.mitigations[0].weight == -10.0 and resp.mitigations[0].text_en == "in use for 14 years"
