@@ -58,8 +58,12 @@ HAND_SET_FEATURES = {
     "elevated_cell_visits_24h": "high-risk cells are the platform's list; passing one is weak evidence by design",
     "reports_30d": "complaints: the generator files them only against fraud lines, so a learned weight is circular",
     "authority_reports_30d": "an authority's finding (police, national platform), not a pattern to learn",
+    "handsets_7d": "no legitimate line in the corpus changes handsets but a shared family phone: a learned weight"
+    " would punish everyone who buys a new phone",
 }
-SKIP_FEATURES = {"account_age_years"}  # account_age_days in other units
+# Not learned at all: account_age_years repeats account_age_days; only legitimate personas roam abroad in the corpus,
+# so a learned weight for `abroad` would be an artefact of the corpus (the case workflow handles roamers instead).
+SKIP_FEATURES = {"account_age_years", "abroad"}
 # The volume a window must hold before its shares and averages say anything.
 GATES = {"1h": 8.0, "24h": 20.0}
 SCALE = 10.0  # points per unit of log-odds
@@ -68,7 +72,7 @@ MAX_LEARNED = 30  # learned rules at most (the engine evaluates them on every ca
 FIRST_EVENTS, LATER_EVENTS = 20, 20  # events per line in the fit: its first ones and a sample of the rest
 # Margins under the targets of design §6 (legitimate suspended <= 0.5 %, any action <= 2 %), on training data.
 LEGIT_ACTION_MAX, LEGIT_RESTRICT_MAX, LEGIT_SUSPEND_MAX = 0.012, 0.005, 0.001
-C_GRID = (1.0, 0.3, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
+C_GRID = (0.05, 0.02, 0.01, 0.005, 0.003, 0.002, 0.001)
 
 # Sentences per feature (the engine formats them with the line's figures). Unknown features get a generic one.
 TEMPLATES: dict[str, tuple[str, str]] = {
@@ -493,6 +497,7 @@ class Learned:
     bins: list[Bin]
     points: list[int]
     c: float
+    truncated: bool = False  # the strongest penalty tried still kept too many: the heaviest were kept
 
 
 def fit(e: Events, lines: np.ndarray, seed: int = 0) -> Learned:
@@ -517,7 +522,7 @@ def fit(e: Events, lines: np.ndarray, seed: int = 0) -> Learned:
     if best is None:  # even the strongest penalty keeps too many: the heaviest ones
         kept.sort(key=lambda bp: -abs(bp[1]))
         kept = kept[:MAX_LEARNED]
-        best = Learned([b for b, _ in kept], [p for _, p in kept], C_GRID[-1])
+        best = Learned([b for b, _ in kept], [p for _, p in kept], C_GRID[-1], truncated=True)
     return best
 
 
@@ -827,7 +832,8 @@ def train(
         "by": "psctl train (pscli/train.py)",
         "date": today,
         "library": f"scikit-learn {sklearn_version}",
-        "model": f"L1 logistic regression over binned features, C={learned.c:g}, {SCALE:g} points per unit log-odds",
+        "model": f"L1 logistic regression over binned features, C={learned.c:g}, {SCALE:g} points per unit log-odds"
+        + (f", the {MAX_LEARNED} heaviest bins kept" if learned.truncated else ""),
         "data": [{"file": name, "sha256": digest} for name, digest in e.sources],
         "data_sha256": e.digest,
         **({"data_note": note} if note else {}),
