@@ -116,7 +116,10 @@ def test_families_and_a_holdout_row(events: train.Events, capsys):
     assert "wangiri" in train.format_holdouts([row])
 
 
-def test_psctl_evaluate_holdout_persona_prints_the_row(corpus: Path, capsys):
+def test_psctl_evaluate_holdout_persona_prints_the_row(corpus: Path, capsys, monkeypatch, tmp_path: Path):
+    # psctl sets its principal and reads a settings file into the environment: keep both to this test.
+    monkeypatch.setenv("PSP_PRINCIPAL", "ops")
+    monkeypatch.setenv("PSP_ENV_FILE", str(tmp_path / "none.env"))
     code = main(["evaluate", str(corpus), "--holdout-persona", "simbox"])
     out = capsys.readouterr().out
     assert "simbox" in out and "recall" in out and code in (0, 1)
