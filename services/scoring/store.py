@@ -121,7 +121,10 @@ async def insert_decision(
         a.action,
         a.score,
         json.dumps([r.code for r in a.reasons]),
-        json.dumps([[r.code, r.text_zh, r.text_en, r.points] for r in a.reasons], ensure_ascii=False),
+        # Both lists in one column, told apart by the sign of the points (rows written before the split hold both).
+        json.dumps(
+            [[r.code, r.text_zh, r.text_en, r.points] for r in (*a.reasons, *a.mitigations)], ensure_ascii=False
+        ),
         model_version,
         _ts(at),
         case_id,
