@@ -30,7 +30,7 @@ from drill_calls import Calls
 from drill_cases import Drivers, Trace
 from drill_checks import CHECKS, Findings, Inspector, settle
 from drill_kills import PROCESSES, Kill, restarts, run_kills, schedule, stack_down, stack_up
-from drill_lines import KINDS, expected_actions, lines_for
+from drill_lines import KINDS, fit_to_scorecard, lines_for
 
 from pscommon import channels, temporal
 from pscommon.config import Settings
@@ -80,10 +80,7 @@ async def drill(args: argparse.Namespace, data: pathlib.Path, timings: dict[str,
     lines = lines_for(args.seed, args.cases, datetime.now(UTC))
     card = load_scorecard()
     for line in lines:  # the drill's own premise: every kind's CDRs make scoring decide what the kind needs
-        line.expected = expected_actions(card, line)
-        want = [line.kind.action] + ([line.kind.escalate_to] if line.kind.escalate_to else [])
-        if line.expected != want:
-            raise RuntimeError(f"line {line.index} ({line.kind.name}): scorecard gives {line.expected}, not {want}")
+        fit_to_scorecard(card, line, args.seed)
     calls = Calls(
         pathlib.Path(cfg.pki_dir),
         {s: getattr(cfg, f"{s}_addr") for s in ("scoring", "suspension", "notify", "verification", "simulators")},

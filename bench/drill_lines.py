@@ -102,12 +102,14 @@ def scam_burst(line: Line, rng: random.Random, t0: datetime) -> list[scoring_pb2
     ]
 
 
-def customer_burst(line: Line, rng: random.Random, t0: datetime, roaming: int = 1) -> list[scoring_pb2.Cdr]:
+def customer_burst(
+    line: Line, rng: random.Random, t0: datetime, roaming: int = 1, calls: int = 16
+) -> list[scoring_pb2.Cdr]:
     """The demo's busy customer: friends called in two days before, then an hour of calls to other provinces,
     mostly to numbers new to the line. Medium risk after 14 years on the network, high after 3."""
     friends = [_peer(rng, "138") for _ in range(6)]
     cdrs = [_cdr(line, f, "11", False, t0 - timedelta(days=2, minutes=i), 120, roaming) for i, f in enumerate(friends)]
-    for i in range(16):
+    for i in range(calls):
         peer = friends[i] if i < 2 else _peer(rng, "136")
         cdrs.append(_cdr(line, peer, "11", True, t0 + timedelta(minutes=3 * i), 95, roaming))
     return cdrs
@@ -171,3 +173,26 @@ def expected_actions(card: Scorecard, line: Line) -> list[str]:
             strongest = max(strongest, e.assessment.action, key=ACTION_NAMES.index)
         out.append(strongest)
     return out
+
+
+# Sizes of a customer's burst to try, when the default does not give its kind's action under the live scorecard.
+BURST_SIZES = (16, 14, 12, 10, 9, 8, 18, 20, 24, 28)
+
+
+def fit_to_scorecard(card: Scorecard, line: Line, seed: int) -> None:
+    """Gives the line a customer burst whose size makes the live scorecard take exactly its kind's actions (the
+    drill tests the platform's handling of a case, not the scorecard's thresholds, which training moves).
+    Sets line.expected; raises when no size does."""
+    want = [line.kind.action] + ([line.kind.escalate_to] if line.kind.escalate_to else [])
+    line.expected = expected_actions(card, line)
+    if line.expected == want or line.kind.action == "suspend":
+        return
+    first = line.bursts[0]
+    t0 = min(c.start.ToDatetime(tzinfo=UTC) for c in first if c.direction == scoring_pb2.DIRECTION_OUT)
+    roaming = first[0].roaming
+    for calls in BURST_SIZES:
+        line.bursts[0] = customer_burst(line, random.Random(seed * 100_003 + line.index), t0, roaming, calls)
+        line.expected = expected_actions(card, line)
+        if line.expected == want:
+            return
+    raise RuntimeError(f"line {line.index} ({line.kind.name}): no burst size gives {want} under this scorecard")
