@@ -95,10 +95,10 @@ def _peer(rng: random.Random, prefix: str = "137") -> str:
     return prefix + "".join(rng.choice("0123456789") for _ in range(8))
 
 
-def scam_burst(line: Line, rng: random.Random, t0: datetime) -> list[scoring_pb2.Cdr]:
+def scam_burst(line: Line, rng: random.Random, t0: datetime, calls: int = 20) -> list[scoring_pb2.Cdr]:
     """A call every two minutes to strangers in another province, half unanswered (a new account: extreme)."""
     return [
-        _cdr(line, _peer(rng), REMOTE, True, t0 + timedelta(minutes=2 * i), 0 if i % 2 else 18, 1) for i in range(20)
+        _cdr(line, _peer(rng), REMOTE, True, t0 + timedelta(minutes=2 * i), 0 if i % 2 else 18, 1) for i in range(calls)
     ]
 
 
@@ -177,6 +177,7 @@ def expected_actions(card: Scorecard, line: Line) -> list[str]:
 
 # Sizes of a customer's burst to try, when the default does not give its kind's action under the live scorecard.
 BURST_SIZES = (16, 14, 12, 10, 9, 8, 18, 20, 24, 28)
+SCAM_SIZES = (6, 8, 10, 12, 14, 16, 20)  # then a stranger-calling burst, for the kinds a customer never reaches
 
 
 def fit_to_scorecard(card: Scorecard, line: Line, seed: int) -> None:
@@ -190,8 +191,13 @@ def fit_to_scorecard(card: Scorecard, line: Line, seed: int) -> None:
     first = line.bursts[0]
     t0 = min(c.start.ToDatetime(tzinfo=UTC) for c in first if c.direction == scoring_pb2.DIRECTION_OUT)
     roaming = first[0].roaming
-    for calls in BURST_SIZES:
-        line.bursts[0] = customer_burst(line, random.Random(seed * 100_003 + line.index), t0, roaming, calls)
+    shapes = [(customer_burst, calls) for calls in BURST_SIZES] + [(scam_burst, calls) for calls in SCAM_SIZES]
+    for shape, calls in shapes:
+        rng = random.Random(seed * 100_003 + line.index)
+        if shape is scam_burst:
+            line.bursts[0] = scam_burst(line, rng, t0, calls)
+        else:
+            line.bursts[0] = customer_burst(line, rng, t0, roaming, calls)
         line.expected = expected_actions(card, line)
         if line.expected == want:
             return
