@@ -163,8 +163,11 @@ class Assessment:
     risk_level: RiskLevel
     action: Action
     score: float
-    reasons: list[ReasonText]
+    reasons: list[ReasonText]  # evidence against the line (weight > 0), most important first
     decided_at: str  # RFC 3339, event time
+    # Factors in the holder's favour (weight <= 0), strongest first. A default, so that histories recorded
+    # before the split (reasons and mitigations in one list) still deserialize.
+    mitigations: list[ReasonText] = field(default_factory=list)
 
 
 @dataclass
@@ -303,3 +306,4 @@ class CaseStatus:
     masked_msisdn: str = ""
     home_province: str = ""
     attention: Attention | None = None
+    mitigations: list[ReasonText] = field(default_factory=list)  # factors in the holder's favour

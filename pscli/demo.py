@@ -184,6 +184,8 @@ async def run_demo() -> int:
         )
         for r in d.reasons if d else []:
             print(f"      · {r.text_en}  /  {r.text_zh}")
+        for r in d.mitigations if d else []:
+            print(f"      + in the holder's favour: {r.text_en}  /  {r.text_zh}")
         if d is not None and stages:
             print(f"      stages: {' → '.join(stages)} (UTC)")
             print(f"      {temporal.case_url(cfg, d.case_id)}")

@@ -53,6 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="per-persona actions, false suspensions, recall and calls to first action")
     ev.add_argument("scenario")
     ev.add_argument("--decisions", help="a decision file; without it the scenario is replayed first")
+    ev.add_argument(
+        "--holdout-persona",
+        metavar="P",
+        help="train on the scenario without persona P and its family, and report how P is treated (in-process)",
+    )
+    ev.add_argument("--all-holdouts", action="store_true", help="leave out every persona in turn and print the table")
+    tr = sub.add_parser("train", help="fit the scorecard's points from labelled persona scenarios (scikit-learn)")
+    tr.add_argument("scenarios", nargs="+", help="scenario files whose subscribers carry persona/fraud tags")
+    tr.add_argument("--out", required=True, help="where to write the new scorecard.yaml")
+    tr.add_argument("--version", help="the new scorecard's version (default: scorecard-trained-<date>-<digest>)")
+    tr.add_argument("--base", help="the scorecard whose hand-set rules are kept (default: the live one)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--note", default="", help="how the training data was made (recorded in the card)")
     args = ap.parse_args(argv)
     apply_env_file()
     os.environ["PSP_PRINCIPAL"] = args.principal or os.environ.get("PSP_PRINCIPAL") or "ops"
@@ -67,9 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "evaluate":
-        from pscli.evaluation_cli import evaluate_command
+        from pscli.evaluation_cli import evaluate_command, holdout_command
 
+        if args.holdout_persona or args.all_holdouts:
+            return holdout_command(args.scenario, args.holdout_persona, seed=0)
         return evaluate_command(args.scenario, args.decisions)
+    if args.command == "train":
+        from pscli.evaluation_cli import train_command
+
+        return train_command(args.scenarios, args.out, args.version, args.base, args.seed, args.note)
     if args.command == "pki":
         from pscli.pki import issue_command
 

@@ -57,6 +57,22 @@ PERSONAS: dict[str, Persona] = {
     ),
     "wangiri": Persona("one-ring calls at night, many international, almost all unanswered", True, 0.02),
     "takeover": Persona("old line taken over: new handset, then scam bursts to remote strangers", True, 0.025),
+    # Added for issue 16: patterns the first corpus lacked.
+    "business_callcentre": Persona(
+        "a real business's call-centre line, enterprise-bound: 60-120 calls a weekday nationwide, many customers"
+        " new, lots of customers calling in",
+        False,
+        0.015,
+    ),
+    "family_abroad": Persona(
+        "household line shared by a family abroad all week: two handsets, calls home and local numbers", False, 0.015
+    ),
+    "slow_scam": Persona(
+        "new account under every hourly threshold: 10-22 calls a day to strangers in other provinces, long calls"
+        " when answered, nothing incoming for days",
+        True,
+        0.02,
+    ),
 }
 VARIANTS = ("base", "shifted")
 
@@ -97,6 +113,7 @@ COUNTRY_CODES = {"NP": "977", "TH": "66", "JP": "81", "MY": "60", "KH": "855", "
 COURIERS = ("SF-Express", "JD-Logistics", "ZTO-Express", "YTO-Express", "China-Post-EMS")
 RIDER_PLATFORMS = ("Meituan-Delivery", "Eleme-Delivery")
 SALES_FIRMS = ("PingAn-Insurance", "Lianjia-Realty", "China-Life", "Ke-Holdings")
+BUSINESSES = ("China-Unicom-Dealer-Svc", "Haier-Customer-Care", "Ctrip-Service-Centre", "JD-Customer-Service")
 SHOPS = ("Chengdu-Tea-Trading", "Yiwu-Small-Goods", "Shunde-Kitchenware")
 # Weights of the hour a person calls in, 07:00-22:59.
 WAKING_HOURS = tuple(range(7, 23))
@@ -686,6 +703,75 @@ def day_takeover(g: Gen, line: Line, day: int) -> None:
 
 
 Behaviour = tuple[Callable[[Gen, Line], None], Callable[[Gen, Line, int], None]]
+
+
+def setup_business_callcentre(g: Gen, line: Line) -> None:
+    rng = g.rng
+    line.opened_at = g.opened(365, 10 * 365)
+    line.enterprise = rng.choice(BUSINESSES)
+    _make_contacts(g, line, rng.randint(80, 200), 0.35)  # customers all over the country
+    line.plan["customers"] = list(line.contacts)
+
+
+def day_business_callcentre(g: Gen, line: Line, day: int) -> None:
+    """Agents call customers back and follow up leads in office hours; customers call the line all day."""
+    rng, customers = g.rng, line.plan["customers"]
+    weekend = g.weekend(day)
+    n = rng.randint(5, 20) if weekend else rng.randint(60, 120)
+    for t in g.spread(day, n, 9, 18):
+        if rng.random() < 0.45:
+            peer = rng.choice(customers)
+        else:
+            peer = g.peer(line.home if rng.random() < 0.35 else None)
+            customers.append(peer)
+        _chat(g, line, t, peer, answer=0.7, mean=150, sms=0.05)
+        _callback(g, line, t, peer, 0.15, delay=(10 * MINUTE, 6 * HOUR), mean=180)
+    for t in g.spread(day, rng.randint(3, 10) if weekend else rng.randint(20, 60), 8, 21):
+        peer = rng.choice(customers) if rng.random() < 0.5 else g.peer()
+        _chat(g, line, t, peer, "in", mean=200, sms=0.02)
+
+
+def setup_family_abroad(g: Gen, line: Line) -> None:
+    rng = g.rng
+    line.opened_at = g.opened(3 * 365, 15 * 365)
+    _make_contacts(g, line, rng.randint(15, 40), 0.9)
+    line.plan["country"] = rng.choice(("JP", "MY", "TH", "US"))
+    line.plan["imeis"] = [line.imei, g.imei()]  # the card moves between two family members' phones
+    line.plan["locals"] = [g.intl_peer(line.plan["country"]) for _ in range(rng.randint(3, 10))]
+    _abroad(g, line, 0, g.period)
+
+
+def day_family_abroad(g: Gen, line: Line, day: int) -> None:
+    """Several people on one card abroad: calls home and to local numbers, family and friends calling in."""
+    rng, plan = g.rng, line.plan
+    for t in g.waking(day, rng.randint(2, 10)):
+        imei = rng.choice(plan["imeis"])
+        if rng.random() < 0.6:
+            g.call(line, t, _contact(g, line), "out", g.talk(240) if rng.random() < 0.8 else 0, imei=imei)
+        else:
+            g.call(line, t, rng.choice(plan["locals"]), "out", g.talk(90) if rng.random() < 0.75 else 0, imei=imei)
+    for t in g.waking(day, rng.randint(1, 8)):
+        _chat(g, line, t, _contact(g, line) if rng.random() < 0.8 else rng.choice(plan["locals"]), "in", mean=300)
+
+
+def setup_slow_scam(g: Gen, line: Line) -> None:
+    line.opened_at = g.opened(3, 30)
+    line.plan["per_day"] = (10, 22)
+
+
+def day_slow_scam(g: Gen, line: Line, day: int) -> None:
+    """Every call to a stranger in another province, spread over the day (never more than a few an hour),
+    long when answered; nobody calls the line."""
+    rng = g.rng
+    n = round(rng.randint(*line.plan["per_day"]) * g.knobs["scam_rate"] ** 0.5)
+    for t in g.spread(day, max(1, n), 9, 21):
+        dur = rng.randint(60, 900) if rng.random() < 0.35 else 0
+        g.call(line, t, g.remote_peer(line.home), "out", dur)
+    if day == 2 and "complained" not in line.plan:
+        line.plan["complained"] = True
+        _complaints(g, line, g.at(day, 12, 20), p_user=0.1, p_platform=0.05, p_police=0.03)
+
+
 BEHAVIOURS: dict[str, Behaviour] = {  # persona -> (set the line up once, play one day)
     "ordinary": (setup_ordinary, day_ordinary),
     "heavy_sales": (setup_heavy_sales, day_heavy_sales),
@@ -702,6 +788,9 @@ BEHAVIOURS: dict[str, Behaviour] = {  # persona -> (set the line up once, play o
     "mule_two_card": (setup_mule_two_card, day_mule_two_card),
     "wangiri": (setup_wangiri, day_wangiri),
     "takeover": (setup_takeover, day_takeover),
+    "business_callcentre": (setup_business_callcentre, day_business_callcentre),
+    "family_abroad": (setup_family_abroad, day_family_abroad),
+    "slow_scam": (setup_slow_scam, day_slow_scam),
 }
 assert BEHAVIOURS.keys() == PERSONAS.keys()
 

@@ -37,6 +37,10 @@ def decision_line(v: scoring_pb2.LineVerdict) -> dict:
         # Extra keys (the spec allows them): what a person reads, and how many calls it took.
         "reasons_en": [r.text_en for r in v.reasons],
         "reasons_zh": [r.text_zh for r in v.reasons],
+        # Factors in the holder's favour, kept apart from the reasons (codes, then sentences).
+        "mitigations": [r.code for r in v.mitigations],
+        "mitigations_en": [r.text_en for r in v.mitigations],
+        "mitigations_zh": [r.text_zh for r in v.mitigations],
         "outgoing_before_action": v.outgoing_before_action if acted else None,
     }
 

@@ -28,7 +28,7 @@ Claim = Callable[[Conn, list[int] | None, int, float], Awaitable[list[asyncpg.Re
 Deliver = Callable[[asyncpg.Record], Awaitable[None]]
 MarkSent = Callable[[Conn, int], Awaitable[None]]
 Release = Callable[[Conn, list[int]], Awaitable[None]]
-LEASE_S = 60.0
+LEASE_S = 10.0  # a delivery is a Temporal call of milliseconds; a repeat after a slow one is tolerated
 
 
 class Relay:
@@ -66,11 +66,14 @@ class Relay:
                 task.cancel()
 
     async def deliver_now(self, ids: list[int]) -> None:
-        """Delivers these committed rows now; a failure is left to the background retry (never raised)."""
+        """Delivers these committed rows now; a failure is left to the background retry (never raised). A row the
+        store holds back behind another (its claim's ordering) is delivered once that one is."""
         if not ids:
             return
         try:
-            await self._deliver(ids)
+            while await self._deliver(ids):
+                pass
+            self.wake.set()  # rows held back behind these (or by another's lease) are the loop's now
         except Exception as err:  # the rows stay pending; the loop retries them
             log.warning("%s: delivery deferred (%s)", self.name, type(err).__name__)
             log.debug("%s: delivery deferred", self.name, exc_info=True)

@@ -37,7 +37,10 @@ async def test_line_is_warned_suspended_and_restored_after_verification(stack):
     decision = resp.decisions[-1]
     assert decision.action == common_pb2.ACTION_SUSPEND
     assert decision.risk_level == common_pb2.RISK_LEVEL_EXTREME
-    assert any("never called before" in r.text_en for r in decision.reasons)
+    # Reasons are evidence against the line only and name their figures; mitigations are kept apart.
+    assert decision.reasons and all(r.weight > 0 for r in decision.reasons)
+    assert any(c.isdigit() for c in decision.reasons[0].text_en) and decision.reasons[0].text_zh
+    assert all(r.weight <= 0 for r in decision.mitigations)
     case_id = decision.case_id
     assert case_id.startswith("case-") and MSISDN not in case_id
     handle = stack.client.get_workflow_handle(case_id, result_type=CaseStatus)

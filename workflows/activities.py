@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import grpc
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from carrier.common.v1 import common_pb2
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
@@ -31,6 +32,9 @@ _PERMANENT = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.PERMISSION_DENIED,
 }
+# Errors of a process or its dependency away for a moment: Temporal retries the step.
+_TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,7 +82,8 @@ class RouteText:
 
 async def _call(rpc: Any, request: Any, timeout: float) -> Any:
     """One RPC; errors a retry cannot fix become non-retryable (their ErrorInfo reason in the details), the rest
-    are retried by Temporal within the case policy's attempts."""
+    are retried by Temporal within the case policy's attempts. A transient one (a service or its database
+    restarting) is a benign, retryable failure: one log line, not a warning with a traceback per attempt."""
     try:
         return await rpc(request, timeout=timeout)
     except grpc.aio.AioRpcError as err:
@@ -86,7 +91,17 @@ async def _call(rpc: Any, request: Any, timeout: float) -> Any:
             info, _ = parse_details(err)
             reason = info.reason if info is not None else ""
             raise ApplicationError(err.details() or "", reason, type=err.code().name, non_retryable=True) from err
+        if err.code() in _TRANSIENT:
+            log.info("%s: %s, Temporal retries the step", _rpc_name(rpc), err.code().name)
+            raise ApplicationError(
+                err.details() or "", type=err.code().name, category=ApplicationErrorCategory.BENIGN
+            ) from err
         raise
+
+
+def _rpc_name(rpc: Any) -> str:
+    method = getattr(rpc, "_method", b"")
+    return (method.decode() if isinstance(method, bytes) else str(method)).rsplit("/", 1)[-1] or "rpc"
 
 
 _STATUS = {

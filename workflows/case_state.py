@@ -112,6 +112,7 @@ class CaseBase:
             masked_msisdn=self.case.masked_msisdn if self.case else "",
             home_province=self.case.home_province if self.case else "",
             attention=self.attention,
+            mitigations=list(self.assessment.mitigations) if self.assessment else [],
         )
 
     def _enter(self, stage: Stage, next_step: str) -> None:
@@ -125,6 +126,9 @@ class CaseBase:
         a = self.assessment
         rows = "\n".join(f"| {h.stage} | {h.at} |" for h in self.history)
         reasons = "\n".join(f"- {r.text_en} / {r.text_zh}" for r in a.reasons)
+        if a.mitigations:
+            favour = "\n".join(f"- {r.text_en} / {r.text_zh}" for r in a.mitigations)
+            reasons += f"\n\n**In the holder's favour**\n{favour}"
         notes = ", ".join(f"`{n}`" for n in self.notifications) or "none yet"
         return (
             f"### {self.case.masked_msisdn} · {a.risk_level} risk → {a.action}\n\n"

@@ -21,6 +21,7 @@ import asyncpg
 import grpc
 
 from carrier.hlr.v1 import hlr_pb2
+from pscommon import db
 from services.notify import ladder, store
 from services.notify import metrics as notify_metrics
 from services.notify.channels import Channels, Contacts, Message
@@ -39,6 +40,10 @@ IDLE_POLL_S = 1.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _name(err: BaseException) -> str:
+    return type(err).__name__
 
 
 @dataclass
@@ -177,6 +182,8 @@ class Dispatcher:
             raise
         except LeaseLost as lost:
             log.warning("%s; step abandoned, nothing written", lost)
+        except db.UNREACHABLE as err:  # PostgreSQL restarting: a passing condition, one line without a traceback
+            log.warning("notification step: database unavailable (%s); retried when its lease runs out", _name(err))
         except Exception:  # the lease runs out and the notification is stepped again
             log.exception("notification step failed; it will be retried when its lease runs out")
         finally:

@@ -43,6 +43,7 @@ from pscommon.outbox import Relay
 from pscommon.telemetry import current_trace_id
 from services.scoring import metrics as scoring_metrics
 from services.scoring import store
+from services.scoring.scorecard import split_reason_texts
 
 tracer = trace.get_tracer(__name__)
 log = logging.getLogger(__name__)
@@ -61,13 +62,15 @@ def details(case: CaseInput) -> str:
         "",
         "**Reasons**",
         *[f"- {r.text_en} / {r.text_zh}" for r in a.reasons],
-        "",
-        f"**Trace** `{case.trace_id}`",
     ]
+    if a.mitigations:
+        lines += ["", "**In the holder's favour**", *[f"- {r.text_en} / {r.text_zh}" for r in a.mitigations]]
+    lines += ["", f"**Trace** `{case.trace_id}`"]
     return "\n".join(lines)
 
 
 def case_input(row: asyncpg.Record) -> CaseInput:
+    against, favour = split_reason_texts(json.loads(row["reason_texts"]))
     return CaseInput(
         msisdn=row["msisdn"],
         line_hash=row["line_hash"],
@@ -78,7 +81,8 @@ def case_input(row: asyncpg.Record) -> CaseInput:
             risk_level=RiskLevel(row["risk_level"]),
             action=Action(row["action"]),
             score=row["score"],
-            reasons=[ReasonText(*r) for r in json.loads(row["reason_texts"])],
+            reasons=[ReasonText(*r) for r in against],
+            mitigations=[ReasonText(*r) for r in favour],
             decided_at=row["event_time"].isoformat(),
         ),
         trace_id="",

@@ -14,15 +14,37 @@ from pscommon.validation import Violations
 from services.scoring import requests
 from services.scoring.engine import Engine
 from services.scoring.features import Profile
-from services.scoring.scorecard import ACTIONS, LEVELS, Assessment, Scorecard
+from services.scoring.scorecard import ACTIONS, LEVELS, Assessment, Scorecard, split_reason_texts
 
 OUT, SMS, ABROAD = scoring_pb2.DIRECTION_OUT, scoring_pb2.SERVICE_KIND_SMS, scoring_pb2.ROAMING_INTERNATIONAL
 
 
 def reasons_pb(a: Assessment | None) -> list[common_pb2.Reason]:
+    """The evidence against the line (points > 0), most important first."""
     if a is None:
         return []
     return [common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.points) for r in a.reasons]
+
+
+def mitigations_pb(a: Assessment | None) -> list[common_pb2.Reason]:
+    """The factors in the holder's favour (points <= 0), strongest first."""
+    if a is None:
+        return []
+    return [
+        common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.points) for r in a.mitigations
+    ]
+
+
+def stored_reasons_pb(texts: list) -> tuple[list[common_pb2.Reason], list[common_pb2.Reason]]:
+    """A stored decision's [code, zh, en, points] rows split into (reasons, mitigations) by the sign of the points.
+
+    Rows stored before mitigations were kept apart hold both in one list; the sign tells them apart the same way.
+    """
+    against, favour = split_reason_texts(texts)
+    return (
+        [common_pb2.Reason(code=c, text_zh=zh, text_en=en, weight=pts) for c, zh, en, pts in against],
+        [common_pb2.Reason(code=c, text_zh=zh, text_en=en, weight=pts) for c, zh, en, pts in favour],
+    )
 
 
 def score_cdrs(engine: Engine, rows: list[requests.CdrRow]) -> list:
@@ -90,6 +112,7 @@ class Sandbox:
             v.score = pk.score
             v.action = ACTION_PB[ACTIONS[pk.action]]
             v.reasons.extend(reasons_pb(pk.assessment))
+            v.mitigations.extend(mitigations_pb(pk.assessment))
             if pk.acted_at is not None:
                 v.acted_at.FromDatetime(datetime.fromtimestamp(pk.acted_at, UTC))
                 v.outgoing_before_action = pk.outgoing_before_action

@@ -56,7 +56,8 @@ class Assessment:
     score: float
     level: RiskLevel
     action: Action
-    reasons: tuple[Reason, ...]
+    reasons: tuple[Reason, ...]  # evidence against the line (points > 0), most important first
+    mitigations: tuple[Reason, ...] = ()  # factors in the holder's favour (points <= 0), strongest first
 
 
 class Scorecard:
@@ -73,16 +74,22 @@ class Scorecard:
         # fired_all(...): every rule that holds, including those in the line's favour.
         self.fired_all = _compile(self.rules, gated=False)
 
-    def score(self, fired: tuple[int, ...]) -> Score:
-        points = max(0.0, sum(self.rules[i].points for i in fired))
-        level = 0
+    def _level(self, points: float) -> int:
         for i in (3, 2, 1):
             if points >= self.lowest[i]:
-                level = i
-                break
+                return i
+        return 0
+
+    def score(self, fired: tuple[int, ...]) -> Score:
+        rules = self.rules
+        points = max(0.0, sum(rules[i].points for i in fired))
+        level = self._level(points)
         action = self.level_action[level]
-        if action > self.warn and all(self.rules[i].weak for i in fired if self.rules[i].points > 0):
-            action = self.warn
+        if action > self.warn and any(rules[i].weak for i in fired):
+            # Weak evidence (a high-risk cell passed) adds at most a warning: beyond that, the action is what the
+            # rest of the evidence reaches without it.
+            strong = self.level_action[self._level(sum(rules[i].points for i in fired if not rules[i].weak))]
+            action = min(action, max(self.warn, strong))
         return Score(points, level, action, fired)
 
     def positive_codes(self, s: Score) -> frozenset[str]:
@@ -90,10 +97,25 @@ class Scorecard:
 
     def explain(self, s: Score, f: dict[str, float], action: int | None = None) -> Assessment:
         fmt = {k: (int(v) if float(v).is_integer() else round(v, 2)) for k, v in f.items()}
-        # Most important first: the evidence against the line, by weight, then what speaks for it.
-        ordered = sorted((self.rules[i] for i in s.fired), key=lambda r: -r.points)
-        reasons = tuple(Reason(r.code, r.zh.format(**fmt), r.en.format(**fmt), r.points) for r in ordered)
-        return Assessment(s.score, LEVELS[s.level], ACTIONS[s.action if action is None else action], reasons)
+        # Reasons are only the evidence against the line, heaviest first; what speaks for the holder is kept
+        # apart (mitigations, strongest first), so nobody reads "in use for 14 years" out as a reason.
+        fired = [self.rules[i] for i in s.fired]
+        against = sorted((r for r in fired if r.points > 0), key=lambda r: -r.points)
+        favour = sorted((r for r in fired if r.points <= 0), key=lambda r: r.points)
+
+        def texts(rules: list[Rule]) -> tuple[Reason, ...]:
+            return tuple(Reason(r.code, r.zh.format(**fmt), r.en.format(**fmt), r.points) for r in rules)
+
+        level, act = LEVELS[s.level], ACTIONS[s.action if action is None else action]
+        return Assessment(s.score, level, act, texts(against), texts(favour))
+
+
+def split_reason_texts(texts: Sequence[Sequence]) -> tuple[list, list]:
+    """Stored [code, zh, en, points] rows split into (against the line, in the holder's favour) by the sign of
+    the points, each most important first. Rows stored before the split hold both in one list."""
+    against = sorted((r for r in texts if r[3] > 0), key=lambda r: -r[3])
+    favour = sorted((r for r in texts if r[3] <= 0), key=lambda r: r[3])
+    return against, favour
 
 
 def _compile(rules: Sequence[Rule], gated: bool) -> Callable[..., tuple[int, ...]]:
@@ -120,11 +142,13 @@ def load(path: pathlib.Path = DEFAULT_PATH) -> Scorecard:
     known = set(FEATURE_NAMES)
     for r in raw["rules"]:
         conds = []
-        for name, expr in r["when"].items():
-            m = _COND_RE.match(str(expr))
-            if m is None or name not in known:
-                raise ValueError(f"rule {r['code']}: bad condition {name}: {expr!r}")
-            conds.append((name, m[1], float(m[2])))
+        for name, exprs in r["when"].items():
+            # One comparison, or a list of them on the same feature (a bin: [">=8", "<15"]).
+            for expr in exprs if isinstance(exprs, list) else [exprs]:
+                m = _COND_RE.match(str(expr))
+                if m is None or name not in known:
+                    raise ValueError(f"rule {r['code']}: bad condition {name}: {expr!r}")
+                conds.append((name, m[1], float(m[2])))
         rule = Rule(r["code"], tuple(conds), float(r["points"]), r["zh"], r["en"], bool(r.get("weak", False)))
         for text in (rule.zh, rule.en):
             text.format(**dict.fromkeys(FEATURE_NAMES, 0))  # a misspelt placeholder fails at load, not mid-stream

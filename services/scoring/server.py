@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime
 import asyncpg
 import grpc
 
-from carrier.common.v1 import common_pb2
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from contracts import ACCESS_TABLE
 from contracts.case import case_id, case_line_hash, case_seq
@@ -39,7 +38,7 @@ from services.scoring.features import Profile
 from services.scoring.feeds import FeedListener
 from services.scoring.ledger import Ingested, Ledger, Part
 from services.scoring.partitions import ShardMap, partition_of
-from services.scoring.replay import Sandbox, reasons_pb
+from services.scoring.replay import Sandbox, mitigations_pb, reasons_pb, stored_reasons_pb
 from services.scoring.scorecard import Assessment, load
 from services.scoring.shards import Shards, at_line_owner
 from services.scoring.snapshots import SnapshotWriter
@@ -59,6 +58,7 @@ def decision_pb(h: str, masked: str, a: Assessment, at: int, case_id: str) -> sc
         score=a.score,
         action=ACTION_PB[a.action],
         reasons=reasons_pb(a),
+        mitigations=mitigations_pb(a),
         case_id=case_id,
     )
     d.decided_at.FromDatetime(datetime.fromtimestamp(at, UTC))
@@ -66,16 +66,15 @@ def decision_pb(h: str, masked: str, a: Assessment, at: int, case_id: str) -> sc
 
 
 def stored_decision_pb(row: asyncpg.Record) -> scoring_pb2.Decision:
+    against, favour = stored_reasons_pb(json.loads(row["reason_texts"]))
     d = scoring_pb2.Decision(
         line_hash=row["line_hash"],
         masked_msisdn=row["masked_msisdn"],
         risk_level=RISK_LEVEL_PB[row["risk_level"]],
         score=row["score"],
         action=ACTION_PB[row["action"]],
-        reasons=[
-            common_pb2.Reason(code=code, text_zh=zh, text_en=en, weight=points)
-            for code, zh, en, points in json.loads(row["reason_texts"])
-        ],
+        reasons=against,
+        mitigations=favour,
         case_id=row["case_id"],
     )
     d.decided_at.FromDatetime(row["event_time"])

@@ -121,7 +121,10 @@ async def insert_decision(
         a.action,
         a.score,
         json.dumps([r.code for r in a.reasons]),
-        json.dumps([[r.code, r.text_zh, r.text_en, r.points] for r in a.reasons], ensure_ascii=False),
+        # Both lists in one column, told apart by the sign of the points (rows written before the split hold both).
+        json.dumps(
+            [[r.code, r.text_zh, r.text_en, r.points] for r in (*a.reasons, *a.mitigations)], ensure_ascii=False
+        ),
         model_version,
         _ts(at),
         case_id,
@@ -153,11 +156,14 @@ async def batch_decisions(conn: Conn, request_id: str, partitions: list[int] | N
 
 
 async def claim_decisions(conn: Conn, ids: list[int] | None, limit: int, lease_s: float) -> list[asyncpg.Record]:
-    """Decisions whose case is not opened yet and that no opener holds, leased to this one for `lease_s`."""
+    """Decisions whose case is not opened yet and that no opener holds, leased to this one for `lease_s`; only a
+    line's earliest unopened decision, so a line's decisions reach its case in the order they were taken."""
     return await conn.fetch(
         "WITH claimed AS (UPDATE decisions SET lease_until = now() + make_interval(secs => $3) WHERE id IN ("
-        " SELECT id FROM decisions WHERE opened_at IS NULL AND (lease_until IS NULL OR lease_until < now())"
-        " AND ($1::bigint[] IS NULL OR id = ANY($1)) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *)"
+        " SELECT id FROM decisions d WHERE opened_at IS NULL AND (lease_until IS NULL OR lease_until < now())"
+        " AND ($1::bigint[] IS NULL OR id = ANY($1)) AND NOT EXISTS (SELECT 1 FROM decisions e"
+        " WHERE e.line_hash = d.line_hash AND e.opened_at IS NULL AND e.id < d.id)"
+        " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *)"
         " SELECT c.*, s.msisdn, s.home_province, s.language FROM claimed c JOIN subscribers s USING (line_hash)",
         ids,
         limit,

@@ -183,7 +183,13 @@ def case_status_pb(s: StatusView) -> vpb.GetCaseStatusResponse:
         stage=case.stage,
         line_state=common_pb2.LineState.Value(case.line_state),
         risk_level=RISK_LEVEL_PB[case.risk_level] if case.risk_level else common_pb2.RISK_LEVEL_UNSPECIFIED,
-        reasons=[common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en) for r in case.reasons],
+        reasons=[
+            common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.weight) for r in case.reasons
+        ],
+        mitigations=[
+            common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.weight)
+            for r in case.mitigations
+        ],
         next_step_zh=view.next_step_zh,
         next_step_en=view.next_step_en,
         where_zh=view.where_zh,

@@ -129,7 +129,7 @@ def test_every_persona_is_present_and_the_mix_is_right(small):
     fraud = sum(n for name, n in summary["personas"].items() if PERSONAS[name].fraud)
     assert 0.12 <= fraud / 200 <= 0.20
     assert set(persona_counts(30)) == set(PERSONAS) and min(persona_counts(30).values()) >= 1
-    assert sum(persona_counts(10000).values()) == 10000 and persona_counts(10000)["ordinary"] == 5400
+    assert sum(persona_counts(10000).values()) == 10000 and persona_counts(10000)["ordinary"] == 4900
 
 
 def test_the_hard_cases_look_the_way_they_should(small):

@@ -32,7 +32,7 @@ def _cdr(msisdn, peer, minute, duration, direction="out", province="51", **extra
         "cell_id": "460-00-1-1",
         "roaming": "none",
         "country": None,
-        "imei": "861234567890123",
+        "imei": "8612" + msisdn,  # a handset each: three lines on one handset would be evidence (SHARED_HANDSET)
         **extra,
     }
 
@@ -128,7 +128,9 @@ async def test_replay_writes_one_decision_per_subscriber_and_is_repeatable(stack
     assert got[TRAVELLER]["action"] == "none"
     scam = got[SCAM]
     assert scam["action"] == "suspend" and scam["risk_level"] == "extreme"
-    assert "NEW_PEERS" in scam["reasons"] and scam["reasons_en"][0][0].isdigit()
+    assert scam["reasons"] and scam["reasons_en"][0][0].isdigit()
+    assert set(scam) >= {"mitigations", "mitigations_en", "mitigations_zh"}
+    assert not set(scam["mitigations"]) & set(scam["reasons"])
     acted = datetime.fromisoformat(scam["acted_at"])
     assert T0 <= acted <= T0 + timedelta(minutes=18)  # within the first ten calls, in event time
     assert scam["outgoing_before_action"] <= 10
