@@ -24,6 +24,7 @@ class FeedListener:
         self.engine = engine
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._reloads: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -52,7 +53,9 @@ class FeedListener:
                     await conn.close(timeout=1)
 
     def _notified(self, *_args: object) -> None:
-        asyncio.get_running_loop().create_task(self._reload_logged())
+        task = asyncio.get_running_loop().create_task(self._reload_logged())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def _reload_logged(self) -> None:
         try:

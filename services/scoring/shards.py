@@ -89,11 +89,16 @@ class Shards:
             part.partitions = sorted(set(part.row_partitions))
         return split
 
+    @functools.cached_property
+    def tls(self) -> TlsFiles:
+        """This process's certificate, resolved on the first forwarded call (one shard never forwards)."""
+        return TlsFiles.from_settings(self.cfg)
+
     def stub(self, shard: int) -> Any:
-        return scoring_pb2_grpc.ScoringServiceStub(channel(self.addrs[shard], TlsFiles.from_settings(self.cfg)))
+        return scoring_pb2_grpc.ScoringServiceStub(channel(self.addrs[shard], self.tls))
 
     def shard_stub(self, shard: int) -> Any:
-        return scoring_pb2_grpc.ScoringShardServiceStub(channel(self.addrs[shard], TlsFiles.from_settings(self.cfg)))
+        return scoring_pb2_grpc.ScoringShardServiceStub(channel(self.addrs[shard], self.tls))
 
     async def call(self, shard: int, method: str, request: Any, on_behalf: bool = True) -> Any:
         """Calls `method` on another shard (as the caller, when `on_behalf`), within the caller's deadline."""
