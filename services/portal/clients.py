@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from carrier.verification.v1 import verification_pb2_grpc
 from pscommon.channels import channel
@@ -14,7 +13,7 @@ from pscommon.tls import TlsFiles
 @dataclass(frozen=True)
 class Clients:
     # Verification as the portal's own principal: the `app` role, acting for a holder who opened a signed link.
-    verification: verification_pb2_grpc.VerificationServiceStub | Any
+    verification: verification_pb2_grpc.VerificationServiceAsyncStub
     # The portal's TLS files (None in handler tests); other principals' files come from PSP_PKI_DIR.
     tls: TlsFiles | None = None
 

@@ -30,10 +30,12 @@ import grpc
 import jinja2
 from aiohttp import web
 
+from pscommon import codec, links
 from pscommon.config import Settings
 from pscommon.identity import mask
 from services.portal.clients import Clients
 from services.portal.i18n import TEXT, language
+from services.portal.uploads import SealedUploads
 
 log = logging.getLogger("portal")
 HERE = pathlib.Path(__file__).parent
@@ -41,6 +43,9 @@ SETTINGS = web.AppKey("settings", Settings)
 CLIENTS = web.AppKey("clients", Clients)
 JINJA = web.AppKey("jinja", jinja2.Environment)
 CSRF_SECRET = web.AppKey("csrf_secret", bytes)
+LINKS = web.AppKey("links", links.LinkSigner)
+UPLOADS = web.AppKey("uploads", SealedUploads)
+UPLOAD_RETENTION_S = 180 * 86400  # as the verification policy keeps evidence (evidence_retention)
 SESSION_COOKIE = "psp_sid"
 CSRF_FIELD = "csrf_token"
 MAX_BODY = 12 * 1024 * 1024  # the largest request at all (uploads are limited per file by their handler)
@@ -188,6 +193,12 @@ def build_app(settings: Settings, clients: Clients) -> web.Application:
     app[JINJA] = templates()
     secret = settings.portal_secret.encode() or secrets.token_bytes(32)
     app[CSRF_SECRET] = hashlib.sha256(b"portal-csrf:" + secret).digest()
+    # Without configured link keys no link verifies (a random key): the pages then say what else to do.
+    signer = links.signer_from_settings(settings.link_keys, settings.link_active_key, settings.link_ttl_s)
+    app[LINKS] = signer or links.LinkSigner({"none": secrets.token_bytes(32)}, "none")
+    sealer = codec.sealer_from_settings(settings.codec_keys, settings.codec_active_key)
+    folder = pathlib.Path(settings.portal_uploads or "portal-uploads")
+    app[UPLOADS] = SealedUploads(folder, sealer, UPLOAD_RETENTION_S)
     app.router.add_static("/static", HERE / "static")
     # HOOK: each route module present exports setup_<last part>(app); the reviewer console plugs in here.
     for name in ROUTE_MODULES:
