@@ -68,7 +68,7 @@ async def accessible(page, name: str) -> None:
 
 
 async def test_holder_opens_the_sms_link_verifies_online_and_sees_the_line_restored(stack, portal):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
     msisdn, holder = "19880000201", "holder-88-0201"
     await register_line(stack.cfg, msisdn, "44", holder)
     case_id = await open_case(stack, msisdn, "medium", "restrict")
