@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import grpc
 from temporalio.client import Client
 
@@ -20,9 +21,9 @@ from carrier.common.v1 import common_pb2
 from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
-from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
 from contracts.case import CASE_RENEWED, QUERY_STATUS, UPDATE_WAIT_STAGE, Action, CaseStatus, RiskLevel, Stage
 from contracts.pb import ACTION_OF, RISK_LEVEL_OF
+from pscli.portal_client import holder_link, verify_online
 from pscommon import temporal
 from pscommon.channels import channel
 from pscommon.config import Settings, settings
@@ -136,8 +137,6 @@ async def run_demo() -> int:
     suspension = suspension_pb2_grpc.SuspensionServiceStub(
         channel(cfg.suspension_addr, TlsFiles.of_principal(cfg, "ops"))
     )
-    app = TlsFiles.of_principal(cfg, "app")  # the carrier's app, acting for a holder it has authenticated
-    verification = verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr, app))
     failures = 0
     print(f"\nPlayed {len(cdrs)} CDRs of {len(lines)} lines (case policy: {cfg.case_policy}).\n")
     for ln in lines:
@@ -147,22 +146,16 @@ async def run_demo() -> int:
             handle = client.get_workflow_handle(d.case_id, result_type=CaseStatus)
             if ln.expect == "RESTORED":
                 await reach(client, d.case_id, Stage.WARNED)
-                out = await verification.SubmitOnlineVerification(
-                    verification_pb2.SubmitOnlineVerificationRequest(
-                        request_id=uuid.uuid4().hex,
-                        case_id=d.case_id,
-                        msisdn=ln.msisdn,
-                        risk_level=d.risk_level,
-                        claimed_holder_ref=ln.holder_ref,
-                        liveness_token=f"video-{uuid.uuid4().hex[:8]}",
-                        risk_notice_acknowledged=True,
-                        caller_province="44",
-                        caller_id="demo-app-session",
-                    )
-                )
-                if out.outcome.result != verification_pb2.RESULT_PASSED:
+                # The holder opens the link of the warning SMS and passes the online check on the portal's page.
+                link = holder_link(cfg, d.case_id, "zh")
+                print(f"holder's link (as in the SMS to {mask(ln.msisdn)}): {link}")
+                try:
+                    status_url = await verify_online(link, ln.msisdn, ln.holder_ref)
+                    print(f"      online check sent through the page; live status: {status_url}")
+                    await reach(client, d.case_id, Stage.RESTORED)
+                except (RuntimeError, aiohttp.ClientError) as err:
+                    print(f"      the holder's page failed: {err}", file=sys.stderr)
                     failures += 1
-                await reach(client, d.case_id, Stage.RESTORED)
             else:
                 await reach(client, d.case_id, Stage.SUSPENDED)
             status = await handle.query(QUERY_STATUS, result_type=CaseStatus)

@@ -145,6 +145,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             _secure(exc)
+            log.info("%s %s %d", request.method, _route(request), exc.status)
             raise
         resp = error_page(request, exc.status)
     except grpc.aio.AioRpcError as err:
