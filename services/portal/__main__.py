@@ -12,16 +12,29 @@ from pscommon import channels
 from pscommon.config import settings
 from pscommon.telemetry import setup_logging
 from services.portal.clients import Clients
-from services.portal.web import build_app
+from services.portal.web import UPLOADS, build_app
 
 log = logging.getLogger("portal")
+
+
+async def purge_uploads(app: web.Application) -> None:
+    """Uploads past their retention period are deleted, hourly (as verification purges its evidence)."""
+    while True:
+        try:
+            n = await asyncio.to_thread(app[UPLOADS].purge)
+            if n:
+                log.info("deleted %d uploads past retention", n)
+        except OSError as err:
+            log.warning("upload purge failed (%s); next hour", type(err).__name__)
+        await asyncio.sleep(3600)
 
 
 async def main() -> None:
     setup_logging("portal")
     cfg = settings()
     # No access log: a holder's path carries a link token; the error middleware logs route patterns instead.
-    runner = web.AppRunner(build_app(cfg, Clients.from_settings(cfg)), access_log=None)
+    app = build_app(cfg, Clients.from_settings(cfg))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, cfg.portal_host, cfg.portal_port).start()
     log.info("portal on http://%s:%d", cfg.portal_host, cfg.portal_port)
@@ -29,7 +42,9 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    purge = asyncio.create_task(purge_uploads(app))
     await stop.wait()
+    purge.cancel()
     await runner.cleanup()
     await channels.close_all()
 

@@ -61,6 +61,8 @@ def test_the_stack_restarts_what_is_killed_and_leaves_nothing_behind(stack_folde
     started = stack_command(data, env, "up")
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"127.0.0.1:{ports['suspension']}" in started.stdout
+    assert f"http://127.0.0.1:{ports['portal']}/h/" in started.stdout  # the holder's page, where SMS links lead
+    assert f"PSP_VERIFY_URL=http://127.0.0.1:{ports['portal']}/h" in (data / "stack.env").read_text()
     assert f"PSP_STACK_PORTS={stack_ports.render(ports)}" in (data / "stack.env").read_text()
     up_s = time.monotonic() - t0
 
