@@ -176,6 +176,8 @@ async def test_an_appeal_with_evidence_reaches_a_reviewer_and_the_files_are_seal
     case_id = await case_for(stack, msisdn, holder, level="high", action="suspend")
     token = signer().sign(case_id, "en")
     html = await (await portal.get(f"/h/{token}")).text()
+    wrong = await portal.post(f"/h/{token}/appeal", data=appeal_form(html, "19880000999", "deliveries", []))
+    assert wrong.status == 400 and 'id="a_msisdn-error"' in await wrong.text()  # shown on the appeal form
     for files, status, words in (
         ([("a.txt", b"hello")], 415, "JPG, PNG or PDF"),
         ([("big.png", PNG + bytes(2 * 1024 * 1024))], 413, "larger than allowed"),

@@ -140,13 +140,14 @@ def _request_id(form: MultiDictProxy[Any], name: str) -> str:
     return rid if _RID_RE.fullmatch(rid) else uuid.uuid4().hex
 
 
-def _number(form: MultiDictProxy[Any], link: Link, request: web.Request, errors: dict[str, str]) -> str:
+def _number(form: MultiDictProxy[Any], link: Link, request: web.Request, errors: dict[str, str], key: str) -> str:
+    """The number the holder typed, if it is the case's line (else an error under `key`, the form's field)."""
     msisdn = _text(form, "msisdn").replace(" ", "").replace("-", "")
     m = _CASE_HASH_RE.fullmatch(link.case_id)
     if not is_msisdn(msisdn):
-        errors["msisdn"] = "err_msisdn"
+        errors[key] = "err_msisdn"
     elif m is None or line_hash(msisdn, request.app[SETTINGS].line_hash_key) != m[1]:
-        errors["msisdn"] = "err_msisdn_other"
+        errors[key] = "err_msisdn_other"
     return msisdn
 
 
@@ -194,7 +195,7 @@ async def verify(request: web.Request) -> web.Response:
     link = _link(request)
     form = await request.post()
     errors: dict[str, str] = {}
-    msisdn = _number(form, link, request, errors)
+    msisdn = _number(form, link, request, errors, "msisdn")
     holder_ref = _text(form, "holder_ref")
     if not holder_ref or len(holder_ref) > HOLDER_REF_MAX or not _PRINTABLE_RE.fullmatch(holder_ref):
         errors["holder_ref"] = "err_holder_ref"
@@ -245,7 +246,7 @@ async def appeal(request: web.Request) -> web.Response:
     link = _link(request)
     form = await request.post()
     errors: dict[str, str] = {}
-    msisdn = _number(form, link, request, errors)
+    msisdn = _number(form, link, request, errors, "a_msisdn")
     explanation = _text(form, "explanation")
     if not explanation or len(explanation) > EXPLANATION_MAX:
         errors["explanation"] = "err_explanation"
