@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pathlib
 import re
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
-from services.portal.web import UPLOADS
+from pscommon.channels import channel
+from pscommon.tls import TlsFiles
+from services.portal.clients import Clients
+from services.portal.web import UPLOADS, build_app
 from tests.helpers import connect, open_case, reach, register_line
-from tests.portal.conftest import MP4, PNG, form_value, signer
+from tests.portal.conftest import LINK_KEYS, MP4, PNG, form_value, key_spec, signer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -198,3 +204,16 @@ async def test_an_appeal_with_evidence_reaches_a_reviewer_and_the_files_are_seal
     assert PNG[:8] not in stored.read_bytes()
     opened = store.open("upload:" + stored.name)
     assert opened is not None and opened.data == PNG and opened.content_type == "image/png"
+
+
+async def test_verification_unreachable_is_a_busy_page_not_a_trace(stack, tmp_path):
+    cfg = dataclasses.replace(
+        stack.cfg, link_keys=key_spec(LINK_KEYS), link_active_key="p1", portal_uploads=str(tmp_path)
+    )
+    tls = TlsFiles.in_folder(pathlib.Path(cfg.pki_dir), "app")
+    # Nothing listens on port 9 (discard): every call is UNAVAILABLE.
+    dead = Clients(verification_pb2_grpc.VerificationServiceStub(channel("127.0.0.1:9", tls)), tls)
+    async with TestClient(TestServer(build_app(cfg, dead))) as client:
+        resp = await client.get(f"/h/{signer().sign('case-' + '0' * 20 + '-1', 'en')}")
+        text = await resp.text()
+    assert resp.status == 503 and "Nothing about your number changes" in text and "Traceback" not in text
