@@ -1,4 +1,4 @@
-"""psctl: operate the platform from a terminal (find a case, play the demo)."""
+"""psctl: operate the platform from a terminal (find a case, list views, call an RPC, play the demo)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import json
 import os
 import sys
 
-from pscommon.config import apply_env_file
+from pscli.datadir import configured, load_settings
+
+
+# Commands that talk to a running stack: without its settings they say where they looked, and stop.
+NEEDS_STACK = {"case", "demo", "rpc"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +36,19 @@ def main(argv: list[str] | None = None) -> int:
     act.add_argument("case_id")
     act.add_argument("choice", choices=["retry", "skip", "restore", "close"])
     act.add_argument("--note", required=True, help="why (recorded with your principal; never shown to the holder)")
+    lst = case_sub.add_parser("list", help="the cases of a ready-made view (psctl views) or a list query, as a table")
+    which = lst.add_mutually_exclusive_group(required=True)
+    which.add_argument("--view", help="a view name from `psctl views`, e.g. needs-attention")
+    which.add_argument("--query", help="a Temporal list query over the search attributes")
+    lst.add_argument("--province", help="the home province code for views that take one (e.g. 44)")
+    lst.add_argument("--limit", type=int, default=50)
+    views = sub.add_parser("views", help="ready-made list queries and Temporal UI links for operators' common views")
+    views.add_argument("--province", default="44", help="the home province code in views that take one")
+    rpc = sub.add_parser("rpc", help="call any RPC with a platform certificate; prints the answer as JSON")
+    rpc.add_argument("method", help="SERVICE/METHOD, e.g. VerificationService/GetCaseStatus")
+    rpc.add_argument("request", nargs="?", default="{}", help="the request as JSON, @FILE, or - for stdin")
+    rpc.add_argument("--as", dest="rpc_principal", default="", help="call as this principal (default: ops)")
+    rpc.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
     sub.add_parser("demo", help="play the built-in scenario against the running stack")
     pki = sub.add_parser("pki", help="certificates of the local stack's CA")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
@@ -67,8 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--note", default="", help="how the training data was made (recorded in the card)")
     args = ap.parse_args(argv)
-    apply_env_file()
-    os.environ["PSP_PRINCIPAL"] = args.principal or os.environ.get("PSP_PRINCIPAL") or "ops"
+    found = load_settings()
+    principal = getattr(args, "rpc_principal", "") or args.principal
+    os.environ["PSP_PRINCIPAL"] = principal or os.environ.get("PSP_PRINCIPAL") or "ops"
+    if args.command in NEEDS_STACK and not configured():
+        print(found.explain(), file=sys.stderr)
+        return 2
+    if args.command == "views":
+        from pscli.views import print_views
+
+        return print_views(args.province)
+    if args.command == "rpc":
+        from pscli.rpc import call
+
+        return call(args.method, args.request, os.environ["PSP_PRINCIPAL"], args.timeout)
     if args.command == "replay":
         from pscli.replay import replay
 
@@ -95,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         return issue_command(args.role, args.id, args.out, args.server_name)
     if args.command == "case":
         from pscli.case import act_on_case, case_status, find_cases
+        from pscli.views import list_cases
 
+        if args.case_command == "list":
+            return asyncio.run(list_cases(args.view, args.query, args.province, args.limit))
         if args.case_command == "act":
             return asyncio.run(act_on_case(args.case_id, args.choice, args.note))
         if args.case_command == "status":

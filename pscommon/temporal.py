@@ -28,6 +28,8 @@ RISK_LEVEL = SearchAttributeKey.for_keyword("RiskLevel")
 HOME_PROVINCE = SearchAttributeKey.for_keyword("HomeProvince")
 CASE_STAGE = SearchAttributeKey.for_keyword("CaseStage")
 ROAMING = SearchAttributeKey.for_bool("Roaming")
+# Whether the case's last warning reached the holder (set once its delivery is known): "roamers not reached".
+WARNING_DELIVERED = SearchAttributeKey.for_bool("WarningDelivered")
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     LINE_HASH,
     MASKED_NUMBER,
@@ -35,6 +37,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     HOME_PROVINCE,
     CASE_STAGE,
     ROAMING,
+    WARNING_DELIVERED,
 ]
 
 
