@@ -43,8 +43,8 @@ def find_settings(cwd: pathlib.Path | None = None) -> Found:
         return Found(path if path.is_file() else None, looked)
     looked.append("PSP_ENV_FILE and PSP_DATA_DIR (not set)")
     start = (cwd or pathlib.Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        path = folder / ".local" / SETTINGS_FILE
+    for above in (start, *start.parents):
+        path = above / ".local" / SETTINGS_FILE
         if path.is_file():
             return Found(path, looked)
     looked.append(f".local/{SETTINGS_FILE} in {start} and every folder above it")

@@ -10,7 +10,6 @@ import sys
 
 from pscli.datadir import configured, load_settings
 
-
 # Commands that talk to a running stack: without its settings they say where they looked, and stop.
 NEEDS_STACK = {"case", "demo", "rpc"}
 

@@ -39,14 +39,10 @@ class Target:
 
 def _load_descriptors() -> list[ServiceDescriptor]:
     """Imports every generated module so the default pool holds every service of protos/."""
-    for mod in pkgutil.walk_packages(carrier.__path__, "carrier."):
-        if mod.name.endswith("_pb2"):
-            importlib.import_module(mod.name)
-    found = []
-    for mod in list(sys.modules.values()):
-        file = getattr(mod, "DESCRIPTOR", None)
-        if getattr(mod, "__name__", "").startswith("carrier.") and file is not None and hasattr(file, "services_by_name"):
-            found += list(file.services_by_name.values())
+    found: list[ServiceDescriptor] = []
+    for info in pkgutil.walk_packages(carrier.__path__, "carrier."):
+        if info.name.endswith("_pb2"):
+            found += list(importlib.import_module(info.name).DESCRIPTOR.services_by_name.values())
     return sorted(found, key=lambda s: s.full_name)
 
 
@@ -84,11 +80,11 @@ def _message(descriptor: Descriptor) -> type[Message]:
     return message_factory.GetMessageClass(descriptor)
 
 
-def describe_refusal(err: grpc.RpcError) -> list[str]:
+def describe_refusal(err: grpc.Call) -> list[str]:
     """The status code and message, then each detail: ErrorInfo, field violations, anything else as JSON."""
-    lines = [f"{err.code().name}: {err.details()}"]  # type: ignore[attr-defined]
-    for key, value in err.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key != "grpc-status-details-bin":
+    lines = [f"{err.code().name}: {err.details()}"]
+    for key, value in err.trailing_metadata() or ():
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
             continue
         for detail in status_pb2.Status.FromString(value).details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -139,6 +135,7 @@ def _invoke(target: Target, request: Message, response_type: type[Message], tls:
             else:
                 print(_json(ch.unary_unary(target.path, serialize, parse)(request, timeout=timeout_s)))
         except grpc.RpcError as err:
+            assert isinstance(err, grpc.Call)  # what a failed call raises
             print("\n".join(describe_refusal(err)))
             return 1
     return 0

@@ -58,7 +58,9 @@ def steps(case: Case) -> list[str]:
 
 
 def assert_table_row(markdown: str, cells: list[str]) -> None:
-    rows = [[c.strip(" \u00a0") for c in line.strip("|").split("|")] for line in markdown.splitlines() if line[:1] == "|"]
+    rows = [
+        [c.strip(" \u00a0") for c in line.strip("|").split("|")] for line in markdown.splitlines() if line[:1] == "|"
+    ]
     assert cells in rows, rows
 
 
