@@ -21,11 +21,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from pscli.views import VIEWS
 from pscommon.probes import free_port
 from stack import ports as stack_ports
 
@@ -152,7 +155,9 @@ EXPECTED: list[tuple[str, Callable[[LocalStack, str], object]]] = [
     ("psctl rpc SuspensionService/GetLine", lambda s, out: json.loads(out)["line"]["state"] == "LINE_STATE_SUSPENDED"),
     ("psctl rpc", lambda s, out: isinstance(json.loads(out), dict)),
     ("temporal workflow query", lambda s, out: '"stage":"suspended"' in out.replace(" ", "")),
+    ("temporal workflow metadata", lambda s, out: "**Notifications**" in out and not UUID.search(out)),
 ]
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _check(s: LocalStack, documented: str, out: str) -> bool:
@@ -208,3 +213,35 @@ def test_psctl_rpc_prints_a_refusal_with_its_code_reason_and_fields(local_stack:
     assert denied.returncode == 1 and denied.stdout.startswith("PERMISSION_DENIED: "), denied.stdout
     unknown = local_stack.run("psctl rpc VerificationService/Nope '{}'")
     assert unknown.returncode == 2 and "GetCaseStatus" in unknown.stderr, unknown.stderr
+
+
+def test_case_details_render_as_tables_in_the_temporal_ui(local_stack: LocalStack) -> None:
+    """The UI renders details server-side (/render); its cells have no padding, so ours carry no-break spaces."""
+    s = local_stack
+    codec = f"http://127.0.0.1:{s.ports['codec']}"
+    shown = s.run(
+        f"temporal workflow metadata --address 127.0.0.1:{s.ports['temporal']} --workflow-id {s.case_id}"
+        f" --codec-endpoint {codec} -o json"
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    details = json.loads(shown.stdout)["queryResult"][0]["currentDetails"]
+    ui = f"http://127.0.0.1:{s.ports['temporal-ui']}/render?content={urllib.parse.quote(details)}"
+    with urllib.request.urlopen(ui, timeout=30) as answer:
+        page = answer.read().decode()
+    body = page[page.index("<main>") :]
+    # Stages, the warning's delivery attempts, notifications by purpose / channel / outcome.
+    assert body.count("<table>") == 3, body
+    headers = re.findall(r"<th>([^<]*)</th>", body)
+    assert headers[:2] == ["stage\u00a0\u00a0\u00a0", "at"], headers
+    assert "purpose\u00a0\u00a0\u00a0" in headers and "count" in headers, headers
+    assert not UUID.search(body)
+
+
+@pytest.mark.parametrize("view", [v.name for v in VIEWS])
+def test_every_view_is_a_query_the_server_runs(local_stack: LocalStack, view: str) -> None:
+    done = local_stack.run(f"psctl case list --view {view} --province 44")
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = set(re.findall(r"case-[0-9a-f]{20}-\d+", done.stdout))
+    # The demo's scam line is suspended in province 44 at extreme risk, its warning delivered at home.
+    expected = view in ("suspended-in-province", "barred-in-province", "extreme-risk-open")
+    assert (local_stack.case_id in listed) == expected, done.stdout
