@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from pscli.datadir import configured, load_settings
 
@@ -126,15 +128,28 @@ def main(argv: list[str] | None = None) -> int:
         from pscli.views import list_cases
 
         if args.case_command == "list":
-            return asyncio.run(list_cases(args.view, args.query, args.province, args.limit))
+            return _reaching_temporal(list_cases(args.view, args.query, args.province, args.limit))
         if args.case_command == "act":
             return asyncio.run(act_on_case(args.case_id, args.choice, args.note))
         if args.case_command == "status":
             return asyncio.run(case_status(args.case))
-        return asyncio.run(find_cases(args.msisdn))
+        return _reaching_temporal(find_cases(args.msisdn))
     from pscli.demo import run_demo
 
     return asyncio.run(run_demo())
+
+
+def _reaching_temporal(command: Coroutine[Any, Any, int]) -> int:
+    """Runs a command that reads Temporal; a frontend that does not answer is said in one line, not a traceback."""
+    try:
+        return asyncio.run(command)
+    except RuntimeError as err:
+        if not str(err).startswith("Failed client connect"):
+            raise
+        address = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
+        where = os.environ.get("PSP_ENV_FILE", "the environment")
+        print(f"psctl: Temporal at {address} does not answer (settings: {where}); is the stack up?", file=sys.stderr)
+        return 2
 
 
 def entry() -> None:
