@@ -24,6 +24,13 @@ class Settings:
     temporal_address: str = field(default_factory=lambda: _env("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
     temporal_namespace: str = field(default_factory=lambda: _env("TEMPORAL_NAMESPACE", "default"))
     temporal_ui_url: str = field(default_factory=lambda: _env("TEMPORAL_UI_URL", "http://127.0.0.1:8233"))
+    # TLS to the Temporal frontend (pscommon/temporal.py): the CA that signed the frontend's certificate, this
+    # process's client certificate and key (the frontend may require one), and the name the frontend's certificate
+    # must carry if it is not the host of TEMPORAL_ADDRESS. None set: plaintext (the local dev server).
+    temporal_tls_ca: str = field(default_factory=lambda: _env("TEMPORAL_TLS_CA", ""))
+    temporal_tls_cert: str = field(default_factory=lambda: _env("TEMPORAL_TLS_CERT", ""))
+    temporal_tls_key: str = field(default_factory=lambda: _env("TEMPORAL_TLS_KEY", ""))
+    temporal_tls_server_name: str = field(default_factory=lambda: _env("TEMPORAL_TLS_SERVER_NAME", ""))
     task_queue: str = field(default_factory=lambda: _env("PSP_TASK_QUEUE", "protective-suspension"))
     scoring_addr: str = field(default_factory=lambda: _env("PSP_SCORING_ADDR", "127.0.0.1:50051"))
     suspension_addr: str = field(default_factory=lambda: _env("PSP_SUSPENSION_ADDR", "127.0.0.1:50052"))
