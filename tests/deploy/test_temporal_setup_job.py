@@ -113,7 +113,9 @@ def test_the_job_runs_hardened_as_the_restricted_namespace_requires() -> None:
     c = _container()
     sc, pod_sc = c.get("securityContext") or {}, spec.get("securityContext") or {}
     problems = []
-    if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")) or not (sc.get("runAsUser") or pod_sc.get("runAsUser")):
+    if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")) or not (
+        sc.get("runAsUser") or pod_sc.get("runAsUser")
+    ):
         problems.append("the Job's container must run as a non-root uid")
     if sc.get("readOnlyRootFilesystem") is not True or sc.get("allowPrivilegeEscalation") is not False:
         problems.append("the Job's container needs a read-only root filesystem and no privilege escalation")
@@ -143,7 +145,11 @@ def test_the_job_dials_the_configmaps_frontend_over_mutual_tls_with_its_own_cert
     volumes = {v["name"]: v for v in job().obj["spec"]["template"]["spec"]["volumes"]}
     paths = {
         name: (env.get(name) or {}).get("value", "")
-        for name in ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH")
+        for name in (
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+            "TEMPORAL_TLS_CLIENT_CERT_PATH",
+            "TEMPORAL_TLS_CLIENT_KEY_PATH",
+        )
     }
     for name, path in paths.items():
         folder, _, file = path.rpartition("/")

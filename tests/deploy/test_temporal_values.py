@@ -97,7 +97,9 @@ def test_both_stores_are_postgresql_over_verified_tls(store: str) -> None:
     config = _store(store)
     problems = []
     if set(config) != {"sql"}:
-        problems.append(f"{store} store: drivers {sorted(config)}, expected only sql (SQL visibility, no Elasticsearch)")
+        problems.append(
+            f"{store} store: drivers {sorted(config)}, expected only sql (SQL visibility, no Elasticsearch)"
+        )
     sql = config.get("sql") or {}
     if sql.get("pluginName") != "postgres12":
         problems.append(f"{store} store: pluginName {sql.get('pluginName')!r}, expected postgres12")
@@ -122,7 +124,9 @@ def test_the_database_ca_is_mounted_where_the_server_and_the_schema_job_read_it(
         for ca_file in ca_files:
             folder, _, file = ca_file.rpartition("/")
             found = [m for m in mounts if m.get("mountPath") == folder and m.get("readOnly")]
-            items = [i["path"] for m in found for i in (volumes.get(m["name"], {}).get("secret") or {}).get("items", [])]
+            items = [
+                i["path"] for m in found for i in (volumes.get(m["name"], {}).get("secret") or {}).get("items", [])
+            ]
             if file not in items:
                 problems.append(f"{section}: {ca_file} is not a file of a read-only Secret volume")
     fail_if(problems)
