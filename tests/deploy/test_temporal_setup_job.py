@@ -6,11 +6,9 @@ TLS: the dev server speaks none; tests/test_temporal_tls.py covers the TLS side)
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +17,6 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-from temporalio.client import Client
 
 from pscommon import temporal
 from pscommon.probes import free_port
@@ -221,17 +216,16 @@ def _run_job(address: str, namespace: str, attributes: str | None = None) -> sub
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _describe(address: str, namespace: str) -> tuple[float, dict[str, int]]:
-    """The namespace's retention in hours and its custom search attributes (name -> IndexedValueType)."""
-
-    async def ask() -> tuple[float, dict[str, int]]:
-        client = await Client.connect(address, namespace=namespace)
-        described = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
-        listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
-        retention_h = described.config.workflow_execution_retention_ttl.ToSeconds() / 3600
-        return retention_h, dict(listed.custom_attributes)
-
-    return asyncio.run(ask())
+def _describe(address: str, namespace: str) -> tuple[float, dict[str, str]]:
+    """The namespace's retention in hours and its custom search attributes (name -> type), as the CLI reports them
+    (a separate process: no event loop of this test session is touched)."""
+    described = _cli(address, ["operator", "namespace", "describe", "--namespace", namespace, "-o", "json"])
+    listed = _cli(address, ["operator", "search-attribute", "list", "--namespace", namespace, "-o", "json"])
+    assert described.returncode == 0 and listed.returncode == 0, described.stderr + listed.stderr
+    retention = json.loads(described.stdout)["config"]["workflowExecutionRetentionTtl"]
+    assert retention.endswith("s"), retention
+    attributes = json.loads(listed.stdout).get("customAttributes") or {}
+    return float(retention[:-1]) / 3600, {k: v.removeprefix("INDEXED_VALUE_TYPE_") for k, v in attributes.items()}
 
 
 def test_the_script_creates_the_namespace_with_retention_and_search_attributes(dev_server: str) -> None:
@@ -239,7 +233,9 @@ def test_the_script_creates_the_namespace_with_retention_and_search_attributes(d
     assert first.returncode == 0, first.stderr + first.stdout
     retention_h, attributes = _describe(dev_server, "psp-setup-a")
     assert retention_h == hours(job_env()["PSP_TEMPORAL_RETENTION"]["value"])
-    expected = {k.name: k.indexed_value_type.value for k in temporal.SEARCH_ATTRIBUTES}
+    expected = {
+        k.name: k.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_") for k in temporal.SEARCH_ATTRIBUTES
+    }
     assert {name: attributes.get(name) for name in expected} == expected
     # Again: nothing to add, and it says so.
     again = _run_job(dev_server, "psp-setup-a")
@@ -260,7 +256,3 @@ def test_an_attribute_of_another_type_fails_the_job(dev_server: str) -> None:
     result = _run_job(dev_server, "psp-setup-c")
     assert result.returncode != 0, result.stdout
     assert "Roaming" in result.stdout + result.stderr
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
