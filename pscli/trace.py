@@ -25,13 +25,22 @@ from pscommon.identity import is_msisdn
 from pscommon.spans import SpanRecord
 
 _TRACE_IN_DETAILS = re.compile(r"\*\*Trace\*\* `([0-9a-f]{32})`")
-_STATUS = {"ok": "ok", "error": "ERROR", "unset": "-"}
+_GRPC_CODES = {code.value[0]: code.name for code in grpc.StatusCode}
 NAME_WIDTH = 72
 
 
 def trace_in_details(details: str) -> str:
     found = _TRACE_IN_DETAILS.search(details)
     return found.group(1) if found else ""
+
+
+def status_of(s: SpanRecord) -> str:
+    """ERROR for a span that failed; else a call's gRPC status (OK, NOT_FOUND ...), else ok or - (none set)."""
+    code = s.attributes.get("rpc.grpc.status_code")
+    grpc_code = _GRPC_CODES.get(code, str(code)) if isinstance(code, int) else ""
+    if s.status == "error":
+        return f"ERROR {grpc_code}".rstrip()
+    return grpc_code or {"ok": "ok"}.get(s.status, "-")
 
 
 def _tree(spans: Sequence[SpanRecord]) -> Iterator[tuple[int, SpanRecord, bool]]:
@@ -64,7 +73,7 @@ def render_trace(trace_id: str, spans: Sequence[SpanRecord], title: str) -> list
     ]
     for depth, s, orphan in _tree(spans):
         name = "  " * (depth + 1) + s.name + (" (called from outside the stack)" if orphan else "")
-        lines.append(f"{name:<{NAME_WIDTH}} {s.service:<14} {s.duration_ms:>10.1f} ms  {_STATUS.get(s.status, '-')}")
+        lines.append(f"{name:<{NAME_WIDTH}} {s.service:<14} {s.duration_ms:>10.1f} ms  {status_of(s)}")
     return lines
 
 
@@ -77,6 +86,8 @@ def render_case(case_id: str, case_trace: str, traces: dict[str, list[SpanRecord
     for n, (trace_id, spans) in enumerate(ordered):
         title = "the case's own (scoring opened it)" if trace_id == case_trace else f"a later call to the case ({n})"
         lines += ["", *render_trace(trace_id, spans, title)]
+    if any(s.service == "worker" and s.name.startswith("StartActivity:") for t in traces.values() for s in t):
+        lines += ["", "(the worker marks each workflow step with an instant span; RunActivity spans hold the time)"]
     return lines
 
 
