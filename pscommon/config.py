@@ -87,6 +87,10 @@ class Settings:
     access_table: str = field(default_factory=lambda: _env("PSP_ACCESS_TABLE", ""))
     # How long a process starting up waits for PostgreSQL and Temporal to answer before it gives up (seconds).
     startup_wait_s: float = field(default_factory=lambda: float(_env("PSP_STARTUP_WAIT_S", "60")))
+    # The local stack's span file (pscommon/spans.py), written by its span receiver, read by `psctl case trace`.
+    span_file: str = field(
+        default_factory=lambda: _env("PSP_SPAN_FILE", str(pathlib.Path(".local") / "traces" / "spans.jsonl"))
+    )
     # The local stack's ports (stack/ports.py): "name=port,..." for some or all of temporal, temporal-ui, codec,
     # scoring, suspension, notify, verification, simulators, smsc, smtp; and an offset added to every default
     # port (PSP_STACK_PORT_OFFSET=100: Temporal on 7333, scoring on 50151 ...), for a second stack beside the first.
