@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     find.add_argument("msisdn")
     status = case_sub.add_parser("status", help="where a case stands (GetCaseStatus), by case id or phone number")
     status.add_argument("case", help="a case id (case-<line hash>-<n>) or the line's number")
+    tr_case = case_sub.add_parser(
+        "trace", help="a case's span tree across services, from the local stack's span file (no personal data)"
+    )
+    tr_case.add_argument("case", help="a case id (case-<line hash>-<n>) or the line's number")
     act = case_sub.add_parser(
         "act", help="act on a case waiting for an operator (needs_attention): retry, skip, restore or close"
     )
@@ -133,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(act_on_case(args.case_id, args.choice, args.note))
         if args.case_command == "status":
             return asyncio.run(case_status(args.case))
+        if args.case_command == "trace":
+            from pscli.trace import trace_case
+
+            return trace_case(args.case)
         return _reaching_temporal(find_cases(args.msisdn))
     from pscli.demo import run_demo
 
