@@ -149,6 +149,7 @@ def local_stack() -> Iterator[LocalStack]:
 EXPECTED: list[tuple[str, Callable[[LocalStack, str], object]]] = [
     ("psctl case find", lambda s, out: s.case_id in out and "stage=" in out),
     ("psctl case status", lambda s, out: s.case_id in out and "stage=suspended" in out and "next:" in out),
+    ("psctl case trace", lambda s, out: out.startswith(f"{s.case_id}:") and "the case's own" in out),
     ("psctl views", lambda s, out: "needs-attention" in out and "roamers-not-reached" in out and "query=" in out),
     ("psctl case list --view suspended", lambda s, out: s.case_id in out and "suspended" in out),
     ("psctl case list", lambda s, out: "case(s):" in out and "Temporal UI:" in out),
