@@ -13,7 +13,8 @@ from typing import Any
 from pscli.datadir import configured, load_settings
 
 # Commands that talk to a running stack: without its settings they say where they looked, and stop.
-NEEDS_STACK = {"case", "demo", "rpc"}
+# (`case trace` reads the span file first and says where it looked for that itself.)
+NEEDS_STACK = {"case find", "case status", "case act", "case list", "demo", "rpc"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     found = load_settings()
     principal = getattr(args, "rpc_principal", "") or args.principal
     os.environ["PSP_PRINCIPAL"] = principal or os.environ.get("PSP_PRINCIPAL") or "ops"
-    if args.command in NEEDS_STACK and not configured():
+    if f"{args.command} {getattr(args, 'case_command', '')}".strip() in NEEDS_STACK and not configured():
         print(found.explain(), file=sys.stderr)
         return 2
     if args.command == "views":
