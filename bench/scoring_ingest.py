@@ -1,7 +1,7 @@
 """Scoring throughput and decision latency through the real gRPC stream, beside decode-only baselines.
 
     .venv/bin/python bench/scoring_ingest.py [--lines 200000] [--warm 1000000] [--cdrs 1000000] [--batch 2000]
-                                             [--shards 1,2] [--latency-rate 20000]
+                                             [--shards 1,2] [--latency-rate 20000] [--latency-batches 500,100]
 
 Starts an embedded PostgreSQL and a Temporal dev server, then for each shard count the scoring shards as their
 own processes (as deployed) on a fresh database, the client dealing its batches over them; then baselines
@@ -57,7 +57,7 @@ class Workload:
 
     def cdrs(self, n: int, span_s: int) -> list[scoring_pb2.Cdr]:
         rng, out = self.rng, []
-        step = span_s / n
+        step = span_s / max(n, 1)
         fraud = sorted(self.fraud)
         for i in range(n):
             self.t += step
@@ -152,8 +152,7 @@ class ShardRun:
     cold: float | None
     rate: float
     busy_cores: float
-    p50_ms: float
-    p99_ms: float
+    latency_ms: dict[int, tuple[float, float]]  # batch size -> (p50, p99)
     rss_warm_mb: list[float]
     rss_mb: list[float]
 
@@ -212,15 +211,17 @@ async def run_shards(
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
         assert accepted == args.cdrs, accepted
-        latencies = await paced_latency(targets[0], payloads["latency"], args.latency_rate, 500, mediation)
-        lat_ms = [x * 1000 for x in latencies]
+        latency = {}
+        for size in latency_sizes(args):
+            took_s = await paced_latency(targets[0], payloads[f"latency-{size}"], args.latency_rate, size, mediation)
+            lat_ms = [x * 1000 for x in took_s]
+            latency[size] = (statistics.median(lat_ms), pct(lat_ms, 0.99))
         return ShardRun(
             n,
             cold,
             args.cdrs / took,
             busy,
-            statistics.median(lat_ms),
-            pct(lat_ms, 0.99),
+            latency,
             rss_warm,
             [rss_mb(p.pid) for p in procs],
         )
@@ -232,6 +233,10 @@ async def run_shards(
                 p.wait(60)  # each shard writes its checkpoint on the way out
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def latency_sizes(args: argparse.Namespace) -> list[int]:
+    return [int(x) for x in args.latency_batches.split(",") if x.strip()]
 
 
 async def spread(targets: list[str], payloads: list[bytes], tls: TlsFiles) -> tuple[float, int]:
@@ -248,6 +253,7 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--warm", type=int, default=1_000_000, help="CDRs ingested first, unmeasured (0: cold start)")
     ap.add_argument("--latency-rate", type=int, default=20_000, help="CDR/s offered in the latency phase")
+    ap.add_argument("--latency-batches", default="500,100", help="ScoreCdrs batch sizes of the latency phase")
     ap.add_argument("--shards", default="1,2", help="shard counts to run, one after the other (e.g. 1,2)")
     args = ap.parse_args()
     shard_counts = [int(x) for x in args.shards.split(",") if x.strip()]
@@ -268,8 +274,10 @@ async def main() -> None:
         payloads = {
             "warm": batches(work.cdrs(args.warm, span_s=6 * 3600), args.batch, scoring_pb2.IngestCdrsRequest),
             "ingest": batches(work.cdrs(args.cdrs, span_s=6 * 3600), args.batch, scoring_pb2.IngestCdrsRequest),
-            "latency": batches(work.cdrs(args.latency_rate * 15, span_s=900), 500, scoring_pb2.ScoreCdrsRequest),
         }
+        for size in latency_sizes(args):  # 15 s each, event time going on after the measured stream
+            cdrs = work.cdrs(args.latency_rate * 15, span_s=900)
+            payloads[f"latency-{size}"] = batches(cdrs, size, scoring_pb2.ScoreCdrsRequest)
         pki = tmp / "pki"
         env = {
             **os.environ,
@@ -310,18 +318,22 @@ async def main() -> None:
         print(f"{args.cdrs:,} CDRs over {args.lines:,} lines, batches of {args.batch}, after {args.warm:,} warm-up")
         print(
             f"{'shards':>6} {'CDR/s':>10} {'/ decode+read':>14} {'cold CDR/s':>11} {'cores':>6}"
-            f" {'p50 ms':>7} {'p99 ms':>7}  RSS MB per shard after warm-up -> after the measured stream"
+            f" {'p50/p99 ms by batch size':>26}  RSS MB per shard after warm-up -> after the measured stream"
         )
         for r in runs:
             cold = f"{r.cold:,.0f}" if r.cold is not None else "-"
             rss = ", ".join(f"{w:.0f} -> {m:.0f}" for w, m in zip(r.rss_warm_mb, r.rss_mb, strict=True))
+            lat = " ".join(f"{n}: {p50:.1f}/{p99:.1f}" for n, (p50, p99) in r.latency_ms.items())
             print(
                 f"{r.shards:>6} {r.rate:>10,.0f} {r.rate / read:>14.3f} {cold:>11} {r.busy_cores:>6.2f}"
-                f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f}  {rss}"
+                f" {lat:>26}  {rss}"
             )
         if len(runs) > 1:
             print(f"{runs[-1].shards} shards / 1 shard: {runs[-1].rate / runs[0].rate:.2f}x")
-        print(f"p50/p99: decision latency at {args.latency_rate:,} CDR/s offered (ScoreCdrs, batches of 500)")
+        print(
+            f"p50/p99: decision latency at {args.latency_rate:,} CDR/s offered (ScoreCdrs, 15 s per batch size; a"
+            " batch's latency is from its send to its answer, not counting the time its CDRs took to arrive)"
+        )
         for name, brate in baselines.items():
             print(f"baseline {name:<32} {brate:>10,.0f} CDR/s")
         plain, tls = baselines["decode only, plaintext"], baselines["decode only, mutual TLS"]

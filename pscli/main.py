@@ -1,4 +1,4 @@
-"""psctl: operate the platform from a terminal (find a case, play the demo)."""
+"""psctl: operate the platform from a terminal (find a case, list views, call an RPC, play the demo)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
-from pscommon.config import apply_env_file
+from pscli.datadir import configured, load_settings
+
+# Commands that talk to a running stack: without its settings they say where they looked, and stop.
+# (`case trace` reads the span file first and says where it looked for that itself.)
+NEEDS_STACK = {"case find", "case status", "case act", "case list", "demo", "rpc"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,12 +32,29 @@ def main(argv: list[str] | None = None) -> int:
     find.add_argument("msisdn")
     status = case_sub.add_parser("status", help="where a case stands (GetCaseStatus), by case id or phone number")
     status.add_argument("case", help="a case id (case-<line hash>-<n>) or the line's number")
+    tr_case = case_sub.add_parser(
+        "trace", help="a case's span tree across services, from the local stack's span file (no personal data)"
+    )
+    tr_case.add_argument("case", help="a case id (case-<line hash>-<n>) or the line's number")
     act = case_sub.add_parser(
         "act", help="act on a case waiting for an operator (needs_attention): retry, skip, restore or close"
     )
     act.add_argument("case_id")
     act.add_argument("choice", choices=["retry", "skip", "restore", "close"])
     act.add_argument("--note", required=True, help="why (recorded with your principal; never shown to the holder)")
+    lst = case_sub.add_parser("list", help="the cases of a ready-made view (psctl views) or a list query, as a table")
+    which = lst.add_mutually_exclusive_group(required=True)
+    which.add_argument("--view", help="a view name from `psctl views`, e.g. needs-attention")
+    which.add_argument("--query", help="a Temporal list query over the search attributes")
+    lst.add_argument("--province", help="the home province code for views that take one (e.g. 44)")
+    lst.add_argument("--limit", type=int, default=50)
+    views = sub.add_parser("views", help="ready-made list queries and Temporal UI links for operators' common views")
+    views.add_argument("--province", default="44", help="the home province code in views that take one")
+    rpc = sub.add_parser("rpc", help="call any RPC with a platform certificate; prints the answer as JSON")
+    rpc.add_argument("method", help="SERVICE/METHOD, e.g. VerificationService/GetCaseStatus")
+    rpc.add_argument("request", nargs="?", default="{}", help="the request as JSON, @FILE, or - for stdin")
+    rpc.add_argument("--as", dest="rpc_principal", default="", help="call as this principal (default: ops)")
+    rpc.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
     sub.add_parser("demo", help="play the built-in scenario against the running stack")
     pki = sub.add_parser("pki", help="certificates of the local stack's CA")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
@@ -67,8 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--note", default="", help="how the training data was made (recorded in the card)")
     args = ap.parse_args(argv)
-    apply_env_file()
-    os.environ["PSP_PRINCIPAL"] = args.principal or os.environ.get("PSP_PRINCIPAL") or "ops"
+    found = load_settings()
+    principal = getattr(args, "rpc_principal", "") or args.principal
+    os.environ["PSP_PRINCIPAL"] = principal or os.environ.get("PSP_PRINCIPAL") or "ops"
+    if f"{args.command} {getattr(args, 'case_command', '')}".strip() in NEEDS_STACK and not configured():
+        print(found.explain(), file=sys.stderr)
+        return 2
+    if args.command == "views":
+        from pscli.views import print_views
+
+        return print_views(args.province)
+    if args.command == "rpc":
+        from pscli.rpc import call
+
+        return call(args.method, args.request, os.environ["PSP_PRINCIPAL"], args.timeout)
     if args.command == "replay":
         from pscli.replay import replay
 
@@ -95,15 +130,35 @@ def main(argv: list[str] | None = None) -> int:
         return issue_command(args.role, args.id, args.out, args.server_name)
     if args.command == "case":
         from pscli.case import act_on_case, case_status, find_cases
+        from pscli.views import list_cases
 
+        if args.case_command == "list":
+            return _reaching_temporal(list_cases(args.view, args.query, args.province, args.limit))
         if args.case_command == "act":
             return asyncio.run(act_on_case(args.case_id, args.choice, args.note))
         if args.case_command == "status":
             return asyncio.run(case_status(args.case))
-        return asyncio.run(find_cases(args.msisdn))
+        if args.case_command == "trace":
+            from pscli.trace import trace_case
+
+            return trace_case(args.case)
+        return _reaching_temporal(find_cases(args.msisdn))
     from pscli.demo import run_demo
 
     return asyncio.run(run_demo())
+
+
+def _reaching_temporal(command: Coroutine[Any, Any, int]) -> int:
+    """Runs a command that reads Temporal; a frontend that does not answer is said in one line, not a traceback."""
+    try:
+        return asyncio.run(command)
+    except RuntimeError as err:
+        if not str(err).startswith("Failed client connect"):
+            raise
+        address = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
+        where = os.environ.get("PSP_ENV_FILE", "the environment")
+        print(f"psctl: Temporal at {address} does not answer (settings: {where}); is the stack up?", file=sys.stderr)
+        return 2
 
 
 def entry() -> None:

@@ -24,6 +24,13 @@ class Settings:
     temporal_address: str = field(default_factory=lambda: _env("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
     temporal_namespace: str = field(default_factory=lambda: _env("TEMPORAL_NAMESPACE", "default"))
     temporal_ui_url: str = field(default_factory=lambda: _env("TEMPORAL_UI_URL", "http://127.0.0.1:8233"))
+    # TLS to the Temporal frontend (pscommon/temporal.py): the CA that signed the frontend's certificate, this
+    # process's client certificate and key (the frontend may require one), and the name the frontend's certificate
+    # must carry if it is not the host of TEMPORAL_ADDRESS. None set: plaintext (the local dev server).
+    temporal_tls_ca: str = field(default_factory=lambda: _env("TEMPORAL_TLS_CA", ""))
+    temporal_tls_cert: str = field(default_factory=lambda: _env("TEMPORAL_TLS_CERT", ""))
+    temporal_tls_key: str = field(default_factory=lambda: _env("TEMPORAL_TLS_KEY", ""))
+    temporal_tls_server_name: str = field(default_factory=lambda: _env("TEMPORAL_TLS_SERVER_NAME", ""))
     task_queue: str = field(default_factory=lambda: _env("PSP_TASK_QUEUE", "protective-suspension"))
     scoring_addr: str = field(default_factory=lambda: _env("PSP_SCORING_ADDR", "127.0.0.1:50051"))
     suspension_addr: str = field(default_factory=lambda: _env("PSP_SUSPENSION_ADDR", "127.0.0.1:50052"))
@@ -95,6 +102,10 @@ class Settings:
     access_table: str = field(default_factory=lambda: _env("PSP_ACCESS_TABLE", ""))
     # How long a process starting up waits for PostgreSQL and Temporal to answer before it gives up (seconds).
     startup_wait_s: float = field(default_factory=lambda: float(_env("PSP_STARTUP_WAIT_S", "60")))
+    # The local stack's span file (pscommon/spans.py), written by its span receiver, read by `psctl case trace`.
+    span_file: str = field(
+        default_factory=lambda: _env("PSP_SPAN_FILE", str(pathlib.Path(".local") / "traces" / "spans.jsonl"))
+    )
     # The local stack's ports (stack/ports.py): "name=port,..." for some or all of temporal, temporal-ui, codec,
     # scoring, suspension, notify, verification, simulators, smsc, smtp; and an offset added to every default
     # port (PSP_STACK_PORT_OFFSET=100: Temporal on 7333, scoring on 50151 ...), for a second stack beside the first.

@@ -1,6 +1,6 @@
 """Metrics: every instrument of the platform, declared once (name, unit, description, label keys), and the
 per-process set-up that exports them: a Prometheus endpoint (PSP_METRICS_PORT) and OTLP when
-OTEL_EXPORTER_OTLP_ENDPOINT is set.
+OTEL_EXPORTER_OTLP_ENDPOINT is set (and OTEL_METRICS_EXPORTER does not leave otlp out).
 
 This module is the catalogue the dashboards and alert rules in deploy/observability/ are checked against
 (tests/deploy/test_observability.py). Labels are low-cardinality and never personal: no number, no line hash,
@@ -315,7 +315,7 @@ def setup(
             server, _thread = start_http_server(port, addr=host or os.environ.get("PSP_BIND_HOST", "127.0.0.1"))
             bound = int(server.server_port)
             log.info("metrics on http://%s:%d/metrics", server.server_address[0], bound)
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if otlp_metrics():
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
             all_readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
@@ -325,8 +325,16 @@ def setup(
         return _exporting
 
 
+def otlp_metrics() -> bool:
+    """Metrics go over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, unless OTEL_METRICS_EXPORTER (the SDK's list,
+    default otlp) leaves otlp out: Kubernetes scrapes each pod's endpoint and keeps OTLP for traces, so that no
+    series reaches Prometheus twice."""
+    exporters = {e.strip() for e in os.environ.get("OTEL_METRICS_EXPORTER", "otlp").split(",")}
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")) and "otlp" in exporters
+
+
 def setup_from_settings(service: str, port: int | None) -> Exporting | None:
-    """What a process does at start: export when it has a metrics port or an OTLP endpoint."""
-    if port is None and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    """What a process does at start: export when it has a metrics port or sends metrics over OTLP."""
+    if port is None and not otlp_metrics():
         return None
     return setup(service, port)

@@ -27,6 +27,7 @@ SERVERS = {
     "notify": "notify",
     "verification": "verification",
     "simulators": "simulator",
+    "span-receiver": "span-receiver",  # the local stack's OTLP trace endpoint (pscommon/span_receiver.py)
 }
 CALLERS = {
     "worker": "worker",

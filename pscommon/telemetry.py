@@ -155,7 +155,8 @@ def setup_logging(service: str, level: str | None = None) -> None:
 
 
 def setup_tracing(service: str, exporter: SpanExporter | None = None) -> TracerProvider:
-    """Installs the global tracer provider; OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+    """Installs the global tracer provider; OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set, or
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (traces only: the local stack's span receiver takes no metrics)."""
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         provider = current
@@ -164,7 +165,7 @@ def setup_tracing(service: str, exporter: SpanExporter | None = None) -> TracerP
         trace.set_tracer_provider(provider)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
-    elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

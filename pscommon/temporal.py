@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pathlib
 from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -13,7 +14,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from pscommon.codec import from_settings
 from pscommon.config import Settings
@@ -28,6 +29,8 @@ RISK_LEVEL = SearchAttributeKey.for_keyword("RiskLevel")
 HOME_PROVINCE = SearchAttributeKey.for_keyword("HomeProvince")
 CASE_STAGE = SearchAttributeKey.for_keyword("CaseStage")
 ROAMING = SearchAttributeKey.for_bool("Roaming")
+# Whether the case's last warning reached the holder (set once its delivery is known): "roamers not reached".
+WARNING_DELIVERED = SearchAttributeKey.for_bool("WarningDelivered")
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     LINE_HASH,
     MASKED_NUMBER,
@@ -35,6 +38,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     HOME_PROVINCE,
     CASE_STAGE,
     ROAMING,
+    WARNING_DELIVERED,
 ]
 
 
@@ -50,14 +54,38 @@ def data_converter(cfg: Settings) -> DataConverter:
     return dataclasses.replace(DataConverter.default, payload_codec=from_settings(cfg.codec_keys, cfg.codec_active_key))
 
 
+def tls_config(cfg: Settings) -> TLSConfig | bool:
+    """TLS to the frontend from TEMPORAL_TLS_*: the frontend's CA, and a client certificate with its key for a
+    frontend that requires one (mutual TLS). Nothing set: plaintext, as the local dev server speaks. The files are
+    read here, once per connection: a renewed certificate takes effect when the process restarts."""
+    paths = {"TEMPORAL_TLS_CA": cfg.temporal_tls_ca, "TEMPORAL_TLS_CERT": cfg.temporal_tls_cert}
+    paths["TEMPORAL_TLS_KEY"] = cfg.temporal_tls_key
+    if not any(paths.values()) and not cfg.temporal_tls_server_name:
+        return False
+    missing = [name for name, value in paths.items() if not value]
+    if "TEMPORAL_TLS_CA" in missing or len(missing) == 1:
+        # A CA alone (server-verified TLS) is allowed; half a client identity or a client without a CA is not.
+        raise RuntimeError(f"TLS to Temporal needs {', '.join(missing)} as well (set all three, or only the CA)")
+    pem = {name: pathlib.Path(value).read_bytes() if value else None for name, value in paths.items()}
+    return TLSConfig(
+        server_root_ca_cert=pem["TEMPORAL_TLS_CA"],
+        domain=cfg.temporal_tls_server_name or None,
+        client_cert=pem["TEMPORAL_TLS_CERT"],
+        client_private_key=pem["TEMPORAL_TLS_KEY"],
+    )
+
+
 async def connect(cfg: Settings, wait_s: float | None = None) -> Client:
     """A client of the Temporal frontend; one that does not answer yet (starting, restarting) is waited for,
     `wait_s` in all (PSP_STARTUP_WAIT_S)."""
+
+    tls = tls_config(cfg)
 
     async def attempt() -> Client:
         return await Client.connect(
             cfg.temporal_address,
             namespace=cfg.temporal_namespace,
+            tls=tls,
             data_converter=data_converter(cfg),
             interceptors=[TracingInterceptor()],
         )

@@ -73,6 +73,7 @@ def processes(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
     sims = (ports["simulators"], ports["smsc"], ports["smtp"])
     return [
         Proc("temporal", temporal_argv, tcp_port=ports["temporal"], ports=(ports["temporal"], ports["temporal-ui"])),
+        module("span-receiver", "pscommon.span_receiver", ports["span-receiver"], principal="span-receiver"),
         module("codec-server", "pscommon.codec_server", tcp_port=ports["codec"]),
         module("simulators", "simulators.server", ports["simulators"], principal="simulators", ports=sims),
         served("suspension", "services.suspension.server", ports),
@@ -115,6 +116,8 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     # The stack's own CA and a certificate per process and per caller; psctl calls as ops unless told.
     values.setdefault("PSP_PKI_DIR", str(data / "pki"))
     values.setdefault("PSP_TRUST_DOMAIN", "psp.local")
+    # Every process's spans, kept by the span receiver for `psctl case trace` (rotated past 20 MiB).
+    values.setdefault("PSP_SPAN_FILE", str(data / "traces" / "spans.jsonl"))
     # No identity provider locally: the codec server runs unauthenticated, and only on loopback (it says so).
     values.setdefault("PSP_CODEC_AUTH", "local-loopback-only")
     # The holder's signed links (notify signs, the portal checks) and the portal's own secrets and uploads.
@@ -271,6 +274,7 @@ def up(data: pathlib.Path) -> None:
     for p in procs:
         if f"{p.name}-metrics" in ports:
             print(f"  {p.name:<13} metrics {stack_ports.metrics_url(ports, p.name)}")
+    print(f"  traces        {values['PSP_SPAN_FILE']}  (psctl case trace CASE_ID prints a case's span tree)")
     print(f"  certificates  {values['PSP_PKI_DIR']}  (ca.pem; <principal>.pem/.key; psctl pki issue ROLE ID)")
     print(f"  portal        http://127.0.0.1:{ports['portal']}/h/<link token>  (the link in every warning SMS)")
     print(f"  SMSC (SMPP)   127.0.0.1:{ports['smsc']}")

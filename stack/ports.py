@@ -22,6 +22,7 @@ DEFAULTS: dict[str, int] = {
     "simulators": 50060,
     "smsc": 2775,
     "smtp": 2525,
+    "span-receiver": 4319,  # OTLP/gRPC traces of every process (4317 left to a collector the developer may run)
     "portal": 8090,  # the web portal: the holder's page (and the reviewer console), plain HTTP on loopback
     # Each process's Prometheus endpoint (http://127.0.0.1:PORT/metrics; PSP_METRICS_PORT in its environment).
     "suspension-metrics": 9464,
@@ -90,6 +91,7 @@ def settings_for(ports: dict[str, int]) -> dict[str, str]:
         "PSP_SCORING_SHARD_ADDRS": f"127.0.0.1:{ports['scoring']},127.0.0.1:{ports['scoring-1']}",
         "PSP_SMSC_PORT": str(ports["smsc"]),
         "PSP_SMTP_PORT": str(ports["smtp"]),
+        "PSP_SPAN_RECEIVER_PORT": str(ports["span-receiver"]),
         "PSP_PORTAL_PORT": str(ports["portal"]),
         # The links in the holder's messages open the local portal.
         "PSP_VERIFY_URL": f"http://127.0.0.1:{ports['portal']}/h",

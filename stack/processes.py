@@ -115,10 +115,26 @@ def pid_of(run_dir: pathlib.Path, name: str) -> int | None:
     return None
 
 
+def tracing_env(env: dict[str, str], principal: str) -> dict[str, str]:
+    """Where a process of the stack sends its spans: the span receiver (pscommon/span_receiver.py), over mutual
+    TLS with the process's own certificate. Batches leave every half second, so a trace is readable at once."""
+    port, pki = env.get("PSP_SPAN_RECEIVER_PORT"), env.get("PSP_PKI_DIR")
+    if not (port and pki and principal):
+        return {}
+    return {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"https://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(pathlib.Path(pki) / "ca.pem"),
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": str(pathlib.Path(pki) / f"{principal}.pem"),
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": str(pathlib.Path(pki) / f"{principal}.key"),
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+    }
+
+
 def spawn(p: Proc, data: pathlib.Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Starts `p` detached (its own session), output appended to <data>/logs/<name>.log, pid in <data>/run."""
     with open(data / "logs" / f"{p.name}.log", "ab") as log:  # the child keeps its own copy open
         env = {**env, **p.env, **({"PSP_PRINCIPAL": p.principal} if p.principal else {})}
+        env.update(tracing_env(env, p.principal))
         child = subprocess.Popen(
             p.argv,
             cwd=REPO,

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from pscommon import temporal
     from workflows.activities import RouteText
+    from workflows.details import md_table, notification_row, notifications_table
     from workflows.policy import CasePolicy
 
 ENFORCED_STATE = {Action.RESTRICT: "LINE_STATE_RESTRICTED", Action.SUSPEND: "LINE_STATE_SUSPENDED"}
@@ -75,6 +76,8 @@ class CaseBase:
         self.line_state = "LINE_STATE_ACTIVE"
         self.history: list[StageEntry] = []
         self.notifications: list[str] = []
+        # [purpose, notification id, channel, outcome] per notification asked of notify (details.py).
+        self.notified: list[list[str]] = []
         self.route = RouteText("", "", None)
         self.warning_delivery: Delivery | None = None
         self.inbox: list[object] = []  # signals not yet acted on, in arrival order (CaseEvent, or an escalation)
@@ -124,19 +127,18 @@ class CaseBase:
     def _details(self) -> str:
         assert self.case is not None and self.assessment is not None
         a = self.assessment
-        rows = "\n".join(f"| {h.stage} | {h.at} |" for h in self.history)
+        stages = md_table(["stage", "at"], [[h.stage, h.at] for h in self.history])
         reasons = "\n".join(f"- {r.text_en} / {r.text_zh}" for r in a.reasons)
         if a.mitigations:
             favour = "\n".join(f"- {r.text_en} / {r.text_zh}" for r in a.mitigations)
             reasons += f"\n\n**In the holder's favour**\n{favour}"
-        notes = ", ".join(f"`{n}`" for n in self.notifications) or "none yet"
         return (
             f"### {self.case.masked_msisdn} · {a.risk_level} risk → {a.action}\n\n"
             f"**Stage** {self.stage} · **line** {self.line_state.removeprefix('LINE_STATE_').lower()} · "
             f"**next** {self.next_step}\n\n**Reasons**\n{reasons}\n\n"
-            f"| stage | at |\n|---|---|\n{rows}\n\n"
+            f"{stages}\n\n"
             f"{self._delivery_details()}"
-            f"**Notifications** {notes}\n\n**Trace** `{self.case.trace_id}`"
+            f"{notifications_table(self.notified)}\n\n**Trace** `{self.case.trace_id}`"
         )
 
     def _delivery_details(self) -> str:
@@ -151,14 +153,24 @@ class CaseBase:
             head = "**not delivered** by any channel: marked for manual outreach"
         else:
             head = "**no delivery outcome** within the grace window"
-        rows = "\n".join(
-            f"| {i} | {x.channel} | {x.outcome} | {x.error_class or '-'} | {x.at} | {x.detail} |"
-            for i, x in enumerate(d.attempts, 1)
+        attempts = md_table(
+            ["#", "channel", "outcome", "error class", "at", "detail"],
+            [[i, x.channel, x.outcome, x.error_class, x.at, x.detail] for i, x in enumerate(d.attempts, 1)],
         )
-        return (
-            f"**Warning** {head}; handset {place}\n\n"
-            f"| # | channel | outcome | error class | at | detail |\n|---|---|---|---|---|---|\n{rows}\n\n"
-        )
+        return f"**Warning** {head}; handset {place}\n\n{attempts}\n\n"
+
+    def _noted(self, template: str, notification_id: str) -> None:
+        """A notification asked of notify ("" when an operator skipped it), for the details' summary."""
+        if notification_id:
+            self.notifications.append(notification_id)
+        self.notified.append(notification_row(template, notification_id))
+
+    def _learned(self, delivery: Delivery) -> None:
+        """What became of the warning being followed."""
+        self.warning_delivery = delivery
+        for row in self.notified:
+            if row[1] == delivery.notification_id:
+                row[2], row[3] = delivery.channel or "none", delivery.status.value
 
     def _rid(self, step: str) -> str:
         return f"{workflow.info().workflow_id}:{step}"

@@ -218,7 +218,7 @@ class CaseV1(CaseBase):
                 break
             await self._wait_events(workflow.now() + min(delay, left), "check the warning's delivery again")
             delay = min(delay * 2, DELIVERY_CHECK_MAX)
-        self.warning_delivery = delivery
+        self._learned(delivery)
         workflow.upsert_search_attributes([temporal.ROAMING.value_set(delivery.roaming)])
         if delivery.status == DeliveryStatus.DELIVERED:
             self._enter(Stage.WARNING_DELIVERED, f"holder verifies by {deadline.isoformat()}")
@@ -302,5 +302,5 @@ class CaseV1(CaseBase):
             summary=f"notify holder: {template.removeprefix('TEMPLATE_').lower()}",
             **CALL,
         )
-        self.notifications.append(nid)
+        self._noted(template, nid)
         return nid

@@ -18,10 +18,10 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -75,6 +75,8 @@ CONSEQUENCE = {
     Action.SUSPEND: "the line is suspended",
 }
 STEP_TIMEOUT = timedelta(seconds=30)
+# Patch: the WarningDelivered search attribute, upserted with Roaming once a warning's delivery is known.
+WARNING_DELIVERED_ATTRIBUTE = "warning-delivered-attribute"
 
 
 @dataclass
@@ -107,6 +109,7 @@ class CaseMemory:
     next_reminder: str
     enforce_at: str
     counters: dict[str, int] = field(default_factory=dict)
+    notified: list[list[str]] = field(default_factory=list)  # CaseBase.notified, for the details' summary
 
 
 class CaseV2(CaseBase):
@@ -172,7 +175,7 @@ class CaseV2(CaseBase):
         self.policy, self.assessment, self.route = m.policy, m.assessment, m.route
         self.stage, self.next_step, self.line_state, self.history = m.stage, m.next_step, m.line_state, m.history
         self.warning_delivery, self.review, self.fraud_confirmed = m.warning_delivery, m.review, m.fraud_confirmed
-        self.more_requested, self.counters = m.more_requested, m.counters
+        self.more_requested, self.counters, self.notified = m.more_requested, m.counters, m.notified
         self.window_end = datetime.fromisoformat(m.window_end) if m.window_end else None
         self.next_reminder = datetime.fromisoformat(m.next_reminder) if m.next_reminder else None
         self.enforce_at = datetime.fromisoformat(m.enforce_at) if m.enforce_at else None
@@ -196,6 +199,7 @@ class CaseV2(CaseBase):
             self.next_reminder.isoformat() if self.next_reminder else "",
             self.enforce_at.isoformat() if self.enforce_at else "",
             dict(self.counters),
+            [list(row) for row in self.notified[-500:]],
         )
 
     def _v2_renew_history(self) -> bool:
@@ -398,8 +402,12 @@ class CaseV2(CaseBase):
             self.following = (nid, workflow.now() + delay, delay)
             return
         self.following = None
-        self.warning_delivery = delivery
-        workflow.upsert_search_attributes([temporal.ROAMING.value_set(delivery.roaming)])
+        self._learned(delivery)
+        attributes: list[SearchAttributeUpdate[Any]] = [temporal.ROAMING.value_set(delivery.roaming)]
+        if workflow.patched(WARNING_DELIVERED_ATTRIBUTE):
+            reached = delivery.status == DeliveryStatus.DELIVERED
+            attributes.append(temporal.WARNING_DELIVERED.value_set(reached))
+        workflow.upsert_search_attributes(attributes)
         if self.stage in (Stage.WARNED, Stage.ESCALATED):
             if delivery.status == DeliveryStatus.DELIVERED:
                 self._enter(Stage.WARNING_DELIVERED, self.next_step)
@@ -629,8 +637,7 @@ class CaseV2(CaseBase):
             ),
             skipped="",
         )
-        if nid:
-            self.notifications.append(nid)
+        self._noted(template, nid)
         return nid
 
     async def _v2_outcome(self, outcome: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ SECRET = "platform-secrets"
 HAND_WRITTEN = ("namespace.yaml", "config.yaml", "secret.yaml", "codec-jwt-issuer.yaml")
 NETWORK_POLICY_FILE = "network-policy.yaml"
 CERTIFICATES_FILE = "certificates.yaml"
+TEMPORAL_CLIENTS_FILE = "temporal-clients.yaml"
 KUSTOMIZATION_FILE = "kustomization.yaml"
 # Rendered and committed, but not applied by kustomization.yaml (see README.md).
 EXAMPLES_DIR = "examples"
@@ -68,6 +70,27 @@ TLS_VOLUME = "tls"
 RELOAD_ANNOTATION = "secret.reloader.stakater.com/reload"
 # ... and when a ConfigMap named here changes (the codec server's issuer key).
 CONFIG_MAP_RELOAD_ANNOTATION = "configmap.reloader.stakater.com/reload"
+# Temporal (deploy/temporal/: the official Helm chart in namespace TEMPORAL_NAMESPACE). Its frontend speaks TLS and
+# requires a client certificate from the Temporal CA, which is not the platform CA: a platform principal (mediation's,
+# say) gets no access to Temporal, and Temporal's own certificates mint no platform principal. The same CA key pair
+# backs an Issuer of that name in both namespaces (the Secret TEMPORAL_CA_SECRET, provided by the operator in each:
+# docs/operations.md, "Temporal in production"); every process that talks to Temporal mounts its own client
+# certificate from it at TEMPORAL_TLS_DIR, named by TEMPORAL_TLS_* (pscommon/temporal.py).
+TEMPORAL_NAMESPACE = "temporal"
+TEMPORAL_ISSUER = "temporal-ca"
+TEMPORAL_CA_SECRET = "temporal-ca"
+TEMPORAL_TLS_DIR = "/etc/psp/temporal-tls"
+TEMPORAL_TLS_FILES = {"TEMPORAL_TLS_CA": "ca.crt", "TEMPORAL_TLS_CERT": "tls.crt", "TEMPORAL_TLS_KEY": "tls.key"}
+TEMPORAL_TLS_VOLUME = "temporal-tls"
+# Every process that records metrics serves them on this port (PSP_METRICS_PORT in config.yaml, bound to
+# PSP_BIND_HOST) at /metrics, plain HTTP: Prometheus's job psp-pods (deploy/observability/prometheus/prometheus.yaml)
+# scrapes the pods annotated with it, and only Prometheus may reach it (network-policy.yaml).
+METRICS_PORT_NAME = "metrics"
+METRICS_PORT = 9464
+METRICS_PATH = "/metrics"
+# Where Prometheus runs: its namespace and its pods' label.
+PROMETHEUS_NAMESPACE = "observability"
+PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}
 # The kubelet's gRPC probe cannot present a client certificate: probes run this inside the container, with
 # the process's own certificate (PSP_TLS_*), and exit 0 when the named service answers SERVING.
 PROBE_MODULE = "pscommon.probes"
@@ -166,6 +189,10 @@ class Process:
     env: tuple[Manifest, ...] = ()
     # Files from a ConfigMap, mounted read-only, their paths in the settings that name them.
     config_files: ConfigFiles | None = None
+    # Talks to the Temporal frontend: a client certificate from TEMPORAL_ISSUER for its principal, at TEMPORAL_TLS_DIR.
+    temporal: bool = False
+    # Records metrics (pscommon/metrics.py) and serves them on METRICS_PORT.
+    metrics: bool = True
     # NetworkPolicy: peers admitted besides the platform's own pods, and the comment above the policy.
     extra_peers: tuple[Manifest, ...] = ()
     ingress_note: str = ""
@@ -271,6 +298,7 @@ PROCESSES: tuple[Process, ...] = (
         only starts once it passes.
         """,
         sharding=Sharding(SCORING_SHARDS, "PSP_SCORING_SHARDS", "PSP_SCORING_SHARD_ADDRS"),
+        temporal=True,  # opens cases: starts (or joins) a line's workflow
         startup_s=180,
         resources={"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
         extra_peers=({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mediation"}}},),
@@ -302,6 +330,7 @@ PROCESSES: tuple[Process, ...] = (
         50054,
         "carrier.verification.v1.VerificationService",
         "verification: decides what a holder must show to restore a line, checks it and tells the case.",
+        temporal=True,  # tells the case (updates and signals its workflow)
     ),
     Process(
         name="worker",
@@ -321,6 +350,7 @@ PROCESSES: tuple[Process, ...] = (
         component="temporal-worker",
         port=None,
         role="worker",  # a client certificate only: it calls the four services
+        temporal=True,
         readiness=probe(
             "exec", {"command": ["python", "-c", TEMPORAL_REACHABLE]}, initial_delay=5, period=30, timeout=5, failures=2
         ),
@@ -355,6 +385,7 @@ PROCESSES: tuple[Process, ...] = (
         component="codec-server",
         port=Port("http", 8081),
         config_files=CODEC_JWT_ISSUER,
+        metrics=False,  # it records none
         readiness=probe("tcpSocket", {"port": "http"}, period=10, timeout=2, failures=3),
         liveness=probe("tcpSocket", {"port": "http"}, initial_delay=10, period=20, timeout=3, failures=3),
         pre_stop_sleep_s=None,
@@ -407,8 +438,9 @@ def shard_env(p: Process) -> list[Manifest]:
 def workload_metadata(p: Process) -> Manifest:
     meta = metadata(p.name, pod_labels(p))
     annotations: dict[str, str] = {}
-    if p.role:
-        annotations[RELOAD_ANNOTATION] = tls_secret(p)
+    secrets = ([tls_secret(p)] if p.role else []) + ([temporal_tls_secret(p)] if p.temporal else [])
+    if secrets:
+        annotations[RELOAD_ANNOTATION] = ",".join(secrets)
     if p.config_files:
         annotations[CONFIG_MAP_RELOAD_ANNOTATION] = p.config_files.config_map
     if annotations:
@@ -425,6 +457,23 @@ def pod_labels(p: Process) -> dict[str, str]:
     }
 
 
+def secret_volume(name: str, secret: str, files: Iterable[str]) -> Manifest:
+    """A certificate Secret's ca.crt, tls.crt and tls.key as files of a volume."""
+    return {
+        "name": name,
+        "secret": {
+            "secretName": secret,
+            "items": [{"key": file, "path": file} for file in files],
+            "defaultMode": 0o440,  # readable by the fsGroup (the process's group) only
+        },
+    }
+
+
+def scrape_annotations() -> dict[str, str]:
+    """What Prometheus's job psp-pods keeps a pod by, and where it scrapes it."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": METRICS_PATH}
+
+
 def pod_template(p: Process) -> Manifest:
     restricted: Manifest = {"runAsNonRoot": True, "runAsUser": UID}
     container: Manifest = {
@@ -433,8 +482,11 @@ def pod_template(p: Process) -> Manifest:
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", p.module],
     }
-    if p.port:
-        container["ports"] = [{"name": p.port.name, "containerPort": p.port.number, "protocol": "TCP"}]
+    ports = [{"name": p.port.name, "containerPort": p.port.number, "protocol": "TCP"}] if p.port else []
+    if p.metrics:
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"})
+    if ports:
+        container["ports"] = ports
     container["envFrom"] = [{"configMapRef": {"name": CONFIG_MAP}}, {"secretRef": {"name": SECRET}}]
     # The only values set inline: paths into the pod's own volumes, its certificate's (PSP_TRUST_DOMAIN is in the
     # ConfigMap) and its config_files'; and a sharded process's shard count and addresses (shard_env()).
@@ -443,6 +495,8 @@ def pod_template(p: Process) -> Manifest:
         env += [
             {"name": var, "value": f"{p.config_files.directory}/{key}"} for var, key in p.config_files.files.items()
         ]
+    if p.temporal:
+        env += [{"name": var, "value": f"{TEMPORAL_TLS_DIR}/{file}"} for var, file in TEMPORAL_TLS_FILES.items()]
     if p.sharding:
         env += shard_env(p)
     env += p.env
@@ -467,16 +521,10 @@ def pod_template(p: Process) -> Manifest:
     if p.role:
         # The whole folder, never subPath: the kubelet swaps renewed files in place (README.md, "Rotation").
         container["volumeMounts"].append({"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True})
-        volumes.append(
-            {
-                "name": TLS_VOLUME,
-                "secret": {
-                    "secretName": tls_secret(p),
-                    "items": [{"key": file, "path": file} for file in TLS_FILES.values()],
-                    "defaultMode": 0o440,  # readable by the fsGroup (the process's group) only
-                },
-            }
-        )
+        volumes.append(secret_volume(TLS_VOLUME, tls_secret(p), TLS_FILES.values()))
+    if p.temporal:
+        container["volumeMounts"].append({"name": TEMPORAL_TLS_VOLUME, "mountPath": TEMPORAL_TLS_DIR, "readOnly": True})
+        volumes.append(secret_volume(TEMPORAL_TLS_VOLUME, temporal_tls_secret(p), TEMPORAL_TLS_FILES.values()))
     if p.config_files:
         # The whole folder, read-only; the process reads its files at start (a change needs a restart).
         cf = p.config_files
@@ -492,8 +540,11 @@ def pod_template(p: Process) -> Manifest:
             }
         )
 
+    template_meta: Manifest = {"labels": pod_labels(p)}
+    if p.metrics:
+        template_meta["annotations"] = scrape_annotations()
     return {
-        "metadata": {"labels": pod_labels(p)},
+        "metadata": template_meta,
         "spec": {
             "serviceAccountName": SERVICE_ACCOUNT,
             "automountServiceAccountToken": False,
@@ -630,8 +681,34 @@ def ingress_policy(p: Process, port: Port) -> Manifest:
     }
 
 
+def metrics_policy() -> Manifest:
+    """Prometheus, and nothing else, reaches the metrics port of every process that serves one."""
+    names = [p.name for p in PROCESSES if p.metrics]
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
+        "podSelector": {"matchLabels": PROMETHEUS_POD},
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata("allow-metrics-scrape", {"app.kubernetes.io/part-of": PART_OF}),
+        "spec": {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/part-of": PART_OF},
+                "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": names}],
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [prometheus], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]}],
+        },
+    }
+
+
 def tls_secret(p: Process) -> str:
     return f"{p.name}-tls"
+
+
+def temporal_tls_secret(p: Process) -> str:
+    return f"{p.name}-temporal-tls"
 
 
 def spiffe_id(role: str, id: str) -> str:
@@ -779,6 +856,11 @@ def network_policy_file() -> str:
     )
     docs = [("", default_deny())]
     docs += [(p.ingress_note, ingress_policy(p, p.port)) for p in PROCESSES if p.port]
+    metrics_note = f"""
+        The metrics port {METRICS_PORT} of every process that serves one: from Prometheus only (pods labelled
+        {PROMETHEUS_POD} in namespace {PROMETHEUS_NAMESPACE}; change PROMETHEUS_* in render.py to match yours).
+        """
+    docs.append((metrics_note, metrics_policy()))
     return _file(header, docs)
 
 
@@ -801,6 +883,48 @@ def certificates_file() -> str:
         """
     docs = [(issuer_note, ca_issuer())]
     docs += [("", certificate(p)) for p in PROCESSES if p.role]
+    return _file(f"{GENERATED_NOTE}\n\n{_text(header)}", docs)
+
+
+def temporal_client_certificate(p: Process) -> Manifest:
+    assert p.role and p.temporal, p.name
+    labels = selector(p)
+    spec = certificate_spec(p.role, p.name, temporal_tls_secret(p), labels, [])
+    spec["issuerRef"] = {"group": "cert-manager.io", "kind": "Issuer", "name": TEMPORAL_ISSUER}
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": metadata(f"{p.name}-temporal", labels),
+        "spec": spec,
+    }
+
+
+def temporal_clients_file() -> str:
+    header = f"""
+        Needs cert-manager. Client certificates for the Temporal frontend, which requires one from the Temporal CA
+        (deploy/temporal/values.yaml: server.tls.frontend.requireClientAuth), for each process that talks to
+        Temporal: {", ".join(p.name for p in PROCESSES if p.temporal)}. Each names the process's own principal (as
+        in certificates.yaml) and is mounted read-only at {TEMPORAL_TLS_DIR} (TEMPORAL_TLS_CA/CERT/KEY point there;
+        the frontend's name is TEMPORAL_TLS_SERVER_NAME in config.yaml). Renewed {CERT_RENEW_BEFORE} before expiry
+        like the others; the processes read them at start, so pods restart after a renewal (the Reloader
+        annotation lists both Secrets).
+        """
+    issuer_note = f"""
+        The Temporal CA, as a namespaced Issuer of this namespace: its key pair is the Secret {TEMPORAL_CA_SECRET}
+        (tls.crt, tls.key), the same CA that the Issuer {TEMPORAL_ISSUER} of namespace {TEMPORAL_NAMESPACE} signs
+        Temporal's own certificates with (deploy/temporal/certificates.yaml). The operator provides it in both
+        namespaces (docs/operations.md, "Temporal in production").
+        """
+    issuer = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": metadata(
+            TEMPORAL_ISSUER, {"app.kubernetes.io/name": TEMPORAL_ISSUER, "app.kubernetes.io/part-of": PART_OF}
+        ),
+        "spec": {"ca": {"secretName": TEMPORAL_CA_SECRET}},
+    }
+    docs = [(issuer_note, issuer)]
+    docs += [("", temporal_client_certificate(p)) for p in PROCESSES if p.temporal]
     return _file(f"{GENERATED_NOTE}\n\n{_text(header)}", docs)
 
 
@@ -863,6 +987,7 @@ def render() -> dict[str, str]:
     """File name in deploy/k8s/ -> its content, for every generated file (examples under EXAMPLES_DIR/)."""
     files = {f"{p.name}.yaml": process_file(p) for p in PROCESSES}
     files[CERTIFICATES_FILE] = certificates_file()
+    files[TEMPORAL_CLIENTS_FILE] = temporal_clients_file()
     files[NETWORK_POLICY_FILE] = network_policy_file()
     resources = [*HAND_WRITTEN, *files]
     header = f"{GENERATED_NOTE}\n\n`kubectl apply -k deploy/k8s` applies everything below; `kubectl apply -f` of the files works too."

@@ -1,5 +1,6 @@
-"""Checkpoints: every few seconds the changed lines of every owned partition are saved with the last journal id
-they include; the journal before the oldest checkpoint is then trimmed.
+"""Checkpoints: the changed lines of each owned partition are saved with the last journal id they include, one
+partition after another, every partition once per interval; the journal before the oldest checkpoint is then
+trimmed.
 
 A checkpoint is cut in an instant, under the ledger's lock: which lines changed, up to which journal id. The
 lines are then encoded a few hundred at a time and written a partition at a time, while ingest goes on: a batch
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 
@@ -78,14 +79,24 @@ class SnapshotWriter:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        """Checkpoints one owned partition at a time, spread evenly over the interval: all of them at once wrote
+        every changed line in a burst that held up the commits of incoming batches (as PostgreSQL spreads its
+        own checkpoints)."""
         while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.flush()
-                await self.sweep()
-                await store.trim_journal(self.pool, PARTITIONS)
-            except Exception as err:  # noqa: BLE001 - the lines stay dirty and are written next time
-                log.warning("window checkpoint failed; will retry (%s)", type(err).__name__)
+            owned = list(self.ledger.shards.owned)
+            if not owned:
+                await asyncio.sleep(self.interval_s)
+            for p in owned:
+                await asyncio.sleep(self.interval_s / len(owned))
+                await self._guarded(self.flush([p]))
+            await self._guarded(self.sweep())
+            await self._guarded(store.trim_journal(self.pool, PARTITIONS))
+
+    async def _guarded(self, step: Awaitable[object]) -> None:
+        try:
+            await step
+        except Exception as err:  # noqa: BLE001 - the lines stay dirty and are written next time
+            log.warning("window checkpoint failed; will retry (%s)", type(err).__name__)
 
     def _collect(self) -> None:
         """Moves the engine's changed lines into per-partition sets (hashing a line costs a microsecond or two)."""
@@ -137,7 +148,7 @@ class SnapshotWriter:
                 for p in unsaved:  # written next time, as they are then (with that checkpoint)
                     for m, h in cut.lines[p].items():
                         self.dirty[p].setdefault(m, h)
-            if saved:
+            if saved and partitions is None:
                 log.info("window checkpoint: %d lines in %.2fs", saved, time.perf_counter() - t0)
             return saved
 

@@ -229,6 +229,10 @@ async def save_partition(
     """Upserts a partition's changed lines (line hash, packed window, event time in epoch seconds) and its
     checkpoint (the last journal id they include) in one transaction, if this process still owns it."""
     async with pool.acquire() as conn, conn.transaction():
+        # A checkpoint need not wait for its own flush to disk: the batches it covers stay in the journal until a
+        # later synchronous commit (trim_journal's) has flushed it too, so losing it to a crash only means more
+        # journal to replay. Waiting would make the commits of incoming batches queue behind its megabytes.
+        await conn.execute("SET LOCAL synchronous_commit = off")
         if not await owns(conn, [partition], token):
             raise PartitionLost(partition)
         if records:

@@ -58,6 +58,7 @@ OTHER_PROCESSES = {
     "codec-server": ["python", "-m", "pscommon.codec_server"],
 }
 CODEC_SERVER_PORT = 8081
+METRICS_PORT_NAME = "metrics"
 # The Temporal worker serves no port: a liveness probe would have nothing meaningful to check.
 NO_LIVENESS_PROBE = {"worker"}
 
@@ -362,9 +363,10 @@ def test_no_plaintext_grpc_port_or_probe(dep: Doc) -> None:
             problems.append(f"{dep.ref}: {kind} is {sorted(probe)}, not the exec probe over mutual TLS")
     if dep.name in GRPC_SERVICES:
         port = GRPC_SERVICES[dep.name][1]
-        ports = c.get("ports") or []
+        # Besides its metrics port (plain HTTP /metrics for Prometheus: test_metrics_scrape.py).
+        ports = [p for p in c.get("ports") or [] if p.get("name") != METRICS_PORT_NAME]
         if [(p.get("containerPort"), p.get("protocol", "TCP")) for p in ports] != [(port, "TCP")]:
-            problems.append(f"{dep.ref}: ports {ports}, expected only the mutual-TLS port {port}")
+            problems.append(f"{dep.ref}: ports {ports}, expected only the mutual-TLS port {port} (and metrics)")
         problems += [
             f"{dep.ref}: port {p.get('containerPort')} is named {p.get('name')!r}; name it tls-* (it speaks TLS)"
             for p in ports

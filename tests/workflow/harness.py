@@ -10,6 +10,7 @@ import uuid
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -48,6 +49,13 @@ class Case:
 
     async def status(self) -> CaseStatus:
         return await self.env.client.get_workflow_handle(self.handle.id).query(QUERY_STATUS, result_type=CaseStatus)
+
+    async def details(self) -> str:
+        """The Markdown details the Temporal UI shows (the SDK's built-in metadata query)."""
+        meta = await self.env.client.get_workflow_handle(self.handle.id).query(
+            "__temporal_workflow_metadata", result_type=WorkflowMetadata
+        )
+        return meta.current_details
 
     async def signal(self, name: str, arg: object) -> None:
         await self.handle.signal(name, arg)

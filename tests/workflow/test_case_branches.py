@@ -57,6 +57,13 @@ def steps(case: Case) -> list[str]:
     return [n.request_id.removeprefix(prefix) for n in case.carrier.notifications]
 
 
+def assert_table_row(markdown: str, cells: list[str]) -> None:
+    rows = [
+        [c.strip(" \u00a0") for c in line.strip("|").split("|")] for line in markdown.splitlines() if line[:1] == "|"
+    ]
+    assert cells in rows, rows
+
+
 def warned(risk: str) -> LineMove:
     return LineMove("LINE_STATE_WARNED", f"RISK_{risk.upper()}", *CASE)
 
@@ -119,6 +126,12 @@ async def test_grace_runs_out_line_restricted(cases: Cases) -> None:
     assert case.carrier.outcomes == []
     desc = await case.handle.describe()
     assert desc.typed_search_attributes.get(temporal.CASE_STAGE) == "restricted"
+    assert desc.typed_search_attributes.get(temporal.WARNING_DELIVERED) is True
+    # The details summarise notifications by purpose, channel and outcome, not by id.
+    details = await case.details()
+    assert "ntf-1" not in details and "ntf-2" not in details
+    assert_table_row(details, ["warning", "sms", "delivered", "1"])
+    assert_table_row(details, ["suspended", "-", "sent (notify follows it)", "1"])
     # Scoring sets RiskLevel when it starts a case (not done here); the workflow sets it on a new assessment only.
     assert desc.typed_search_attributes.get(temporal.RISK_LEVEL) is None
     await case.record_history()  # running: the holder has not verified yet
@@ -257,6 +270,10 @@ async def test_roamer_never_reached_is_only_restricted(cases: Cases) -> None:
     assert carrier.moves()[-1] == LineMove("LINE_STATE_RESTRICTED", "WARNING_UNDELIVERED_RESTRICT_ONLY", *CASE)
     desc = await case.handle.describe()
     assert desc.typed_search_attributes.get(temporal.ROAMING) is True
+    # "Roamers not reached" (psctl views): the warning's outcome is a search attribute too.
+    assert desc.typed_search_attributes.get(temporal.WARNING_DELIVERED) is False
+    details = await case.details()
+    assert "| warning" in details and "| pending" in details and "ntf-1" not in details
     await case.record_history()
 
 
