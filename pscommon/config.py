@@ -48,6 +48,21 @@ class Settings:
     codec_active_key: str = field(default_factory=lambda: _env("PSP_CODEC_ACTIVE_KEY", ""))
     codec_server_port: int = field(default_factory=lambda: int(_env("PSP_CODEC_SERVER_PORT", "8081")))
     verify_url_base: str = field(default_factory=lambda: _env("PSP_VERIFY_URL", "https://verify.example-carrier.cn/r"))
+    # Keys signing the holder's links (pscommon/links.py) "kid=base64key,..." and the id new links are signed
+    # with; empty: messages carry no link. Shared by notify (signs) and the portal (checks).
+    link_keys: str = field(default_factory=lambda: _env("PSP_LINK_KEYS", ""))
+    link_active_key: str = field(default_factory=lambda: _env("PSP_LINK_ACTIVE_KEY", ""))
+    link_ttl_s: int = field(default_factory=lambda: int(_env("PSP_LINK_TTL_S", str(14 * 86400))))
+    # The web portal (services/portal): where it listens, the secret its CSRF tokens are keyed with (empty: a
+    # random one per process), where sealed uploads go, the province its gRPC calls name, the hotline it shows.
+    portal_host: str = field(default_factory=lambda: _env("PSP_PORTAL_HOST", "127.0.0.1"))
+    portal_port: int = field(default_factory=lambda: int(_env("PSP_PORTAL_PORT", "8090")))
+    portal_secret: str = field(default_factory=lambda: _env("PSP_PORTAL_SECRET", ""))
+    portal_uploads: str = field(default_factory=lambda: _env("PSP_PORTAL_UPLOADS", ""))
+    portal_province: str = field(default_factory=lambda: _env("PSP_PORTAL_PROVINCE", "44"))
+    portal_hotline: str = field(default_factory=lambda: _env("PSP_PORTAL_HOTLINE", "10086"))
+    # Behind TLS (production): session cookies only over HTTPS. The local stack serves plain HTTP on loopback.
+    portal_secure_cookies: bool = field(default_factory=lambda: _env("PSP_PORTAL_SECURE_COOKIES", "1") == "1")
     # Which case policy the worker uses (a file under workflows/policies/).
     case_policy: str = field(default_factory=lambda: _env("PSP_CASE_POLICY", "default"))
     # Path of the verification policy table; empty: the one shipped with the service.

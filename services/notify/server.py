@@ -12,7 +12,7 @@ import grpc
 
 from carrier.notify.v1 import notify_pb2, notify_pb2_grpc
 from contracts import ACCESS_TABLE
-from pscommon import db, grpc_server
+from pscommon import db, grpc_server, links
 from pscommon.config import Settings
 from pscommon.errors import not_found
 from pscommon.idempotency import Tx, mutation
@@ -23,7 +23,7 @@ from services.notify.dispatcher import Dispatcher
 from services.notify.policy import DeliveryPolicy
 from services.notify.receipts import Receipt
 from services.notify.smpp_link import SmppLink
-from services.notify.templates import Content, render
+from services.notify.templates import LINKED, Content, render
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 SERVICE = "carrier.notify.v1.NotifyService"
@@ -34,9 +34,24 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         self.pool = pool
         self.cfg = cfg
         self.delivery = delivery
+        self.links = links.signer_from_settings(cfg.link_keys, cfg.link_active_key, cfg.link_ttl_s)
         self.dispatcher: Dispatcher | None = None
         self._outcomes = asyncio.Condition()
         self._changed: asyncio.Task[None] | None = None
+
+    def _with_link(self, request: notify_pb2.SendNotificationRequest, next_step: str) -> tuple[str, str]:
+        """The next step, with the bare verification address it names replaced by the holder's signed link; and
+        the link still to append (empty when the next step carries it, or when no link keys are configured)."""
+        if self.links is None or request.template not in LINKED:
+            return next_step, ""
+        try:
+            token = self.links.sign(request.case_id, request.language)
+        except ValueError:  # not a case id of ours (a test's, an operator's): a message without a link
+            return next_step, ""
+        url = links.link_url(self.cfg.verify_url_base, token)
+        if self.cfg.verify_url_base in next_step:
+            return next_step.replace(self.cfg.verify_url_base, url), ""
+        return next_step, url
 
     def changed(self) -> None:
         """Something about some notification changed: long-polls look again."""
@@ -53,6 +68,7 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
         self, request: notify_pb2.SendNotificationRequest, tx: Tx
     ) -> notify_pb2.SendNotificationResponse:
         zh = request.language == "zh"
+        next_step, link = self._with_link(request, request.next_step_zh if zh else request.next_step_en)
         body = render(
             request.template,
             request.language,
@@ -60,9 +76,10 @@ class Notify(notify_pb2_grpc.NotifyServiceServicer):
                 masked_msisdn=mask(request.msisdn),
                 reasons=[r.text_zh if zh else r.text_en for r in request.reasons],
                 deadline=request.deadline.ToDatetime(tzinfo=UTC) if request.HasField("deadline") else None,
-                next_step=request.next_step_zh if zh else request.next_step_en,
+                next_step=next_step,
                 pending_action=request.pending_action,
                 line_state=request.line_state,
+                link=link,
             ),
         )
         nid = await store.create_notification(

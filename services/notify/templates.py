@@ -22,6 +22,7 @@ class Content:
     next_step: str  # how to restore: the online link, or the hall and what to bring
     pending_action: Action.ValueType = Action.ACTION_UNSPECIFIED  # a warning: what happens without verification
     line_state: LineState.ValueType = LineState.LINE_STATE_UNSPECIFIED  # a suspension notice: what is barred now
+    link: str = ""  # the holder's signed page link, when next_step does not already carry it
 
 
 _ZH = {
@@ -83,6 +84,11 @@ _STATE = {
 _STATE_DEFAULT = {"zh": "号码{m}已暂停部分或全部服务", "en": "services of {m} are restricted or suspended"}
 
 
+# The holder's page (reason, what to do, the online check, an appeal, live status): signed link, no number in it.
+_LINK = {"zh": "详情及办理：{l}", "en": " Details and self-service: {l}"}
+LINKED = {Template.TEMPLATE_WARNING, Template.TEMPLATE_REMINDER, Template.TEMPLATE_SUSPENDED}
+
+
 def subject(template: Template.ValueType, language: str) -> str:
     return _SUBJECT["zh" if language == "zh" else "en"][template]
 
@@ -98,6 +104,7 @@ def render(template: Template.ValueType, language: str, c: Content) -> str:
     sep = "；" if lang == "zh" else "; "
     consequence = _CONSEQUENCE[lang].get(c.pending_action, _CONSEQUENCE_DEFAULT[lang])
     state = _STATE[lang].get(c.line_state, _STATE_DEFAULT[lang]).format(m=c.masked_msisdn)
-    return table[template].format(
+    body = table[template].format(
         m=c.masked_msisdn, r=sep.join(c.reasons), d=deadline, n=c.next_step, c=consequence, s=state
     )
+    return body + _LINK[lang].format(l=c.link) if c.link and template in LINKED else body
