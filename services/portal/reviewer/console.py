@@ -93,6 +93,25 @@ def decision_of(kind: vpb.ReviewKind.ValueType, form: dict[str, str]) -> Decisio
     return Decision(choice, note, asked if choice == vpb.DECISION_ASK_FOR_MORE else "")
 
 
+def is_mine(r: vpb.Review, me: str) -> bool:
+    return r.status == vpb.REVIEW_STATUS_CLAIMED and r.claimed_by == me
+
+
+def is_termination(r: vpb.Review) -> bool:
+    return r.kind == vpb.REVIEW_KIND_TERMINATION
+
+
+@dataclass(frozen=True)
+class Evidence:
+    n: int
+    ref: str
+    stored_here: bool  # an upload the portal keeps sealed (upload:<id>); other refs name documents held elsewhere
+
+
+def evidence_items(refs: list[str]) -> list[Evidence]:
+    return [Evidence(i, ref, ref.startswith("upload:")) for i, ref in enumerate(refs)]
+
+
 def when(ts: Timestamp) -> str:
     if not ts.seconds and not ts.nanos:
         return ""
@@ -139,7 +158,7 @@ def row(r: vpb.Review, me: str) -> Row:
         claimed_by=who(r.claimed_by, me),
         first_approved_by=who(r.first_approved_by, me),
         evidence_count=r.evidence_count,
-        mine=r.status == vpb.REVIEW_STATUS_CLAIMED and r.claimed_by == me,
+        mine=is_mine(r, me),
         claimable=r.status in CLAIMABLE and r.first_approved_by != me,
     )
 

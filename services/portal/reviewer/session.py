@@ -1,8 +1,8 @@
-"""The reviewer's session: a signed cookie naming the reviewer, with the CSRF token every form must echo.
+"""The reviewer's session: a signed cookie naming the signed-in reviewer (CSRF is the portal's, services/portal/web.py).
 
-The cookie holds no personal data (a reviewer id, a random token, an expiry) and is Secure, HttpOnly and
-SameSite=Strict; it is signed (HMAC-SHA256), so a client can neither forge a reviewer nor keep a session past
-its expiry.
+The cookie holds no personal data (a reviewer id, a random nonce, an expiry) and is HttpOnly, SameSite=Strict,
+limited to /reviewer and Secure behind TLS; it is signed (HMAC-SHA256), so a client can neither forge a reviewer
+nor keep a session past its expiry.
 """
 
 from __future__ import annotations
@@ -23,28 +23,20 @@ PATH = "/reviewer"
 
 @dataclass(frozen=True)
 class Session:
-    reviewer: str  # empty before sign-in: the session then only carries the sign-in form's CSRF token
-    csrf: str
+    reviewer: str
+    nonce: str
     expires: int
-
-    @property
-    def signed_in(self) -> bool:
-        return bool(self.reviewer)
-
-    def csrf_ok(self, given: str) -> bool:
-        return bool(given) and hmac.compare_digest(given.encode(), self.csrf.encode())
 
 
 class Sessions:
     def __init__(self, key: bytes) -> None:
         self.key = key
 
-    def new(self, reviewer: str = "", now: float | None = None) -> Session:
-        """A fresh session (and CSRF token): on first visit, and again at sign-in so no earlier token survives."""
-        return Session(reviewer, secrets.token_urlsafe(24), int(now if now is not None else time.time()) + LIFETIME_S)
+    def new(self, reviewer: str, now: float | None = None) -> Session:
+        return Session(reviewer, secrets.token_urlsafe(12), int(now if now is not None else time.time()) + LIFETIME_S)
 
     def dump(self, s: Session) -> str:
-        body = base64.urlsafe_b64encode(json.dumps([s.reviewer, s.csrf, s.expires]).encode()).decode()
+        body = base64.urlsafe_b64encode(json.dumps([s.reviewer, s.nonce, s.expires]).encode()).decode()
         return f"{body}.{self._sign(body)}"
 
     def load(self, value: str | None, now: float | None = None) -> Session | None:
@@ -55,14 +47,14 @@ class Sessions:
         if not hmac.compare_digest(sig, self._sign(body)):
             return None
         try:
-            reviewer, csrf, expires = json.loads(base64.urlsafe_b64decode(body))
+            reviewer, nonce, expires = json.loads(base64.urlsafe_b64decode(body))
         except (ValueError, binascii.Error):
             return None
-        if not isinstance(reviewer, str) or not isinstance(csrf, str) or not isinstance(expires, int):
+        if not (isinstance(reviewer, str) and reviewer and isinstance(nonce, str) and isinstance(expires, int)):
             return None
         if expires <= (now if now is not None else time.time()):
             return None
-        return Session(reviewer, csrf, expires)
+        return Session(reviewer, nonce, expires)
 
     def _sign(self, body: str) -> str:
         return hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()

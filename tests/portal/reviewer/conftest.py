@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import jinja2
 import pytest_asyncio
-from aiohttp import CookieJar
+from aiohttp import CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
-from services.portal.reviewer.app import make_app
+from services.portal.clients import Clients
 from services.portal.reviewer.desk import Desk
 from services.portal.reviewer.directory import Directory
-from services.portal.reviewer.routes import TEMPLATES, Console
+from services.portal.reviewer.routes import CONSOLE, Console
 from services.portal.reviewer.session import Sessions
+from services.portal.web import build_app
 from tests.helpers import connect, open_case, reach, register_line, rid
 
 PASSWORD = "local-console-password"
@@ -34,16 +35,23 @@ def console_for(stack) -> Console:
         sessions=Sessions(b"k" * 32),
         temporal_ui="http://127.0.0.1:8233",
         namespace="default",
-        env=jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
-        ),
+        secure_cookies=True,
     )
 
 
+def portal_app(stack, uploads: pathlib.Path) -> web.Application:
+    """The whole portal as `python -m services.portal` builds it, on the test stack, with a known password."""
+    cfg = dataclasses.replace(stack.cfg, portal_secret="test-portal-secret", portal_uploads=str(uploads))
+    app_stub = verification_pb2_grpc.VerificationServiceStub(connect(stack.cfg, "verification", "app"))
+    app = build_app(cfg, Clients(app_stub))
+    app[CONSOLE] = console_for(stack)
+    return app
+
+
 @pytest_asyncio.fixture
-async def browser_of(stack) -> AsyncIterator:
-    """Makes clients of one console; each keeps its own cookies, as one reviewer's browser does."""
-    app = make_app(dataclasses.replace(stack.cfg), console_for(stack))
+async def browser_of(stack, tmp_path) -> AsyncIterator:
+    """Makes clients of one portal; each keeps its own cookies, as one reviewer's browser does."""
+    app = portal_app(stack, tmp_path / "uploads")
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     clients: list[TestClient] = []
@@ -55,6 +63,7 @@ async def browser_of(stack) -> AsyncIterator:
         clients.append(client)
         return client
 
+    new.app = app  # type: ignore[attr-defined]
     yield new
     for c in clients:
         await c.close()
@@ -96,7 +105,7 @@ async def post(client: TestClient, review_id: str, action: str, **data: str):
 
 
 async def appeal_in_review(
-    stack, msisdn: str, explanation: str = "I deliver parcels before the holiday"
+    stack, msisdn: str, explanation: str = "I deliver parcels before the holiday", refs: tuple[str, ...] = ()
 ) -> tuple[str, str]:
     """A restricted line whose holder appealed; returns the case id and the review id."""
     await register_line(stack.cfg, msisdn, "44", f"holder-44-{msisdn[-4:]}")
@@ -111,7 +120,7 @@ async def appeal_in_review(
             msisdn=msisdn,
             caller_province="44",
             explanation=explanation,
-            evidence_refs=["upload-courier-badge"],
+            evidence_refs=list(refs) or ["upload-courier-badge"],
         )
     )
     await reach(stack, case_id, "in_review")

