@@ -5,7 +5,7 @@ Route modules (the holder's pages in holder/, the reviewer console in reviewer/)
 Pages render through `render(request, "x.html", {...})`: templates extend "base.html" and get `t` (the words in
 the page's language), `lang`, `csrf_token` and the `masked` filter. Every form carries
 `<input type="hidden" name="csrf_token" value="{{ csrf_token }}">`: a POST without the right token is refused
-with 403 before any handler runs. Handlers that want a language set `request["lang"]` before rendering.
+with 403 before any handler runs. Handlers that want a language set `request[LANG]` before rendering.
 
 CSRF: a token bound to the session, HMAC(secret, session id), compared with the form's field (the signed
 double-submit pattern OWASP recommends). No library: aiohttp-csrf has not been maintained for years, and the
@@ -46,6 +46,9 @@ CSRF_SECRET = web.AppKey("csrf_secret", bytes)
 LINKS = web.AppKey("links", links.LinkSigner)
 UPLOADS = web.AppKey("uploads", SealedUploads)
 UPLOAD_RETENTION_S = 180 * 86400  # as the verification policy keeps evidence (evidence_retention)
+SID = web.RequestKey("sid", str)
+NEW_SID = web.RequestKey("new_sid", bool)
+LANG = web.RequestKey("lang", str)  # the page's language unless ?lang= says otherwise (a link's: the holder's)
 SESSION_COOKIE = "psp_sid"
 CSRF_FIELD = "csrf_token"
 MAX_BODY = 12 * 1024 * 1024  # the largest request at all (uploads are limited per file by their handler)
@@ -91,13 +94,13 @@ def templates() -> jinja2.Environment:
 
 
 def session_id(request: web.Request) -> str:
-    sid = request.get("sid")
+    sid = request.get(SID)
     if sid is None:
         cookie = request.cookies.get(SESSION_COOKIE, "")
         sid = cookie if _SID_RE.fullmatch(cookie) else secrets.token_hex(16)
-        request["sid"] = sid
-        request["new_sid"] = sid != cookie
-    return str(sid)
+        request[SID] = sid
+        request[NEW_SID] = sid != cookie
+    return sid
 
 
 def csrf_token(request: web.Request) -> str:
@@ -105,7 +108,7 @@ def csrf_token(request: web.Request) -> str:
 
 
 def page_language(request: web.Request) -> str:
-    return language(request.query.get("lang"), request.get("lang", "zh"))
+    return language(request.query.get("lang"), request.get(LANG, "zh"))
 
 
 def render(request: web.Request, name: str, ctx: Mapping[str, Any] | None = None, status: int = 200) -> web.Response:
@@ -150,10 +153,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.error("unhandled %s on %s", type(err).__name__, _route(request))
         resp = error_page(request, 500)
     _secure(resp)
-    if request.get("new_sid"):
+    if request.get(NEW_SID):
         resp.set_cookie(
             SESSION_COOKIE,
-            request["sid"],
+            request[SID],
             httponly=True,
             samesite="Strict",
             secure=request.app[SETTINGS].portal_secure_cookies,

@@ -25,7 +25,7 @@ from pscommon.identity import is_msisdn, line_hash
 from pscommon.links import Link, LinkError
 from services.portal.holder import view
 from services.portal.uploads import EVIDENCE_TYPES, VIDEO_TYPES, sniff
-from services.portal.web import CLIENTS, LINKS, SETTINGS, UPLOADS, error_page, page_language, render, session_id
+from services.portal.web import CLIENTS, LANG, LINKS, SETTINGS, UPLOADS, error_page, page_language, render, session_id
 
 LIVENESS_MAX = 8 * 1024 * 1024
 EVIDENCE_MAX = 2 * 1024 * 1024
@@ -51,7 +51,7 @@ def _link(request: web.Request) -> Link:
         if err.reason == "expired":
             raise _Refused(error_page(request, 410, "link_expired_title", "link_expired_body")) from None
         raise _Refused(error_page(request, 404, "link_bad_title", "link_bad_body")) from None
-    request["lang"] = link.language
+    request[LANG] = link.language
     return link
 
 
