@@ -21,7 +21,7 @@ CHROMIUM = os.environ.get("PSP_CHROMIUM") or shutil.which("chromium") or "/usr/b
 SHOTS = pathlib.Path("/tmp/portal-shots")
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
-    reason="no chromium binary: the browser test needs headless Chromium (apt-get install -y chromium) ",
+    reason="no chromium binary: the browser test needs headless Chromium (apt-get install -y chromium)",
 )
 
 
