@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pathlib
 from datetime import timedelta
 
 import asyncpg
@@ -10,6 +11,8 @@ import asyncpg
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
 from contracts.case import CaseStatus
+from pscommon.identity import Principal
+from pscommon.pki import LocalPki
 from services.portal.web import UPLOADS
 from tests.helpers import connect, open_case, reach, register_line, rid
 from tests.portal.reviewer.conftest import appeal_in_review, csrf_of, form_fields, post, sign_in, signed_in
@@ -229,3 +232,15 @@ async def test_uploaded_evidence_opens_for_the_claiming_reviewer_and_each_openin
     assert (await one.get(f"/reviewer/reviews/{review_id}/evidence/7")).status == 404
     assert (await two.get(document)).status == 403
     assert await evidence_views(stack, review_id) == ["reviewer-1", "reviewer-1", "reviewer-1"]
+
+
+async def test_a_reviewer_certificate_issued_later_can_sign_in_and_acts_as_itself(stack, browser_of):
+    LocalPki(pathlib.Path(stack.cfg.pki_dir), stack.cfg.trust_domain).ensure(
+        Principal(stack.cfg.trust_domain, "reviewer", "reviewer-7")
+    )
+    _, review_id = await appeal_in_review(stack, "19320000098")
+    seven = await signed_in(browser_of, "reviewer-7")
+    assert (await post(seven, review_id, "claim")).status == 303
+    html = await (await seven.get(f"/reviewer/reviews/{review_id}")).text()
+    assert "Claimed (you)" in html
+    assert await evidence_views(stack, review_id) == ["reviewer-7"]
