@@ -9,7 +9,7 @@ PROTOS := $(shell find protos -name '*.proto')
 DATA_DIR ?= .local
 TYPED := pscommon contracts services workflows pscli
 
-.PHONY: all demo up down clean test lint fmt typecheck protos manifests
+.PHONY: all demo up down clean test test-browser lint fmt typecheck protos manifests
 
 all: $(GENERATED)
 
@@ -45,6 +45,10 @@ fmt: $(INSTALLED)
 
 test: lint typecheck
 	$(PY) -m pytest
+
+# The portal in headless Chromium (needs a `chromium` binary: apt-get install chromium; skipped without one).
+test-browser: $(GENERATED)
+	$(PY) -m pytest tests/portal -m browser -rs
 
 up: $(GENERATED)
 	$(PY) -m stack up --data-dir $(DATA_DIR)

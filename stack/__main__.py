@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import pathlib
+import secrets
 import subprocess
 import sys
 import time
@@ -79,6 +80,7 @@ def processes(data: pathlib.Path, ports: dict[str, int]) -> list[Proc]:
         served("notify", "services.notify.server", ports),
         served("verification", "services.verification.server", ports),
         *scoring_shards(data, ports),
+        module("portal", "services.portal", tcp_port=ports["portal"], principal="app"),
         module(
             "worker",
             "workflows.worker",
@@ -116,6 +118,15 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     values.setdefault("PSP_TRUST_DOMAIN", "psp.local")
     # No identity provider locally: the codec server runs unauthenticated, and only on loopback (it says so).
     values.setdefault("PSP_CODEC_AUTH", "local-loopback-only")
+    # The holder's signed links (notify signs, the portal checks) and the portal's own secrets and uploads.
+    values.setdefault("PSP_LINK_KEYS", codec.new_key_spec("link-1"))
+    values.setdefault("PSP_LINK_ACTIVE_KEY", "link-1")
+    values.setdefault("PSP_PORTAL_SECRET", codec.new_key_spec("s").split("=", 1)[1])
+    values.setdefault("PSP_PORTAL_UPLOADS", str(data / "portal-uploads"))
+    values.setdefault("PSP_PORTAL_SECURE_COOKIES", "0")  # plain HTTP on loopback; production serves HTTPS
+    # The reviewer console's local sign-in (reviewer-1, reviewer-2, ... with this password; production: the SSO).
+    values.setdefault("PSP_PORTAL_REVIEWER_PASSWORD", secrets.token_urlsafe(12))
+    values.setdefault("PSP_PORTAL_SESSION_KEY", secrets.token_hex(32))
     # Scoring as one process or two shards: PSP_SCORING_SHARDS=2 make up (kept for the folder's next `up`).
     values["PSP_SCORING_SHARDS"] = os.environ.get("PSP_SCORING_SHARDS") or values.get("PSP_SCORING_SHARDS", "1")
     if values["PSP_SCORING_SHARDS"] not in ("1", "2"):
@@ -265,6 +276,11 @@ def up(data: pathlib.Path) -> None:
         if f"{p.name}-metrics" in ports:
             print(f"  {p.name:<13} metrics {stack_ports.metrics_url(ports, p.name)}")
     print(f"  certificates  {values['PSP_PKI_DIR']}  (ca.pem; <principal>.pem/.key; psctl pki issue ROLE ID)")
+    print(f"  portal        http://127.0.0.1:{ports['portal']}/h/<link token>  (the link in every warning SMS)")
+    print(
+        f"  reviewers     http://127.0.0.1:{ports['portal']}/reviewer/  (reviewer-1, reviewer-2; password:"
+        " PSP_PORTAL_REVIEWER_PASSWORD in the settings file)"
+    )
     print(f"  SMSC (SMPP)   127.0.0.1:{ports['smsc']}")
     print(f"  mail (SMTP)   127.0.0.1:{ports['smtp']}")
     print(f"  settings      {data / 'stack.env'}  (PSP_ENV_FILE={data / 'stack.env'} psctl ... talks to this stack)")

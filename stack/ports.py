@@ -22,6 +22,7 @@ DEFAULTS: dict[str, int] = {
     "simulators": 50060,
     "smsc": 2775,
     "smtp": 2525,
+    "portal": 8090,  # the web portal: the holder's page (and the reviewer console), plain HTTP on loopback
     # Each process's Prometheus endpoint (http://127.0.0.1:PORT/metrics; PSP_METRICS_PORT in its environment).
     "suspension-metrics": 9464,
     "notify-metrics": 9465,
@@ -89,4 +90,7 @@ def settings_for(ports: dict[str, int]) -> dict[str, str]:
         "PSP_SCORING_SHARD_ADDRS": f"127.0.0.1:{ports['scoring']},127.0.0.1:{ports['scoring-1']}",
         "PSP_SMSC_PORT": str(ports["smsc"]),
         "PSP_SMTP_PORT": str(ports["smtp"]),
+        "PSP_PORTAL_PORT": str(ports["portal"]),
+        # The links in the holder's messages open the local portal.
+        "PSP_VERIFY_URL": f"http://127.0.0.1:{ports['portal']}/h",
     }

@@ -80,6 +80,9 @@ async def stack(database_server: str, pki_dir: pathlib.Path) -> AsyncIterator[St
         temporal_address=env.client.service_client.config.target_host,
         codec_keys=codec.new_key_spec("test-1"),
         codec_active_key="test-1",
+        # Notify signs the holder's link into warnings, notices and reminders (tests/portal opens it).
+        link_keys=codec.new_key_spec("link-test"),
+        link_active_key="link-test",
         case_policy="default",
         delivery_policy="delivery_demo",
         pki_dir=str(pki_dir),

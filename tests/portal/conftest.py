@@ -38,7 +38,8 @@ async def portal(stack, tmp_path) -> AsyncIterator[TestClient]:
     cfg = dataclasses.replace(
         stack.cfg,
         principal="app",
-        link_keys=key_spec(LINK_KEYS),
+        # The stack's key (links notify put in the SMS) and the tests' own, as during a key rotation.
+        link_keys=f"{stack.cfg.link_keys},{key_spec(LINK_KEYS)}",
         link_active_key="p1",
         portal_uploads=str(tmp_path / "uploads"),
         portal_secure_cookies=False,

@@ -66,9 +66,8 @@ async def test_the_page_says_why_what_is_barred_what_to_do_and_by_when_in_the_ho
     assert "已发送安全提醒" in html  # history
     title = re.search(r"<title>(.*)</title>", html)[1]
     assert "198" not in title
-    assert (
-        resp.headers["Referrer-Policy"] == "no-referrer" and "script-src" not in resp.headers["Content-Security-Policy"]
-    )
+    csp = resp.headers["Content-Security-Policy"]
+    assert resp.headers["Referrer-Policy"] == "no-referrer" and "script-src 'self'" in csp and "unsafe" not in csp
     en = await (await portal.get(f"/h/{token}?lang=en")).text()
     assert '<html lang="en">' in en and "23 calls in 1 hour to numbers never called before" in en
     assert "What to do next" in en
@@ -161,10 +160,12 @@ async def test_the_online_check_restores_the_line_and_the_status_page_follows_it
     resp = await portal.post(f"/h/{token}/verify", data=verify_form(html, msisdn, holder), allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith(f"/h/{token}/status?sent=verify")
     live = await (await portal.get(resp.headers["Location"])).text()
-    assert "已收到您的核验" in live
+    assert "已收到您的核验" in live or 'id="restored"' in live  # the line may be back already
     await reach(stack, case_id, "restored")
     done = await (await portal.get(f"/h/{token}/status")).text()
-    assert 'id="restored"' in done and 'http-equiv="refresh"' not in done
+    assert 'id="restored"' in done and "status.js" not in done  # done: nothing polls any more
+    polled = await (await portal.get(f"/h/{token}/status.json?lang=en")).json()
+    assert polled == {"stage": "Back in service", "restored": True, "done": True}
     store = portal.server.app[UPLOADS]  # the liveness video is sealed at rest: its bytes never appear in the file
     (stored,) = list(store.folder.iterdir())
     assert b"ftypmp42" not in stored.read_bytes() and store.open("upload:" + stored.name).data == MP4

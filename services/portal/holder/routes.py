@@ -120,6 +120,15 @@ async def status(request: web.Request) -> web.Response:
     return render(request, "holder/status.html", ctx)
 
 
+@_refusing
+async def status_json(request: web.Request) -> web.Response:
+    """What the status page's poller reads: the stage in words and whether the case is done (nothing personal)."""
+    link = _link(request)
+    s, reqs = await _status(request, link.case_id)
+    v = view.build(s, reqs, page_language(request))
+    return web.json_response({"stage": v.stage, "restored": v.restored, "done": v.done or v.restored})
+
+
 def _text(form: MultiDictProxy[Any], name: str) -> str:
     value = form.get(name, "")
     return value.strip() if isinstance(value, str) else ""
@@ -292,5 +301,6 @@ def setup_holder(app: web.Application) -> None:
     app.router.add_get("/h/", no_token)
     app.router.add_get("/h/{token}", page)
     app.router.add_get("/h/{token}/status", status)
+    app.router.add_get("/h/{token}/status.json", status_json)
     app.router.add_post("/h/{token}/verify", verify)
     app.router.add_post("/h/{token}/appeal", appeal)

@@ -17,12 +17,17 @@ from aiohttp.test_utils import TestServer
 from contracts.case import CaseStatus
 from tests.portal.reviewer.conftest import PASSWORD, appeal_in_review, portal_app
 
-CHROMIUM = os.environ.get("PSP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = pathlib.Path("/tmp/portal-shots")
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM),
-    reason="no chromium binary: the browser test needs headless Chromium (apt-get install -y chromium)",
-)
+CHROMIUM = os.environ.get("PSP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = pathlib.Path(os.environ.get("PSP_SHOTS", "/tmp/portal-shots"))
+# The same markers as the holder's browser test (tests/portal/test_browser.py): `make test-browser` runs both.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(
+        CHROMIUM is None or not os.path.exists(CHROMIUM),
+        reason="no chromium binary on PATH (apt-get install chromium); browser test skipped",
+    ),
+]
 
 
 def shot(name: str) -> str:
@@ -49,7 +54,7 @@ async def test_a_reviewer_signs_in_and_decides_an_appeal_in_chromium(stack, tmp_
     base = str(server.make_url("")).rstrip("/")
     try:
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             await page.goto(f"{base}/reviewer/")
             assert page.url.endswith("/reviewer/sign-in")
