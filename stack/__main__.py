@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import pathlib
+import secrets
 import subprocess
 import sys
 import time
@@ -126,6 +127,9 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     values.setdefault("PSP_PORTAL_SECRET", codec.new_key_spec("s").split("=", 1)[1])
     values.setdefault("PSP_PORTAL_UPLOADS", str(data / "portal-uploads"))
     values.setdefault("PSP_PORTAL_SECURE_COOKIES", "0")  # plain HTTP on loopback; production serves HTTPS
+    # The reviewer console's local sign-in (reviewer-1, reviewer-2, ... with this password; production: the SSO).
+    values.setdefault("PSP_PORTAL_REVIEWER_PASSWORD", secrets.token_urlsafe(12))
+    values.setdefault("PSP_PORTAL_SESSION_KEY", secrets.token_hex(32))
     # Scoring as one process or two shards: PSP_SCORING_SHARDS=2 make up (kept for the folder's next `up`).
     values["PSP_SCORING_SHARDS"] = os.environ.get("PSP_SCORING_SHARDS") or values.get("PSP_SCORING_SHARDS", "1")
     if values["PSP_SCORING_SHARDS"] not in ("1", "2"):
@@ -277,6 +281,10 @@ def up(data: pathlib.Path) -> None:
     print(f"  traces        {values['PSP_SPAN_FILE']}  (psctl case trace CASE_ID prints a case's span tree)")
     print(f"  certificates  {values['PSP_PKI_DIR']}  (ca.pem; <principal>.pem/.key; psctl pki issue ROLE ID)")
     print(f"  portal        http://127.0.0.1:{ports['portal']}/h/<link token>  (the link in every warning SMS)")
+    print(
+        f"  reviewers     http://127.0.0.1:{ports['portal']}/reviewer/  (reviewer-1, reviewer-2; password:"
+        " PSP_PORTAL_REVIEWER_PASSWORD in the settings file)"
+    )
     print(f"  SMSC (SMPP)   127.0.0.1:{ports['smsc']}")
     print(f"  mail (SMTP)   127.0.0.1:{ports['smtp']}")
     print(f"  settings      {data / 'stack.env'}  (PSP_ENV_FILE={data / 'stack.env'} psctl ... talks to this stack)")

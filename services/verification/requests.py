@@ -95,6 +95,12 @@ def check_claim(r: vpb.ClaimReviewRequest) -> None:
     v.raise_if_any()
 
 
+def check_review_evidence(r: vpb.GetReviewEvidenceRequest) -> None:
+    v = Violations()
+    v.uuid(r.review_id, "review_id")
+    v.raise_if_any()
+
+
 def check_reviewer_field(given: str, reviewer: str) -> None:
     """The reviewer is the caller's certificate; a reviewer_id naming anyone else is refused."""
     if given and given != reviewer:

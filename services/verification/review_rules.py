@@ -43,6 +43,12 @@ def check_decision(
         raise ReviewRefused("NOTHING_TO_ASK", "a termination review is decided on the case file: approve or reject")
 
 
+def check_evidence_view(status: vpb.ReviewStatus.ValueType, claimed_by: str, reviewer: str) -> None:
+    """Sealed evidence opens only for the reviewer who holds the claim, while the review waits for them."""
+    if status != vpb.REVIEW_STATUS_CLAIMED or claimed_by != reviewer:
+        raise ReviewRefused("REVIEW_NOT_CLAIMED_BY_YOU", "claim the review to open its evidence")
+
+
 def status_after(
     decision: vpb.Decision.ValueType, kind: vpb.ReviewKind.ValueType = vpb.REVIEW_KIND_APPEAL, first_approver: str = ""
 ) -> vpb.ReviewStatus.ValueType:

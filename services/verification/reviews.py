@@ -1,7 +1,7 @@
 """The manual review queue: appeals, restores the policy wants approved, terminations after confirmed fraud.
 
 Opening, asking for more, claiming, deciding and escalating a review; who may do what is `review_rules`. The
-holder's own words are sealed evidence, opened only for reviewers' listings.
+holder's own words are sealed evidence, opened only for the reviewer who claimed the review (each opening recorded).
 """
 
 from __future__ import annotations
@@ -142,6 +142,22 @@ class Reviews:
             row = await store.update_review(tx.conn, row["review_id"], escalated=True)
             log.warning("review %s escalated: its SLA ran out", row["review_id"])
         return row
+
+    async def evidence(self, conn: Conn, review_id: str, reviewer: str) -> tuple[asyncpg.Record, str, list[str]]:
+        """The claimed review with its explanation and evidence references, decrypted; the opening is recorded
+        (call inside a transaction: the record and the reading stand or fall together)."""
+        row = await store.review(conn, uuid.UUID(review_id), lock=True)
+        if row is None:
+            raise not_found("review", "REVIEW_NOT_FOUND")
+        try:
+            review_rules.check_evidence_view(row["status"], row["claimed_by"], reviewer)
+        except review_rules.ReviewRefused as refused:
+            raise permission_denied(str(refused), refused.reason) from refused
+        await store.record_evidence_view(conn, row["review_id"], reviewer)
+        owner = row["review_id"]
+        texts = await store.open_evidence(conn, self.sealer, [owner], "explanation")
+        refs = await store.open_evidence(conn, self.sealer, [owner], "evidence_ref")
+        return row, "\n\n".join(texts.get(owner, [])), refs.get(owner, [])
 
     async def explained(
         self, conn: Conn | asyncpg.Pool, rows: Sequence[asyncpg.Record]

@@ -124,8 +124,8 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         requests.check_list_reviews(request)
         statuses = [request.status] if request.status else list(review_rules.WAITING)
         rows = await store.list_reviews(self.pool, statuses, request.escalated_only, request.page_size or 50)
-        explained = await self.reviews.explained(self.pool, rows)
-        return vpb.ListReviewsResponse(reviews=[review_pb(r, text) for r, text in explained])
+        # The holder's explanation stays sealed in listings: it opens for the claiming reviewer only.
+        return vpb.ListReviewsResponse(reviews=[review_pb(r) for r in rows])
 
     @mutation(requests.check_claim)
     async def ClaimReview(self, request: vpb.ClaimReviewRequest, tx: Tx) -> vpb.ClaimReviewResponse:
@@ -142,6 +142,15 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
             tx, request.review_id, reviewer, request.decision, request.note, request.more_requested
         )
         return vpb.DecideReviewResponse(review=await self._review_pb(tx.conn, row))
+
+    async def GetReviewEvidence(
+        self, request: vpb.GetReviewEvidenceRequest, context: grpc.aio.ServicerContext
+    ) -> vpb.GetReviewEvidenceResponse:
+        requests.check_review_evidence(request)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row, text, refs = await self.reviews.evidence(conn, request.review_id, caller().id)
+        log.info("review %s: evidence opened by its reviewer", row["review_id"])
+        return vpb.GetReviewEvidenceResponse(review=review_pb(row, text), evidence_refs=refs)
 
     @mutation(requests.check_escalate)
     async def EscalateReview(self, request: vpb.EscalateReviewRequest, tx: Tx) -> vpb.EscalateReviewResponse:

@@ -82,6 +82,10 @@ async def open_evidence(
     return found
 
 
+async def record_evidence_view(conn: Conn, review_id: uuid.UUID, principal: str) -> None:
+    await conn.execute("INSERT INTO evidence_views (review_id, principal) VALUES ($1, $2)", review_id, principal)
+
+
 async def purge_expired_evidence(pool: asyncpg.Pool) -> int:
     deleted = await pool.fetchval(
         "WITH d AS (DELETE FROM evidence WHERE expires_at <= now() RETURNING 1) SELECT count(*) FROM d"
