@@ -74,6 +74,7 @@ class SnapshotWriter:
         self.dirty: dict[int, dict[str, str]] = defaultdict(dict)  # partition -> changed line -> its hash
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
+        self._advanced: int | None = None  # the journal id unchanged partitions were last moved up to
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -88,7 +89,8 @@ class SnapshotWriter:
                 await asyncio.sleep(self.interval_s)
             for p in owned:
                 await asyncio.sleep(self.interval_s / len(owned))
-                await self._guarded(self.flush([p]))
+                await self._guarded(self.flush([p], changed_only=True))
+            await self._guarded(self.advance_unchanged())
             await self._guarded(self.sweep())
             await self._guarded(store.trim_journal(self.pool, PARTITIONS))
 
@@ -127,14 +129,15 @@ class SnapshotWriter:
             cut = ledger.cut = Cut(self.engine, lines, ledger.applied)
         return cut
 
-    async def flush(self, partitions: list[int] | None = None) -> int:
-        """Checkpoints the owned partitions (or `partitions` of them); returns the lines written."""
+    async def flush(self, partitions: list[int] | None = None, changed_only: bool = False) -> int:
+        """Checkpoints the owned partitions (or `partitions` of them; `changed_only`: those with a changed line);
+        returns the lines written."""
         async with self._lock:
             t0 = time.perf_counter()
             await self._collect_gradually()
             cut = await self._cut(partitions if partitions is not None else self.ledger.shards.owned)
             saved = 0
-            unsaved = list(cut.lines)
+            unsaved = [p for p, lines in cut.lines.items() if lines or not changed_only]
             try:  # a partition at a time: only one partition's encoded lines are held at once
                 while unsaved:
                     p = unsaved[0]
@@ -151,6 +154,26 @@ class SnapshotWriter:
             if saved and partitions is None:
                 log.info("window checkpoint: %d lines in %.2fs", saved, time.perf_counter() - t0)
             return saved
+
+    async def advance_unchanged(self) -> None:
+        """Moves the checkpoint of every owned partition without a changed line up to the journal applied so far
+        (their saved lines are their state then), in one statement and only when there is anything new, so the
+        journal can be trimmed without rewriting partitions nobody touched."""
+        async with self._lock:
+            await self._collect_gradually()
+            ledger = self.ledger
+            async with ledger.lock:
+                if ledger.pending:
+                    await ledger.record_pending()
+                self._collect()
+                upto = ledger.applied
+                unchanged = [p for p in ledger.shards.owned if not self.dirty.get(p)]
+            if unchanged and upto != self._advanced:
+                try:
+                    await store.advance_checkpoints(self.pool, unchanged, upto, ledger.token)
+                except store.PartitionLost:
+                    ledger.lost()
+                self._advanced = upto
 
     async def sweep(self) -> None:
         """Engine.sweep a chunk at a time between batches: a million lines would hold the loop for a while."""

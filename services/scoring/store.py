@@ -257,6 +257,20 @@ async def save_partition(
     return len(records)
 
 
+async def advance_checkpoints(pool: asyncpg.Pool, partitions: list[int], journal_id: int, token: uuid.UUID) -> None:
+    """Moves the checkpoints of partitions none of whose lines changed up to `journal_id` (never back)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")  # as in save_partition
+        if not await owns(conn, partitions, token):
+            raise PartitionLost(partitions)
+        await conn.execute(
+            "INSERT INTO checkpoints (partition, journal_id) SELECT unnest($1::int[]), $2 ON CONFLICT (partition)"
+            " DO UPDATE SET journal_id = greatest(checkpoints.journal_id, excluded.journal_id), saved_at = now()",
+            partitions,
+            journal_id,
+        )
+
+
 async def checkpoints(pool: asyncpg.Pool, partitions: list[int]) -> dict[int, int]:
     rows = await pool.fetch("SELECT partition, journal_id FROM checkpoints WHERE partition = ANY($1)", partitions)
     return {r["partition"]: r["journal_id"] for r in rows}

@@ -129,3 +129,37 @@ async def test_a_report_is_counted_once_across_a_checkpoint_and_a_crash(pool) ->
     await proc.snapshots.flush()
     proc = await start(pool)
     assert windows(proc.engine) == expected
+
+
+async def test_rolling_checkpoints_write_only_changed_partitions_and_lose_nothing(pool) -> None:
+    """The writer's round: each partition in its own slot, only if a line of it changed; then the checkpoints of
+    the unchanged ones move up in one statement, once, and the journal is trimmed."""
+    work = batches(5)
+    proc = await start(pool)
+    writer = proc.snapshots
+    for rows in work[:12]:
+        await proc.ingest(rows)
+    owned = proc.servicer.ledger.shards.owned
+    touched = {p for p, lines in writer.dirty.items() if lines} | {store_partition(m) for m in proc.engine.dirty}
+    written = [p for p in owned if await writer.flush([p], changed_only=True)]
+    assert set(written) == touched and len(written) < len(owned)
+    await writer.advance_unchanged()
+    after = {r["partition"]: r for r in await pool.fetch("SELECT partition, journal_id, saved_at FROM checkpoints")}
+    assert len(after) == len(owned) and len({r["journal_id"] for r in after.values()}) == 1
+    await writer.advance_unchanged()  # nothing new: nothing written
+    again = {r["partition"]: r["saved_at"] for r in await pool.fetch("SELECT partition, saved_at FROM checkpoints")}
+    assert again == {p: r["saved_at"] for p, r in after.items()}
+    assert await store.trim_journal(pool, len(owned)) == 12  # every batch so far is in every checkpoint
+    for rows in work[12:18]:
+        await proc.ingest(rows)
+    proc = await start(pool)  # kill -9 after a round
+    for rows in work[18:]:
+        await proc.ingest(rows)
+    assert windows(proc.engine) == reference(work)
+
+
+def store_partition(msisdn: str) -> int:
+    from services.scoring.partitions import partition_of
+    from tests.scoring.processes import hash_of
+
+    return partition_of(hash_of(msisdn))
