@@ -187,6 +187,8 @@ def _refusal(err: grpc.aio.AioRpcError) -> str | None:
         )
     if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
         return "refused_input"
+    if err.code() == grpc.StatusCode.NOT_FOUND and reason == "REVIEW_NOT_FOUND":  # a stale or foreign review id
+        return "refused_state"
     return None
 
 
