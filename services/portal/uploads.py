@@ -78,6 +78,12 @@ class SealedUploads:
         meta = json.loads(raw[4 : 4 + n])
         return Opened(meta["type"], meta["name"], raw[4 + n :])
 
+    def delete(self, ref: str) -> None:
+        """Forgets an upload the platform refused (no case refers to it, so nobody could ever open it)."""
+        m = _REF_RE.fullmatch(ref)
+        if m is not None:
+            (self.folder / m[1]).unlink(missing_ok=True)
+
     def purge(self, now: float | None = None) -> int:
         """Deletes files older than the retention period; how many."""
         if not self.folder.exists():

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pscommon import links
 from services.portal.clients import Clients
-from services.portal.web import FORM_DEADLINE, build_app
-from tests.portal.conftest import LINK_KEYS, key_spec, signer
+from services.portal.web import FORM_DEADLINE, UPLOADS, build_app
+from tests.portal.conftest import LINK_KEYS, PNG, key_spec, signer
 from tests.portal.test_holder_pages import appeal_form, case_for, status_of, verify_form
 
 pytestmark = pytest.mark.timeout(120)
@@ -140,3 +140,24 @@ async def test_a_token_from_another_session_or_a_method_override_is_refused(stac
     )
     assert resp.status == 403
     assert (await status_of(stack, case_id)).stage == "warned"
+
+
+async def test_files_of_a_refused_submission_do_not_stay_on_disk(stack, portal):
+    # Medium: uploads were sealed and stored before verification answered and kept for 180 days when it refused:
+    # a link and the number let anyone add 10 MB a request, unlimited (each repeat appeal is refused, files stay).
+    msisdn = "19880000153"
+    case_id = await case_for(stack, msisdn, "holder-88-0153", level="high", action="suspend")
+    token = signer().sign(case_id, "en")
+    store = portal.server.app[UPLOADS]
+    html = await (await portal.get(f"/h/{token}")).text()
+    first = await portal.post(
+        f"/h/{token}/appeal", data=appeal_form(html, msisdn, "my deliveries", [("a.png", PNG)]), allow_redirects=False
+    )
+    assert first.status == 303
+    assert len(list(store.folder.iterdir())) == 1
+    for i in range(3):
+        html = await (await portal.get(f"/h/{token}")).text()
+        files = [(f"{i}-{n}.png", PNG) for n in range(5)]
+        resp = await portal.post(f"/h/{token}/appeal", data=appeal_form(html, msisdn, "again", files))
+        assert resp.status == 409, await resp.text()
+    assert len(list(store.folder.iterdir())) == 1
