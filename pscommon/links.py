@@ -23,7 +23,8 @@ _BODY = struct.Struct(">10sIBI")
 _MAC_LEN = 12
 # Exactly the unpadded url-safe base64 of body and MAC: the decoder alone skips stray characters and ignores the
 # last character's spare bits, so one link would have many spellings.
-_B64_RE = re.compile(r"[A-Za-z0-9_-]{%d}" % -(-(_BODY.size + _MAC_LEN) * 4 // 3), re.ASCII)
+_B64_LEN = -(-(_BODY.size + _MAC_LEN) * 4 // 3)  # 31 bytes: 42 characters
+_B64_RE = re.compile(rf"[A-Za-z0-9_-]{{{_B64_LEN}}}", re.ASCII)
 _LANGS = ("zh", "en")
 DEFAULT_TTL_S = 14 * 86400  # a case waits for its holder for days or weeks; reminders carry fresh links
 

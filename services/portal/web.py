@@ -78,6 +78,9 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
+    # No other site's window keeps a handle on ours, no other site embeds our files (a reviewer's evidence images).
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # HOOK: the route setups the app runs, in order. The reviewer console joins when services/portal/reviewer/

@@ -15,8 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pscommon import links
 from services.portal.clients import Clients
+from services.portal.uploads import sniff
 from services.portal.web import FORM_DEADLINE, UPLOADS, build_app
-from tests.portal.conftest import LINK_KEYS, PNG, key_spec, signer
+from tests.portal.conftest import LINK_KEYS, MP4, PNG, key_spec, signer
 from tests.portal.test_holder_pages import appeal_form, case_for, status_of, verify_form
 
 pytestmark = pytest.mark.timeout(120)
@@ -105,6 +106,7 @@ async def test_no_version_banner_and_https_only_behind_tls(strict_portal):
     resp = await strict_portal.get("/h/")
     assert "aiohttp" not in resp.headers.get("Server", "") and "Python" not in resp.headers.get("Server", "")
     assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert resp.headers["Cross-Origin-Opener-Policy"] == "same-origin"
     static = await strict_portal.get("/static/portal.css")
     assert static.status == 200 and "aiohttp" not in static.headers.get("Server", "")
 
@@ -135,9 +137,7 @@ async def test_a_token_from_another_session_or_a_method_override_is_refused(stac
     await portal.get(f"/h/{token}")  # a session of our own, and the other session's token
     resp = await portal.post(f"/h/{token}/verify", data=verify_form(theirs, msisdn, holder))
     assert resp.status == 403
-    resp = await portal.post(
-        f"/h/{token}/verify", data={"_method": "GET"}, headers={"X-HTTP-Method-Override": "GET"}
-    )
+    resp = await portal.post(f"/h/{token}/verify", data={"_method": "GET"}, headers={"X-HTTP-Method-Override": "GET"})
     assert resp.status == 403
     assert (await status_of(stack, case_id)).stage == "warned"
 
@@ -161,3 +161,12 @@ async def test_files_of_a_refused_submission_do_not_stay_on_disk(stack, portal):
         resp = await portal.post(f"/h/{token}/appeal", data=appeal_form(html, msisdn, "again", files))
         assert resp.status == 409, await resp.text()
     assert len(list(store.folder.iterdir())) == 1
+
+
+def test_only_real_video_containers_pass_as_a_liveness_video():
+    # Low: any bytes with `ftyp` at offset 4 passed as video/mp4 (an HTML page, a script).
+    assert sniff(b"\x00\x00\x00\x00ftyp<html><script>alert(1)</script>") is None
+    assert sniff(b"\x00\x00\x00\x18ftyp#!/bin/sh\nrm -rf /") is None
+    assert sniff(MP4) == "video/mp4"
+    assert sniff(b"\x00\x00\x00\x14ftypqt  " + bytes(64)) == "video/quicktime"
+    assert sniff(b"\x1a\x45\xdf\xa3" + bytes(64)) == "video/webm"
