@@ -17,7 +17,7 @@ from pscommon import links
 from services.portal.clients import Clients
 from services.portal.uploads import sniff
 from services.portal.web import FORM_DEADLINE, UPLOADS, build_app
-from tests.portal.conftest import LINK_KEYS, MP4, PNG, key_spec, signer
+from tests.portal.conftest import LINK_KEYS, MP4, PNG, form_value, key_spec, signer
 from tests.portal.test_holder_pages import appeal_form, case_for, status_of, verify_form
 
 pytestmark = pytest.mark.timeout(120)
@@ -138,6 +138,11 @@ async def test_a_token_from_another_session_or_a_method_override_is_refused(stac
     resp = await portal.post(f"/h/{token}/verify", data=verify_form(theirs, msisdn, holder))
     assert resp.status == 403
     resp = await portal.post(f"/h/{token}/verify", data={"_method": "GET"}, headers={"X-HTTP-Method-Override": "GET"})
+    assert resp.status == 403
+    mine = form_value(await (await portal.get(f"/h/{token}")).text(), "csrf_token")
+    resp = await portal.post(f"/h/{token}/verify", json={"csrf_token": mine})  # the token, but not as a form
+    assert resp.status == 403
+    resp = await portal.post(f"/h/{token}/verify", data=f"csrf_token={mine}", headers={"Content-Type": "text/plain"})
     assert resp.status == 403
     assert (await status_of(stack, case_id)).stage == "warned"
 
