@@ -21,6 +21,10 @@ _CASE_RE = re.compile(r"case-([0-9a-f]{20})-([0-9]{1,9})", re.ASCII)
 _KID_RE = re.compile(r"[A-Za-z0-9_-]{1,16}", re.ASCII)
 _BODY = struct.Struct(">10sIBI")
 _MAC_LEN = 12
+# Exactly the unpadded url-safe base64 of body and MAC: the decoder alone skips stray characters and ignores the
+# last character's spare bits, so one link would have many spellings.
+_B64_LEN = -(-(_BODY.size + _MAC_LEN) * 4 // 3)  # 31 bytes: 42 characters
+_B64_RE = re.compile(rf"[A-Za-z0-9_-]{{{_B64_LEN}}}", re.ASCII)
 _LANGS = ("zh", "en")
 DEFAULT_TTL_S = 14 * 86400  # a case waits for its holder for days or weeks; reminders carry fresh links
 
@@ -69,17 +73,17 @@ class LinkSigner:
         expires = int((time.time() if now is None else now) + self.ttl_s)
         body = _BODY.pack(bytes.fromhex(m[1]), int(m[2]), _LANGS.index(_lang(language)), expires)
         raw = body + self._mac(self._active, body)
-        return f"{self._active}.{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
+        return f"{self._active}.{_encode(raw)}"
 
     def verify(self, token: str, now: float | None = None) -> Link:
         kid, dot, b64 = token.partition(".")
-        if not dot or not _KID_RE.fullmatch(kid) or len(b64) > 64:
+        if not dot or not _KID_RE.fullmatch(kid) or not _B64_RE.fullmatch(b64):
             raise LinkError("malformed")
         try:
             raw = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
         except (binascii.Error, ValueError) as err:
             raise LinkError("malformed") from err
-        if len(raw) != _BODY.size + _MAC_LEN:
+        if len(raw) != _BODY.size + _MAC_LEN or _encode(raw) != b64:
             raise LinkError("malformed")
         if kid not in self._keys:
             raise LinkError("unknown_key")
@@ -95,6 +99,10 @@ class LinkSigner:
 
     def _mac(self, kid: str, body: bytes) -> bytes:
         return hmac.new(self._keys[kid], kid.encode() + b"." + body, hashlib.sha256).digest()[:_MAC_LEN]
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _lang(language: str) -> str:

@@ -26,6 +26,27 @@ _MAGIC = {
     "application/pdf": (b"%PDF-",),
 }
 _VIDEO_MAGIC = {"video/mp4": 4, "video/quicktime": 4, "video/webm": 0}  # ftyp box at 4; EBML at 0
+# What phones record: an ISO/QuickTime file opens with an `ftyp` box naming one of these major brands. Anything
+# else with `ftyp` at byte 4 (an HTML page, a script) is not a video.
+_BRANDS = {
+    b"isom",
+    b"iso2",
+    b"iso4",
+    b"iso5",
+    b"iso6",
+    b"mp41",
+    b"mp42",
+    b"avc1",
+    b"M4V ",
+    b"qt  ",
+    b"3gp4",
+    b"3gp5",
+    b"3gp6",
+    b"3g2a",
+    b"mmp4",
+    b"MSNV",
+    b"dash",
+}
 EVIDENCE_TYPES = tuple(_MAGIC)
 VIDEO_TYPES = tuple(_VIDEO_MAGIC)
 
@@ -35,8 +56,8 @@ def sniff(data: bytes) -> str | None:
     for kind, magics in _MAGIC.items():
         if any(data.startswith(m) for m in magics):
             return kind
-    if data[4:8] == b"ftyp":
-        return "video/quicktime" if data[8:10] == b"qt" else "video/mp4"
+    if data[4:8] == b"ftyp" and data[8:12] in _BRANDS and 16 <= int.from_bytes(data[:4], "big") <= 4096:
+        return "video/quicktime" if data[8:12] == b"qt  " else "video/mp4"
     if data.startswith(b"\x1a\x45\xdf\xa3"):
         return "video/webm"
     return None
@@ -77,6 +98,12 @@ class SealedUploads:
         n = int.from_bytes(raw[:4], "big")
         meta = json.loads(raw[4 : 4 + n])
         return Opened(meta["type"], meta["name"], raw[4 + n :])
+
+    def delete(self, ref: str) -> None:
+        """Forgets an upload the platform refused (no case refers to it, so nobody could ever open it)."""
+        m = _REF_RE.fullmatch(ref)
+        if m is not None:
+            (self.folder / m[1]).unlink(missing_ok=True)
 
     def purge(self, now: float | None = None) -> int:
         """Deletes files older than the retention period; how many."""

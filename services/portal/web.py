@@ -14,6 +14,7 @@ session cookie is SameSite=Strict, HttpOnly and carries nothing but a random id.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import importlib
@@ -29,6 +30,7 @@ from typing import Any
 import grpc
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pscommon import codec, links
 from pscommon.config import Settings
@@ -45,6 +47,7 @@ JINJA = web.AppKey("jinja", jinja2.Environment)
 CSRF_SECRET = web.AppKey("csrf_secret", bytes)
 LINKS = web.AppKey("links", links.LinkSigner)
 UPLOADS = web.AppKey("uploads", SealedUploads)
+FORM_DEADLINE = web.AppKey("form_deadline", tuple)  # (seconds, bytes per second): how long a form may take to arrive
 UPLOAD_RETENTION_S = 180 * 86400  # as the verification policy keeps evidence (evidence_retention)
 SID = web.RequestKey("sid", str)
 NEW_SID = web.RequestKey("new_sid", bool)
@@ -52,6 +55,11 @@ LANG = web.RequestKey("lang", str)  # the page's language unless ?lang= says oth
 SESSION_COOKIE = "psp_sid"
 CSRF_FIELD = "csrf_token"
 MAX_BODY = 12 * 1024 * 1024  # the largest request at all (uploads are limited per file by their handler)
+# A form gets a base time plus its size at a slow mobile rate, then 408: a body that trickles in (or stalls) must
+# not hold a connection for ever (aiohttp itself has no read timeout on request bodies).
+FORM_BASE_S = 20.0
+FORM_MIN_RATE = 32 * 1024
+HSTS = "max-age=31536000"
 _SID_RE = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 _ERROR_TEXT = {
@@ -70,6 +78,9 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
+    # No other site's window keeps a handle on ours, no other site embeds our files (a reviewer's evidence images).
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # HOOK: the route setups the app runs, in order. The reviewer console joins when services/portal/reviewer/
@@ -122,7 +133,8 @@ def render(request: web.Request, name: str, ctx: Mapping[str, Any] | None = None
             lang=lang,
             t=TEXT[lang],
             csrf_token=csrf_token(request),
-            switch_url=f"{request.path}?lang={other}",
+            # Relative to the page itself: the path is the client's (it may be `//elsewhere`), never put it in a link.
+            switch_url=f"?lang={other}",
             hotline=request.app[SETTINGS].portal_hotline,
             **(ctx or {}),
         )
@@ -144,7 +156,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         resp = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
-            _secure(exc)
+            _secure(request, exc)
             log.info("%s %s %d", request.method, _route(request), exc.status)
             raise
         resp = error_page(request, exc.status)
@@ -154,7 +166,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as err:  # noqa: BLE001 -- the holder sees a page; the log names the error class only
         log.error("unhandled %s on %s", type(err).__name__, _route(request))
         resp = error_page(request, 500)
-    _secure(resp)
+    _secure(request, resp)
     if request.get(NEW_SID):
         resp.set_cookie(
             SESSION_COOKIE,
@@ -171,18 +183,40 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in _UNSAFE:
-        form = await request.post()  # cached: the handler reads the same form
+        # No session, no form: refused before a byte of the body is read.
+        if not _SID_RE.fullmatch(request.cookies.get(SESSION_COOKIE, "")):
+            raise web.HTTPForbidden()
+        form = await _form(request)  # cached: the handler reads the same form
         sent = form.get(CSRF_FIELD)
-        if not (request.cookies.get(SESSION_COOKIE) and isinstance(sent, str)):
+        # compare_digest refuses non-ASCII str with TypeError: such a token is simply wrong.
+        if not (isinstance(sent, str) and sent.isascii()):
             raise web.HTTPForbidden()
         if not hmac.compare_digest(sent, csrf_token(request)):
             raise web.HTTPForbidden()
     return await handler(request)
 
 
-def _secure(resp: web.StreamResponse) -> None:
+async def _form(request: web.Request) -> Any:
+    base_s, rate = request.app[FORM_DEADLINE]
+    size = request.content_length if request.content_length is not None else MAX_BODY
+    try:
+        async with asyncio.timeout(base_s + min(size, MAX_BODY) / rate):
+            return await request.post()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
+    except (ValueError, HttpProcessingError):  # a multipart body that does not parse is bad input, not our error
+        raise web.HTTPBadRequest() from None
+
+
+def _secure(request: web.Request, resp: web.StreamResponse) -> None:
     for k, v in _HEADERS.items():
         resp.headers.setdefault(k, v)
+    if request.app[SETTINGS].portal_secure_cookies:  # served behind TLS: browsers must never fall back to http
+        resp.headers.setdefault("Strict-Transport-Security", HSTS)
+
+
+async def _no_server_banner(request: web.Request, resp: web.StreamResponse) -> None:
+    resp.headers["Server"] = "portal"  # not which Python and aiohttp versions answer
 
 
 def _route(request: web.Request) -> str:
@@ -195,6 +229,8 @@ def build_app(settings: Settings, clients: Clients) -> web.Application:
     app = web.Application(middlewares=[errors, csrf], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[CLIENTS] = clients
+    app[FORM_DEADLINE] = (FORM_BASE_S, FORM_MIN_RATE)
+    app.on_response_prepare.append(_no_server_banner)
     app[JINJA] = templates()
     secret = settings.portal_secret.encode() or secrets.token_bytes(32)
     app[CSRF_SECRET] = hashlib.sha256(b"portal-csrf:" + secret).digest()

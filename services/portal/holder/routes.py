@@ -187,7 +187,17 @@ def _refusal(err: grpc.aio.AioRpcError) -> str | None:
         )
     if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
         return "refused_input"
+    if err.code() == grpc.StatusCode.NOT_FOUND and reason == "REVIEW_NOT_FOUND":  # a stale or foreign review id
+        return "refused_state"
     return None
+
+
+async def _forget(request: web.Request, refs: list[str]) -> None:
+    """Files of a submission verification refused: nothing refers to them, so they must not sit on disk (a link
+    and a number would otherwise fill it, 12 MB a request, for the whole retention period)."""
+    delete = request.app[UPLOADS].delete
+    for ref in refs:
+        await asyncio.to_thread(delete, ref)
 
 
 @_refusing
@@ -212,8 +222,8 @@ async def verify(request: web.Request) -> web.Response:
     if errors:
         return await _page(request, link, errors, status=_upload_status(errors))
     assert data is not None and kind is not None
-    ref = await asyncio.to_thread(request.app[UPLOADS].put, data, kind, "liveness")
     s, _ = await _status(request, link.case_id)
+    ref = await asyncio.to_thread(request.app[UPLOADS].put, data, kind, "liveness")
     try:
         out = await request.app[CLIENTS].verification.SubmitOnlineVerification(
             vpb.SubmitOnlineVerificationRequest(
@@ -230,6 +240,7 @@ async def verify(request: web.Request) -> web.Response:
             timeout=RPC_TIMEOUT_S,
         )
     except grpc.aio.AioRpcError as err:
+        await _forget(request, [ref])
         words = _refusal(err)
         if words is None:
             raise
@@ -287,6 +298,7 @@ async def appeal(request: web.Request) -> web.Response:
             timeout=RPC_TIMEOUT_S,
         )
     except grpc.aio.AioRpcError as err:
+        await _forget(request, refs)
         words = _refusal(err)
         if words is None:
             raise

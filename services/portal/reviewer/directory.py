@@ -7,20 +7,58 @@ is what verification trusts: the reviewer recorded with a claim or a decision is
 
 from __future__ import annotations
 
+import collections
 import hmac
 import pathlib
 import re
+import time
+from collections.abc import Callable
 
 from pscommon.tls import TlsFiles
 
 REVIEWER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 ROLE = "reviewer"
+# Password guessing: a reviewer id with this many failed sign-ins in the window is locked until it has room again;
+# all ids together get a larger budget (the local password is shared, so guesses spread over made-up ids count).
+MAX_FAILURES = 5
+MAX_FAILURES_ALL = 30
+WINDOW_S = 15 * 60
+
+
+class Throttle:
+    """Failed attempts per key within a sliding window; `locked` once a key has `limit` of them."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+        self._failed: dict[str, collections.deque[float]] = {}
+
+    def _recent(self, key: str) -> collections.deque[float]:
+        q = self._failed.get(key, collections.deque())
+        horizon = self.clock() - self.window_s
+        while q and q[0] <= horizon:
+            q.popleft()
+        return q
+
+    def locked(self, key: str) -> bool:
+        return len(self._recent(key)) >= self.limit
+
+    def failed(self, key: str) -> None:
+        if len(self._failed) > 10_000:  # made-up ids must not grow this for ever
+            recent = {k: self._recent(k) for k in list(self._failed)}
+            self._failed = {k: q for k, q in recent.items() if q}
+        q = self._recent(key)
+        q.append(self.clock())
+        self._failed[key] = q
 
 
 class Directory:
-    def __init__(self, pki_dir: str, local_password: str) -> None:
+    def __init__(self, pki_dir: str, local_password: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.folder = pathlib.Path(pki_dir) if pki_dir else None
         self.local_password = local_password
+        self.per_reviewer = Throttle(MAX_FAILURES, WINDOW_S, clock)
+        self.everyone = Throttle(MAX_FAILURES_ALL, WINDOW_S, clock)
 
     @property
     def enabled(self) -> bool:
@@ -34,9 +72,14 @@ class Directory:
         """True when the password is right and `reviewer` names a reviewer certificate of our CA."""
         if not self.enabled or not REVIEWER_ID.fullmatch(reviewer):
             return False
-        if not hmac.compare_digest(password.encode(), self.local_password.encode()):
+        # While locked even the right password is refused: a guesser learns nothing from the answer.
+        if self.per_reviewer.locked(reviewer) or self.everyone.locked(""):
             return False
-        return self.is_reviewer(reviewer)
+        if not hmac.compare_digest(password.encode(), self.local_password.encode()) or not self.is_reviewer(reviewer):
+            self.per_reviewer.failed(reviewer)
+            self.everyone.failed("")
+            return False
+        return True
 
     def is_reviewer(self, reviewer: str) -> bool:
         if self.folder is None or not REVIEWER_ID.fullmatch(reviewer):
