@@ -176,9 +176,13 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         resp = scoring_pb2.IngestCdrsResponse()
         openings: list[asyncio.Task[None]] = []
         position = 0
-        async for batch in read_ahead(request_iterator):
-            try:
+        stream = read_ahead(request_iterator)
+        while True:
+            try:  # a message that does not parse (or breaks the bounds) is refused here, as the batch it is
+                batch = await anext(stream)
                 done = await scoring_metrics.scored(self._ingest(batch.request_id, batch.cdrs), batch.cdrs)
+            except StopAsyncIteration:
+                break
             except ServiceError as err:
                 # Each batch is its own request: the ones before stay applied, and say so.
                 err.metadata["batch_index"] = str(position)
