@@ -1166,11 +1166,12 @@ def reviewers_file() -> str:
 
 
 def uploads_file() -> str:
-    header = f"""
+    header = """
         The holders' uploads (evidence, liveness videos), each sealed with PSP_CODEC_KEYS before it is written
         and deleted after 180 days by the portal itself: written by the portal's pods, read by the console's,
         on any node, hence ReadWriteMany. The cluster's default StorageClass must offer it (CephFS, NFS, EFS,
-        Azure Files ...); otherwise set spec.storageClassName here (README.md, "The portal"). The claim stays
+        Azure Files ...); otherwise add storageClassName in uploads_claim() in render.py (README.md, "The
+        portal"). The claim stays
         when the workloads are deleted: the files are evidence a review may still need.
         """
     return _file(f"{GENERATED_NOTE}\n\n{_text(header)}", [("", uploads_claim())])
