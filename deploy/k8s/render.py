@@ -543,7 +543,8 @@ PROCESSES: tuple[Process, ...] = (
         of its own. It opens the holders' sealed uploads (the volume {UPLOADS_CLAIM}, PSP_CODEC_KEYS); its
         sessions are signed with PSP_PORTAL_SESSION_KEY and its CSRF tokens keyed with PSP_CONSOLE_SECRET, both
         from {PORTAL_SECRET} and the same on every replica; none of the public portal's secrets but the codec keys.
-        Sign-in: PSP_PORTAL_REVIEWER_PASSWORD until the SSO sign-in exists (README.md, "The portal").
+        Sign-in: the carrier's SSO proxy in front of the internal ingress names the reviewer in the header
+        PSP_PORTAL_SSO_HEADER (config.yaml); there is no password (README.md, "The portal").
         Probes: GET {HEALTH_PATH} on its port.
         """,
         component="web",
@@ -555,7 +556,7 @@ PROCESSES: tuple[Process, ...] = (
             *secret_keys("PSP_CODEC_KEYS", "PSP_CODEC_ACTIVE_KEY"),
             # Its own CSRF secret: a leak from the public pods forges no console form.
             secret_key("PSP_PORTAL_SECRET", "PSP_CONSOLE_SECRET", PORTAL_SECRET),
-            *secret_keys("PSP_PORTAL_SESSION_KEY", "PSP_PORTAL_REVIEWER_PASSWORD", secret=PORTAL_SECRET),
+            *secret_keys("PSP_PORTAL_SESSION_KEY", secret=PORTAL_SECRET),
         ),
         web=INTERNAL_WEB,
         portal_pages="reviewer",

@@ -101,7 +101,6 @@ PORTAL_SECRET_KEYS = {
     "PSP_PORTAL_SECRET",
     "PSP_CONSOLE_SECRET",
     "PSP_PORTAL_SESSION_KEY",
-    "PSP_PORTAL_REVIEWER_PASSWORD",
 }
 # The portal's processes: what they set inline besides paths (what the process is, test_portal_manifests.py checks
 # the values), and the writable uploads volume (every other inline path is into a read-only mount).

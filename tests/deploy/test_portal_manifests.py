@@ -73,7 +73,6 @@ EXPECTED_SECRETS = {
         "PSP_CODEC_ACTIVE_KEY": (SECRET, "PSP_CODEC_ACTIVE_KEY"),
         "PSP_PORTAL_SECRET": (PORTAL_SECRET, "PSP_CONSOLE_SECRET"),
         "PSP_PORTAL_SESSION_KEY": (PORTAL_SECRET, "PSP_PORTAL_SESSION_KEY"),
-        "PSP_PORTAL_REVIEWER_PASSWORD": (PORTAL_SECRET, "PSP_PORTAL_REVIEWER_PASSWORD"),
     },
 }
 
@@ -174,6 +173,15 @@ def test_probes_ask_the_health_route_over_http() -> None:
             if get.get("path") != HEALTH_PATH or container_port(c, get.get("port", -1)) != PORTAL_PORT:
                 problems.append(f"{dep.ref}: {kind} is {c.get(kind)}, expected GET {HEALTH_PATH} on {PORTAL_PORT}")
     fail_if(problems)
+
+
+def test_reviewers_sign_in_through_the_sso_proxy_only() -> None:
+    """The console takes the reviewer from the proxy's header; no password sign-in exists in the cluster."""
+    assert config_data().get("PSP_PORTAL_SSO_HEADER"), (
+        "PSP_PORTAL_SSO_HEADER is not set: the console would offer passwords"
+    )
+    assert "PSP_PORTAL_REVIEWER_PASSWORD" not in secret_keys(PORTAL_SECRET) | set(config_data())
+    assert "PSP_PORTAL_REVIEWER_PASSWORD" not in env(workload("reviewer-console"))
 
 
 def test_the_config_map_serves_the_portal_on_its_container_port() -> None:
