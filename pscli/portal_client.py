@@ -16,7 +16,8 @@ DEMO_VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(1024)
 
 
 def holder_link(cfg: Settings, case_id: str, language: str) -> str:
-    """The link notify puts in the case's warning SMS (same keys, same case, same language)."""
+    """A link as notify signs it into the case's messages (same keys, same case, same language): the demo's
+    fallback when it cannot read the one the holder received (pscli/sms_inbox.py)."""
     signer = links.signer_from_settings(cfg.link_keys, cfg.link_active_key, cfg.link_ttl_s)
     if signer is None:
         raise RuntimeError("no PSP_LINK_KEYS: is this a stack started before the portal existed? `make up` adds them")

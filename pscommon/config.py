@@ -54,7 +54,7 @@ class Settings:
     codec_keys: str = field(default_factory=lambda: _env("PSP_CODEC_KEYS", ""))
     codec_active_key: str = field(default_factory=lambda: _env("PSP_CODEC_ACTIVE_KEY", ""))
     codec_server_port: int = field(default_factory=lambda: int(_env("PSP_CODEC_SERVER_PORT", "8081")))
-    verify_url_base: str = field(default_factory=lambda: _env("PSP_VERIFY_URL", "https://verify.example-carrier.cn/r"))
+    verify_url_base: str = field(default_factory=lambda: _env("PSP_VERIFY_URL", "https://verify.example-carrier.cn/h"))
     # Keys signing the holder's links (pscommon/links.py) "kid=base64key,..." and the id new links are signed
     # with; empty: messages carry no link. Shared by notify (signs) and the portal (checks).
     link_keys: str = field(default_factory=lambda: _env("PSP_LINK_KEYS", ""))
@@ -70,6 +70,9 @@ class Settings:
     portal_hotline: str = field(default_factory=lambda: _env("PSP_PORTAL_HOTLINE", "10086"))
     # Behind TLS (production): session cookies only over HTTPS. The local stack serves plain HTTP on loopback.
     portal_secure_cookies: bool = field(default_factory=lambda: _env("PSP_PORTAL_SECURE_COOKIES", "1") == "1")
+    # Which pages this portal process serves: "holder" (the public pages under /h/), "reviewer" (the console under
+    # /reviewer/), or both (the local stack). Production runs them apart (deploy/k8s/README.md, "The portal").
+    portal_pages: str = field(default_factory=lambda: _env("PSP_PORTAL_PAGES", "holder,reviewer"))
     # Which case policy the worker uses (a file under workflows/policies/).
     case_policy: str = field(default_factory=lambda: _env("PSP_CASE_POLICY", "default"))
     # Path of the verification policy table; empty: the one shipped with the service.

@@ -280,6 +280,14 @@ AUTH_DENIALS = counter(
     ["service", "method", "role", "code"],
 )
 
+# the portal (services/portal/web.py): by route pattern, never the path (a holder's path carries a link token)
+PORTAL_REQUESTS = counter(
+    "psp.portal.requests",
+    "{request}",
+    "Portal requests answered, by route pattern and HTTP status (the reviewer console's and the holder's pages)",
+    ["route", "status"],
+)
+
 SPECS: dict[str, Spec] = {s.name: s for s in CATALOGUE}
 
 

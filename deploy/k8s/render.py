@@ -40,9 +40,12 @@ SERVICE_ACCOUNT = "platform"
 CONFIG_MAP = "platform-config"
 SECRET = "platform-secrets"
 
-HAND_WRITTEN = ("namespace.yaml", "config.yaml", "secret.yaml", "codec-jwt-issuer.yaml")
+PORTAL_SECRET = "portal-secrets"
+HAND_WRITTEN = ("namespace.yaml", "config.yaml", "secret.yaml", "portal-secret.yaml", "codec-jwt-issuer.yaml")
 NETWORK_POLICY_FILE = "network-policy.yaml"
 CERTIFICATES_FILE = "certificates.yaml"
+REVIEWERS_FILE = "reviewers.yaml"
+UPLOADS_FILE = "portal-uploads.yaml"
 TEMPORAL_CLIENTS_FILE = "temporal-clients.yaml"
 KUSTOMIZATION_FILE = "kustomization.yaml"
 # Rendered and committed, but not applied by kustomization.yaml (see README.md).
@@ -144,6 +147,65 @@ CODEC_JWT_ISSUER = ConfigFiles(
 )
 
 
+# The portal (services/portal) runs as two processes of the same module (README.md, "The portal"): `portal`, the
+# holder's pages, public on the internet through PUBLIC_WEB; `reviewer-console`, the review desk's console, only on
+# the carrier's internal network through INTERNAL_WEB. Neither is reachable from anywhere else (network-policy.yaml).
+PORTAL_PORT = 8090  # PSP_PORTAL_PORT in config.yaml (tests/deploy checks they agree)
+HEALTH_PATH = "/healthz"  # services/portal/web.py: "ok", nothing else
+# Holders' uploads (evidence, liveness videos), sealed with PSP_CODEC_KEYS: written by the portal, read by the
+# console, so one volume that pods of both mount read-write on any node (ReadWriteMany; README.md, "The portal").
+UPLOADS_CLAIM = "portal-uploads"
+UPLOADS_DIR = "/var/lib/psp/portal-uploads"
+UPLOADS_SIZE = "50Gi"
+# The review desk: one client certificate per reviewer (spiffe://<trust domain>/reviewer/<id>), all mounted into
+# the console's pods as <id>.pem / <id>.key beside ca.pem at REVIEWERS_DIR (PSP_PKI_DIR, the layout
+# services/portal/reviewer/directory.py reads). PLACEHOLDER ids: put the desk's own (reviewer-<staff number>),
+# render and apply; the console restarts with the new set (README.md, "The portal").
+REVIEWERS: tuple[str, ...] = ("reviewer-1", "reviewer-2")
+REVIEWERS_DIR = "/etc/psp/reviewers"
+REVIEWERS_VOLUME = "reviewers"
+
+
+@dataclass(frozen=True)
+class WebIngress:
+    """An Ingress publishing a web process over HTTPS: its host, the path prefixes routed to it (nothing else),
+    the ingress class, the cert-manager ClusterIssuer of its TLS certificate (a web CA the browsers trust, never
+    the platform's CA), and the namespace of the controller's pods, the only peer its NetworkPolicy admits."""
+
+    host: str
+    paths: tuple[str, ...]
+    ingress_class: str
+    cluster_issuer: str
+    controller_namespace: str
+    note: str
+
+
+# PLACEHOLDERS: the carrier's host names, ingress classes, issuers and controller namespaces (README.md, "The portal").
+PUBLIC_WEB = WebIngress(
+    host="verify.example-carrier.cn",  # PSP_VERIFY_URL in config.yaml is https://<host>/h (checked by tests/deploy)
+    paths=("/h/", "/static/"),
+    ingress_class="public",
+    cluster_issuer="public-web-ca",
+    controller_namespace="ingress-public",
+    note="""
+        The holder's pages, public: only /h/ (the pages the SMS links open) and /static/ (their CSS and the
+        status poller) are routed; the pods serve no reviewer route at all (PSP_PORTAL_PAGES=holder).
+        """,
+)
+INTERNAL_WEB = WebIngress(
+    host="review.psp.example-carrier.internal",
+    paths=("/reviewer", "/static/"),
+    ingress_class="internal",
+    cluster_issuer="carrier-internal-web-ca",
+    controller_namespace="ingress-internal",
+    note="""
+        The reviewer console, on the carrier's internal network only: an ingress class whose controller is
+        reachable from the review desk's network and not from the internet, behind the carrier's SSO proxy
+        (README.md, "The portal").
+        """,
+)
+
+
 def _text(text: str) -> str:
     """Prose from the table, written as indented triple-quoted strings, without its indentation."""
     return textwrap.dedent(text).strip("\n")
@@ -196,6 +258,19 @@ class Process:
     # NetworkPolicy: peers admitted besides the platform's own pods, and the comment above the policy.
     extra_peers: tuple[Manifest, ...] = ()
     ingress_note: str = ""
+    # The Secrets whose every key becomes a variable (envFrom). A process that needs only a few keys of a Secret
+    # takes them one by one in `env` (secret_keys()): the portal's processes, which face browsers.
+    secrets: tuple[str, ...] = (SECRET,)
+    # Its certificate serves its Service's names (a gRPC server); False: a client certificate only.
+    serves_tls: bool = True
+    # A web process published by an Ingress: its NetworkPolicy admits the ingress controller only.
+    web: WebIngress | None = None
+    # The portal's pages this process serves (PSP_PORTAL_PAGES, set inline: it is what the process is).
+    portal_pages: str | None = None
+    # Mounts the holders' uploads volume read-write at UPLOADS_DIR (PSP_PORTAL_UPLOADS).
+    uploads: bool = False
+    # Mounts the reviewers' certificates at REVIEWERS_DIR (PSP_PKI_DIR).
+    reviewer_certs: bool = False
 
 
 SMALL: Manifest = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
@@ -215,6 +290,26 @@ TEMPORAL_REACHABLE = (
     ' host, _, port = os.environ["TEMPORAL_ADDRESS"].rpartition(":");'
     " socket.create_connection((host, int(port)), timeout=3).close()"
 )
+
+
+def secret_keys(*keys: str, secret: str = SECRET) -> tuple[Manifest, ...]:
+    """Single keys of a Secret as variables of the same name."""
+    return tuple(secret_key(k, k, secret) for k in keys)
+
+
+def secret_key(var: str, key: str, secret: str) -> Manifest:
+    return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def http_probe(*, period: int, failures: int, initial_delay: int | None = None) -> Manifest:
+    return probe(
+        "httpGet",
+        {"path": HEALTH_PATH, "port": "http"},
+        initial_delay=initial_delay,
+        period=period,
+        timeout=3,
+        failures=failures,
+    )
 
 
 def probe(
@@ -397,6 +492,84 @@ PROCESSES: tuple[Process, ...] = (
         its namespace); it is carrier-specific and left out.
         """,
     ),
+    Process(
+        name="portal",
+        module="services.portal",
+        about=f"""
+        portal: the holder's pages (services/portal/holder, PSP_PORTAL_PAGES=holder): the page every warning SMS
+        links to (https://{PUBLIC_WEB.host}/h/<signed token>), the online check, the appeal with its uploads,
+        the live status. Public on the internet through the Ingress below (TLS at the ingress controller, plain
+        HTTP from it to the pods, which no one else may reach: network-policy.yaml). It calls verification over
+        mutual TLS as the carrier app's principal spiffe://{TRUST_DOMAIN}/app/portal (certificates.yaml, a client
+        certificate only). It checks the links notify signs (PSP_LINK_KEYS), the holder's number against the
+        case (PSP_LINE_HASH_KEY), and seals uploads (PSP_CODEC_KEYS) into the volume {UPLOADS_CLAIM}: those five
+        keys of {SECRET}, nothing else of it (no database, no SMSC); its CSRF secret PSP_PORTAL_SECRET from
+        {PORTAL_SECRET}, the same on every replica so that a form served by one pod is accepted by another.
+        Probes: GET {HEALTH_PATH} on its port (it answers "ok" and nothing else).
+        """,
+        component="web",
+        port=Port("http", PORTAL_PORT),
+        role="app",
+        serves_tls=False,
+        readiness=http_probe(period=10, failures=2),
+        liveness=http_probe(initial_delay=10, period=20, failures=3),
+        secrets=(),
+        env=(
+            *secret_keys(
+                "PSP_LINK_KEYS", "PSP_LINK_ACTIVE_KEY", "PSP_LINE_HASH_KEY", "PSP_CODEC_KEYS", "PSP_CODEC_ACTIVE_KEY"
+            ),
+            *secret_keys("PSP_PORTAL_SECRET", secret=PORTAL_SECRET),
+        ),
+        web=PUBLIC_WEB,
+        portal_pages="holder",
+        uploads=True,
+        grace_note="On SIGTERM the portal stops accepting and finishes the requests in flight (uploads included).",
+        autoscaler_note="Holders' browsers: bursts follow waves of warning SMS.",
+        ingress_note=f"""
+        portal: from the public ingress controller's pods only (namespace {PUBLIC_WEB.controller_namespace}); no
+        platform pod calls it.
+        """,
+    ),
+    Process(
+        name="reviewer-console",
+        module="services.portal",
+        about=f"""
+        reviewer-console: the review desk's console (services/portal/reviewer, PSP_PORTAL_PAGES=reviewer), on the
+        carrier's internal network only (the Ingress below, https://{INTERNAL_WEB.host}/reviewer/). Not the
+        public portal's pods: the reviewers' private keys, which can open holders' evidence and decide restores
+        and terminations, are mounted here only, and a pod facing the internet has no reviewer route to reach.
+        It calls verification over mutual TLS with the signed-in reviewer's own certificate (REVIEWERS in
+        render.py: reviewers.yaml, mounted at {REVIEWERS_DIR}, which PSP_PKI_DIR names), so it has no certificate
+        of its own. It opens the holders' sealed uploads (the volume {UPLOADS_CLAIM}, PSP_CODEC_KEYS); its
+        sessions are signed with PSP_PORTAL_SESSION_KEY and its CSRF tokens keyed with PSP_CONSOLE_SECRET, both
+        from {PORTAL_SECRET} and the same on every replica; none of the public portal's secrets but the codec keys.
+        Sign-in: the carrier's SSO proxy in front of the internal ingress names the reviewer in the header
+        PSP_PORTAL_SSO_HEADER (config.yaml); there is no password (README.md, "The portal").
+        Probes: GET {HEALTH_PATH} on its port.
+        """,
+        component="web",
+        port=Port("http", PORTAL_PORT),
+        readiness=http_probe(period=10, failures=2),
+        liveness=http_probe(initial_delay=10, period=20, failures=3),
+        secrets=(),
+        env=(
+            *secret_keys("PSP_CODEC_KEYS", "PSP_CODEC_ACTIVE_KEY"),
+            # Its own CSRF secret: a leak from the public pods forges no console form.
+            secret_key("PSP_PORTAL_SECRET", "PSP_CONSOLE_SECRET", PORTAL_SECRET),
+            *secret_keys("PSP_PORTAL_SESSION_KEY", secret=PORTAL_SECRET),
+        ),
+        web=INTERNAL_WEB,
+        portal_pages="reviewer",
+        uploads=True,
+        reviewer_certs=True,
+        max_replicas=3,
+        grace_note="On SIGTERM the console stops accepting and finishes the requests in flight.",
+        autoscaler_note="A review desk's worth of users; two replicas keep it up through node drains.",
+        ingress_note=f"""
+        reviewer-console: from the internal ingress controller's pods only (namespace
+        {INTERNAL_WEB.controller_namespace}); no platform pod calls it.
+        """,
+    ),
 )
 
 
@@ -439,6 +612,7 @@ def workload_metadata(p: Process) -> Manifest:
     meta = metadata(p.name, pod_labels(p))
     annotations: dict[str, str] = {}
     secrets = ([tls_secret(p)] if p.role else []) + ([temporal_tls_secret(p)] if p.temporal else [])
+    secrets += [reviewer_secret(r) for r in REVIEWERS] if p.reviewer_certs else []
     if secrets:
         annotations[RELOAD_ANNOTATION] = ",".join(secrets)
     if p.config_files:
@@ -487,9 +661,10 @@ def pod_template(p: Process) -> Manifest:
         ports.append({"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"})
     if ports:
         container["ports"] = ports
-    container["envFrom"] = [{"configMapRef": {"name": CONFIG_MAP}}, {"secretRef": {"name": SECRET}}]
+    container["envFrom"] = [{"configMapRef": {"name": CONFIG_MAP}}, *({"secretRef": {"name": s}} for s in p.secrets)]
     # The only values set inline: paths into the pod's own volumes, its certificate's (PSP_TRUST_DOMAIN is in the
-    # ConfigMap) and its config_files'; and a sharded process's shard count and addresses (shard_env()).
+    # ConfigMap), its config_files', the uploads' and the reviewers' certificates'; a sharded process's shard count
+    # and addresses (shard_env()); and which of the portal's pages a portal process serves.
     env = [{"name": var, "value": f"{TLS_DIR}/{file}"} for var, file in TLS_FILES.items()] if p.role else []
     if p.config_files:
         env += [
@@ -499,6 +674,12 @@ def pod_template(p: Process) -> Manifest:
         env += [{"name": var, "value": f"{TEMPORAL_TLS_DIR}/{file}"} for var, file in TEMPORAL_TLS_FILES.items()]
     if p.sharding:
         env += shard_env(p)
+    if p.portal_pages:
+        env.append({"name": "PSP_PORTAL_PAGES", "value": p.portal_pages})
+    if p.uploads:
+        env.append({"name": "PSP_PORTAL_UPLOADS", "value": UPLOADS_DIR})
+    if p.reviewer_certs:
+        env.append({"name": "PSP_PKI_DIR", "value": REVIEWERS_DIR})
     env += p.env
     if env:
         container["env"] = env
@@ -539,6 +720,16 @@ def pod_template(p: Process) -> Manifest:
                 },
             }
         )
+
+    if p.uploads:
+        # Written by the portal, read by the console; the process's group (fsGroup) owns it.
+        container["volumeMounts"].append({"name": "uploads", "mountPath": UPLOADS_DIR})
+        volumes.append({"name": "uploads", "persistentVolumeClaim": {"claimName": UPLOADS_CLAIM}})
+    if p.reviewer_certs:
+        # The whole folder, never subPath (renewals are swapped in place; the process reads them per reviewer on
+        # first use, so the Reloader annotation restarts it after a renewal).
+        container["volumeMounts"].append({"name": REVIEWERS_VOLUME, "mountPath": REVIEWERS_DIR, "readOnly": True})
+        volumes.append(reviewers_volume())
 
     template_meta: Manifest = {"labels": pod_labels(p)}
     if p.metrics:
@@ -669,6 +860,16 @@ def default_deny() -> Manifest:
 
 def ingress_policy(p: Process, port: Port) -> Manifest:
     own_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": PART_OF}}}
+    if p.web:
+        # The ingress controller's pods, and nothing else: not even the platform's own pods.
+        peers = [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": p.web.controller_namespace}},
+                "podSelector": {},
+            }
+        ]
+    else:
+        peers = [own_pods, *p.extra_peers]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -676,7 +877,7 @@ def ingress_policy(p: Process, port: Port) -> Manifest:
         "spec": {
             "podSelector": {"matchLabels": selector(p)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [own_pods, *p.extra_peers], "ports": [{"protocol": "TCP", "port": port.number}]}],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": port.number}]}],
         },
     }
 
@@ -724,7 +925,7 @@ def served_dns_names(p: Process) -> list[str]:
     """The Service's names, and for a sharded process every pod's under its headless Service (what shard_env's
     addresses dial), as one wildcard per domain: it covers any shard count, so re-sharding needs no new
     certificate."""
-    if not p.port:
+    if not p.port or not p.serves_tls:
         return []
     names = service_dns_names(p.name)
     if p.sharding:
@@ -788,6 +989,70 @@ def kustomization(resources: list[str]) -> Manifest:
     }
 
 
+def reviewer_secret(reviewer: str) -> str:
+    return f"{reviewer}-tls"
+
+
+def reviewer_certificate(reviewer: str) -> Manifest:
+    labels = {"app.kubernetes.io/name": "reviewer-console", "app.kubernetes.io/part-of": PART_OF}
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": metadata(reviewer, labels),
+        "spec": certificate_spec("reviewer", reviewer, reviewer_secret(reviewer), labels, []),
+    }
+
+
+def reviewers_volume() -> Manifest:
+    """Every reviewer's certificate Secret projected into one folder: <id>.pem, <id>.key, and ca.pem (the
+    platform CA, from the first; they all carry the same)."""
+    if not REVIEWERS:
+        raise ValueError("REVIEWERS is empty: the console would have no one to sign in")
+    sources = []
+    for i, r in enumerate(REVIEWERS):
+        items = [{"key": "tls.crt", "path": f"{r}.pem"}, {"key": "tls.key", "path": f"{r}.key"}]
+        if i == 0:
+            items.insert(0, {"key": "ca.crt", "path": "ca.pem"})
+        sources.append({"secret": {"name": reviewer_secret(r), "items": items}})
+    return {"name": REVIEWERS_VOLUME, "projected": {"sources": sources, "defaultMode": 0o440}}
+
+
+def web_ingress(p: Process) -> Manifest:
+    assert p.web and p.port, p.name
+    web = p.web
+    paths = [
+        {
+            "path": path,
+            "pathType": "Prefix",
+            "backend": {"service": {"name": p.name, "port": {"name": p.port.name}}},
+        }
+        for path in web.paths
+    ]
+    meta = metadata(p.name, selector(p))
+    meta["annotations"] = {"cert-manager.io/cluster-issuer": web.cluster_issuer}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta,
+        "spec": {
+            "ingressClassName": web.ingress_class,
+            "tls": [{"hosts": [web.host], "secretName": f"{p.name}-web-tls"}],
+            "rules": [{"host": web.host, "http": {"paths": paths}}],
+        },
+    }
+
+
+def uploads_claim() -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(
+            UPLOADS_CLAIM, {"app.kubernetes.io/name": UPLOADS_CLAIM, "app.kubernetes.io/part-of": PART_OF}
+        ),
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": UPLOADS_SIZE}}},
+    }
+
+
 # ------------------------------------------------------------------------------------------- rendering
 
 
@@ -834,6 +1099,8 @@ def process_file(p: Process) -> str:
     docs = [(p.grace_note, workload(p))]
     if p.port:
         docs.append(("", service(p, p.port)))
+        if p.web:
+            docs.append((p.web.note, web_ingress(p)))
         if p.sharding:
             note = f"""
                 The shards' own names: pod {p.name}-<i> is {p.name}-<i>.{shard_service(p)}.{NAMESPACE}.svc (in
@@ -870,7 +1137,8 @@ def certificates_file() -> str:
         one principal spiffe://{TRUST_DOMAIN}/<role>/<id> (roles: contracts/access.yaml) and used both to serve
         (under its Service's names; scoring's also under a wildcard for its pods' names under the headless
         Service scoring-shards, which the other shards dial) and as the process's client identity; the
-        worker's is a client certificate only. Every pod mounts its Secret read-only at {TLS_DIR}
+        worker's and the portal's (the carrier app's principal, app/portal) are client certificates only. The
+        reviewers' are in reviewers.yaml. Every pod mounts its Secret read-only at {TLS_DIR}
         (PSP_TLS_CA/CERT/KEY point there).
         cert-manager renews each Secret {CERT_RENEW_BEFORE} before expiry; the processes read their files at start
         only, so pods must restart after a renewal (README.md, "Rotation").
@@ -884,6 +1152,30 @@ def certificates_file() -> str:
     docs = [(issuer_note, ca_issuer())]
     docs += [("", certificate(p)) for p in PROCESSES if p.role]
     return _file(f"{GENERATED_NOTE}\n\n{_text(header)}", docs)
+
+
+def reviewers_file() -> str:
+    header = f"""
+        Needs cert-manager. The review desk: a client certificate per reviewer from the platform's Issuer
+        {ISSUER}, each naming spiffe://{TRUST_DOMAIN}/reviewer/<id>, the identity verification records with every
+        claim and decision (four eyes for terminations come from it). The console's pods mount them all at
+        {REVIEWERS_DIR} (reviewer-console.yaml). The ids are REVIEWERS in render.py, PLACEHOLDERS: a joiner
+        adds one (reviewer-<staff number>), a leaver is removed; render and apply, the console restarts
+        (README.md, "The portal").
+        """
+    return _file(f"{GENERATED_NOTE}\n\n{_text(header)}", [("", reviewer_certificate(r)) for r in REVIEWERS])
+
+
+def uploads_file() -> str:
+    header = """
+        The holders' uploads (evidence, liveness videos), each sealed with PSP_CODEC_KEYS before it is written
+        and deleted after 180 days by the portal itself: written by the portal's pods, read by the console's,
+        on any node, hence ReadWriteMany. The cluster's default StorageClass must offer it (CephFS, NFS, EFS,
+        Azure Files ...); otherwise add storageClassName in uploads_claim() in render.py (README.md, "The
+        portal"). The claim stays
+        when the workloads are deleted: the files are evidence a review may still need.
+        """
+    return _file(f"{GENERATED_NOTE}\n\n{_text(header)}", [("", uploads_claim())])
 
 
 def temporal_client_certificate(p: Process) -> Manifest:
@@ -989,6 +1281,8 @@ def render() -> dict[str, str]:
     files[CERTIFICATES_FILE] = certificates_file()
     files[TEMPORAL_CLIENTS_FILE] = temporal_clients_file()
     files[NETWORK_POLICY_FILE] = network_policy_file()
+    files[REVIEWERS_FILE] = reviewers_file()
+    files[UPLOADS_FILE] = uploads_file()
     resources = [*HAND_WRITTEN, *files]
     header = f"{GENERATED_NOTE}\n\n`kubectl apply -k deploy/k8s` applies everything below; `kubectl apply -f` of the files works too."
     files[KUSTOMIZATION_FILE] = _file(header, [("", kustomization(resources))])

@@ -8,11 +8,11 @@ import signal
 
 from aiohttp import web
 
-from pscommon import channels
+from pscommon import channels, metrics
 from pscommon.config import settings
 from pscommon.telemetry import setup_logging
 from services.portal.clients import Clients
-from services.portal.web import UPLOADS, build_app
+from services.portal.web import UPLOADS, build_app, pages
 
 log = logging.getLogger("portal")
 
@@ -32,12 +32,15 @@ async def purge_uploads(app: web.Application) -> None:
 async def main() -> None:
     setup_logging("portal")
     cfg = settings()
+    metrics.setup_from_settings("portal", cfg.metrics_port)
+    # Only the holder's pages call as the portal's `app` principal (the console uses each reviewer's certificate).
+    clients = Clients.from_settings(cfg) if "holder" in pages(cfg) else None
     # No access log: a holder's path carries a link token; the error middleware logs route patterns instead.
-    app = build_app(cfg, Clients.from_settings(cfg))
+    app = build_app(cfg, clients)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, cfg.portal_host, cfg.portal_port).start()
-    log.info("portal on http://%s:%d", cfg.portal_host, cfg.portal_port)
+    log.info("portal (%s) on http://%s:%d", ",".join(pages(cfg)), cfg.portal_host, cfg.portal_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

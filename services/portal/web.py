@@ -32,7 +32,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pscommon import codec, links
+from pscommon import codec, links, metrics
 from pscommon.config import Settings
 from pscommon.identity import mask
 from services.portal.clients import Clients
@@ -84,8 +84,10 @@ _HEADERS = {
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # HOOK: the route setups the app runs, in order. The reviewer console joins when services/portal/reviewer/
-# exists and exports setup_reviewer(app) (see build_app).
+# exists and exports setup_reviewer(app) (see build_app). PSP_PORTAL_PAGES picks which of them a process serves.
 ROUTE_MODULES = ("services.portal.holder", "services.portal.reviewer")
+PAGES = tuple(m.rsplit(".", 1)[1] for m in ROUTE_MODULES)
+HEALTH_PATH = "/healthz"  # the kubelet's probes; says nothing but "ok"
 
 
 def masked(msisdn: str) -> str:
@@ -176,7 +178,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             secure=request.app[SETTINGS].portal_secure_cookies,
             path="/",
         )
-    log.info("%s %s %d %.0fms", request.method, _route(request), resp.status, (time.monotonic() - started) * 1000)
+    route = _route(request)
+    metrics.PORTAL_REQUESTS.add(route=route, status=str(resp.status))
+    if route != HEALTH_PATH:  # a probe every few seconds would drown the log
+        log.info("%s %s %d %.0fms", request.method, route, resp.status, (time.monotonic() - started) * 1000)
     return resp
 
 
@@ -225,10 +230,29 @@ def _route(request: web.Request) -> str:
     return info.canonical if info is not None else "?"
 
 
-def build_app(settings: Settings, clients: Clients) -> web.Application:
+def pages(settings: Settings) -> list[str]:
+    """The pages PSP_PORTAL_PAGES names, checked: "holder", "reviewer" or both."""
+    named = [p.strip() for p in settings.portal_pages.split(",") if p.strip()]
+    unknown = sorted(set(named) - set(PAGES))
+    if unknown or not named:
+        raise ValueError(f"PSP_PORTAL_PAGES: {settings.portal_pages!r}; name one or more of {', '.join(PAGES)}")
+    return named
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def build_app(settings: Settings, clients: Clients | None) -> web.Application:
+    """`clients` (the portal's own `app` principal) is needed by the holder's pages only: a process serving only
+    the reviewer console calls verification with each reviewer's certificate and holds no `app` certificate."""
+    serving = pages(settings)
+    if clients is None and "holder" in serving:
+        raise ValueError("the holder's pages call verification as the portal's `app` principal: no clients given")
     app = web.Application(middlewares=[errors, csrf], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
-    app[CLIENTS] = clients
+    if clients is not None:
+        app[CLIENTS] = clients
     app[FORM_DEADLINE] = (FORM_BASE_S, FORM_MIN_RATE)
     app.on_response_prepare.append(_no_server_banner)
     app[JINJA] = templates()
@@ -241,9 +265,10 @@ def build_app(settings: Settings, clients: Clients) -> web.Application:
     folder = pathlib.Path(settings.portal_uploads or "portal-uploads")
     app[UPLOADS] = SealedUploads(folder, sealer, UPLOAD_RETENTION_S)
     app.router.add_static("/static", HERE / "static")
+    app.router.add_get(HEALTH_PATH, healthz)
     # HOOK: each route module present exports setup_<last part>(app); the reviewer console plugs in here.
     for name in ROUTE_MODULES:
-        if importlib.util.find_spec(name) is not None:
+        if name.rsplit(".", 1)[1] in serving and importlib.util.find_spec(name) is not None:
             mod = importlib.import_module(name)
             getattr(mod, f"setup_{name.rsplit('.', 1)[1]}")(app)
     return app

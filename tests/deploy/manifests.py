@@ -22,6 +22,8 @@ NAMESPACE = "protective-suspension"
 PART_OF = "protective-suspension"
 CONFIG_MAP = "platform-config"
 SECRET = "platform-secrets"
+# The portal's own secrets (hand-written portal-secret.yaml), taken key by key by its two processes.
+PORTAL_SECRET = "portal-secrets"
 CERT_MANAGER_GROUP = "cert-manager.io"
 
 # Workload (Deployment or StatefulSet) name -> (command, gRPC port).
@@ -39,7 +41,15 @@ SPIFFE_ROLES = {
     "notify": "notify",
     "verification": "verification",
     "worker": "worker",
+    "portal": "app",  # the carrier app's principal, as the holder's pages call verification
 }
+# The portal's two processes (one module, PSP_PORTAL_PAGES tells them apart): name -> the pages it serves.
+# test_portal_manifests.py checks them; they serve HTTP behind an Ingress, not gRPC.
+PORTAL_PROCESSES = {"portal": "holder", "reviewer-console": "reviewer"}
+PORTAL_COMMAND = ["python", "-m", "services.portal"]
+PORTAL_PORT = 8090
+UPLOADS_DIR = "/var/lib/psp/portal-uploads"
+REVIEWERS_DIR = "/etc/psp/reviewers"
 # Where a pod's certificate is mounted, and which of cert-manager's keys each setting names.
 TLS_DIR = "/etc/psp/tls"
 TLS_ENV = {"PSP_TLS_CA": "ca.crt", "PSP_TLS_CERT": "tls.crt", "PSP_TLS_KEY": "tls.key"}
@@ -165,6 +175,12 @@ def main_container(dep: Doc) -> dict[str, Any]:
     found = pod_spec(dep)["containers"]
     assert len(found) == 1, f"{dep.ref}: expected one container, found {len(found)}"
     return found[0]
+
+
+def module_source(dep: Doc) -> str:
+    """The source of the module the workload runs (`python -m <module>`; a package runs its __main__.py)."""
+    module = ROOT / Path(*main_container(dep)["command"][2].split("."))
+    return (module / "__main__.py" if module.is_dir() else module.with_suffix(".py")).read_text(encoding="utf-8")
 
 
 def selects(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:

@@ -32,9 +32,14 @@ from tests.deploy.manifests import (
     LOAD_ERRORS,
     NAMESPACE,
     PART_OF,
+    PORTAL_COMMAND,
+    PORTAL_PROCESSES,
+    PORTAL_SECRET,
     PROBE_MODULE,
+    REVIEWERS_DIR,
     SECRET,
     SHARDED,
+    UPLOADS_DIR,
     WORKLOADS,
     Doc,
     block_network,
@@ -56,7 +61,7 @@ IMAGE = "registry.example-carrier.cn/protective-suspension/platform:0.1.0"
 OTHER_PROCESSES = {
     "worker": ["python", "-m", "workflows.worker"],
     "codec-server": ["python", "-m", "pscommon.codec_server"],
-}
+} | {name: PORTAL_COMMAND for name in PORTAL_PROCESSES}
 CODEC_SERVER_PORT = 8081
 METRICS_PORT_NAME = "metrics"
 # The Temporal worker serves no port: a liveness probe would have nothing meaningful to check.
@@ -89,7 +94,18 @@ SECRET_KEYS = {
     "PSP_CODEC_ACTIVE_KEY",
     "PSP_SMSC_SYSTEM_ID",
     "PSP_SMSC_PASSWORD",
+    "PSP_LINK_KEYS",  # notify signs the holder's links, the portal checks them
+    "PSP_LINK_ACTIVE_KEY",
 }
+PORTAL_SECRET_KEYS = {
+    "PSP_PORTAL_SECRET",
+    "PSP_CONSOLE_SECRET",
+    "PSP_PORTAL_SESSION_KEY",
+}
+# The portal's processes: what they set inline besides paths (what the process is, test_portal_manifests.py checks
+# the values), and the writable uploads volume (every other inline path is into a read-only mount).
+PORTAL_INLINE = {"PSP_PORTAL_PAGES"}
+PORTAL_PATH_ENV = {"PSP_PORTAL_UPLOADS": UPLOADS_DIR, "PSP_PKI_DIR": REVIEWERS_DIR}
 # ConfigMap address key -> the Service it must name.
 ADDRESS_KEYS = {
     "PSP_SCORING_ADDR": "scoring",
@@ -429,13 +445,24 @@ def test_deployment_configuration_comes_from_configmap_and_secret(dep: Doc) -> N
         secrets = {(s.get("secretRef") or {}).get("name") for s in sources} - {None}
         if config_maps != {CONFIG_MAP}:
             problems.append(f"{where}: envFrom ConfigMaps {sorted(config_maps)}, expected [{CONFIG_MAP!r}]")
-        if secrets != {SECRET}:
-            problems.append(f"{where}: envFrom Secrets {sorted(secrets)}, expected [{SECRET!r}]")
+        # The portal's processes face browsers: they take single keys (secretKeyRef), never a whole Secret.
+        expected_secrets = set() if dep.name in PORTAL_PROCESSES else {SECRET}
+        if secrets != expected_secrets:
+            problems.append(f"{where}: envFrom Secrets {sorted(secrets)}, expected {sorted(expected_secrets)}")
         read_only_mounts = {m.get("mountPath") for m in c.get("volumeMounts") or [] if m.get("readOnly")}
+        mounts = {m.get("mountPath") for m in c.get("volumeMounts") or []}
         sharded = SHARDED.get(dep.name)
         for var in c.get("env") or []:
             if sharded and var.get("name") in (sharded.count_env, sharded.addrs_env) and "value" in var:
                 continue  # rendered from the StatefulSet's replicas: test_scoring_shards.py checks the values
+            if dep.name in PORTAL_PROCESSES and "value" in var:
+                if var.get("name") in PORTAL_INLINE:
+                    continue
+                folder = PORTAL_PATH_ENV.get(var.get("name"))
+                if folder is not None:
+                    if var["value"] != folder or folder not in mounts:
+                        problems.append(f"{where}: {var.get('name')}={var['value']!r} is not its mount {folder}")
+                    continue
             folder = INLINE_PATH_ENV.get(var.get("name"))
             if folder is not None and "value" in var:
                 # A path into the pod's own volume (its certificate, the codec server's issuer key), not
@@ -448,7 +475,7 @@ def test_deployment_configuration_comes_from_configmap_and_secret(dep: Doc) -> N
                 continue
             ref = var.get("valueFrom") or {}
             source = (ref.get("configMapKeyRef") or {}).get("name") or (ref.get("secretKeyRef") or {}).get("name")
-            if source not in (CONFIG_MAP, SECRET):
+            if source not in (CONFIG_MAP, SECRET, PORTAL_SECRET):
                 problems.append(f"{where}: env {var.get('name')!r} is set inline, not from {CONFIG_MAP}/{SECRET}")
     fail_if(problems)
 
@@ -507,17 +534,18 @@ def test_configmap_has_the_platform_settings() -> None:
     fail_if(problems)
 
 
-def test_secret_holds_only_placeholders() -> None:
+@pytest.mark.parametrize("name, keys", [(SECRET, SECRET_KEYS), (PORTAL_SECRET, PORTAL_SECRET_KEYS)])
+def test_secret_holds_only_placeholders(name: str, keys: set[str]) -> None:
     secrets = of_kind("Secret")
-    assert [s.name for s in secrets] == [SECRET], f"expected only the Secret {SECRET}, found {ids(secrets)}"
-    secret = secrets[0]
+    assert sorted(s.name for s in secrets) == sorted([SECRET, PORTAL_SECRET]), f"unexpected Secrets {ids(secrets)}"
+    secret = single("Secret", name)
     values: dict[str, str] = dict(secret.obj.get("stringData") or {})
     for key, encoded in (secret.obj.get("data") or {}).items():
         try:
             values[key] = base64.b64decode(str(encoded), validate=True).decode("utf-8")
         except ValueError:
             values[key] = f"<undecodable base64 {encoded!r}>"
-    problems = [f"{secret.ref}: missing key {k}" for k in sorted(SECRET_KEYS - set(values))]
+    problems = [f"{secret.ref}: missing key {k}" for k in sorted(keys - set(values))]
     problems += [
         f"{secret.ref}: value of {k} is not an obvious placeholder (must contain {PLACEHOLDER}); "
         "real secrets do not belong in the repository"
@@ -539,6 +567,7 @@ def _workload_for(svc: Doc) -> Doc:
 
 def test_every_server_has_a_service() -> None:
     expected = set(GRPC_SERVICES) | {"codec-server"} | {s.headless_service for s in SHARDED.values()}
+    expected |= set(PORTAL_PROCESSES)
     found = {s.name for s in SERVICES}
     assert found == expected, f"Services in deploy/k8s/: {sorted(found)}, expected {sorted(expected)}"
 
@@ -602,7 +631,11 @@ def test_network_policies() -> None:
         labels = dep.obj["spec"]["template"]["metadata"].get("labels") or {}
         for port in svc.obj["spec"].get("ports") or []:
             peers = _allowed_peers(labels, port["port"])
-            if same_namespace not in peers:
+            if dep.name in PORTAL_PROCESSES:
+                # Reached through their ingress controller only (test_portal_manifests.py), by no platform pod.
+                if same_namespace in peers:
+                    problems.append(f"{svc.ref}: a NetworkPolicy admits the platform's pods on port {port['port']}")
+            elif same_namespace not in peers:
                 problems.append(f"{svc.ref}: no NetworkPolicy admits the platform's pods on port {port['port']}")
             if {} in peers:
                 problems.append(f"{svc.ref}: a NetworkPolicy admits any source on port {port['port']}")

@@ -6,14 +6,23 @@ NetworkPolicy letting Prometheus (and only Prometheus) in on it, and no series s
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from pscommon import metrics
-from tests.deploy.manifests import NAMESPACE, ROOT, WORKLOADS, Doc, config_data, fail_if, main_container, of_kind
+from tests.deploy.manifests import (
+    NAMESPACE,
+    ROOT,
+    WORKLOADS,
+    Doc,
+    config_data,
+    fail_if,
+    main_container,
+    module_source,
+    of_kind,
+)
 
 PROMETHEUS = yaml.safe_load((ROOT / "deploy" / "observability" / "prometheus" / "prometheus.yaml").read_text())
 PROMETHEUS_PEER = {
@@ -25,8 +34,7 @@ PROMETHEUS_PEER = {
 def _records_metrics(dep: Doc) -> bool:
     """Its code sets up the metrics exporter (pscommon.metrics.setup_from_settings, directly or through
     pscommon.grpc_server.serve_forever)."""
-    module = main_container(dep)["command"][2]
-    source = (ROOT / Path(*module.split("."))).with_suffix(".py").read_text(encoding="utf-8")
+    source = module_source(dep)
     return bool(re.search(r"setup_from_settings\(|grpc_server\.serve_forever\(", source))
 
 
@@ -39,7 +47,7 @@ def _port() -> int:
 
 def test_the_processes_that_record_metrics() -> None:
     names = {d.name for d in METRIC_WORKLOADS}
-    assert names == {"scoring", "suspension", "notify", "verification", "worker"}, names
+    assert names == {"scoring", "suspension", "notify", "verification", "worker", "portal", "reviewer-console"}, names
 
 
 @pytest.mark.parametrize("dep", METRIC_WORKLOADS, ids=lambda d: d.name)

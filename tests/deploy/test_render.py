@@ -50,6 +50,8 @@ def test_command_runs_a_module_of_the_repository(process: Any) -> None:
     """`python -m <module>` must name a file of the repository that runs something when executed."""
     module: str = process.module
     path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.exists() and (package_main := ROOT / module.replace(".", "/") / "__main__.py").is_file():
+        path = package_main  # a package: python -m runs its __main__.py
     assert path.is_file(), f"render.py runs `python -m {module}`, but {path.relative_to(ROOT)} does not exist"
     tree = ast.parse(path.read_text(encoding="utf-8"))
     runs = any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in ast.walk(tree))

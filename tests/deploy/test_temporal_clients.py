@@ -16,7 +16,6 @@ from pscommon.config import Settings
 from pscommon.identity import Principal
 from tests.deploy.manifests import (
     DOCS,
-    ROOT,
     TEMPORAL_TLS_DIR,
     TEMPORAL_TLS_ENV,
     WORKLOADS,
@@ -24,6 +23,7 @@ from tests.deploy.manifests import (
     config_data,
     fail_if,
     main_container,
+    module_source,
     pod_spec,
 )
 from tests.deploy.temporal_files import TEMPORAL_CA_SECRET, TEMPORAL_CLIENTS_FILE, TEMPORAL_ISSUER
@@ -36,8 +36,7 @@ def _connects_to_temporal() -> set[str]:
     """The processes whose code connects to Temporal: each workload's module calls temporal.connect."""
     found = set()
     for dep in WORKLOADS:
-        module = main_container(dep)["command"][2]
-        source = (ROOT / Path(*module.split("."))).with_suffix(".py").read_text(encoding="utf-8")
+        source = module_source(dep)
         if re.search(r"\btemporal\.connect\(", source):
             found.add(dep.name)
     return found

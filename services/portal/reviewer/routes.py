@@ -45,9 +45,13 @@ FORM = web.RequestKey("reviewer_form", dict)
 
 def from_settings(cfg: Settings) -> Console:
     """Besides the portal's settings: PSP_PORTAL_REVIEWER_PASSWORD, the local stack's sign-in password (unset:
-    local sign-in is off), and PSP_PORTAL_SESSION_KEY (hex; unset: random per process, sessions end at restart)."""
+    local sign-in is off), PSP_PORTAL_SSO_HEADER, the header in which the carrier's SSO proxy forwards the verified
+    reviewer id (set: the proxy signs reviewers in, the password form is off), and PSP_PORTAL_SESSION_KEY (hex;
+    unset: random per process, sessions end at restart)."""
     key = os.environ.get("PSP_PORTAL_SESSION_KEY", "")
-    directory = Directory(cfg.pki_dir, os.environ.get("PSP_PORTAL_REVIEWER_PASSWORD", ""))
+    directory = Directory(
+        cfg.pki_dir, os.environ.get("PSP_PORTAL_REVIEWER_PASSWORD", ""), os.environ.get("PSP_PORTAL_SSO_HEADER", "")
+    )
     return Console(
         desk=Desk(cfg.verification_addr, directory),
         directory=directory,
@@ -79,7 +83,27 @@ def _console(request: web.Request) -> Console:
 
 
 def _session(request: web.Request) -> Session | None:
-    return _console(request).sessions.load(request.cookies.get(COOKIE))
+    c = _console(request)
+    s = c.sessions.load(request.cookies.get(COOKIE))
+    # Behind the SSO proxy a session lasts only while the proxy still vouches for the same reviewer.
+    if s is not None and c.directory.sso_header and c.directory.sso_reviewer(request.headers) != s.reviewer:
+        return None
+    return s
+
+
+def _start_session(c: Console, reviewer: str) -> web.HTTPSeeOther:
+    log.info("reviewer console: %s signed in", reviewer)
+    resp = web.HTTPSeeOther(PATH + "/")
+    resp.set_cookie(
+        COOKIE,
+        c.sessions.dump(c.sessions.new(reviewer)),
+        max_age=LIFETIME_S,
+        path=PATH,
+        secure=c.secure_cookies,
+        httponly=True,
+        samesite="Strict",
+    )
+    return resp
 
 
 def _render(request: web.Request, template: str, status: int = 200, reviewer: str = "", **context: Any) -> web.Response:
@@ -133,11 +157,20 @@ NO_REVIEW = "No review waiting for a decision has this id."
 async def sign_in_page(request: web.Request) -> web.Response:
     if _session(request) is not None:
         raise web.HTTPSeeOther(PATH + "/")
-    return _render(request, "sign_in.html", enabled=_console(request).directory.enabled, error="", given="")
+    c = _console(request)
+    if c.directory.sso_header:
+        reviewer = c.directory.sso_reviewer(request.headers)
+        if reviewer is None:
+            log.info("reviewer console: the SSO proxy named no reviewer of this desk")
+            return _refused(request, 403, "Your sign-on does not name a reviewer of this desk. Ask its lead.")
+        raise _start_session(c, reviewer)
+    return _render(request, "sign_in.html", enabled=c.directory.enabled, error="", given="")
 
 
 async def sign_in(request: web.Request) -> web.Response:
     c = _console(request)
+    if c.directory.sso_header:
+        return _refused(request, 403, "Reviewers sign in through the carrier's single sign-on here.")
     form = await _form(request)
     reviewer = form.get("reviewer_id", "").strip()
     if not c.directory.sign_in(reviewer, form.get("password", "")):
@@ -151,18 +184,7 @@ async def sign_in(request: web.Request) -> web.Response:
             error="Unknown reviewer or wrong password.",
             given=given,
         )
-    log.info("reviewer console: %s signed in", reviewer)
-    resp = web.HTTPSeeOther(PATH + "/")
-    resp.set_cookie(
-        COOKIE,
-        c.sessions.dump(c.sessions.new(reviewer)),
-        max_age=LIFETIME_S,
-        path=PATH,
-        secure=c.secure_cookies,
-        httponly=True,
-        samesite="Strict",
-    )
-    raise resp
+    raise _start_session(c, reviewer)
 
 
 @_signed_in
