@@ -105,7 +105,7 @@ CALLS_OUT = {
     *(
         f"carrier.verification.v1.VerificationService/{m.name}"
         for m in verification_pb2.DESCRIPTOR.services_by_name["VerificationService"].methods
-        if m.name != "ListReviews"
+        if m.name not in ("ListReviews", "GetReview")
     ),
 }
 LONG_POLLS = {"carrier.notify.v1.NotifyService/GetNotification"}
