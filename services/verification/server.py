@@ -127,7 +127,9 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         # The holder's explanation stays sealed in listings: it opens for the claiming reviewer only.
         return vpb.ListReviewsResponse(reviews=[review_pb(r) for r in rows])
 
-    async def GetReview(self, request: vpb.GetReviewRequest, context: grpc.aio.ServicerContext) -> vpb.GetReviewResponse:
+    async def GetReview(
+        self, request: vpb.GetReviewRequest, context: grpc.aio.ServicerContext
+    ) -> vpb.GetReviewResponse:
         requests.check_get_review(request)
         # Whatever its status, and without the holder's explanation: that opens through GetReviewEvidence only.
         return vpb.GetReviewResponse(review=review_pb(await self.reviews.get(self.pool, request.review_id)))

@@ -299,4 +299,6 @@ async def test_a_review_the_queue_does_not_show_still_opens_by_id(stack, browser
     page = await one.get(f"/reviewer/reviews/{review_id}")
     assert page.status == 200 and "Claim this review" in await page.text()
     assert (await post(one, review_id, "claim")).status == 303
-    assert (await post(one, review_id, "decide", decision="approve")).headers["Location"] == "/reviewer/?decided=approved"
+    assert (await post(one, review_id, "decide", decision="approve")).headers[
+        "Location"
+    ] == "/reviewer/?decided=approved"
