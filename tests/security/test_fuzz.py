@@ -13,11 +13,11 @@ rather than the authorisation check. For every call:
 - INVALID_ARGUMENT carries a BadRequest of at most 20 violations and fits the client's metadata limit;
 - no traceback is logged (by the server's guard, or by gRPC for a handler outside it);
 - a refused call changes no row of the services' schemas (scoring's checkpoint timer aside) and nothing of
-  the simulated network (HLR barring and location per handset, registry, push devices, faults). A client stream answered once is one request, unless
-  its error names the refused batch (batch_index: IngestCdrs applies each batch as its own request); a
-  bidirectional stream acknowledges each message, so only a one-message one is held to this. A change seen while
-  earlier accepted calls may still be at work counts when the same call, sent again as a new request once all is
-  quiet, changes something again.
+  the simulated network (HLR barring and location per handset, registry, push devices, faults). A client stream
+  answered once is one request, unless its error names the refused batch (batch_index: IngestCdrs applies each
+  batch as its own request); a bidirectional stream acknowledges each message, so only a one-message one is
+  held to this. A change seen while earlier accepted calls may still be at work counts when the same call, sent
+  again as a new request once all is quiet, changes something again.
 
 Afterwards every server still reports SERVING, and a fault the simulators accept is one the faulty method can
 answer with. Numbers the fuzz may get accepted lie in 1999xxxxxxx (no other test uses them), cells in 460-99-*,
