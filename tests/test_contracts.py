@@ -274,6 +274,7 @@ BAD = [
         "note",
     ),
     ("verification", "ListReviews", verification_pb2.ListReviewsRequest(page_size=501), "page_size"),
+    ("verification", "GetReview", verification_pb2.GetReviewRequest(review_id="r1"), "review_id"),
     ("suspension", "ListLineHistory", suspension_pb2.ListLineHistoryRequest(line_hash="not-a-hash"), "line_hash"),
 ]
 

@@ -143,6 +143,13 @@ class Reviews:
             log.warning("review %s escalated: its SLA ran out", row["review_id"])
         return row
 
+    async def get(self, conn: Conn | asyncpg.Pool, review_id: str) -> asyncpg.Record:
+        """A review whatever its status; its sealed evidence stays sealed (that is `evidence`)."""
+        row = await store.review(conn, uuid.UUID(review_id))
+        if row is None:
+            raise not_found("review", "REVIEW_NOT_FOUND")
+        return row
+
     async def evidence(self, conn: Conn, review_id: str, reviewer: str) -> tuple[asyncpg.Record, str, list[str]]:
         """The claimed review with its explanation and evidence references, decrypted; the opening is recorded
         (call inside a transaction: the record and the reading stand or fall together)."""

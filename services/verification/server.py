@@ -127,6 +127,13 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         # The holder's explanation stays sealed in listings: it opens for the claiming reviewer only.
         return vpb.ListReviewsResponse(reviews=[review_pb(r) for r in rows])
 
+    async def GetReview(
+        self, request: vpb.GetReviewRequest, context: grpc.aio.ServicerContext
+    ) -> vpb.GetReviewResponse:
+        requests.check_get_review(request)
+        # Whatever its status, and without the holder's explanation: that opens through GetReviewEvidence only.
+        return vpb.GetReviewResponse(review=review_pb(await self.reviews.get(self.pool, request.review_id)))
+
     @mutation(requests.check_claim)
     async def ClaimReview(self, request: vpb.ClaimReviewRequest, tx: Tx) -> vpb.ClaimReviewResponse:
         reviewer = caller().id
@@ -249,6 +256,8 @@ def review_pb(row: asyncpg.Record, explanation: str = "", for_holder: bool = Fal
     )
     r.due_at.FromDatetime(row["due_at"])
     r.created_at.FromDatetime(row["created_at"])
+    if row["decided_at"] is not None:
+        r.decided_at.FromDatetime(row["decided_at"])
     return r
 
 

@@ -46,6 +46,15 @@ DECISIONS = {
     "ask_for_more": vpb.DECISION_ASK_FOR_MORE,
 }
 CLAIMABLE = (vpb.REVIEW_STATUS_OPEN, vpb.REVIEW_STATUS_SECOND_APPROVAL)
+FINAL = (vpb.REVIEW_STATUS_APPROVED, vpb.REVIEW_STATUS_REJECTED)
+OUTCOME = {
+    vpb.DECISION_APPROVE: "Approved: the line is restored",
+    vpb.DECISION_REJECT: "Rejected: the line stays as it was",
+}
+TERMINATION_OUTCOME = {
+    vpb.DECISION_APPROVE: "Approved: the line is terminated",
+    vpb.DECISION_REJECT: "Rejected: the line is kept",
+}
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 DOCUMENT_CODES = re.compile(r"[a-z0-9_]+(,[a-z0-9_]+)*")
 MAX_NOTE = 1000
@@ -160,6 +169,29 @@ def row(r: vpb.Review, me: str) -> Row:
         evidence_count=r.evidence_count,
         mine=is_mine(r, me),
         claimable=r.status in CLAIMABLE and r.first_approved_by != me,
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A decided review, shown read-only: what was decided, by whom, when, and the reviewers' note."""
+
+    outcome: str
+    decided_by: str
+    decided_at: str
+    note: str
+
+
+def verdict(r: vpb.Review, me: str) -> Verdict | None:
+    if r.status not in FINAL:
+        return None
+    outcomes = TERMINATION_OUTCOME if is_termination(r) else OUTCOME
+    return Verdict(
+        outcome=outcomes.get(r.decision, STATUS.get(r.status, "Decided")),
+        # The decider keeps the claim; a termination's first approver is shown apart (four eyes).
+        decided_by=who(r.claimed_by, me),
+        decided_at=when(r.decided_at),
+        note=r.decision_note,
     )
 
 

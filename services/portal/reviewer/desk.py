@@ -18,6 +18,7 @@ from services.portal.reviewer.directory import Directory
 
 TIMEOUT_S = 5.0
 QUEUE_SIZE = 500
+NO_REVIEW = "No review has this id."
 HTTP_OF = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.UNAUTHENTICATED: 401,
@@ -68,10 +69,14 @@ class Desk:
         return list(got.reviews)
 
     async def review(self, reviewer: str, review_id: str) -> vpb.Review:
-        for r in await self.queue(reviewer):
-            if r.review_id == review_id:
-                return r
-        raise Refused(404, "No review waiting for a decision has this id.", "REVIEW_NOT_FOUND")
+        """The review whatever its status (waiting, claimed, decided), without the holder's explanation."""
+        try:
+            got = await self._stub(reviewer).GetReview(vpb.GetReviewRequest(review_id=review_id), timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise Refused(404, NO_REVIEW, "REVIEW_NOT_FOUND") from err
+            raise _refused(err) from err
+        return got.review
 
     async def evidence(self, reviewer: str, review_id: str) -> vpb.GetReviewEvidenceResponse:
         """Opens the review's sealed evidence (recorded by verification as a view by this reviewer)."""

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from pscommon.config import Settings
 from services.portal.reviewer import console
-from services.portal.reviewer.desk import Desk, Refused
+from services.portal.reviewer.desk import NO_REVIEW, Desk, Refused
 from services.portal.reviewer.directory import Directory
 from services.portal.reviewer.session import COOKIE, LIFETIME_S, PATH, Session, Sessions
 from services.portal.web import JINJA, SETTINGS, UPLOADS, csrf_token
@@ -148,9 +148,6 @@ def _review_id(request: web.Request) -> str | None:
     return console.review_id_of(request.match_info["review_id"])
 
 
-NO_REVIEW = "No review waiting for a decision has this id."
-
-
 # Sign-in ------------------------------------------------------------------------------------------------------------
 
 
@@ -234,6 +231,7 @@ async def review_page(request: web.Request, s: Session) -> web.StreamResponse:
         "review.html",
         reviewer=s.reviewer,
         r=console.row(review, s.reviewer),
+        verdict=console.verdict(review, s.reviewer),
         termination=console.is_termination(review),
         more_requested=review.more_requested,
         explanation=explanation,

@@ -1,6 +1,6 @@
-"""A reviewer in headless Chromium: signs in, claims an appeal from the queue, reads the case and approves it;
-every page passes axe's accessibility rules (labels, contrast, the language attribute ...). Screenshots go to
-/tmp/portal-shots/reviewer-*.png.
+"""A reviewer in headless Chromium: signs in, claims an appeal from the queue, reads the case and approves it,
+then opens the decided review read-only; every page passes axe's accessibility rules (labels, contrast, the
+language attribute ...). Screenshots go to /tmp/portal-shots/reviewer-*.png.
 
 Needs a `chromium` binary (Debian: apt-get install -y chromium); without one the test is skipped, saying so.
 """
@@ -80,6 +80,14 @@ async def test_a_reviewer_signs_in_and_decides_an_appeal_in_chromium(stack, tmp_
             await accessible(page, "decided")
             html = await page.content()
             assert msisdn not in html
+
+            # The decided review still opens (it left the queue), read-only.
+            await page.goto(f"{base}/reviewer/reviews/{review_id}")
+            await page.get_by_text("This review is decided; it is shown read-only.").wait_for()
+            await page.get_by_text("Approved: the line is restored").wait_for()
+            assert await page.get_by_role("button", name="Record decision").count() == 0
+            await accessible(page, "decided-review")
+            assert msisdn not in await page.content()
             await browser.close()
     finally:
         await server.close()

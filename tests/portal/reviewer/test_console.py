@@ -13,6 +13,7 @@ from carrier.verification.v1 import verification_pb2_grpc
 from contracts.case import CaseStatus
 from pscommon.identity import Principal
 from pscommon.pki import LocalPki
+from services.portal.reviewer.routes import CONSOLE
 from services.portal.web import UPLOADS
 from tests.helpers import connect, open_case, reach, register_line, rid
 from tests.portal.reviewer.conftest import appeal_in_review, csrf_of, form_fields, post, sign_in, signed_in
@@ -137,7 +138,7 @@ async def test_a_reviewer_claims_reads_the_file_and_decides_an_appeal(stack, bro
     assert await evidence_views(stack, review_id) == ["reviewer-1"]
 
     unknown = await one.get("/reviewer/reviews/00000000-0000-0000-0000-0000000000aa")
-    assert unknown.status == 404 and "No review waiting" in await unknown.text()
+    assert unknown.status == 404 and "No review has this id." in await unknown.text()
     assert (await one.get("/reviewer/reviews/not-a-review")).status == 404
     assert (await post(one, review_id, "decide", decision="maybe")).status == 400
     assert (await post(one, review_id, "decide", decision="ask_for_more")).status == 400  # which documents?
@@ -204,6 +205,12 @@ async def test_a_termination_needs_a_second_different_reviewer(stack, browser_of
     done = await stack.client.get_workflow_handle(case_id, result_type=CaseStatus).result()
     assert done.stage == "terminated" and done.line_state == "LINE_STATE_TERMINATED"
 
+    # Decided, it still opens, read-only: both approvers, and no form but signing out.
+    html = await (await one.get(f"/reviewer/reviews/{review_id}")).text()
+    assert "Approved: the line is terminated" in html and "<dt>Decided by</dt><dd>reviewer-2</dd>" in html
+    assert "<dt>First approval</dt><dd>you</dd>" in html and "You approved this termination first" not in html
+    assert "request_id" not in html and "Claim this review" not in html
+
 
 async def test_escalated_reviews_come_first_in_the_queue(stack, browser_of):
     _, first = await appeal_in_review(stack, "19320000094")
@@ -244,3 +251,54 @@ async def test_a_reviewer_certificate_issued_later_can_sign_in_and_acts_as_itsel
     html = await (await seven.get(f"/reviewer/reviews/{review_id}")).text()
     assert "Claimed (you)" in html
     assert await evidence_views(stack, review_id) == ["reviewer-7"]
+
+
+async def test_a_decided_review_opens_read_only_for_any_reviewer(stack, browser_of, caplog):
+    caplog.set_level(logging.INFO)
+    msisdn = "19320000099"
+    case_id, review_id = await appeal_in_review(stack, msisdn, explanation="I run a call centre for a bakery")
+    one, two = await signed_in(browser_of, "reviewer-1"), await signed_in(browser_of, "reviewer-2")
+    assert (await post(one, review_id, "claim")).status == 303
+    rejected = await post(one, review_id, "decide", decision="reject", note="no employer letter on file")
+    assert rejected.headers["Location"] == "/reviewer/?decided=rejected"
+    await reach(stack, case_id, "appeal_rejected")
+    assert f"/reviewer/reviews/{review_id}" not in await (await two.get("/reviewer/")).text()  # not waiting any more
+
+    page = await two.get(f"/reviewer/reviews/{review_id}")
+    html = await page.text()
+    assert page.status == 200 and "This review is decided; it is shown read-only." in html
+    assert "<dt>Decision</dt><dd>Rejected: the line stays as it was</dd>" in html
+    assert "<dt>Decided by</dt><dd>reviewer-1</dd>" in html and "<dt>Decided at</dt>" in html
+    assert "no employer letter on file" in html  # the reviewers' note, for reviewers
+    assert "193****0099" in html and msisdn not in html
+    assert "bakery" not in html and "stay sealed now the review is decided" in html
+    assert "Record decision" not in html and "Claim this review" not in html and "request_id" not in html
+    assert "CALL_BURST_NEW_PEERS" in html  # the case file is still there
+    assert "<dt>Decided by</dt><dd>you</dd>" in await (await one.get(f"/reviewer/reviews/{review_id}")).text()
+    assert await evidence_views(stack, review_id) == ["reviewer-1"]  # the one view while it was claimed
+
+    fields = {"csrf_token": csrf_of(html), "request_id": rid(), "decision": "approve"}
+    for action in ("claim", "decide"):
+        late = await two.post(f"/reviewer/reviews/{review_id}/{action}", data=fields, allow_redirects=False)
+        assert late.status in (403, 409), action
+    assert "Rejected: the line stays as it was" in await (await two.get(f"/reviewer/reviews/{review_id}")).text()
+    assert msisdn not in caplog.text and "bakery" not in caplog.text
+
+
+async def test_a_review_the_queue_does_not_show_still_opens_by_id(stack, browser_of, monkeypatch):
+    """The review page asks verification for the review itself, never for a page of the queue (a queue longer
+    than a page hid the rest)."""
+    _, review_id = await appeal_in_review(stack, "19320004041")
+    one = await signed_in(browser_of, "reviewer-1")
+    desk = browser_of.app[CONSOLE].desk
+
+    async def a_queue_without_it(reviewer: str) -> list:
+        return []
+
+    monkeypatch.setattr(desk, "queue", a_queue_without_it)
+    page = await one.get(f"/reviewer/reviews/{review_id}")
+    assert page.status == 200 and "Claim this review" in await page.text()
+    assert (await post(one, review_id, "claim")).status == 303
+    assert (await post(one, review_id, "decide", decision="approve")).headers[
+        "Location"
+    ] == "/reviewer/?decided=approved"
