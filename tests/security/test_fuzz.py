@@ -12,12 +12,12 @@ rather than the authorisation check. For every call:
   long poll); never UNKNOWN or INTERNAL, and never a hang;
 - INVALID_ARGUMENT carries a BadRequest of at most 20 violations and fits the client's metadata limit;
 - no traceback is logged (by the server's guard, or by gRPC for a handler outside it);
-- a refused call changes no row of the services' schemas (scoring's checkpoint timer aside) and nothing of
-  the simulated network (HLR barring and location per handset, registry, push devices, faults). A client stream
-  answered once is one request, unless its error names the refused batch (batch_index: IngestCdrs applies each
-  batch as its own request); a bidirectional stream acknowledges each message, so only a one-message one is
-  held to this. A change seen while earlier accepted calls may still be at work counts when the same call, sent
-  again as a new request once all is quiet, changes something again.
+- a refused call changes no row of the services' schemas and nothing of the simulated network (HLR barring and
+  location per handset, registry, push devices, faults). A client stream answered once is one request, unless
+  its error names the refused batch (batch_index: IngestCdrs applies each batch as its own request); a
+  bidirectional stream acknowledges each message, so only a one-message one is held to this. A change seen while
+  earlier accepted calls may still be at work counts when the same call, sent again as a new request once all is
+  quiet, changes something again.
 
 Afterwards every server still reports SERVING, and a fault the simulators accept is one the faulty method can
 answer with. Numbers the fuzz may get accepted lie in 1999xxxxxxx (no other test uses them), cells in 460-99-*,
@@ -83,9 +83,6 @@ LONG_POLL_DEADLINE_S = 1.0  # GetNotification may wait for an outcome until the 
 WRITE_PAUSE_S = 0.005  # between the messages of a request stream
 METADATA_LIMIT = 8 * 1024  # gRPC's default limit on the metadata a client accepts
 SCHEMAS = ("scoring", "suspension", "notify", "verification")
-# Bookkeeping written on a timer whatever the calls: scoring checkpoints one of its 64 partitions every 30 s / 64
-# (a row written every ~0.5 s, hardly longer than `quiesce`'s quiet spell). A call's changes show in other tables.
-NOT_STATE = {"scoring.checkpoints"}
 # Where an unhandled error of a handler is logged with its traceback: the guard, or gRPC itself outside it.
 TRACEBACKS = {"pscommon.grpc_server", "grpc._cython.cygrpc"}
 
@@ -1071,7 +1068,6 @@ async def fuzz(stack: Any) -> AsyncIterator[Fuzzer]:
         f"SELECT '{r['table_schema']}.{r['table_name']}' AS t, count(*) AS n,"
         f' coalesce(max(xmin::text::bigint), 0) AS v FROM "{r["table_schema"]}"."{r["table_name"]}"'
         for r in tables
-        if f"{r['table_schema']}.{r['table_name']}" not in NOT_STATE
     )
     fuzzer = Fuzzer(stack, seed, db, sql, asyncio.get_running_loop(), Requests(seed))
     await fuzzer.quiesce()
