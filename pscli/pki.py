@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import sys
@@ -9,6 +10,7 @@ import sys
 from pscommon.config import settings
 from pscommon.identity import Principal
 from pscommon.pki import LocalPki, issue
+from services.portal.reviewer.directory import reviewer_password
 
 
 def issue_command(role: str, ident: str, out: str, server_names: list[str]) -> int:
@@ -34,4 +36,7 @@ def issue_command(role: str, ident: str, out: str, server_names: list[str]) -> i
     (folder / f"{ident}.pem").write_bytes(issued.cert_pem)
     shutil.copyfile(pki.folder / "ca.pem", folder / "ca.pem")
     print(f"{principal.uri}: {folder / (ident + '.pem')} and .key, with the CA in {folder / 'ca.pem'}")
+    desk = os.environ.get("PSP_PORTAL_REVIEWER_PASSWORD", "")
+    if role == "reviewer" and desk:
+        print(f"reviewer console password of {ident}: {reviewer_password(desk, ident)} (give it to them alone)")
     return 0

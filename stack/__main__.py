@@ -18,6 +18,7 @@ from pscommon.config import Settings, load_env_file, write_env_file
 from pscommon.pki import LocalPki
 from pscommon.probes import tcp_open
 from pscommon.tls import TlsFiles
+from services.portal.reviewer.directory import reviewer_password
 from stack import ports as stack_ports
 from stack import postgres, supervisor
 from stack.binaries import venv_bin
@@ -127,7 +128,8 @@ def stack_env(data: pathlib.Path) -> dict[str, str]:
     values.setdefault("PSP_PORTAL_SECRET", codec.new_key_spec("s").split("=", 1)[1])
     values.setdefault("PSP_PORTAL_UPLOADS", str(data / "portal-uploads"))
     values.setdefault("PSP_PORTAL_SECURE_COOKIES", "0")  # plain HTTP on loopback; production serves HTTPS
-    # The reviewer console's local sign-in (reviewer-1, reviewer-2, ... with this password; production: the SSO).
+    # The reviewer console's local sign-in: each reviewer's password is derived from this desk secret (directory.py;
+    # production: the carrier's SSO).
     values.setdefault("PSP_PORTAL_REVIEWER_PASSWORD", secrets.token_urlsafe(12))
     values.setdefault("PSP_PORTAL_SESSION_KEY", secrets.token_hex(32))
     # Scoring as one process or two shards: PSP_SCORING_SHARDS=2 make up (kept for the folder's next `up`).
@@ -281,9 +283,11 @@ def up(data: pathlib.Path) -> None:
     print(f"  traces        {values['PSP_SPAN_FILE']}  (psctl case trace CASE_ID prints a case's span tree)")
     print(f"  certificates  {values['PSP_PKI_DIR']}  (ca.pem; <principal>.pem/.key; psctl pki issue ROLE ID)")
     print(f"  portal        http://127.0.0.1:{ports['portal']}/h/<link token>  (the link in every warning SMS)")
+    desk = values["PSP_PORTAL_REVIEWER_PASSWORD"]
     print(
-        f"  reviewers     http://127.0.0.1:{ports['portal']}/reviewer/  (reviewer-1, reviewer-2; password:"
-        " PSP_PORTAL_REVIEWER_PASSWORD in the settings file)"
+        f"  reviewers     http://127.0.0.1:{ports['portal']}/reviewer/  (each reviewer has their own password:"
+        f" reviewer-1 {reviewer_password(desk, 'reviewer-1')}, reviewer-2 {reviewer_password(desk, 'reviewer-2')};"
+        " psctl pki issue reviewer ID prints a new reviewer's)"
     )
     print(f"  SMSC (SMPP)   127.0.0.1:{ports['smsc']}")
     print(f"  mail (SMTP)   127.0.0.1:{ports['smtp']}")

@@ -117,6 +117,12 @@ def session_id(request: web.Request) -> str:
     return sid
 
 
+def renew_session_id(request: web.Request) -> None:
+    """A fresh form session from this response on (after signing in: no token from before it stays valid)."""
+    request[SID] = secrets.token_hex(16)
+    request[NEW_SID] = True
+
+
 def csrf_token(request: web.Request) -> str:
     return hmac.new(request.app[CSRF_SECRET], b"csrf:" + session_id(request).encode(), hashlib.sha256).hexdigest()
 
@@ -159,6 +165,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             _secure(request, exc)
+            _form_session_cookie(request, exc)
             log.info("%s %s %d", request.method, _route(request), exc.status)
             raise
         resp = error_page(request, exc.status)
@@ -169,6 +176,15 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.error("unhandled %s on %s", type(err).__name__, _route(request))
         resp = error_page(request, 500)
     _secure(request, resp)
+    _form_session_cookie(request, resp)
+    route = _route(request)
+    metrics.PORTAL_REQUESTS.add(route=route, status=str(resp.status))
+    if route != HEALTH_PATH:  # a probe every few seconds would drown the log
+        log.info("%s %s %d %.0fms", request.method, route, resp.status, (time.monotonic() - started) * 1000)
+    return resp
+
+
+def _form_session_cookie(request: web.Request, resp: web.StreamResponse) -> None:
     if request.get(NEW_SID):
         resp.set_cookie(
             SESSION_COOKIE,
@@ -178,11 +194,6 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             secure=request.app[SETTINGS].portal_secure_cookies,
             path="/",
         )
-    route = _route(request)
-    metrics.PORTAL_REQUESTS.add(route=route, status=str(resp.status))
-    if route != HEALTH_PATH:  # a probe every few seconds would drown the log
-        log.info("%s %s %d %.0fms", request.method, route, resp.status, (time.monotonic() - started) * 1000)
-    return resp
 
 
 @web.middleware

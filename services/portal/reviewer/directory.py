@@ -9,7 +9,9 @@ the sign-in, is what verification trusts: the reviewer recorded with a claim or 
 
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
 import hmac
 import pathlib
 import re
@@ -89,7 +91,8 @@ class Directory:
         # While locked even the right password is refused: a guesser learns nothing from the answer.
         if self.per_reviewer.locked(reviewer) or self.everyone.locked(""):
             return False
-        if not hmac.compare_digest(password.encode(), self.local_password.encode()) or not self.is_reviewer(reviewer):
+        expected = reviewer_password(self.local_password, reviewer)
+        if not hmac.compare_digest(password.encode(), expected.encode()) or not self.is_reviewer(reviewer):
             self.per_reviewer.failed(reviewer)
             self.everyone.failed("")
             return False
@@ -103,3 +106,10 @@ class Directory:
             return False
         principal = tls.own_principal()
         return principal is not None and principal.role == ROLE and principal.id == reviewer
+
+
+def reviewer_password(desk_secret: str, reviewer: str) -> str:
+    """The local sign-in password of one reviewer: derived from the desk's secret (PSP_PORTAL_REVIEWER_PASSWORD)
+    and the reviewer id, so knowing one reviewer's password is not knowing another's (four eyes stay two people)."""
+    digest = hmac.new(desk_secret.encode(), b"reviewer-password:" + reviewer.encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:10]).decode().lower()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from services.portal.reviewer import console
 from services.portal.reviewer.desk import NO_REVIEW, Desk, Refused
 from services.portal.reviewer.directory import Directory
 from services.portal.reviewer.session import COOKIE, LIFETIME_S, PATH, Session, Sessions
-from services.portal.web import JINJA, SETTINGS, UPLOADS, csrf_token
+from services.portal.web import JINJA, SETTINGS, UPLOADS, csrf_token, renew_session_id
 
 log = logging.getLogger(__name__)
 # Evidence a browser may show in the page; anything else is a download.
 INLINE_TYPES = ("image/jpeg", "image/png")
+DOCUMENT_NUMBER = re.compile(r"[0-9]{1,3}", re.ASCII)
 
 
 @dataclass
@@ -91,8 +93,9 @@ def _session(request: web.Request) -> Session | None:
     return s
 
 
-def _start_session(c: Console, reviewer: str) -> web.HTTPSeeOther:
+def _start_session(request: web.Request, c: Console, reviewer: str) -> web.HTTPSeeOther:
     log.info("reviewer console: %s signed in", reviewer)
+    renew_session_id(request)  # the anonymous sign-in page's form session (and CSRF token) ends here
     resp = web.HTTPSeeOther(PATH + "/")
     resp.set_cookie(
         COOKIE,
@@ -160,7 +163,7 @@ async def sign_in_page(request: web.Request) -> web.Response:
         if reviewer is None:
             log.info("reviewer console: the SSO proxy named no reviewer of this desk")
             return _refused(request, 403, "Your sign-on does not name a reviewer of this desk. Ask its lead.")
-        raise _start_session(c, reviewer)
+        raise _start_session(request, c, reviewer)
     return _render(request, "sign_in.html", enabled=c.directory.enabled, error="", given="")
 
 
@@ -181,11 +184,12 @@ async def sign_in(request: web.Request) -> web.Response:
             error="Unknown reviewer or wrong password.",
             given=given,
         )
-    raise _start_session(c, reviewer)
+    raise _start_session(request, c, reviewer)
 
 
 @_signed_in
 async def sign_out(request: web.Request, s: Session) -> web.StreamResponse:
+    _console(request).sessions.revoke(s)  # a copy of the cookie (a shared computer, a proxy log) dies too
     resp = web.HTTPSeeOther(PATH + "/sign-in")
     resp.del_cookie(COOKIE, path=PATH)
     raise resp
@@ -247,7 +251,7 @@ async def evidence_file(request: web.Request, s: Session) -> web.StreamResponse:
     recorded by verification (the refs come from GetReviewEvidence, never from the URL)."""
     review_id = _review_id(request)
     n = request.match_info["n"]
-    if review_id is None or not n.isdigit():
+    if review_id is None or not DOCUMENT_NUMBER.fullmatch(n):
         return _refused(request, 404, NO_REVIEW, s.reviewer)
     try:
         opened = await _console(request).desk.evidence(s.reviewer, review_id)

@@ -16,7 +16,7 @@ from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
 from services.portal.clients import Clients
 from services.portal.reviewer.desk import Desk
-from services.portal.reviewer.directory import Directory
+from services.portal.reviewer.directory import Directory, reviewer_password
 from services.portal.reviewer.routes import CONSOLE, Console
 from services.portal.reviewer.session import Sessions
 from services.portal.web import build_app
@@ -76,11 +76,13 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-async def sign_in(client: TestClient, reviewer: str, password: str = PASSWORD) -> int:
+async def sign_in(client: TestClient, reviewer: str, password: str | None = None) -> int:
+    """Signs in with the reviewer's own password (or `password`); returns the status."""
     page = await (await client.get("/reviewer/sign-in")).text()
+    given = reviewer_password(PASSWORD, reviewer) if password is None else password
     resp = await client.post(
         "/reviewer/sign-in",
-        data={"csrf_token": csrf_of(page), "reviewer_id": reviewer, "password": password},
+        data={"csrf_token": csrf_of(page), "reviewer_id": reviewer, "password": given},
         allow_redirects=False,
     )
     return resp.status

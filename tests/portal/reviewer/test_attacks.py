@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.portal.reviewer.directory import MAX_FAILURES, MAX_FAILURES_ALL, WINDOW_S
+from services.portal.reviewer.directory import MAX_FAILURES, MAX_FAILURES_ALL, WINDOW_S, reviewer_password
 from services.portal.reviewer.routes import CONSOLE
 from services.portal.reviewer.session import Sessions
 from tests.portal.reviewer.conftest import PASSWORD, appeal_in_review, csrf_of, post, sign_in, signed_in
@@ -58,10 +58,6 @@ def test_a_revoked_session_is_no_session_even_with_its_cookie():
     assert sessions.load(sessions.dump(sessions.new("reviewer-1"))) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routes.sign_out deletes the cookie in the browser only; it must call sessions.revoke(s) too",
-)
 async def test_a_cookie_copied_before_sign_out_is_dead_after_it(browser_of):
     # Medium: a copied session cookie (shared computer, proxy log) kept acting as the reviewer for 8 hours.
     client = await signed_in(browser_of, "reviewer-1")
@@ -73,17 +69,14 @@ async def test_a_cookie_copied_before_sign_out_is_dead_after_it(browser_of):
     assert resp.status == 303 and resp.headers["Location"] == "/reviewer/sign-in"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="one local password for every reviewer: whoever knows it is reviewer-1 and reviewer-2, so four eyes"
-    " are two; needs a password per reviewer (directory + the stack's settings)",
-)
 async def test_one_password_does_not_make_one_person_two_reviewers(browser_of):
-    assert await sign_in(await browser_of(), "reviewer-1", PASSWORD) == 303
-    assert await sign_in(await browser_of(), "reviewer-2", PASSWORD) == 401
+    # High: one local password for every reviewer made whoever knew it reviewer-1 and reviewer-2 (four eyes: two).
+    own = reviewer_password(PASSWORD, "reviewer-1")
+    assert await sign_in(await browser_of(), "reviewer-1", own) == 303
+    assert await sign_in(await browser_of(), "reviewer-2", own) == 401
+    assert await sign_in(await browser_of(), "reviewer-1", PASSWORD) == 401  # the desk secret is no password
 
 
-@pytest.mark.xfail(strict=True, reason="routes.evidence_file: '²'.isdigit() is True but int('²') raises: a 500")
 async def test_a_document_number_that_is_not_ascii_digits_is_not_found(stack, browser_of):
     _, review_id = await appeal_in_review(stack, "19880000161")
     client = await signed_in(browser_of, "reviewer-1")
@@ -103,9 +96,6 @@ async def test_a_holders_explanation_is_shown_as_text_never_as_markup(stack, bro
     assert "<script>" not in html and "<img" not in html
 
 
-@pytest.mark.xfail(
-    strict=True, reason="routes.sign_in keeps the anonymous psp_sid: it must start a new one (and so a new token)"
-)
 async def test_signing_in_starts_a_new_form_session(browser_of):
     # Low (session fixation): the CSRF token of the anonymous sign-in page stayed valid for the signed-in reviewer.
     client = await browser_of()

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from contracts.case import CaseStatus
+from services.portal.reviewer.directory import reviewer_password
 from tests.portal.reviewer.conftest import PASSWORD, appeal_in_review, portal_app
 
 CHROMIUM = os.environ.get("PSP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -61,7 +62,7 @@ async def test_a_reviewer_signs_in_and_decides_an_appeal_in_chromium(stack, tmp_
             await accessible(page, "sign-in")
 
             await page.get_by_label("Reviewer id").fill("reviewer-1")
-            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_label("Password").fill(reviewer_password(PASSWORD, "reviewer-1"))
             await page.get_by_role("button", name="Sign in").click()
             await page.wait_for_url(f"{base}/reviewer/")
             assert await page.title() == "Review queue · Protective suspension"

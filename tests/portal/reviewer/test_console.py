@@ -13,10 +13,11 @@ from carrier.verification.v1 import verification_pb2_grpc
 from contracts.case import CaseStatus
 from pscommon.identity import Principal
 from pscommon.pki import LocalPki
+from services.portal.reviewer.directory import reviewer_password
 from services.portal.reviewer.routes import CONSOLE
 from services.portal.web import UPLOADS
 from tests.helpers import connect, open_case, reach, register_line, rid
-from tests.portal.reviewer.conftest import appeal_in_review, csrf_of, form_fields, post, sign_in, signed_in
+from tests.portal.reviewer.conftest import PASSWORD, appeal_in_review, csrf_of, form_fields, post, sign_in, signed_in
 
 
 async def evidence_views(stack, review_id: str) -> list[str]:
@@ -69,7 +70,11 @@ async def test_sign_in_maps_to_a_reviewer_certificate_and_sets_a_strict_cookie(b
     page = await (await client.get("/reviewer/sign-in")).text()
     resp = await client.post(
         "/reviewer/sign-in",
-        data={"csrf_token": csrf_of(page), "reviewer_id": "reviewer-1", "password": "local-console-password"},
+        data={
+            "csrf_token": csrf_of(page),
+            "reviewer_id": "reviewer-1",
+            "password": reviewer_password(PASSWORD, "reviewer-1"),
+        },
         allow_redirects=False,
     )
     assert resp.status == 303 and resp.headers["Location"] == "/reviewer/"
