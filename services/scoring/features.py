@@ -52,12 +52,28 @@ EV_SHIFT = 24
 LOW32 = 0xFFFF_FFFF
 COUNT_MASK = 0x7FFF  # at most OUT_CAP calls are in a window
 CALLER = 1 << 31
-IN_WINDOWS = CALLER - 1
+# Bit 30 of `meta`: the peer's first contact (of those the book knows) is an outgoing call or SMS: a stranger the
+# line reached out to, counted in the week's day of that contact (`week`).
+FIRST_OUT = 1 << 30
+IN_WINDOWS = FIRST_OUT - 1
 # Arrays of unsigned 64-bit ints ('L' on 64-bit Linux): storing into them is several times cheaper than into
 # 'q' arrays, which parse each value like a function argument.
 U64 = "L" if array("L").itemsize == 8 else "Q"
 # The stored form's version (LineState.snapshot); version 1 had no marker and kept peers as strings.
 SNAPSHOT_VERSION = 2
+# Day-scale counts over the last WEEK_DAYS local days (the line's current day and the six before), one row of
+# W_FIELDS 16-bit counts per day with traffic, sorted by day: the day number, then incoming, outgoing (calls and
+# SMS), outgoing to other provinces, strangers first contacted that day (FIRST_OUT), and those of them who have
+# called the line since. Counts saturate at W_MAX (a line past 65,535 a day is far beyond every threshold).
+WEEK_DAYS = 7
+W_DAY, W_IN, W_OUT, W_REMOTE, W_NEW, W_BACK = range(6)
+W_FIELDS = 6
+W_MAX = 0xFFFF
+
+
+def local_day(t: int) -> int:
+    """The holder's calendar day (China Standard Time) of epoch second t, as days since 1970 (16 bits)."""
+    return min(max((t + LOCAL_OFFSET) // DAY, 0), W_MAX)
 
 
 def peer_key(peer: str) -> int:
@@ -233,6 +249,7 @@ class LineState:
         "high_cells",
         "authority",
         "expire_at",
+        "week",
     )
 
     def __init__(self, profile: Profile) -> None:
@@ -254,6 +271,7 @@ class LineState:
         self.high_cells = 0  # events in high-risk cells among `cells`
         self.authority = 0  # police or national-platform reports among `reports`
         self.expire_at = NEVER  # earliest event time at which something leaves a window
+        self.week: array | None = None  # day-scale counts of the last WEEK_DAYS days (W_FIELDS per day)
 
     @property
     def out(self) -> list[tuple[int, int, int, int]]:
@@ -300,6 +318,12 @@ class LineState:
         first = book.first[i]
         if r < first:
             book.first[i] = r
+            m = book.meta[i]
+            if m & FIRST_OUT:  # the stranger was first in touch earlier (whichever way): not that day's stranger
+                book.meta[i] = m & ~FIRST_OUT
+                self._week_add(first, W_NEW, -1)
+                if m & CALLER:
+                    self._week_add(first, W_BACK, -1)
             self._not_new(k, first)
             return i, True
         return i, r == first
@@ -394,6 +418,9 @@ class LineState:
                 self.d1.callbacks += 1
             if m & COUNT_MASK:
                 self.h1.callbacks += 1
+            if m & FIRST_OUT:
+                self._week_add(book.first[row], W_BACK, 1)
+        self._week_add(t, W_IN, 1, create=True)
         if t <= self.last_t - DAY:
             return
         if self.incoming is None:
@@ -403,6 +430,87 @@ class LineState:
             self.incoming.pop(0)
         if t + DAY < self.expire_at:
             self.expire_at = t + DAY
+
+    def add_week_out(self, t: int, row: int, new: bool, remote: bool) -> None:
+        """Counts an outgoing contact (any age) in its day of the week; a first contact makes the peer a stranger
+        of that day. The peer is in the book at `row`."""
+        i = self._week_row(t, create=True)
+        if i < 0:
+            if new:  # before the week: a stranger of a day no longer counted
+                self.book.meta[row] |= FIRST_OUT
+            return
+        w = self.week
+        assert w is not None
+        for f in (W_OUT, W_REMOTE) if remote else (W_OUT,):
+            if w[i + f] < W_MAX:
+                w[i + f] += 1
+        meta = self.book.meta
+        m = meta[row]
+        if new and not m & FIRST_OUT:
+            meta[row] = m | FIRST_OUT
+            if w[i + W_NEW] < W_MAX:
+                w[i + W_NEW] += 1
+            if m & CALLER and w[i + W_BACK] < W_MAX:
+                w[i + W_BACK] += 1
+
+    def _week_add(self, t: int, field: int, d: int, create: bool = False) -> None:
+        i = self._week_row(t, create)
+        if i >= 0:
+            w = self.week
+            assert w is not None
+            v = w[i + field] + d
+            if 0 <= v <= W_MAX:
+                w[i + field] = v
+
+    def _week_row(self, t: int, create: bool) -> int:
+        """Where t's day starts in `week` (made when `create`), or -1: before the week, or not there."""
+        day = local_day(t)
+        w = self.week
+        if w and w[-W_FIELDS] == day:  # the common case: today
+            return len(w) - W_FIELDS
+        start = local_day(self.last_t) - WEEK_DAYS + 1
+        if day < start:
+            return -1
+        if w is None:
+            if not create:
+                return -1
+            w = self.week = array("H")
+        if w and w[0] < start:  # days before the week leave
+            n = 0
+            while n < len(w) and w[n] < start:
+                n += W_FIELDS
+            del w[:n]
+        i = len(w) - W_FIELDS
+        while i >= 0 and w[i] > day:
+            i -= W_FIELDS
+        if i >= 0 and w[i] == day:
+            return i
+        if not create:
+            return -1
+        i += W_FIELDS
+        w[i:i] = array("H", (day, 0, 0, 0, 0, 0))
+        return i
+
+    def week_sum(self, field: int, now: int) -> int:
+        """A count over the week that ends at event time `now` (the line's latest)."""
+        w = self.week
+        if not w:
+            return 0
+        start = local_day(now) - WEEK_DAYS + 1
+        return sum(w[i + field] for i in range(0, len(w), W_FIELDS) if w[i] >= start)
+
+    def silent_days(self, now: int) -> int:
+        """Days in a row, up to the current one, on which the line called out and received nothing (a day with
+        incoming traffic or with no traffic at all ends the run)."""
+        w = self.week
+        if not w:
+            return 0
+        day, run = local_day(now), 0
+        for i in range(len(w) - W_FIELDS, -1, -W_FIELDS):
+            if w[i] != day - run or w[i + W_IN] or not w[i + W_OUT]:
+                break
+            run += 1
+        return run
 
     def see_handset(self, t: int, imei: str) -> None:
         """Records the handset; the line's handset is the one of its latest event."""
@@ -533,12 +641,30 @@ class LineState:
             [[r >> 2, r & 3] for r in self.reports or ()],
             self.abroad,
             self.out_total,
+            self._week_snapshot(),
         ]
+
+    def _week_snapshot(self) -> list:
+        """[day rows of the week (W_FIELDS numbers each), peer keys that are strangers of one of its days]."""
+        start = local_day(self.last_t) - WEEK_DAYS + 1
+        w = self.week or ()
+        rows = [v for i in range(0, len(w), W_FIELDS) if w[i] >= start for v in w[i : i + W_FIELDS]]
+        book = self.book
+        strangers = [
+            k
+            for k, first, m in zip(book.keys, book.first, book.meta, strict=True)
+            if m & FIRST_OUT and local_day(first) >= start
+        ]
+        return [rows, strangers]
 
     @classmethod
     def restore(cls, profile: Profile, snap: list) -> LineState:
-        """Reads version 2 and version 1 (peers as strings, contacts and callers as dicts by last contact)."""
-        last_t, out, contacts, callers, incoming, cells, imeis, imei, reports, abroad, out_total = snap
+        """Reads version 2 and version 1 (peers as strings, contacts and callers as dicts by last contact).
+
+        A snapshot written before the week's counts (eleven fields) starts its week from the day it kept.
+        """
+        last_t, out, contacts, callers, incoming, cells, imeis, imei, reports, abroad, out_total = snap[:11]
+        week = snap[11] if len(snap) > 11 else None
         s = cls(profile)
         s.last_t = last_t
         if isinstance(contacts, dict):
@@ -588,8 +714,26 @@ class LineState:
         if len(imeis) > 1:
             s.imeis = dict(imeis)
         s.abroad = abroad
+        if week is not None:
+            rows, strangers = week
+            if rows:
+                s.week = array("H", rows)
+            for k in strangers:
+                book.meta[book.row(int(k))] |= FIRST_OUT
+        else:
+            s._rebuild_week(out, incoming)
         s.expire(last_t)
         return s
+
+    def _rebuild_week(self, out: list, incoming: list) -> None:
+        """The week's counts from what an older snapshot kept: the outgoing and incoming of its last day."""
+        book = self.book
+        for t, k, flags, _ in out:
+            row = book.row(k)
+            new = bool(flags & NEW) and book.first[row] == _book_time(t)
+            self.add_week_out(t, row, new, bool(flags & REMOTE))
+        for t in incoming:  # (the callers are known already: a stranger who called back counts as it is added)
+            self._week_add(t, W_IN, 1, create=True)
 
 
 SNAPSHOT_FIELDS = (
@@ -604,6 +748,7 @@ SNAPSHOT_FIELDS = (
     "reports",
     "abroad",
     "out_total",
+    "week",
 )
 
 
@@ -641,6 +786,12 @@ FEATURE_EXPR = {
     "night_share_24h": "_share(d.night, d.n)",
     "international_24h": "d.intl",
     "international_share_24h": "_share(d.intl, d.n)",
+    "outgoing_7d": "s.week_sum(2, now)",
+    "strangers_7d": "s.week_sum(4, now)",
+    "stranger_share_7d": "_share(s.week_sum(4, now), s.week_sum(2, now))",
+    "other_province_share_7d": "_share(s.week_sum(3, now), s.week_sum(2, now))",
+    "stranger_callback_share_7d": "_share(s.week_sum(5, now), s.week_sum(4, now))",
+    "silent_days": "s.silent_days(now)",
     "abroad": "(1.0 if s.abroad else 0.0)",
     "incoming_24h": "len(s.incoming or ())",
     "high_risk_peers_24h": "d.hot",
