@@ -811,6 +811,8 @@ def bin_range(b: Bin) -> tuple[str, str]:
             else (f" ({v(lo)} to under {top})", f"（{v(lo)}至{top}以下）")
         )
     if lo is not None:
+        if share and lo >= 1:
+            return " (all of them)", "（全部）"
         return f" (at least {v(lo)})", f"（不少于{v(lo)}）"
     if hi is not None:
         if integer and hi <= 1:

@@ -119,6 +119,7 @@ def test_a_reason_reads_right_for_its_whole_bin():
     assert train.bin_range(train.Bin("incoming_24h", None, 1.0)) == ("", "")  # "0 ... received" says it all
     share = train.Bin("other_province_share_7d", 0.6, None, ("outgoing_7d", 20.0))
     assert train.bin_range(share) == (" (at least 60%)", "（不少于60%）")
+    assert train.bin_range(train.Bin("stranger_share_7d", 1.0, None)) == (" (all of them)", "（全部）")
     assert train.bin_range(train.Bin("unanswered_1h", 3.0, 5.0)) == (" (3 to 4)", "（3至4）")
 
 
