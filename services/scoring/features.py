@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
@@ -64,11 +65,15 @@ SNAPSHOT_VERSION = 2
 # Day-scale counts over the last WEEK_DAYS local days (the line's current day and the six before), one row of
 # W_FIELDS 16-bit counts per day with traffic, sorted by day: the day number, then incoming, outgoing (calls and
 # SMS), outgoing to other provinces, strangers first contacted that day (FIRST_OUT), and those of them who have
-# called the line since. Counts saturate at W_MAX (a line past 65,535 a day is far beyond every threshold).
+# called the line since. Counts saturate at W_MAX (a line past 65,535 a day is far beyond every threshold). A
+# first row holds the week's first day and the totals from it on, so reading a week's count costs one lookup.
 WEEK_DAYS = 7
 W_DAY, W_IN, W_OUT, W_REMOTE, W_NEW, W_BACK = range(6)
 W_FIELDS = 6
 W_MAX = 0xFFFF
+
+
+NO_WEEK = (0,) * W_FIELDS
 
 
 def local_day(t: int) -> int:
@@ -434,39 +439,51 @@ class LineState:
     def add_week_out(self, t: int, row: int, new: bool, remote: bool) -> None:
         """Counts an outgoing contact (any age) in its day of the week; a first contact makes the peer a stranger
         of that day. The peer is in the book at `row`."""
-        i = self._week_row(t, create=True)
-        if i < 0:
-            if new:  # before the week: a stranger of a day no longer counted
-                self.book.meta[row] |= FIRST_OUT
-            return
         w = self.week
-        assert w is not None
-        for f in (W_OUT, W_REMOTE) if remote else (W_OUT,):
-            if w[i + f] < W_MAX:
-                w[i + f] += 1
+        if w and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:  # the common case: today, already there
+            i = len(w) - W_FIELDS
+        else:
+            i = self._week_row(t, create=True)
+            if i < 0:
+                if new:  # before the week: a stranger of a day no longer counted
+                    self.book.meta[row] |= FIRST_OUT
+                return
+            w = self.week
+            assert w is not None
+        self._bump(w, i, W_OUT, 1)
+        if remote:
+            self._bump(w, i, W_REMOTE, 1)
         meta = self.book.meta
         m = meta[row]
         if new and not m & FIRST_OUT:
             meta[row] = m | FIRST_OUT
-            if w[i + W_NEW] < W_MAX:
-                w[i + W_NEW] += 1
-            if m & CALLER and w[i + W_BACK] < W_MAX:
-                w[i + W_BACK] += 1
+            self._bump(w, i, W_NEW, 1)
+            if m & CALLER:
+                self._bump(w, i, W_BACK, 1)
+
+    @staticmethod
+    def _bump(w: array, i: int, field: int, d: int) -> None:
+        """Adds d to a day's count and to the week's total (a total at W_MAX is read by summing the days)."""
+        v = w[i + field] + d
+        if 0 <= v <= W_MAX:
+            w[i + field] = v
+        v = w[field]
+        if v < W_MAX:
+            w[field] = v + d
 
     def _week_add(self, t: int, field: int, d: int, create: bool = False) -> None:
         i = self._week_row(t, create)
         if i >= 0:
-            w = self.week
-            assert w is not None
-            v = w[i + field] + d
-            if 0 <= v <= W_MAX:
-                w[i + field] = v
+            assert self.week is not None
+            self._bump(self.week, i, field, d)
 
     def _week_row(self, t: int, create: bool) -> int:
-        """Where t's day starts in `week` (made when `create`), or -1: before the week, or not there."""
+        """Where t's day starts in `week` (made when `create`), or -1: before the week, or not there.
+
+        `week` starts with a row of totals over the days from its first field (the week's first day) on."""
         day = local_day(t)
         w = self.week
-        if w and w[-W_FIELDS] == day:  # the common case: today
+        if w and w[-W_FIELDS] == day and len(w) > W_FIELDS:  # the common case: today
             return len(w) - W_FIELDS
         start = local_day(self.last_t) - WEEK_DAYS + 1
         if day < start:
@@ -474,30 +491,47 @@ class LineState:
         if w is None:
             if not create:
                 return -1
-            w = self.week = array("H")
-        if w and w[0] < start:  # days before the week leave
-            n = 0
+            w = self.week = array("H", (max(start, 0), 0, 0, 0, 0, 0))
+        i = len(w) - W_FIELDS
+        while i >= W_FIELDS and w[i] > day:
+            i -= W_FIELDS
+        if i >= W_FIELDS and w[i] == day:
+            found = i
+        elif not create:
+            return -1
+        else:
+            found = i + W_FIELDS
+            w[found:found] = array("H", (day, 0, 0, 0, 0, 0))
+        if w[0] != max(start, 0):  # the week moved on: days before it leave, the totals are counted again
+            n = W_FIELDS
             while n < len(w) and w[n] < start:
                 n += W_FIELDS
-            del w[:n]
-        i = len(w) - W_FIELDS
-        while i >= 0 and w[i] > day:
-            i -= W_FIELDS
-        if i >= 0 and w[i] == day:
-            return i
-        if not create:
-            return -1
-        i += W_FIELDS
-        w[i:i] = array("H", (day, 0, 0, 0, 0, 0))
-        return i
+            del w[W_FIELDS:n]
+            found -= n - W_FIELDS
+            self._recount()
+        return found
 
-    def week_sum(self, field: int, now: int) -> int:
-        """A count over the week that ends at event time `now` (the line's latest)."""
+    def _recount(self) -> None:
+        w = self.week
+        assert w is not None
+        start = local_day(self.last_t) - WEEK_DAYS + 1
+        w[0] = max(start, 0)
+        for f in range(1, W_FIELDS):
+            w[f] = min(W_MAX, sum(w[i + f] for i in range(W_FIELDS, len(w), W_FIELDS)))
+
+    def week_totals(self, now: int) -> Sequence[int]:
+        """The counts over the week that ends at event time `now` (the line's latest), by field (W_IN...)."""
         w = self.week
         if not w:
-            return 0
+            return NO_WEEK
+        # The hot path: the first row is this week's totals (none saturated: remote, strangers and callbacks never
+        # exceed outgoing).
+        if w[0] + WEEK_DAYS - 1 == (now + LOCAL_OFFSET) // DAY and w[W_IN] < W_MAX and w[W_OUT] < W_MAX:
+            return w
         start = local_day(now) - WEEK_DAYS + 1
-        return sum(w[i + field] for i in range(0, len(w), W_FIELDS) if w[i] >= start)
+        return [0] + [
+            sum(w[i + f] for i in range(W_FIELDS, len(w), W_FIELDS) if w[i] >= start) for f in range(1, W_FIELDS)
+        ]
 
     def silent_days(self, now: int) -> int:
         """Days in a row, up to the current one, on which the line called out and received nothing (a day with
@@ -506,7 +540,7 @@ class LineState:
         if not w:
             return 0
         day, run = local_day(now), 0
-        for i in range(len(w) - W_FIELDS, -1, -W_FIELDS):
+        for i in range(len(w) - W_FIELDS, 0, -W_FIELDS):
             if w[i] != day - run or w[i + W_IN] or not w[i + W_OUT]:
                 break
             run += 1
@@ -648,7 +682,7 @@ class LineState:
         """[day rows of the week (W_FIELDS numbers each), peer keys that are strangers of one of its days]."""
         start = local_day(self.last_t) - WEEK_DAYS + 1
         w = self.week or ()
-        rows = [v for i in range(0, len(w), W_FIELDS) if w[i] >= start for v in w[i : i + W_FIELDS]]
+        rows = [v for i in range(W_FIELDS, len(w), W_FIELDS) if w[i] >= start for v in w[i : i + W_FIELDS]]
         book = self.book
         strangers = [
             k
@@ -717,7 +751,8 @@ class LineState:
         if week is not None:
             rows, strangers = week
             if rows:
-                s.week = array("H", rows)
+                s.week = array("H", (0,) * W_FIELDS + tuple(rows))
+                s._recount()
             for k in strangers:
                 book.meta[book.row(int(k))] |= FIRST_OUT
         else:
@@ -756,7 +791,8 @@ def _share(count: int, of: int) -> float:
     return count / of if of else 0.0
 
 
-# Every feature as an expression over the line state `s` (with `h`, `d` its hour and day windows), the profile
+# Every feature as an expression over the line state `s` (with `h`, `d` its hour and day windows, `w` its week's
+# totals by field: W_IN, W_OUT, W_REMOTE, W_NEW, W_BACK), the profile
 # `p`, the event time `now` and the engine `eng`. The scorecard compiles its conditions from these, so a call
 # only computes the features the rules actually reach (most lines stop at the first comparison).
 FEATURE_EXPR = {
@@ -786,11 +822,11 @@ FEATURE_EXPR = {
     "night_share_24h": "_share(d.night, d.n)",
     "international_24h": "d.intl",
     "international_share_24h": "_share(d.intl, d.n)",
-    "outgoing_7d": "s.week_sum(2, now)",
-    "strangers_7d": "s.week_sum(4, now)",
-    "stranger_share_7d": "_share(s.week_sum(4, now), s.week_sum(2, now))",
-    "other_province_share_7d": "_share(s.week_sum(3, now), s.week_sum(2, now))",
-    "stranger_callback_share_7d": "_share(s.week_sum(5, now), s.week_sum(4, now))",
+    "outgoing_7d": "w[2]",
+    "strangers_7d": "w[4]",
+    "stranger_share_7d": "_share(w[4], w[2])",
+    "other_province_share_7d": "_share(w[3], w[2])",
+    "stranger_callback_share_7d": "_share(w[5], w[4])",
     "silent_days": "s.silent_days(now)",
     "abroad": "(1.0 if s.abroad else 0.0)",
     "incoming_24h": "len(s.incoming or ())",
@@ -811,7 +847,7 @@ HELPERS = {"_share": _share}
 
 def compile_function(name: str, body: list[str]):
     """Compiles `def name(s, p, now, eng)` over the feature expressions (built from checked parts only)."""
-    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", *body]
+    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", "    w = s.week_totals(now)", *body]
     namespace = dict(HELPERS)
     exec(compile("\n".join(src), f"<{name}>", "exec"), namespace)
     return namespace[name]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring.engine import Engine
-from services.scoring.features import DAY, HOUR, Profile
+from services.scoring.features import DAY, HOUR, W_FIELDS, WEEK_DAYS, Profile, local_day
 from services.scoring.scorecard import load
 
 T0 = int(datetime(2026, 9, 28, 1, 0, tzinfo=UTC).timestamp())  # 09:00 in China
@@ -66,9 +66,20 @@ def test_the_week_counts_are_the_same_whatever_order_the_cdrs_arrive_in(items):
     for c, _ in sorted(items, key=lambda item: item[1]):
         shuffled.observe(*c)
     assert week(shuffled) == week(in_order)
+    for e in (in_order, shuffled):
+        totals_are_the_sums_of_the_days(e)
     restored = engine()
     restored.restore(LINE, msgpack.unpackb(msgpack.packb(shuffled.snapshot(LINE))))
     assert week(restored) == week(in_order)
+
+
+def totals_are_the_sums_of_the_days(e: Engine) -> None:
+    s = e.lines[LINE]
+    w = s.week
+    if w:
+        assert w[0] == local_day(s.last_t) - WEEK_DAYS + 1
+        for f in range(1, W_FIELDS):
+            assert w[f] == sum(w[i + f] for i in range(W_FIELDS, len(w), W_FIELDS) if w[i] >= w[0])
 
 
 def test_a_slow_scam_line_shows_at_week_scale_and_a_two_way_line_does_not():
