@@ -450,7 +450,12 @@ class LineState:
                 return
             w = self.week
             assert w is not None
-        self._bump(w, i, W_OUT, 1)
+        v = w[i + W_OUT]  # _bump(w, i, W_OUT, 1), inlined: every CDR comes here
+        if v < W_MAX:
+            w[i + W_OUT] = v + 1
+        v = w[W_OUT]
+        if v < W_MAX:
+            w[W_OUT] = v + 1
         if remote:
             self._bump(w, i, W_REMOTE, 1)
         meta = self.book.meta
