@@ -3,13 +3,15 @@
 
     python -m pscli.tables [--card services/scoring/scorecard.yaml] SCENARIO.jsonl [...]
 
-Prints one Markdown row per scenario and whether every target is met; exits 1 when one is missed.
+Prints one Markdown row per scenario, then per persona over all of them (how many lines were acted on, suspended),
+and whether every target is met; exits 1 when one is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from pscli import train
@@ -47,10 +49,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scorecard {card.version}\n")
     print(HEADER)
     failed = []
+    lines: Counter[str] = Counter()
+    acted: Counter[str] = Counter()
+    suspended: Counter[str] = Counter()
+    fraud: dict[str, bool] = {}
     for s in a.scenarios:
-        m, _ = train.replay_metrics([s], card)
+        m, reports = train.replay_metrics([s], card)
         print(row(Path(s).name, m), flush=True)
         failed += [f"{Path(s).name}: {x}" for x in missed(m)]
+        for name, p in reports[0].personas.items():
+            lines[name] += p.lines
+            acted[name] += p.acted
+            suspended[name] += p.actions["suspend"]
+            fraud[name] = p.fraud
+    print("\n| persona | kind | lines | acted on | suspended |\n|---|---|---|---|---|")
+    for name in sorted(lines, key=lambda n: (fraud[n], n)):
+        n = lines[name]
+        kind = "fraud" if fraud[name] else "legit"
+        print(f"| {name} | {kind} | {n} | {acted[name] / n:.2%} | {suspended[name] / n:.2%} |")
     print()
     print("all targets met" if not failed else "MISSED:\n  " + "\n  ".join(failed))
     return 1 if failed else 0
