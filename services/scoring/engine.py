@@ -251,7 +251,8 @@ class Engine:
 
     def _assess(self, msisdn: str, s: LineState, t: int) -> Escalation | None:
         card = self.scorecard
-        fired = card.fired(s, s.profile, s.last_t, self)
+        # Live, a line whose evidence cannot reach a warning is let go at once; replays keep every peak score.
+        fired = (card.fired if self.peaks is not None else card.fired_acting)(s, s.profile, s.last_t, self)
         if not fired:
             return None  # nothing against the line (most calls): low, no action, nothing to remember
         sc = card.score(fired)

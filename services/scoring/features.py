@@ -425,7 +425,16 @@ class LineState:
                 self.h1.callbacks += 1
             if m & FIRST_OUT:
                 self._week_add(book.first[row], W_BACK, 1)
-        self._week_add(t, W_IN, 1, create=True)
+        w = self.week
+        if w and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:  # today, already there: _week_add inlined
+            v = w[-W_FIELDS + W_IN]
+            if v < W_MAX:
+                w[-W_FIELDS + W_IN] = v + 1
+            v = w[W_IN]
+            if v < W_MAX:
+                w[W_IN] = v + 1
+        else:
+            self._week_add(t, W_IN, 1, create=True)
         if t <= self.last_t - DAY:
             return
         if self.incoming is None:
