@@ -505,7 +505,8 @@ class LineState:
         if w is None:
             if not create:
                 return -1
-            w = self.week = array("H", (max(start, 0), 0, 0, 0, 0, 0))
+            self.week = array("H", (max(start, 0), 0, 0, 0, 0, 0, day, 0, 0, 0, 0, 0))  # made at its size
+            return W_FIELDS
         i = len(w) - W_FIELDS
         while i >= W_FIELDS and w[i] > day:
             i -= W_FIELDS
@@ -515,7 +516,7 @@ class LineState:
             return -1
         else:
             found = i + W_FIELDS
-            w[found:found] = array("H", (day, 0, 0, 0, 0, 0))
+            w = self.week = w[:found] + array("H", (day, 0, 0, 0, 0, 0)) + w[found:]  # at its size
         if w[0] != max(start, 0):  # the week moved on: days before it leave, the totals are counted again
             n = W_FIELDS
             while n < len(w) and w[n] < start:
