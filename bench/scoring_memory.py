@@ -45,6 +45,7 @@ def parts(s: LineState) -> Counter[str]:
             "windows": sum(size(w) + objects + (size(w.duration) if w.duration > 256 else 0) for w in (s.h1, s.d1)),
             "incoming, cells, reports": sum(size(a) for a in (s.incoming, s.cells, s.reports) if a is not None),
             "handsets": size(s.imei) + (size(s.imeis) if s.imeis is not None else 0),
+            "week": size(s.week) if s.week is not None else 0,
         }
     )
     return got

@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=1)
     gen.add_argument("--lines", type=int, default=10000)
     gen.add_argument("--days", type=int, default=7)
-    gen.add_argument("--variant", default="base", help="base, or shifted (busier couriers, slower scammers)")
+    gen.add_argument(
+        "--variant",
+        default="base",
+        help="base, shifted (busier couriers, slower scammers) or shifted2 (busier sales staff, scammers a quarter slower)",
+    )
     ev = sub.add_parser("evaluate", help="per-persona actions, false suspensions, recall and calls to first action")
     ev.add_argument("scenario")
     ev.add_argument("--decisions", help="a decision file; without it the scenario is replayed first")

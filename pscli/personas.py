@@ -74,7 +74,7 @@ PERSONAS: dict[str, Persona] = {
         0.02,
     ),
 }
-VARIANTS = ("base", "shifted")
+VARIANTS = ("base", "shifted", "shifted2")
 
 # Knobs the behaviours read; a variant only moves knobs, the scorer sees no difference in code paths.
 BASE_KNOBS: dict[str, float] = {
@@ -82,10 +82,20 @@ BASE_KNOBS: dict[str, float] = {
     "courier_callback": 1.0,  # share of recipients who call back (courier, rider), multiplier
     "scam_rate": 1.0,  # call rate of every fraud persona, multiplier
     "legit_new_account": 0.04,  # share of ordinary / sales / shop / road-trip lines opened in the last 60 days
+    "sales_volume": 1.0,  # weekday calls of heavy sales lines, multiplier
 }
 SHIFTS: dict[str, dict[str, float]] = {
     "base": {},
     "shifted": {"courier_burst": 1.5, "courier_callback": 0.6, "scam_rate": 0.6, "legit_new_account": 0.25},
+    # A second shift, another way: busier sales staff, couriers a little busier with fewer callbacks, scammers
+    # a quarter slower, more young legitimate accounts than the base but fewer than `shifted`.
+    "shifted2": {
+        "sales_volume": 1.4,
+        "courier_burst": 1.2,
+        "courier_callback": 0.8,
+        "scam_rate": 0.75,
+        "legit_new_account": 0.15,
+    },
 }
 
 PROVINCES = tuple(
@@ -401,7 +411,7 @@ def setup_heavy_sales(g: Gen, line: Line) -> None:
 
 def day_heavy_sales(g: Gen, line: Line, day: int) -> None:
     rng, clients = g.rng, line.plan["clients"]
-    n = rng.randint(0, 10) if g.weekend(day) else rng.randint(40, 80)
+    n = rng.randint(0, 10) if g.weekend(day) else round(rng.randint(40, 80) * g.knobs["sales_volume"])
     for t in g.spread(day, n, 9, 18):
         if rng.random() < 0.45:
             peer = rng.choice(clients)

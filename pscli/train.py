@@ -65,13 +65,17 @@ HAND_SET_FEATURES = {
 # so a learned weight for `abroad` would be an artefact of the corpus (the case workflow handles roamers instead).
 SKIP_FEATURES = {"account_age_years", "abroad"}
 # The volume a window must hold before its shares and averages say anything.
-GATES = {"1h": 8.0, "24h": 20.0}
+GATES = {"1h": 8.0, "24h": 20.0, "7d": 20.0}
 SCALE = 10.0  # points per unit of log-odds
 MIN_POINTS = 2  # smaller learned points are dropped
 MAX_LEARNED = 30  # learned rules at most (the engine evaluates them on every call)
 FIRST_EVENTS, LATER_EVENTS = 20, 20  # events per line in the fit: its first ones and a sample of the rest
 # Margins under the targets of design §6 (legitimate suspended <= 0.5 %, any action <= 2 %), on training data.
 LEGIT_ACTION_MAX, LEGIT_RESTRICT_MAX, LEGIT_SUSPEND_MAX = 0.012, 0.005, 0.001
+# The guard on thresholds: at least one unit of log-odds between warn, restrict and suspend, and restrict above
+# every legitimate line in the training data held 10 years or more with a busy hour (8+ calls).
+MIN_GAP = SCALE
+TENURED_YEARS, BUSY_CALLS_1H = 10, 8.0
 C_GRID = (0.05, 0.02, 0.01, 0.005, 0.003, 0.002, 0.001)
 
 # Sentences per feature (the engine formats them with the line's figures). Unknown features get a generic one.
@@ -162,6 +166,27 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "{international_24h} of the calls in 24 hours international",
         "24小时内{international_24h}个呼叫为国际呼叫",
     ),
+    "outgoing_7d": ("{outgoing_7d} calls and messages sent in 7 days", "7天内拨出电话和发送短信{outgoing_7d}次"),
+    "strangers_7d": (
+        "{strangers_7d} numbers never in touch before called in 7 days",
+        "7天内联系了{strangers_7d}个从未联系过的号码",
+    ),
+    "stranger_share_7d": (
+        "{strangers_7d} of {outgoing_7d} calls and messages in 7 days went to numbers never in touch before",
+        "7天内{outgoing_7d}次呼出中{strangers_7d}次打给从未联系过的号码",
+    ),
+    "other_province_share_7d": (
+        "{other_province_share_7d:.0%} of {outgoing_7d} calls and messages in 7 days went to other provinces",
+        "7天内{outgoing_7d}次呼出中{other_province_share_7d:.0%}打给外省号码",
+    ),
+    "stranger_callback_share_7d": (
+        "{stranger_callback_share_7d:.0%} of the {strangers_7d} new numbers called in 7 days have called back",
+        "7天内新联系的{strangers_7d}个号码中{stranger_callback_share_7d:.0%}曾回电",
+    ),
+    "silent_days": (
+        "{silent_days} days in a row with calls out and not one call or message in",
+        "连续{silent_days}天只有呼出、没有任何来电或短信",
+    ),
     "abroad": ("the handset is abroad", "终端正在境外漫游"),
     "incoming_24h": (
         "{incoming_24h} calls and messages received in 24 hours",
@@ -200,12 +225,43 @@ CODES: dict[str, tuple[str, str]] = {
     "night_share_24h": ("NIGHT_ACTIVITY", "DAYTIME_ACTIVITY"),
     "international_24h": ("INTERNATIONAL", "FEW_INTERNATIONAL"),
     "international_share_24h": ("INTERNATIONAL_SHARE", "LOW_INTERNATIONAL_SHARE"),
+    "outgoing_7d": ("WEEK_VOLUME", "FEW_CALLS_7D"),
+    "strangers_7d": ("MANY_STRANGERS_7D", "FEW_STRANGERS_7D"),
+    "stranger_share_7d": ("STRANGERS_7D", "KNOWN_PEERS_7D"),
+    "other_province_share_7d": ("REMOTE_PEERS_7D", "LOCAL_PEERS_7D"),
+    "stranger_callback_share_7d": ("NO_CALLBACKS_7D", "CALLBACKS_7D"),
+    "silent_days": ("SILENT_DAYS", "INCOMING_DAILY"),
     "abroad": ("ABROAD", "ROAMING_ABROAD"),
     "incoming_24h": ("LITTLE_INCOMING", "TWO_WAY_TRAFFIC"),
     "handsets_7d": ("HANDSET_CHANGES", "ONE_HANDSET"),
     "account_age_days": ("NEW_ACCOUNT", "LONG_TENURE"),
     "enterprise_bound": ("NOT_ENTERPRISE", "ENTERPRISE_BOUND"),
 }
+
+
+# Features whose risk is known to rise (+1) or fall (-1) with their value: the points of their bins are made
+# monotone in that direction (adjacent bins that disagree are pooled, weighted by their events, and merged).
+RISING = (
+    "calls_",
+    "sms_",
+    "distinct_peers_",
+    "new_peer",
+    "other_province",
+    "unanswered",
+    "night_",
+    "international_",
+    "strangers_",
+    "stranger_share",
+    "outgoing_",
+    "silent_days",
+)
+FALLING = ("callback_share", "stranger_callback_share", "incoming_", "account_age", "enterprise_bound")
+
+
+def direction(feature: str) -> int:
+    if feature.startswith(FALLING) or "callback_share" in feature:
+        return -1
+    return 1 if feature.startswith(RISING) else 0
 
 
 # --- events -------------------------------------------------------------------------------------------------
@@ -354,12 +410,15 @@ def window(name: str) -> str | None:
 
 
 def gate_of(name: str, names: Sequence[str]) -> str | None:
-    """The volume feature a share or an average is read against (`calls_<window>`), if any."""
+    """The volume feature a share or an average is read against (`calls_<window>`, or `outgoing_<window>`), if
+    any."""
     w = window(name)
     if w is None or not ("share" in name or name.startswith("mean_")):
         return None
-    volume = f"calls_{w}"
-    return volume if volume in names and volume != name else None
+    for volume in (f"calls_{w}", f"outgoing_{w}"):
+        if volume in names and volume != name:
+            return volume
+    return None
 
 
 def _nice(v: float, integer: bool, unit: bool) -> float:
@@ -403,6 +462,13 @@ def learnable(names: Sequence[str]) -> list[str]:
 
 def make_bins(e: Events, rows: np.ndarray) -> list[Bin]:
     """Bins of every learnable feature, over the events `rows` (a boolean mask)."""
+    return make_bins_and_references(e, rows)[0]
+
+
+def make_bins_and_references(e: Events, rows: np.ndarray) -> tuple[list[Bin], list[Bin]]:
+    """Bins of every learnable feature over the events `rows` (a boolean mask), and the reference bins (0 points,
+    left out of the fit: for each ungated feature, the bin most legitimate events fall in)."""
+    refs: list[Bin] = []
     fraud = e.fraud[e.line[rows]]
     bins: list[Bin] = []
     for name in learnable(e.names):
@@ -429,9 +495,54 @@ def make_bins(e: Events, rows: np.ndarray) -> list[Bin]:
         if gate is None:  # the bin most legitimate events fall in is the reference: 0 points
             legit = values[~fraud_here]
             mass = [int(np.sum(_mask1(legit, b))) for b in spans]
-            del spans[mass.index(max(mass))]
+            refs.append(spans.pop(mass.index(max(mass))))
         bins += spans
-    return bins
+    return bins, refs
+
+
+def _pava(values: list[float], weights: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to `values` (weighted least squares: pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [value, weight, count]
+    for v, w in zip(values, weights, strict=True):
+        blocks.append([v, max(w, 1e-9), 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks[-1]
+            blocks[-1] = [(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2]
+    return [b[0] for b in blocks for _ in range(int(b[2]))]
+
+
+def monotone(
+    bins: Sequence[Bin], points: Sequence[float], weights: Sequence[float], refs: Sequence[Bin], ref_weights: dict
+) -> tuple[list[Bin], list[float]]:
+    """Points made monotone where the direction of a feature is known (`direction`): a bin that says less than
+    its lower neighbour for a rising feature (more remote calls, fewer points) is pooled with it, weighted by
+    events, and adjacent bins with the same points are merged into one. Other features are left as fitted."""
+    groups: dict[tuple[str, tuple[str, float] | None], list[tuple[Bin, float, float]]] = {}
+    for b, p, w in zip(bins, points, weights, strict=True):
+        groups.setdefault((b.feature, b.gate), []).append((b, p, w))
+    for r in refs:
+        if (r.feature, r.gate) in groups:
+            groups[(r.feature, r.gate)].append((r, 0.0, ref_weights.get(r, 0.0)))
+    out_bins: list[Bin] = []
+    out_points: list[float] = []
+    for (feature, gate), items in groups.items():
+        sign = direction(feature)
+        items.sort(key=lambda item: -math.inf if item[0].lo is None else item[0].lo)
+        if sign:
+            pooled = [sign * v for v in _pava([sign * p for _, p, _ in items], [w for _, _, w in items])]
+        else:
+            pooled = [p for _, p, _ in items]
+        i = 0
+        while i < len(items):
+            j = i
+            while j + 1 < len(items) and abs(pooled[j + 1] - pooled[i]) < 1e-9:
+                j += 1
+            if round(pooled[i]):
+                out_bins.append(Bin(feature, items[i][0].lo, items[j][0].hi, gate))
+                out_points.append(pooled[i])
+            i = j + 1
+    return out_bins, out_points
 
 
 def _mask1(values: np.ndarray, b: Bin) -> np.ndarray:
@@ -506,16 +617,19 @@ def fit(e: Events, lines: np.ndarray, seed: int = 0) -> Learned:
     rows, w = sample(e, lines, seed)
     all_rows = np.zeros(e.x.shape[0], bool)
     all_rows[rows] = True
-    bins = make_bins(e, all_rows)
+    bins, refs = make_bins_and_references(e, all_rows)
     sub = Events(e.names, e.x[rows], e.line[rows], e.out_before[rows], e.report[rows], e.msisdns, e.personas, e.fraud)
     z = sparse.hstack([sparse.csc_matrix(holds(sub, b.conditions()).astype(np.float32)[:, None]) for b in bins]).tocsr()
     y = e.fraud[e.line[rows]].astype(int)
+    counts = np.asarray(z.sum(axis=0)).ravel().tolist()
+    ref_counts = {r: float(np.sum(holds(sub, r.conditions()))) for r in refs}
     best: Learned | None = None
     for c in C_GRID:
         model = LogisticRegression(C=c, l1_ratio=1.0, solver="liblinear", max_iter=500, random_state=seed)
         model.fit(z, y, sample_weight=w)
-        pts = [int(round(float(v) * SCALE)) for v in model.coef_[0]]
-        kept = [(b, p) for b, p in zip(bins, pts, strict=True) if abs(p) >= MIN_POINTS]
+        mono_bins, mono = monotone(bins, [float(v) * SCALE for v in model.coef_[0]], counts, refs, ref_counts)
+        pts = [int(round(v)) for v in mono]
+        kept = [(b, p) for b, p in zip(mono_bins, pts, strict=True) if abs(p) >= MIN_POINTS]
         if len(kept) <= MAX_LEARNED:
             best = Learned([b for b, _ in kept], [p for _, p in kept], c)
             break
@@ -612,13 +726,37 @@ def _above(values: np.ndarray, share: float) -> float:
     return max(1.0, math.floor(t))
 
 
+def tenured_busy(e: Events, lines: np.ndarray) -> np.ndarray:
+    """The legitimate lines among `lines` held TENURED_YEARS or more that had a busy hour (BUSY_CALLS_1H)."""
+    n = len(e.msisdns)
+    busy = np.zeros(n)
+    np.maximum.at(busy, e.line, e.col("calls_1h"))
+    age = np.zeros(n)
+    np.maximum.at(age, e.line, e.col("account_age_days"))
+    mine = np.zeros(n, bool)
+    mine[lines] = True
+    return np.nonzero(mine & ~e.fraud & (busy >= BUSY_CALLS_1H) & (age >= 365 * TENURED_YEARS))[0]
+
+
 def thresholds(e: Events, rules: Sequence[CardRule], lines: np.ndarray) -> list[float]:
+    """Warn, restrict and suspend thresholds, by rule (the guard): each under its target share of legitimate
+    training lines; restrict at least MIN_GAP above warn and above every busy long-tenure legitimate line's peak
+    (such a customer is warned first, never restricted at once); suspend at least MIN_GAP above restrict."""
     peak, strong_peak = line_peaks(e, rules)
     legit = lines[~e.fraud[lines]]
     medium = _above(peak[legit], LEGIT_ACTION_MAX)
-    high = max(medium + 1, _above(strong_peak[legit], LEGIT_RESTRICT_MAX))
-    extreme = max(high + 1, _above(strong_peak[legit], LEGIT_SUSPEND_MAX))
+    tenured = tenured_busy(e, lines)
+    tenured_peak = float(strong_peak[tenured].max()) + 1 if tenured.size else 0.0
+    high = max(medium + MIN_GAP, _above(strong_peak[legit], LEGIT_RESTRICT_MAX), math.floor(tenured_peak))
+    extreme = max(high + MIN_GAP, _above(strong_peak[legit], LEGIT_SUSPEND_MAX))
     return [medium, high, extreme]
+
+
+def check_thresholds(levels: Sequence[float]) -> None:
+    """Refuses a card whose warn, restrict and suspend thresholds are closer than MIN_GAP."""
+    medium, high, extreme = levels
+    if high - medium < MIN_GAP or extreme - high < MIN_GAP:
+        raise ValueError(f"thresholds {medium:g} / {high:g} / {extreme:g} are closer than {MIN_GAP:g} points apart")
 
 
 def map_points(old: float, old_levels: Sequence[float], new_levels: Sequence[float]) -> int:
@@ -648,6 +786,41 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
+BINARY = {"enterprise_bound", "abroad"}
+
+
+def bin_range(b: Bin) -> tuple[str, str]:
+    """The bin in words (en, zh), so a reason reads right for the whole bin: "2 calls ... (1 to 2)", not a
+    figure that looks like a rule of its own."""
+    if b.feature in BINARY:
+        return "", ""
+    share = "share" in b.feature
+    integer = not share and not b.feature.startswith("mean_")
+
+    def v(x: float) -> str:
+        return f"{x:.0%}" if share else _fmt(x)
+
+    lo, hi = b.lo, b.hi
+    if lo is not None and hi is not None:
+        if integer and hi - lo == 1:
+            return "", ""  # one value: the figure says it
+        top = _fmt(hi - 1) if integer else v(hi)
+        return (
+            (f" ({v(lo)} to {top})", f"（{v(lo)}至{top}）")
+            if integer
+            else (f" ({v(lo)} to under {top})", f"（{v(lo)}至{top}以下）")
+        )
+    if lo is not None:
+        if share and lo >= 1:
+            return " (all of them)", "（全部）"
+        return f" (at least {v(lo)})", f"（不少于{v(lo)}）"
+    if hi is not None:
+        if integer and hi <= 1:
+            return "", ""  # none: the figure says it
+        return f" (under {v(hi)})", f"（少于{v(hi)}）"
+    return "", ""
+
+
 def name_rules(learned: Learned) -> list[CardRule]:
     """Codes and sentences. A code names a feature and a sign, whatever the bin: the bins of one feature never
     hold together, and a holder verified against a pattern (cleared of its codes) stays cleared when the same
@@ -658,7 +831,8 @@ def name_rules(learned: Learned) -> list[CardRule]:
         en, zh = TEMPLATES.get(
             b.feature, (f"{b.feature.replace('_', ' ')}: {{{b.feature}}}", f"指标 {b.feature}：{{{b.feature}}}")
         )
-        rules.append(CardRule(against if p > 0 else favour, b.conditions(), p, en=en, zh=zh))
+        en_range, zh_range = bin_range(b)
+        rules.append(CardRule(against if p > 0 else favour, b.conditions(), p, en=en + en_range, zh=zh + zh_range))
     return rules
 
 
@@ -838,10 +1012,15 @@ def train(
         "data_sha256": e.digest,
         **({"data_note": note} if note else {}),
         "events": int(e.x.shape[0]),
+        "thresholds_rule": f"warn: at most {LEGIT_ACTION_MAX:.1%} of legitimate training lines; restrict: at most"
+        f" {LEGIT_RESTRICT_MAX:.1%}, {MIN_GAP:g}+ points above warn, and above every legitimate line held"
+        f" {TENURED_YEARS}+ years with a busy hour ({BUSY_CALLS_1H:g}+ calls); suspend: at most"
+        f" {LEGIT_SUSPEND_MAX:.1%}, {MIN_GAP:g}+ points above restrict",
         "learned_rules": len(learned.bins),
         "hand_set_rules": sum(1 for r in rules if r.hand_set),
         "metrics_on_training_data": metrics,
     }
+    check_thresholds(levels)
     write_yaml(out, version, rules, levels, trained)
     load(Path(out))  # what was written loads
     return trained

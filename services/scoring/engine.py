@@ -163,13 +163,15 @@ class Engine:
         if not outgoing:
             s.add_in(t, k, row)
             return None
+        remote = peer_province != s.profile.home_province and peer_province != "00"
+        s.add_week_out(t, row, new, remote)
         if t <= s.last_t - DAY:
-            s.out_total += 1  # too old for any window: it only taught the line's contacts
+            s.out_total += 1  # too old for the hour and the day: it counts in the week and the line's contacts
             return None
         flags = NEW if new else 0
         if peer_province == "00":
             flags |= INTL
-        elif peer_province != s.profile.home_province:
+        elif remote:
             flags |= REMOTE
         if sms:
             flags |= SMS
@@ -249,7 +251,8 @@ class Engine:
 
     def _assess(self, msisdn: str, s: LineState, t: int) -> Escalation | None:
         card = self.scorecard
-        fired = card.fired(s, s.profile, s.last_t, self)
+        # Live, a line whose evidence cannot reach a warning is let go at once; replays keep every peak score.
+        fired = (card.fired if self.peaks is not None else card.fired_acting)(s, s.profile, s.last_t, self)
         if not fired:
             return None  # nothing against the line (most calls): low, no action, nothing to remember
         sc = card.score(fired)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
@@ -52,12 +53,32 @@ EV_SHIFT = 24
 LOW32 = 0xFFFF_FFFF
 COUNT_MASK = 0x7FFF  # at most OUT_CAP calls are in a window
 CALLER = 1 << 31
-IN_WINDOWS = CALLER - 1
+# Bit 30 of `meta`: the peer's first contact (of those the book knows) is an outgoing call or SMS: a stranger the
+# line reached out to, counted in the week's day of that contact (`week`).
+FIRST_OUT = 1 << 30
+IN_WINDOWS = FIRST_OUT - 1
 # Arrays of unsigned 64-bit ints ('L' on 64-bit Linux): storing into them is several times cheaper than into
 # 'q' arrays, which parse each value like a function argument.
 U64 = "L" if array("L").itemsize == 8 else "Q"
 # The stored form's version (LineState.snapshot); version 1 had no marker and kept peers as strings.
 SNAPSHOT_VERSION = 2
+# Day-scale counts over the last WEEK_DAYS local days (the line's current day and the six before), one row of
+# W_FIELDS 16-bit counts per day with traffic, sorted by day: the day number, then incoming, outgoing (calls and
+# SMS), outgoing to other provinces, strangers first contacted that day (FIRST_OUT), and those of them who have
+# called the line since. Counts saturate at W_MAX (a line past 65,535 a day is far beyond every threshold). A
+# first row holds the week's first day and the totals from it on, so reading a week's count costs one lookup.
+WEEK_DAYS = 7
+W_DAY, W_IN, W_OUT, W_REMOTE, W_NEW, W_BACK = range(6)
+W_FIELDS = 6
+W_MAX = 0xFFFF
+
+
+NO_WEEK = (0,) * W_FIELDS
+
+
+def local_day(t: int) -> int:
+    """The holder's calendar day (China Standard Time) of epoch second t, as days since 1970 (16 bits)."""
+    return min(max((t + LOCAL_OFFSET) // DAY, 0), W_MAX)
 
 
 def peer_key(peer: str) -> int:
@@ -233,6 +254,7 @@ class LineState:
         "high_cells",
         "authority",
         "expire_at",
+        "week",
     )
 
     def __init__(self, profile: Profile) -> None:
@@ -254,6 +276,7 @@ class LineState:
         self.high_cells = 0  # events in high-risk cells among `cells`
         self.authority = 0  # police or national-platform reports among `reports`
         self.expire_at = NEVER  # earliest event time at which something leaves a window
+        self.week: array | None = None  # day-scale counts of the last WEEK_DAYS days (W_FIELDS per day)
 
     @property
     def out(self) -> list[tuple[int, int, int, int]]:
@@ -300,6 +323,12 @@ class LineState:
         first = book.first[i]
         if r < first:
             book.first[i] = r
+            m = book.meta[i]
+            if m & FIRST_OUT:  # the stranger was first in touch earlier (whichever way): not that day's stranger
+                book.meta[i] = m & ~FIRST_OUT
+                self._week_add(first, W_NEW, -1)
+                if m & CALLER:
+                    self._week_add(first, W_BACK, -1)
             self._not_new(k, first)
             return i, True
         return i, r == first
@@ -394,6 +423,18 @@ class LineState:
                 self.d1.callbacks += 1
             if m & COUNT_MASK:
                 self.h1.callbacks += 1
+            if m & FIRST_OUT:
+                self._week_add(book.first[row], W_BACK, 1)
+        w = self.week
+        if w and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:  # today, already there: _week_add inlined
+            v = w[-W_FIELDS + W_IN]
+            if v < W_MAX:
+                w[-W_FIELDS + W_IN] = v + 1
+            v = w[W_IN]
+            if v < W_MAX:
+                w[W_IN] = v + 1
+        else:
+            self._week_add(t, W_IN, 1, create=True)
         if t <= self.last_t - DAY:
             return
         if self.incoming is None:
@@ -403,6 +444,122 @@ class LineState:
             self.incoming.pop(0)
         if t + DAY < self.expire_at:
             self.expire_at = t + DAY
+
+    def add_week_out(self, t: int, row: int, new: bool, remote: bool) -> None:
+        """Counts an outgoing contact (any age) in its day of the week; a first contact makes the peer a stranger
+        of that day. The peer is in the book at `row`."""
+        w = self.week
+        if w and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:  # the common case: today, already there
+            i = len(w) - W_FIELDS
+        else:
+            i = self._week_row(t, create=True)
+            if i < 0:
+                if new:  # before the week: a stranger of a day no longer counted
+                    self.book.meta[row] |= FIRST_OUT
+                return
+            w = self.week
+            assert w is not None
+        v = w[i + W_OUT]  # _bump(w, i, W_OUT, 1), inlined: every CDR comes here
+        if v < W_MAX:
+            w[i + W_OUT] = v + 1
+        v = w[W_OUT]
+        if v < W_MAX:
+            w[W_OUT] = v + 1
+        if remote:
+            self._bump(w, i, W_REMOTE, 1)
+        meta = self.book.meta
+        m = meta[row]
+        if new and not m & FIRST_OUT:
+            meta[row] = m | FIRST_OUT
+            self._bump(w, i, W_NEW, 1)
+            if m & CALLER:
+                self._bump(w, i, W_BACK, 1)
+
+    @staticmethod
+    def _bump(w: array, i: int, field: int, d: int) -> None:
+        """Adds d to a day's count and to the week's total (a total at W_MAX is read by summing the days)."""
+        v = w[i + field] + d
+        if 0 <= v <= W_MAX:
+            w[i + field] = v
+        v = w[field]
+        if v < W_MAX:
+            w[field] = v + d
+
+    def _week_add(self, t: int, field: int, d: int, create: bool = False) -> None:
+        i = self._week_row(t, create)
+        if i >= 0:
+            assert self.week is not None
+            self._bump(self.week, i, field, d)
+
+    def _week_row(self, t: int, create: bool) -> int:
+        """Where t's day starts in `week` (made when `create`), or -1: before the week, or not there.
+
+        `week` starts with a row of totals over the days from its first field (the week's first day) on."""
+        day = local_day(t)
+        w = self.week
+        if w and w[-W_FIELDS] == day and len(w) > W_FIELDS:  # the common case: today
+            return len(w) - W_FIELDS
+        start = local_day(self.last_t) - WEEK_DAYS + 1
+        if day < start:
+            return -1
+        if w is None:
+            if not create:
+                return -1
+            self.week = array("H", (max(start, 0), 0, 0, 0, 0, 0, day, 0, 0, 0, 0, 0))  # made at its size
+            return W_FIELDS
+        i = len(w) - W_FIELDS
+        while i >= W_FIELDS and w[i] > day:
+            i -= W_FIELDS
+        if i >= W_FIELDS and w[i] == day:
+            found = i
+        elif not create:
+            return -1
+        else:
+            found = i + W_FIELDS
+            w = self.week = w[:found] + array("H", (day, 0, 0, 0, 0, 0)) + w[found:]  # at its size
+        if w[0] != max(start, 0):  # the week moved on: days before it leave, the totals are counted again
+            n = W_FIELDS
+            while n < len(w) and w[n] < start:
+                n += W_FIELDS
+            del w[W_FIELDS:n]
+            found -= n - W_FIELDS
+            self._recount()
+        return found
+
+    def _recount(self) -> None:
+        w = self.week
+        assert w is not None
+        start = local_day(self.last_t) - WEEK_DAYS + 1
+        w[0] = max(start, 0)
+        for f in range(1, W_FIELDS):
+            w[f] = min(W_MAX, sum(w[i + f] for i in range(W_FIELDS, len(w), W_FIELDS)))
+
+    def week_totals(self, now: int) -> Sequence[int]:
+        """The counts over the week that ends at event time `now` (the line's latest), by field (W_IN...)."""
+        w = self.week
+        if not w:
+            return NO_WEEK
+        # The hot path: the first row is this week's totals (none saturated: remote, strangers and callbacks never
+        # exceed outgoing).
+        if w[0] + WEEK_DAYS - 1 == (now + LOCAL_OFFSET) // DAY and w[W_IN] < W_MAX and w[W_OUT] < W_MAX:
+            return w
+        start = local_day(now) - WEEK_DAYS + 1
+        return [0] + [
+            sum(w[i + f] for i in range(W_FIELDS, len(w), W_FIELDS) if w[i] >= start) for f in range(1, W_FIELDS)
+        ]
+
+    def silent_days(self, now: int) -> int:
+        """Days in a row, up to the current one, on which the line called out and received nothing (a day with
+        incoming traffic or with no traffic at all ends the run)."""
+        w = self.week
+        if not w:
+            return 0
+        day, run = local_day(now), 0
+        for i in range(len(w) - W_FIELDS, 0, -W_FIELDS):
+            if w[i] != day - run or w[i + W_IN] or not w[i + W_OUT]:
+                break
+            run += 1
+        return run
 
     def see_handset(self, t: int, imei: str) -> None:
         """Records the handset; the line's handset is the one of its latest event."""
@@ -533,12 +690,30 @@ class LineState:
             [[r >> 2, r & 3] for r in self.reports or ()],
             self.abroad,
             self.out_total,
+            self._week_snapshot(),
         ]
+
+    def _week_snapshot(self) -> list:
+        """[day rows of the week (W_FIELDS numbers each), peer keys that are strangers of one of its days]."""
+        start = local_day(self.last_t) - WEEK_DAYS + 1
+        w = self.week or ()
+        rows = [v for i in range(W_FIELDS, len(w), W_FIELDS) if w[i] >= start for v in w[i : i + W_FIELDS]]
+        book = self.book
+        strangers = [
+            k
+            for k, first, m in zip(book.keys, book.first, book.meta, strict=True)
+            if m & FIRST_OUT and local_day(first) >= start
+        ]
+        return [rows, strangers]
 
     @classmethod
     def restore(cls, profile: Profile, snap: list) -> LineState:
-        """Reads version 2 and version 1 (peers as strings, contacts and callers as dicts by last contact)."""
-        last_t, out, contacts, callers, incoming, cells, imeis, imei, reports, abroad, out_total = snap
+        """Reads version 2 and version 1 (peers as strings, contacts and callers as dicts by last contact).
+
+        A snapshot written before the week's counts (eleven fields) starts its week from the day it kept.
+        """
+        last_t, out, contacts, callers, incoming, cells, imeis, imei, reports, abroad, out_total = snap[:11]
+        week = snap[11] if len(snap) > 11 else None
         s = cls(profile)
         s.last_t = last_t
         if isinstance(contacts, dict):
@@ -588,8 +763,27 @@ class LineState:
         if len(imeis) > 1:
             s.imeis = dict(imeis)
         s.abroad = abroad
+        if week is not None:
+            rows, strangers = week
+            if rows:
+                s.week = array("H", (0,) * W_FIELDS + tuple(rows))
+                s._recount()
+            for k in strangers:
+                book.meta[book.row(int(k))] |= FIRST_OUT
+        else:
+            s._rebuild_week(out, incoming)
         s.expire(last_t)
         return s
+
+    def _rebuild_week(self, out: list, incoming: list) -> None:
+        """The week's counts from what an older snapshot kept: the outgoing and incoming of its last day."""
+        book = self.book
+        for t, k, flags, _ in out:
+            row = book.row(k)
+            new = bool(flags & NEW) and book.first[row] == _book_time(t)
+            self.add_week_out(t, row, new, bool(flags & REMOTE))
+        for t in incoming:  # (the callers are known already: a stranger who called back counts as it is added)
+            self._week_add(t, W_IN, 1, create=True)
 
 
 SNAPSHOT_FIELDS = (
@@ -604,6 +798,7 @@ SNAPSHOT_FIELDS = (
     "reports",
     "abroad",
     "out_total",
+    "week",
 )
 
 
@@ -611,7 +806,8 @@ def _share(count: int, of: int) -> float:
     return count / of if of else 0.0
 
 
-# Every feature as an expression over the line state `s` (with `h`, `d` its hour and day windows), the profile
+# Every feature as an expression over the line state `s` (with `h`, `d` its hour and day windows, `w` its week's
+# totals by field: W_IN, W_OUT, W_REMOTE, W_NEW, W_BACK), the profile
 # `p`, the event time `now` and the engine `eng`. The scorecard compiles its conditions from these, so a call
 # only computes the features the rules actually reach (most lines stop at the first comparison).
 FEATURE_EXPR = {
@@ -641,6 +837,12 @@ FEATURE_EXPR = {
     "night_share_24h": "_share(d.night, d.n)",
     "international_24h": "d.intl",
     "international_share_24h": "_share(d.intl, d.n)",
+    "outgoing_7d": "w[2]",
+    "strangers_7d": "w[4]",
+    "stranger_share_7d": "_share(w[4], w[2])",
+    "other_province_share_7d": "_share(w[3], w[2])",
+    "stranger_callback_share_7d": "_share(w[5], w[4])",
+    "silent_days": "s.silent_days(now)",
     "abroad": "(1.0 if s.abroad else 0.0)",
     "incoming_24h": "len(s.incoming or ())",
     "high_risk_peers_24h": "d.hot",
@@ -660,7 +862,7 @@ HELPERS = {"_share": _share}
 
 def compile_function(name: str, body: list[str]):
     """Compiles `def name(s, p, now, eng)` over the feature expressions (built from checked parts only)."""
-    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", *body]
+    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", "    w = s.week_totals(now)", *body]
     namespace = dict(HELPERS)
     exec(compile("\n".join(src), f"<{name}>", "exec"), namespace)
     return namespace[name]

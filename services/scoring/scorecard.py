@@ -71,6 +71,11 @@ class Scorecard:
         self.warn = ACTIONS.index(Action.WARN)
         # fired(s, p, now, eng): the rules that hold, or () when none counts against the line (the hot path).
         self.fired = _compile(self.rules, gated=True)
+        # fired_acting(...): the same, or () also when the evidence against the line cannot reach a warning even
+        # before anything in its favour is taken off (the live engine: the action is none either way; replays
+        # use `fired`, as they report every line's peak score).
+        low_acts = ACTIONS[self.level_action[0]] != Action.NONE
+        self.fired_acting = _compile(self.rules, gated=True, below=None if low_acts else self.lowest[1])
         # fired_all(...): every rule that holds, including those in the line's favour.
         self.fired_all = _compile(self.rules, gated=False)
 
@@ -118,19 +123,21 @@ def split_reason_texts(texts: Sequence[Sequence]) -> tuple[list, list]:
     return against, favour
 
 
-def _compile(rules: Sequence[Rule], gated: bool) -> Callable[..., tuple[int, ...]]:
+def _compile(rules: Sequence[Rule], gated: bool, below: float | None = None) -> Callable[..., tuple[int, ...]]:
     """fired(s, p, now, eng) -> indices of the rules whose conditions all hold, computing only what it reaches.
 
     Rules against the line are tried first. `gated`: when none holds (most calls) the line has nothing to
-    answer for and the rules in its favour are not worth computing, so it returns ().
+    answer for and the rules in its favour are not worth computing, so it returns (). `below`: also when the
+    points against the line add up to less than this.
     """
-    body = ["    out = []"]
+    body = ["    out = []", "    against = 0.0"]
     order = [i for i, r in enumerate(rules) if r.points > 0] + [i for i, r in enumerate(rules) if r.points <= 0]
     for n, i in enumerate(order):
         if gated and n and rules[order[n - 1]].points > 0 >= rules[i].points:
-            body.append("    if not out: return ()")
+            body.append("    if not out: return ()" if below is None else f"    if against < {below!r}: return ()")
         cond = " and ".join(f"{FEATURE_EXPR[name]} {op} {value!r}" for name, op, value in rules[i].conditions)
-        body.append(f"    if {cond or 'True'}: out.append({i})")
+        add = f"; against += {rules[i].points!r}" if below is not None and rules[i].points > 0 else ""
+        body.append(f"    if {cond or 'True'}: out.append({i}){add}")
     body.append("    out.sort()")
     body.append("    return tuple(out)")
     return compile_function("fired", body)

@@ -220,7 +220,7 @@ def unpacked_window(packed: bytes | None, state: str | None) -> list:
         return msgpack.unpackb(packed)
     assert state is not None, "a stored window has one of the two forms"
     old = json.loads(state)  # written as JSON before migration 003
-    return [*(old[k] for k in SNAPSHOT_FIELDS), old.get("acted", 0), old.get("cleared", [])]
+    return [*(old[k] for k in SNAPSHOT_FIELDS if k in old), old.get("acted", 0), old.get("cleared", [])]
 
 
 async def save_partition(

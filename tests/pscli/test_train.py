@@ -80,7 +80,7 @@ def test_the_offline_scorer_matches_the_engine(corpus: Path, events: train.Event
 
 
 def test_new_features_are_picked_up_by_name_with_a_generic_sentence(events: train.Events):
-    names = (*events.names, "strangers_7d", "stranger_share_7d", "calls_7d")
+    names = (*events.names, "hops_9d", "hop_share_9d", "calls_9d")
     rng = np.random.default_rng(1)
     extra = rng.integers(0, 40, size=(events.x.shape[0], 3)).astype(float)
     extra[:, 1] = rng.random(events.x.shape[0])
@@ -95,11 +95,64 @@ def test_new_features_are_picked_up_by_name_with_a_generic_sentence(events: trai
         events.fraud,
     )
     bins = train.make_bins(e, np.ones(e.x.shape[0], bool))
-    assert any(b.feature == "strangers_7d" for b in bins)
-    assert all(b.gate and b.gate[0] == "calls_7d" for b in bins if b.feature == "stranger_share_7d")
-    learned = train.Learned([b for b in bins if b.feature == "strangers_7d"][:1], [12], 1.0)
+    assert any(b.feature == "hops_9d" for b in bins)
+    assert all(b.gate and b.gate[0] == "calls_9d" for b in bins if b.feature == "hop_share_9d")
+    learned = train.Learned([b for b in bins if b.feature == "hops_9d"][:1], [12], 1.0)
     (rule,) = train.name_rules(learned)
-    assert rule.code == "STRANGERS_7D" and "{strangers_7d}" in rule.en and "{strangers_7d}" in rule.zh
+    assert rule.code == "HOPS_9D" and "{hops_9d}" in rule.en and "{hops_9d}" in rule.zh
+
+
+def test_the_week_features_are_learnable_with_their_own_sentences(events: train.Events):
+    bins = train.make_bins(events, np.ones(events.x.shape[0], bool))
+    assert all(b.gate and b.gate[0] == "outgoing_7d" for b in bins if b.feature == "stranger_share_7d")
+    silent = train.Bin("silent_days", 3.0, None)
+    (rule,) = train.name_rules(train.Learned([silent], [9], 1.0))
+    assert rule.code == "SILENT_DAYS" and rule.conditions == (("silent_days", ">=", 3.0),)
+    assert rule.en.format(silent_days=4) == "4 days in a row with calls out and not one call or message in (at least 3)"
+    assert rule.zh.format(silent_days=4) == "连续4天只有呼出、没有任何来电或短信（不少于3）"
+
+
+def test_a_reason_reads_right_for_its_whole_bin():
+    few = train.Bin("incoming_24h", 1.0, 3.0)
+    (rule,) = train.name_rules(train.Learned([few], [4], 1.0))
+    assert rule.en.format(incoming_24h=2) == "2 calls and messages received in 24 hours (1 to 2)"
+    assert train.bin_range(train.Bin("incoming_24h", None, 1.0)) == ("", "")  # "0 ... received" says it all
+    share = train.Bin("other_province_share_7d", 0.6, None, ("outgoing_7d", 20.0))
+    assert train.bin_range(share) == (" (at least 60%)", "（不少于60%）")
+    assert train.bin_range(train.Bin("stranger_share_7d", 1.0, None)) == (" (all of them)", "（全部）")
+    assert train.bin_range(train.Bin("unanswered_1h", 3.0, 5.0)) == (" (3 to 4)", "（3至4）")
+
+
+def test_bins_of_a_feature_with_a_known_direction_are_made_monotone_and_merged():
+    b = [train.Bin("unanswered_1h", lo, hi) for lo, hi in ((2.0, 3.0), (3.0, 5.0), (5.0, 7.0), (7.0, None))]
+    ref = train.Bin("unanswered_1h", None, 2.0)
+    bins, points = train.monotone(b, [3.0, 7.0, 6.0, 14.0], [10, 10, 10, 5], [ref], {ref: 100})
+    assert [(x.lo, x.hi) for x in bins] == [(2.0, 3.0), (3.0, 7.0), (7.0, None)]
+    assert points == [3.0, 6.5, 14.0]
+    # A falling feature (more callbacks, less risk) is pooled the other way; the reference bin takes part.
+    c = [train.Bin("incoming_24h", lo, hi) for lo, hi in ((None, 1.0), (1.0, 3.0), (12.0, None))]
+    ref = train.Bin("incoming_24h", 3.0, 12.0)
+    bins, points = train.monotone(c, [20.0, 4.0, 8.0], [5, 5, 5], [ref], {ref: 15})
+    assert [(x.lo, x.hi, round(p, 2)) for x, p in zip(bins, points, strict=True)] == [
+        (None, 1.0, 20.0),
+        (1.0, 3.0, 4.0),
+        (3.0, None, 2.0),
+    ]
+    # Unknown direction: left as fitted.
+    d = [train.Bin("mean_duration_s_1h", None, 30.0), train.Bin("mean_duration_s_1h", 30.0, None)]
+    assert train.monotone(d, [5.0, -3.0], [1, 1], [], {})[1] == [5.0, -3.0]
+
+
+def test_the_guard_refuses_thresholds_too_close_and_keeps_tenured_busy_lines_at_a_warning(events: train.Events):
+    with pytest.raises(ValueError, match="closer than"):
+        train.check_thresholds([41, 45, 54])
+    train.check_thresholds([41, 41 + train.MIN_GAP, 41 + 2 * train.MIN_GAP])
+    lines = np.arange(len(events.msisdns))
+    rules, levels, _ = train.build(events, lines, load())
+    assert levels[1] - levels[0] >= train.MIN_GAP and levels[2] - levels[1] >= train.MIN_GAP
+    tenured = train.tenured_busy(events, lines)
+    o = train.outcome(events, rules, levels)
+    assert np.all(o.action[tenured] <= 1)
 
 
 def test_families_and_a_holdout_row(events: train.Events, capsys):

@@ -103,10 +103,11 @@ def test_a_verified_holder_is_not_reflagged_for_the_same_pattern_but_is_for_new_
     cleared = engine.label("13900000001", True, codes)
     assert cleared == {r.code for r in now[0].reasons} and all(r.points > 0 for r in now[0].reasons)
     assert not cleared & {r.code for r in now[0].mitigations}
-    # Two days on (the day windows no longer overlap), the same pattern again: no action.
-    assert run(engine, [("13900000001", f"136{i:08d}", "51", 2880 + i, 0) for i in range(12)]) == []
+    # Eight days on (neither the day nor the week windows overlap: the same burst two days on would repeat the
+    # pattern within a week, which is week-scale evidence of its own), the same pattern again: no action.
+    assert run(engine, [("13900000001", f"136{i:08d}", "51", 11520 + i, 0) for i in range(12)]) == []
     # A police report is new evidence.
-    assert engine.report("13900000001", T0 + 2940 * 60, 2) is not None
+    assert engine.report("13900000001", T0 + 11580 * 60, 2) is not None
 
 
 def test_incremental_windows_match_a_recount_and_survive_a_snapshot_round_trip():
