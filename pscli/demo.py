@@ -78,8 +78,8 @@ def scenario(rng: random.Random, t0: datetime) -> tuple[list[Line], list[scoring
     for i, f in enumerate(friends):  # the customer's contacts called earlier in the week
         at = t0 - timedelta(days=2, minutes=i)
         cdrs.append((at, _cdr(customer, f, "11", False, at, 120)))
-    for i in range(16):  # then a busy hour of calls to other provinces, mostly to numbers new to the line
-        at = t0 + timedelta(minutes=3 * i)
+    for i in range(20):  # then a busy hour of calls to other provinces, mostly to numbers new to the line
+        at = t0 + timedelta(minutes=2 * i)
         peer = friends[i] if i < 2 else _number("136", rng)
         cdrs.append((at, _cdr(customer, peer, "11", True, at, 95)))
     for i in range(22):  # courier: short local calls to parcel recipients, many call back

@@ -184,7 +184,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "7天内新联系的{strangers_7d}个号码中{stranger_callback_share_7d:.0%}曾回电",
     ),
     "silent_days": (
-        "{silent_days} days in a row with calls out and not one call or message in",
+        "calls out and not one call or message in, {silent_days} day(s) in a row",
         "连续{silent_days}天只有呼出、没有任何来电或短信",
     ),
     "abroad": ("the handset is abroad", "终端正在境外漫游"),

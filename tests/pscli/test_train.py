@@ -108,7 +108,7 @@ def test_the_week_features_are_learnable_with_their_own_sentences(events: train.
     silent = train.Bin("silent_days", 3.0, None)
     (rule,) = train.name_rules(train.Learned([silent], [9], 1.0))
     assert rule.code == "SILENT_DAYS" and rule.conditions == (("silent_days", ">=", 3.0),)
-    assert rule.en.format(silent_days=4) == "4 days in a row with calls out and not one call or message in (at least 3)"
+    assert rule.en.format(silent_days=4) == "calls out and not one call or message in, 4 day(s) in a row (at least 3)"
     assert rule.zh.format(silent_days=4) == "连续4天只有呼出、没有任何来电或短信（不少于3）"
 
 
