@@ -860,9 +860,15 @@ FEATURE_NAMES = tuple(FEATURE_EXPR)
 HELPERS = {"_share": _share}
 
 
-def compile_function(name: str, body: list[str]):
-    """Compiles `def name(s, p, now, eng)` over the feature expressions (built from checked parts only)."""
-    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", "    w = s.week_totals(now)", *body]
+WEEK_TOTALS = "    w = s.week_totals(now)"
+
+
+def compile_function(name: str, body: list[str], week: bool = True):
+    """Compiles `def name(s, p, now, eng)` over the feature expressions (built from checked parts only).
+
+    `week`: whether `w` is set first; without it, `body` sets it (WEEK_TOTALS) before it reads it.
+    """
+    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", *([WEEK_TOTALS] if week else []), *body]
     namespace = dict(HELPERS)
     exec(compile("\n".join(src), f"<{name}>", "exec"), namespace)
     return namespace[name]
