@@ -23,6 +23,9 @@ from services.scoring.features import (
     REMOTE,
     SMS,
     UNANSWERED,
+    W_FIELDS,
+    W_MAX,
+    W_OUT,
     WEEK,
     LineState,
     Profile,
@@ -50,6 +53,8 @@ class Peak:
     acted_at: int | None = None
     outgoing_before_action: int = 0
 
+
+W_TODAY_OUT = W_OUT - W_FIELDS  # in `LineState.week`, today's outgoing count (the last row's)
 
 # Lines remembered per handset in `Engine.handsets` (the least recently seen forgotten first).
 LINES_PER_HANDSET_CAP = 64
@@ -164,7 +169,17 @@ class Engine:
             s.add_in(t, k, row)
             return None
         remote = peer_province != s.profile.home_province and peer_province != "00"
-        s.add_week_out(t, row, new, remote)
+        w = s.week
+        if w and not (new or remote) and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:
+            # add_week_out inlined for the common case: a known local peer, today (its row is there already).
+            v = w[W_TODAY_OUT]
+            if v < W_MAX:
+                w[W_TODAY_OUT] = v + 1
+            v = w[W_OUT]
+            if v < W_MAX:
+                w[W_OUT] = v + 1
+        else:
+            s.add_week_out(t, row, new, remote)
         if t <= s.last_t - DAY:
             s.out_total += 1  # too old for the hour and the day: it counts in the week and the line's contacts
             return None
