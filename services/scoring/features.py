@@ -74,6 +74,9 @@ W_MAX = 0xFFFF
 
 
 NO_WEEK = (0,) * W_FIELDS
+# The week's fields an outgoing contact counts in, by index: 1 to another province, + 2 a stranger, + 4 a stranger
+# who had called the line before.
+OUT_FIELDS = tuple((W_OUT,) + (W_REMOTE,) * (n & 1) + (W_NEW,) * (n >> 1 & 1) + (W_BACK,) * (n >> 2) for n in range(8))
 
 
 def local_day(t: int) -> int:
@@ -459,21 +462,19 @@ class LineState:
                 return
             w = self.week
             assert w is not None
-        v = w[i + W_OUT]  # _bump(w, i, W_OUT, 1), inlined: every CDR comes here
-        if v < W_MAX:
-            w[i + W_OUT] = v + 1
-        v = w[W_OUT]
-        if v < W_MAX:
-            w[W_OUT] = v + 1
-        if remote:
-            self._bump(w, i, W_REMOTE, 1)
         meta = self.book.meta
         m = meta[row]
+        n = 1 if remote else 0
         if new and not m & FIRST_OUT:
             meta[row] = m | FIRST_OUT
-            self._bump(w, i, W_NEW, 1)
-            if m & CALLER:
-                self._bump(w, i, W_BACK, 1)
+            n += 6 if m & CALLER else 2
+        for f in OUT_FIELDS[n]:  # _bump(w, i, f, 1), inlined: every outgoing CDR comes here
+            v = w[i + f]
+            if v < W_MAX:
+                w[i + f] = v + 1
+            v = w[f]
+            if v < W_MAX:
+                w[f] = v + 1
 
     @staticmethod
     def _bump(w: array, i: int, field: int, d: int) -> None:
