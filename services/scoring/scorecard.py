@@ -144,7 +144,7 @@ def _compile(rules: Sequence[Rule], gated: bool, below: float | None = None) -> 
         r = rules[i]
         if gated and n and rules[order[n - 1]].points > 0 >= r.points:
             body.append("    if not out: return ()" if below is None else f"    if against < {below!r}: return ()")
-        if early and r.points > 0 and left < below:
+        if early and below is not None and r.points > 0 and left < below:
             body.append(f"    if against < {below - left!r}: return ()")
         left -= max(r.points, 0.0)
         exprs = [FEATURE_EXPR[name] for name, _, _ in r.conditions]
