@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.scoring.features import (
+    CALLER,
     DAY,
+    FIRST_OUT,
     HOT,
     HOUR,
     INTL,
@@ -20,12 +22,12 @@ from services.scoring.features import (
     NEW,
     NIGHT,
     NIGHT_END,
+    OUT_FIELDS,
     REMOTE,
     SMS,
     UNANSWERED,
     W_FIELDS,
     W_MAX,
-    W_OUT,
     WEEK,
     LineState,
     Profile,
@@ -53,8 +55,6 @@ class Peak:
     acted_at: int | None = None
     outgoing_before_action: int = 0
 
-
-W_TODAY_OUT = W_OUT - W_FIELDS  # in `LineState.week`, today's outgoing count (the last row's)
 
 # Lines remembered per handset in `Engine.handsets` (the least recently seen forgotten first).
 LINES_PER_HANDSET_CAP = 64
@@ -170,14 +170,19 @@ class Engine:
             return None
         remote = peer_province != s.profile.home_province and peer_province != "00"
         w = s.week
-        if w and not (new or remote) and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:
-            # add_week_out inlined for the common case: a known local peer, today (its row is there already).
-            v = w[W_TODAY_OUT]
-            if v < W_MAX:
-                w[W_TODAY_OUT] = v + 1
-            v = w[W_OUT]
-            if v < W_MAX:
-                w[W_OUT] = v + 1
+        if w and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:
+            # LineState.add_week_out inlined for the common case: today's row is there already.
+            n = 1 if remote else 0
+            if new and not (m := s.book.meta[row]) & FIRST_OUT:
+                s.book.meta[row] = m | FIRST_OUT
+                n += 6 if m & CALLER else 2
+            for f in OUT_FIELDS[n]:
+                v = w[f - W_FIELDS]
+                if v < W_MAX:
+                    w[f - W_FIELDS] = v + 1
+                v = w[f]
+                if v < W_MAX:
+                    w[f] = v + 1
         else:
             s.add_week_out(t, row, new, remote)
         if t <= s.last_t - DAY:
