@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from services.scoring.features import (
     CALLER,
     DAY,
-    FIRST_OUT,
     HOT,
     HOUR,
     INTL,
@@ -22,6 +21,7 @@ from services.scoring.features import (
     NEW,
     NIGHT,
     NIGHT_END,
+    NOT_STRANGER,
     OUT_FIELDS,
     REMOTE,
     SMS,
@@ -173,8 +173,8 @@ class Engine:
         if w and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:
             # LineState.add_week_out inlined for the common case: today's row is there already.
             n = 1 if remote else 0
-            if new and not (m := s.book.meta[row]) & FIRST_OUT:
-                s.book.meta[row] = m | FIRST_OUT
+            if new and (m := s.book.meta[row]) & NOT_STRANGER:
+                s.book.meta[row] = m ^ NOT_STRANGER
                 n += 6 if m & CALLER else 2
             for f in OUT_FIELDS[n]:
                 v = w[f - W_FIELDS]
