@@ -73,9 +73,6 @@ WEEK_DAYS = 7
 W_DAY, W_IN, W_OUT, W_REMOTE, W_NEW, W_BACK = range(6)
 W_FIELDS = 6
 W_MAX = 0xFFFF
-# Stored in an 'I' array although they fit 16 bits: an 'H' array parses each value stored like a function argument,
-# and every CDR stores two or three of them.
-WEEK_TYPE = "I"
 
 
 NO_WEEK = (0,) * W_FIELDS
@@ -511,7 +508,7 @@ class LineState:
         if w is None:
             if not create:
                 return -1
-            self.week = array(WEEK_TYPE, (max(start, 0), 0, 0, 0, 0, 0, day, 0, 0, 0, 0, 0))  # made at its size
+            self.week = array("H", (max(start, 0), 0, 0, 0, 0, 0, day, 0, 0, 0, 0, 0))  # made at its size
             return W_FIELDS
         i = len(w) - W_FIELDS
         while i >= W_FIELDS and w[i] > day:
@@ -522,7 +519,7 @@ class LineState:
             return -1
         else:
             found = i + W_FIELDS
-            w = self.week = w[:found] + array(WEEK_TYPE, (day, 0, 0, 0, 0, 0)) + w[found:]  # at its size
+            w = self.week = w[:found] + array("H", (day, 0, 0, 0, 0, 0)) + w[found:]  # at its size
         if w[0] != max(start, 0):  # the week moved on: days before it leave, the totals are counted again
             n = W_FIELDS
             while n < len(w) and w[n] < start:
@@ -772,7 +769,7 @@ class LineState:
         if week is not None:
             rows, strangers = week
             if rows:
-                s.week = array(WEEK_TYPE, (0,) * W_FIELDS + tuple(rows))
+                s.week = array("H", (0,) * W_FIELDS + tuple(rows))
                 s._recount()
             for k in strangers:
                 book.meta[book.row(int(k))] &= ~NOT_STRANGER
