@@ -53,10 +53,12 @@ EV_SHIFT = 24
 LOW32 = 0xFFFF_FFFF
 COUNT_MASK = 0x7FFF  # at most OUT_CAP calls are in a window
 CALLER = 1 << 31
-# Bit 30 of `meta`: the peer's first contact (of those the book knows) is an outgoing call or SMS: a stranger the
-# line reached out to, counted in the week's day of that contact (`week`).
-FIRST_OUT = 1 << 30
-IN_WINDOWS = FIRST_OUT - 1
+# Bit 30 of `meta`: set unless the peer's first contact (of those the book knows) is an outgoing call or SMS, i.e.
+# unless it is a stranger the line reached out to, counted in the week's day of that contact (`week`). Set for "not
+# a stranger" so that the strangers a burst dials keep their meta below 2**30, where CPython's ints take their fast
+# paths: a peer that is not a stranger has almost always called in (bit 31) anyway.
+NOT_STRANGER = 1 << 30
+IN_WINDOWS = NOT_STRANGER - 1
 # Arrays of unsigned 64-bit ints ('L' on 64-bit Linux): storing into them is several times cheaper than into
 # 'q' arrays, which parse each value like a function argument.
 U64 = "L" if array("L").itemsize == 8 else "Q"
@@ -64,7 +66,7 @@ U64 = "L" if array("L").itemsize == 8 else "Q"
 SNAPSHOT_VERSION = 2
 # Day-scale counts over the last WEEK_DAYS local days (the line's current day and the six before), one row of
 # W_FIELDS 16-bit counts per day with traffic, sorted by day: the day number, then incoming, outgoing (calls and
-# SMS), outgoing to other provinces, strangers first contacted that day (FIRST_OUT), and those of them who have
+# SMS), outgoing to other provinces, strangers first contacted that day (NOT_STRANGER), and those of them who have
 # called the line since. Counts saturate at W_MAX (a line past 65,535 a day is far beyond every threshold). A
 # first row holds the week's first day and the totals from it on, so reading a week's count costs one lookup.
 WEEK_DAYS = 7
@@ -74,6 +76,9 @@ W_MAX = 0xFFFF
 
 
 NO_WEEK = (0,) * W_FIELDS
+# The week's fields an outgoing contact counts in, by index: 1 to another province, + 2 a stranger, + 4 a stranger
+# who had called the line before.
+OUT_FIELDS = tuple((W_OUT,) + (W_REMOTE,) * (n & 1) + (W_NEW,) * (n >> 1 & 1) + (W_BACK,) * (n >> 2) for n in range(8))
 
 
 def local_day(t: int) -> int:
@@ -311,7 +316,7 @@ class LineState:
             keys.insert(i, k)
             book.first.insert(i, r)
             book.last.insert(i, r)
-            book.meta.insert(i, 0)
+            book.meta.insert(i, NOT_STRANGER)
             if len(keys) - self.d1.distinct > 2 * CONTACT_CAP:
                 self._forget()
                 i = bisect_left(keys, k)
@@ -324,8 +329,8 @@ class LineState:
         if r < first:
             book.first[i] = r
             m = book.meta[i]
-            if m & FIRST_OUT:  # the stranger was first in touch earlier (whichever way): not that day's stranger
-                book.meta[i] = m & ~FIRST_OUT
+            if not m & NOT_STRANGER:  # the stranger was first in touch earlier (either way): not that day's stranger
+                book.meta[i] = m | NOT_STRANGER
                 self._week_add(first, W_NEW, -1)
                 if m & CALLER:
                     self._week_add(first, W_BACK, -1)
@@ -423,7 +428,7 @@ class LineState:
                 self.d1.callbacks += 1
             if m & COUNT_MASK:
                 self.h1.callbacks += 1
-            if m & FIRST_OUT:
+            if not m & NOT_STRANGER:
                 self._week_add(book.first[row], W_BACK, 1)
         w = self.week
         if w and w[-W_FIELDS] == (t + LOCAL_OFFSET) // DAY:  # today, already there: _week_add inlined
@@ -455,25 +460,23 @@ class LineState:
             i = self._week_row(t, create=True)
             if i < 0:
                 if new:  # before the week: a stranger of a day no longer counted
-                    self.book.meta[row] |= FIRST_OUT
+                    self.book.meta[row] &= ~NOT_STRANGER
                 return
             w = self.week
             assert w is not None
-        v = w[i + W_OUT]  # _bump(w, i, W_OUT, 1), inlined: every CDR comes here
-        if v < W_MAX:
-            w[i + W_OUT] = v + 1
-        v = w[W_OUT]
-        if v < W_MAX:
-            w[W_OUT] = v + 1
-        if remote:
-            self._bump(w, i, W_REMOTE, 1)
         meta = self.book.meta
         m = meta[row]
-        if new and not m & FIRST_OUT:
-            meta[row] = m | FIRST_OUT
-            self._bump(w, i, W_NEW, 1)
-            if m & CALLER:
-                self._bump(w, i, W_BACK, 1)
+        n = 1 if remote else 0
+        if new and m & NOT_STRANGER:
+            meta[row] = m ^ NOT_STRANGER
+            n += 6 if m & CALLER else 2
+        for f in OUT_FIELDS[n]:  # _bump(w, i, f, 1), inlined: every outgoing CDR comes here
+            v = w[i + f]
+            if v < W_MAX:
+                w[i + f] = v + 1
+            v = w[f]
+            if v < W_MAX:
+                w[f] = v + 1
 
     @staticmethod
     def _bump(w: array, i: int, field: int, d: int) -> None:
@@ -702,7 +705,7 @@ class LineState:
         strangers = [
             k
             for k, first, m in zip(book.keys, book.first, book.meta, strict=True)
-            if m & FIRST_OUT and local_day(first) >= start
+            if not m & NOT_STRANGER and local_day(first) >= start
         ]
         return [rows, strangers]
 
@@ -741,7 +744,7 @@ class LineState:
             book.keys.append(k)
             book.first.append(_book_time(first))
             book.last.append(_book_time(last))
-            book.meta.append(0)
+            book.meta.append(NOT_STRANGER)
         for k in callers:
             book.meta[book.row(int(k))] |= CALLER
         day_ago = last_t - DAY
@@ -769,7 +772,7 @@ class LineState:
                 s.week = array("H", (0,) * W_FIELDS + tuple(rows))
                 s._recount()
             for k in strangers:
-                book.meta[book.row(int(k))] |= FIRST_OUT
+                book.meta[book.row(int(k))] &= ~NOT_STRANGER
         else:
             s._rebuild_week(out, incoming)
         s.expire(last_t)
@@ -860,9 +863,15 @@ FEATURE_NAMES = tuple(FEATURE_EXPR)
 HELPERS = {"_share": _share}
 
 
-def compile_function(name: str, body: list[str]):
-    """Compiles `def name(s, p, now, eng)` over the feature expressions (built from checked parts only)."""
-    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", "    w = s.week_totals(now)", *body]
+WEEK_TOTALS = "    w = s.week_totals(now)"
+
+
+def compile_function(name: str, body: list[str], week: bool = True):
+    """Compiles `def name(s, p, now, eng)` over the feature expressions (built from checked parts only).
+
+    `week`: whether `w` is set first; without it, `body` sets it (WEEK_TOTALS) before it reads it.
+    """
+    src = [f"def {name}(s, p, now, eng):", "    h = s.h1", "    d = s.d1", *([WEEK_TOTALS] if week else []), *body]
     namespace = dict(HELPERS)
     exec(compile("\n".join(src), f"<{name}>", "exec"), namespace)
     return namespace[name]

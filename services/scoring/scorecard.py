@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import yaml
 
 from contracts.case import Action, RiskLevel
-from services.scoring.features import FEATURE_EXPR, FEATURE_NAMES, compile_function
+from services.scoring.features import FEATURE_EXPR, FEATURE_NAMES, WEEK_TOTALS, compile_function
 
 LEVELS = tuple(RiskLevel)
 ACTIONS = tuple(Action)
@@ -128,19 +128,35 @@ def _compile(rules: Sequence[Rule], gated: bool, below: float | None = None) -> 
 
     Rules against the line are tried first. `gated`: when none holds (most calls) the line has nothing to
     answer for and the rules in its favour are not worth computing, so it returns (). `below`: also when the
-    points against the line add up to less than this.
+    points against the line add up to less than this; then the heaviest rules are tried first, and it returns as
+    soon as the points of the rules still to try could no longer lift the line to `below`.
     """
     body = ["    out = []", "    against = 0.0"]
-    order = [i for i, r in enumerate(rules) if r.points > 0] + [i for i, r in enumerate(rules) if r.points <= 0]
+    against = [i for i, r in enumerate(rules) if r.points > 0]
+    # Whole points add up exactly in any order (the order is free: the indices are sorted at the end).
+    early = below is not None and all(float(rules[i].points).is_integer() for i in against)
+    if early:
+        against.sort(key=lambda i: -rules[i].points)
+    order = against + [i for i, r in enumerate(rules) if r.points <= 0]
+    left = sum(rules[i].points for i in against)  # the points of the rules against the line not yet tried
+    week = False  # whether `w` (the week's totals) is set yet: only once a rule reads it
     for n, i in enumerate(order):
-        if gated and n and rules[order[n - 1]].points > 0 >= rules[i].points:
+        r = rules[i]
+        if gated and n and rules[order[n - 1]].points > 0 >= r.points:
             body.append("    if not out: return ()" if below is None else f"    if against < {below!r}: return ()")
-        cond = " and ".join(f"{FEATURE_EXPR[name]} {op} {value!r}" for name, op, value in rules[i].conditions)
-        add = f"; against += {rules[i].points!r}" if below is not None and rules[i].points > 0 else ""
+        if early and below is not None and r.points > 0 and left < below:
+            body.append(f"    if against < {below - left!r}: return ()")
+        left -= max(r.points, 0.0)
+        exprs = [FEATURE_EXPR[name] for name, _, _ in r.conditions]
+        if not week and any("w[" in e for e in exprs):
+            body.append(WEEK_TOTALS)
+            week = True
+        cond = " and ".join(f"{e} {op} {value!r}" for e, (_, op, value) in zip(exprs, r.conditions, strict=True))
+        add = f"; against += {r.points!r}" if below is not None and r.points > 0 else ""
         body.append(f"    if {cond or 'True'}: out.append({i}){add}")
     body.append("    out.sort()")
     body.append("    return tuple(out)")
-    return compile_function("fired", body)
+    return compile_function("fired", body, week=False)
 
 
 def load(path: pathlib.Path = DEFAULT_PATH) -> Scorecard:

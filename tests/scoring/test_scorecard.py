@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from pscli.personas import generate
 from services.scoring import store
 from services.scoring.engine import Engine
 from services.scoring.features import CELL_HIGH, SNAPSHOT_FIELDS, Profile
@@ -165,3 +166,44 @@ def test_a_scorecard_naming_an_unknown_feature_is_refused(tmp_path: pathlib.Path
     bad.write_text(re.sub(r"when: \{\w+:", "when: {calls_per_hour:", text, count=1))
     with pytest.raises(ValueError, match="calls_per_hour"):
         load(bad)
+
+
+def test_the_live_engine_lets_a_line_go_exactly_when_its_evidence_cannot_reach_a_warning(tmp_path: pathlib.Path):
+    """fired_acting stops early once the rules left cannot lift the line to a warning: it must still return what
+    `fired` does whenever the points against the line reach the warning, and nothing otherwise."""
+    card = load()
+    acting, seen = card.fired_acting, []
+
+    def checked(s, p, now, eng):
+        got = acting(s, p, now, eng)
+        full = card.fired(s, p, now, eng)
+        against = sum(card.rules[i].points for i in full if card.rules[i].points > 0)
+        assert got == (full if against >= card.lowest[1] else ())
+        seen.append(bool(got))
+        return got
+
+    card.fired_acting = checked  # type: ignore[method-assign]
+    engine = Engine(card)
+    corpus = tmp_path / "corpus.jsonl"
+    generate(str(corpus), seed=4, lines=300, days=3)
+    for raw in corpus.read_text().splitlines():
+        o = json.loads(raw)
+        if o["kind"] == "subscriber":
+            engine.set_profile(o["msisdn"], Profile(o["home_province"], date.fromisoformat(o["opened_at"])))
+        elif o["kind"] == "cell" and o["risk"] != "normal":
+            engine.cells[o["cell_id"]] = CELL_HIGH if o["risk"] == "high" else 2
+        elif o["kind"] == "cdr":
+            t = int(datetime.fromisoformat(o["start"]).timestamp())
+            engine.observe(
+                o["msisdn"],
+                o["peer"],
+                o["peer_province"],
+                o["direction"] == "out",
+                t,
+                o["duration_s"],
+                o["cell_id"] or "",
+                o["roaming"] == "international",
+                o["imei"],
+                o["service"] == "sms",
+            )
+    assert len(seen) > 10_000 and 0 < sum(seen) < len(seen)
