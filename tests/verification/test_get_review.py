@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import grpc
 import pytest
 
 from carrier.verification.v1 import verification_pb2 as vpb
 from pscommon.errors import parse_details
-from tests.helpers import open_case, reach, register_line, rid
-from tests.verification.test_review_evidence import as_, refused, views
+from tests.helpers import rid
+from tests.verification.test_review_evidence import appeal_in_review, as_, refused, views
 
 
 async def test_a_review_reads_the_same_waiting_claimed_and_decided_without_the_explanation(stack):
-    msisdn = "19320000082"
-    await register_line(stack.cfg, msisdn, "44", "holder-44-2082")
-    case_id = await open_case(stack, msisdn, "high", "restrict")
-    await stack.env.sleep(timedelta(hours=25))
-    await reach(stack, case_id, "restricted")
-    appeal = await as_(stack, "app").SubmitAppeal(
-        vpb.SubmitAppealRequest(
-            request_id=rid(),
-            case_id=case_id,
-            msisdn=msisdn,
-            caller_province="44",
-            explanation="I sell insurance by phone",
-            evidence_refs=["upload-licence-1"],
-        )
-    )
-    review_id = appeal.review.review_id
+    case_id, review_id = await appeal_in_review(stack, "19320000082", "I sell insurance by phone", ["upload-licence-1"])
     one, two = as_(stack, "reviewer-1"), as_(stack, "reviewer-2")
     ask = vpb.GetReviewRequest(review_id=review_id)
 

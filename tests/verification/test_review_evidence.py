@@ -36,9 +36,9 @@ async def refused(call) -> tuple[grpc.StatusCode, str]:
     return caught.value.code(), info.reason if info else ""
 
 
-async def test_evidence_opens_for_the_claiming_reviewer_only_and_each_opening_is_recorded(stack):
-    msisdn = "19320000081"
-    await register_line(stack.cfg, msisdn, "44", "holder-44-2081")
+async def appeal_in_review(stack, msisdn: str, explanation: str, refs: list[str]) -> tuple[str, str]:
+    """A restricted line's case with the holder's appeal waiting for a reviewer: (case id, review id)."""
+    await register_line(stack.cfg, msisdn, "44", f"holder-44-{msisdn[-4:]}")
     case_id = await open_case(stack, msisdn, "high", "restrict")
     await stack.env.sleep(timedelta(hours=25))
     await reach(stack, case_id, "restricted")
@@ -48,11 +48,17 @@ async def test_evidence_opens_for_the_claiming_reviewer_only_and_each_opening_is
             case_id=case_id,
             msisdn=msisdn,
             caller_province="44",
-            explanation="I deliver parcels",
-            evidence_refs=["upload-badge-1", "upload-letter-2"],
+            explanation=explanation,
+            evidence_refs=refs,
         )
     )
-    review_id = appeal.review.review_id
+    return case_id, appeal.review.review_id
+
+
+async def test_evidence_opens_for_the_claiming_reviewer_only_and_each_opening_is_recorded(stack):
+    _, review_id = await appeal_in_review(
+        stack, "19320000081", "I deliver parcels", ["upload-badge-1", "upload-letter-2"]
+    )
     one, two = as_(stack, "reviewer-1"), as_(stack, "reviewer-2")
 
     listed = await one.ListReviews(vpb.ListReviewsRequest())
