@@ -12,10 +12,11 @@ never waits for more than one chunk. Each partition is written in its own transa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import asyncpg
 
@@ -119,14 +120,19 @@ class SnapshotWriter:
             self._sort(changed[i : i + HASH_CHUNK])
             await asyncio.sleep(0)
 
-    async def _cut(self, partitions: list[int]) -> Cut:
-        ledger = self.ledger
-        async with ledger.lock:
-            if ledger.pending:
-                await ledger.record_pending()  # never checkpoint past a decision not yet recorded
+    @contextlib.asynccontextmanager
+    async def _settled(self) -> AsyncIterator[None]:
+        """Holds the ledger still, its decisions recorded and its changed lines sorted into `dirty`."""
+        async with self.ledger.lock:
+            if self.ledger.pending:
+                await self.ledger.record_pending()  # never checkpoint past a decision not yet recorded
             self._collect()
+            yield
+
+    async def _cut(self, partitions: list[int]) -> Cut:
+        async with self._settled():
             lines = {p: self.dirty.pop(p, {}) for p in partitions}
-            cut = ledger.cut = Cut(self.engine, lines, ledger.applied)
+            cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied)
         return cut
 
     async def flush(self, partitions: list[int] | None = None, changed_only: bool = False) -> int:
@@ -162,10 +168,7 @@ class SnapshotWriter:
         async with self._lock:
             await self._collect_gradually()
             ledger = self.ledger
-            async with ledger.lock:
-                if ledger.pending:
-                    await ledger.record_pending()
-                self._collect()
+            async with self._settled():
                 upto = ledger.applied
                 unchanged = [p for p in ledger.shards.owned if not self.dirty.get(p)]
             if unchanged and upto != self._advanced:
