@@ -157,7 +157,9 @@ def _reaching_temporal(command: Coroutine[Any, Any, int]) -> int:
     try:
         return asyncio.run(command)
     except RuntimeError as err:
-        if not str(err).startswith("Failed client connect"):
+        from pscommon.temporal import unreachable
+
+        if not unreachable(err):
             raise
         address = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
         where = os.environ.get("PSP_ENV_FILE", "the environment")

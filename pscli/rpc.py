@@ -37,17 +37,13 @@ class Target:
         return f"/{self.method.containing_service.full_name}/{self.method.name}"
 
 
-def _load_descriptors() -> list[ServiceDescriptor]:
+def services() -> list[ServiceDescriptor]:
     """Imports every generated module so the default pool holds every service of protos/."""
     found: list[ServiceDescriptor] = []
     for info in pkgutil.walk_packages(carrier.__path__, "carrier."):
         if info.name.endswith("_pb2"):
             found += list(importlib.import_module(info.name).DESCRIPTOR.services_by_name.values())
     return sorted(found, key=lambda s: s.full_name)
-
-
-def services() -> list[ServiceDescriptor]:
-    return _load_descriptors()
 
 
 def resolve(name: str, cfg: Settings) -> Target:
@@ -118,7 +114,7 @@ def call(name: str, request_json: str, principal: str, timeout_s: float = 10.0) 
     except (json_format.ParseError, json.JSONDecodeError, OSError) as err:
         print(f"psctl rpc: the request is not a {method.input_type.full_name}: {err}", file=sys.stderr)
         return 2
-    tls = TlsFiles.in_folder(pathlib.Path(cfg.pki_dir), principal) if cfg.pki_dir else TlsFiles.from_settings(cfg)
+    tls = TlsFiles.of_principal(cfg, principal) if cfg.pki_dir else TlsFiles.from_settings(cfg)
     if not tls.cert.exists():
         print(f"psctl rpc: no certificate for {principal} at {tls.cert} (psctl pki issue ROLE ID)", file=sys.stderr)
         return 2

@@ -91,10 +91,10 @@ async def connect(cfg: Settings, wait_s: float | None = None) -> Client:
         )
 
     budget = cfg.startup_wait_s if wait_s is None else wait_s
-    return await wait_until_up(f"Temporal at {cfg.temporal_address}", attempt, _unreachable, budget, log)
+    return await wait_until_up(f"Temporal at {cfg.temporal_address}", attempt, unreachable, budget, log)
 
 
-def _unreachable(err: Exception) -> bool:
+def unreachable(err: Exception) -> bool:
     """The frontend refused or dropped the connection, or is not serving yet (what a restart looks like)."""
     if isinstance(err, RPCError):
         return err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from pscommon.config import Settings
+from pscommon.probes import free_port
 
 DEFAULTS: dict[str, int] = {
     "temporal": 7233,
@@ -55,6 +56,14 @@ def parse(text: str) -> dict[str, int]:
             raise ValueError(f"PSP_STACK_PORTS: {item!r} is not NAME=PORT with NAME one of {', '.join(DEFAULTS)}")
         ports[name] = int(value)
     return ports
+
+
+def free() -> dict[str, int]:
+    """A free port for every part, e.g. for a second stack beside the first (tests)."""
+    found: set[int] = set()
+    while len(found) < len(DEFAULTS):
+        found.add(free_port())
+    return dict(zip(DEFAULTS, sorted(found), strict=True))
 
 
 def render(ports: dict[str, int]) -> str:

@@ -121,11 +121,12 @@ def tracing_env(env: dict[str, str], principal: str) -> dict[str, str]:
     port, pki = env.get("PSP_SPAN_RECEIVER_PORT"), env.get("PSP_PKI_DIR")
     if not (port and pki and principal):
         return {}
+    tls = TlsFiles.in_folder(pathlib.Path(pki), principal)
     return {
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"https://127.0.0.1:{port}",
-        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(pathlib.Path(pki) / "ca.pem"),
-        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": str(pathlib.Path(pki) / f"{principal}.pem"),
-        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": str(pathlib.Path(pki) / f"{principal}.key"),
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(tls.ca),
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": str(tls.cert),
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": str(tls.key),
         "OTEL_BSP_SCHEDULE_DELAY": "500",
     }
 

@@ -28,7 +28,6 @@ from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
 from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
 from contracts.case import UPDATE_WAIT_STAGE, CaseStatus
 from pscommon import db, metrics
-from pscommon.probes import free_port
 from services.verification import metrics as verification_metrics
 from services.verification.server import MIGRATIONS as VERIFICATION_MIGRATIONS
 from stack import ports as stack_ports
@@ -185,10 +184,7 @@ def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 def test_every_process_of_the_local_stack_serves_its_metrics_after_the_demo():
     data = pathlib.Path(tempfile.mkdtemp(prefix="psp-metrics-"))
-    found: set[int] = set()
-    while len(found) < len(stack_ports.DEFAULTS):
-        found.add(free_port())
-    ports = dict(zip(stack_ports.DEFAULTS, sorted(found), strict=True))
+    ports = stack_ports.free()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith(("PSP_STACK_", "PSP_ENV"))}
     env["PSP_STACK_PORTS"] = stack_ports.render(ports)
     stack = [sys.executable, "-m", "stack"]

@@ -75,7 +75,6 @@ class CaseBase:
         self.next_step = "assess"
         self.line_state = "LINE_STATE_ACTIVE"
         self.history: list[StageEntry] = []
-        self.notifications: list[str] = []
         # [purpose, notification id, channel, outcome] per notification asked of notify (details.py).
         self.notified: list[list[str]] = []
         self.route = RouteText("", "", None)
@@ -161,8 +160,6 @@ class CaseBase:
 
     def _noted(self, template: str, notification_id: str) -> None:
         """A notification asked of notify ("" when an operator skipped it), for the details' summary."""
-        if notification_id:
-            self.notifications.append(notification_id)
         self.notified.append(notification_row(template, notification_id))
 
     def _learned(self, delivery: Delivery) -> None:

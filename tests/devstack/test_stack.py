@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from carrier.suspension.v1 import suspension_pb2, suspension_pb2_grpc
-from pscommon.probes import free_port, grpc_serving
+from pscommon.probes import grpc_serving
 from pscommon.tls import TlsFiles
 from stack import ports as stack_ports
 from stack import postgres
@@ -37,17 +37,10 @@ def stack_command(data: pathlib.Path, env: dict[str, str], *command: str) -> sub
     )
 
 
-def free_ports() -> dict[str, int]:
-    found: set[int] = set()
-    while len(found) < len(stack_ports.DEFAULTS):
-        found.add(free_port())
-    return dict(zip(stack_ports.DEFAULTS, sorted(found), strict=True))
-
-
 @pytest.fixture
 def stack_folder() -> Iterator[tuple[pathlib.Path, dict[str, int], dict[str, str]]]:
     data = pathlib.Path(tempfile.mkdtemp(prefix="psp-stack-"))
-    ports = free_ports()
+    ports = stack_ports.free()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PSP_STACK_")}
     env["PSP_STACK_PORTS"] = stack_ports.render(ports)
     yield data, ports, env

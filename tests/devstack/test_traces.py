@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 
-from pscommon.probes import free_port
 from stack import ports as stack_ports
 from stack.processes import REPO
 
@@ -31,10 +30,7 @@ def services_in(tree: str) -> set[str]:
 
 def test_a_case_trace_spans_every_service_and_the_span_file_holds_no_number():
     data = pathlib.Path(tempfile.mkdtemp(prefix="psp-traces-"))
-    found: set[int] = set()
-    while len(found) < len(stack_ports.DEFAULTS):
-        found.add(free_port())
-    ports = dict(zip(stack_ports.DEFAULTS, sorted(found), strict=True))
+    ports = stack_ports.free()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith(("PSP_", "OTEL_"))}
     env["PSP_STACK_PORTS"] = stack_ports.render(ports)
     stack = [sys.executable, "-m", "stack"]

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import pytest
 
 from pscli.views import VIEWS
-from pscommon.probes import free_port
 from stack import ports as stack_ports
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -97,13 +96,6 @@ class LocalStack:
         return command
 
 
-def _free_ports() -> dict[str, int]:
-    found: set[int] = set()
-    while len(found) < len(stack_ports.DEFAULTS):
-        found.add(free_port())
-    return dict(zip(stack_ports.DEFAULTS, sorted(found), strict=True))
-
-
 def _reader_env(data: pathlib.Path) -> dict[str, str]:
     """A shell with .venv/bin on PATH and none of the stack's settings: psctl has to find them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PSP_", "TEMPORAL_")) and k != "DATABASE_URL"}
@@ -118,7 +110,7 @@ def local_stack() -> Iterator[LocalStack]:
     root = pathlib.Path(tempfile.mkdtemp(prefix="psp-docs-"))
     data, elsewhere = root / "data", root / "elsewhere"
     elsewhere.mkdir()
-    ports = _free_ports()
+    ports = stack_ports.free()
     up_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PSP_")}
     up_env["PSP_STACK_PORTS"] = stack_ports.render(ports)
 
