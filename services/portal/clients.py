@@ -14,10 +14,8 @@ from pscommon.tls import TlsFiles
 class Clients:
     # Verification as the portal's own principal: the `app` role, acting for a holder who opened a signed link.
     verification: verification_pb2_grpc.VerificationServiceAsyncStub
-    # The portal's TLS files (None in handler tests); other principals' files come from PSP_PKI_DIR.
-    tls: TlsFiles | None = None
 
     @classmethod
     def from_settings(cls, cfg: Settings) -> Clients:
         tls = TlsFiles.from_settings(cfg)
-        return cls(verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr, tls)), tls)
+        return cls(verification_pb2_grpc.VerificationServiceStub(channel(cfg.verification_addr, tls)))

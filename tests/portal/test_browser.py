@@ -14,9 +14,9 @@ import re
 import shutil
 import time
 
-import asyncpg
 import pytest
 
+from pscli.sms_inbox import link_in, warning_sms
 from tests.helpers import open_case, reach, register_line
 from tests.portal.conftest import MP4
 
@@ -39,26 +39,6 @@ pytestmark = [
 ]
 SHOTS = pathlib.Path(os.environ.get("PSP_SHOTS", "/tmp/portal-shots"))
 PHONE = {"width": 390, "height": 844}
-LINK_RE = re.compile(r"https?://[^\s（）()]+/([A-Za-z0-9_-]{1,16}\.[A-Za-z0-9_-]+)")
-
-
-async def sms_link_token(stack, case_id: str, deadline_s: float = 30) -> tuple[str, str]:
-    """The warning SMS the case sent, and the token of the link in it (polled until notify has stored it)."""
-    conn = await asyncpg.connect(stack.cfg.database_url)
-    try:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            body = await conn.fetchval(
-                "SELECT body FROM notify.notifications WHERE case_id = $1 ORDER BY created_at LIMIT 1", case_id
-            )
-            if body:
-                m = LINK_RE.search(body)
-                assert m is not None, "the warning SMS carries no link"
-                return body, m[1]
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
-    raise AssertionError("no warning SMS stored for the case")
 
 
 async def accessible(page, name: str) -> None:
@@ -73,8 +53,12 @@ async def test_holder_opens_the_sms_link_verifies_online_and_sees_the_line_resto
     await register_line(stack.cfg, msisdn, "44", holder)
     case_id = await open_case(stack, msisdn, "medium", "restrict")
     await reach(stack, case_id, "warned")
-    sms, token = await sms_link_token(stack, case_id)
-    assert msisdn not in sms and msisdn not in token
+    sms = await warning_sms(stack.cfg.database_url, case_id)
+    assert sms is not None, "no warning SMS stored for the case"
+    link = link_in(sms.body, stack.cfg.verify_url_base)
+    assert link is not None, "the warning SMS carries no link"
+    token = link.rsplit("/", 1)[1]
+    assert msisdn not in sms.body and msisdn not in token
     base = str(portal.make_url("")).rstrip("/")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

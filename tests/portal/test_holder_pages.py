@@ -212,7 +212,7 @@ async def test_verification_unreachable_is_a_busy_page_not_a_trace(stack, tmp_pa
     )
     tls = TlsFiles.in_folder(pathlib.Path(cfg.pki_dir), "app")
     # Nothing listens on port 9 (discard): every call is UNAVAILABLE.
-    dead = Clients(verification_pb2_grpc.VerificationServiceStub(channel("127.0.0.1:9", tls)), tls)
+    dead = Clients(verification_pb2_grpc.VerificationServiceStub(channel("127.0.0.1:9", tls)))
     async with TestClient(TestServer(build_app(cfg, dead))) as client:
         resp = await client.get(f"/h/{signer().sign('case-' + '0' * 20 + '-1', 'en')}")
         text = await resp.text()

@@ -20,6 +20,7 @@ from multidict import MultiDictProxy
 
 from carrier.common.v1.common_pb2 import RISK_LEVEL_UNSPECIFIED
 from carrier.verification.v1 import verification_pb2 as vpb
+from contracts.case import case_line_hash
 from pscommon.errors import parse_details
 from pscommon.identity import is_msisdn, line_hash
 from pscommon.links import Link, LinkError
@@ -35,7 +36,6 @@ HOLDER_REF_MAX = 64
 RPC_TIMEOUT_S = 10
 _RID_RE = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _PRINTABLE_RE = re.compile(r"[\x21-\x7e]+", re.ASCII)
-_CASE_HASH_RE = re.compile(r"case-([0-9a-f]{20})-[0-9]+", re.ASCII)
 FileField = web.FileField
 
 
@@ -55,20 +55,23 @@ def _link(request: web.Request) -> Link:
     return link
 
 
-async def _status(request: web.Request, case_id: str) -> tuple[vpb.GetCaseStatusResponse, vpb.GetRequirementsResponse]:
-    stub = request.app[CLIENTS].verification
+async def _status(request: web.Request, case_id: str) -> vpb.GetCaseStatusResponse:
     cfg = request.app[SETTINGS]
     req = vpb.GetCaseStatusRequest(case_id=case_id, caller_province=cfg.portal_province, caller_channel="portal")
     try:
-        s = await stub.GetCaseStatus(req, timeout=RPC_TIMEOUT_S)
+        return await request.app[CLIENTS].verification.GetCaseStatus(req, timeout=RPC_TIMEOUT_S)
     except grpc.aio.AioRpcError as err:
         if err.code() == grpc.StatusCode.NOT_FOUND:
             raise _Refused(error_page(request, 404, "case_unknown_title", "case_unknown_body")) from None
         raise
-    reqs = vpb.GetRequirementsResponse()
-    if s.risk_level != RISK_LEVEL_UNSPECIFIED:
-        reqs = await stub.GetRequirements(vpb.GetRequirementsRequest(risk_level=s.risk_level), timeout=RPC_TIMEOUT_S)
-    return s, reqs
+
+
+async def _requirements(request: web.Request, s: vpb.GetCaseStatusResponse) -> vpb.GetRequirementsResponse:
+    """What the policy table asks at the case's risk level (only the full page shows it)."""
+    if s.risk_level == RISK_LEVEL_UNSPECIFIED:
+        return vpb.GetRequirementsResponse()
+    req = vpb.GetRequirementsRequest(risk_level=s.risk_level)
+    return await request.app[CLIENTS].verification.GetRequirements(req, timeout=RPC_TIMEOUT_S)
 
 
 def _refusing(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Callable[..., Awaitable[web.Response]]:
@@ -90,8 +93,8 @@ async def _page(
     failed: list[str] | None = None,
     attempts_left: int | None = None,
 ) -> web.Response:
-    s, reqs = await _status(request, link.case_id)
-    v = view.build(s, reqs, page_language(request))
+    s = await _status(request, link.case_id)
+    v = view.build(s, await _requirements(request, s), page_language(request))
     ctx = {
         "failed": failed or [],
         "attempts_left": attempts_left,
@@ -114,8 +117,7 @@ async def page(request: web.Request) -> web.Response:
 @_refusing
 async def status(request: web.Request) -> web.Response:
     link = _link(request)
-    s, reqs = await _status(request, link.case_id)
-    v = view.build(s, reqs, page_language(request))
+    v = view.build(await _status(request, link.case_id), None, page_language(request))
     ctx = {"v": v, "token": request.match_info["token"], "sent": request.query.get("sent", ""), "refresh_s": 3}
     return render(request, "holder/status.html", ctx)
 
@@ -124,8 +126,7 @@ async def status(request: web.Request) -> web.Response:
 async def status_json(request: web.Request) -> web.Response:
     """What the status page's poller reads: the stage in words and whether the case is done (nothing personal)."""
     link = _link(request)
-    s, reqs = await _status(request, link.case_id)
-    v = view.build(s, reqs, page_language(request))
+    v = view.build(await _status(request, link.case_id), None, page_language(request))
     return web.json_response({"stage": v.stage, "restored": v.restored, "done": v.done or v.restored})
 
 
@@ -143,10 +144,10 @@ def _request_id(form: MultiDictProxy[Any], name: str) -> str:
 def _number(form: MultiDictProxy[Any], link: Link, request: web.Request, errors: dict[str, str], key: str) -> str:
     """The number the holder typed, if it is the case's line (else an error under `key`, the form's field)."""
     msisdn = _text(form, "msisdn").replace(" ", "").replace("-", "")
-    m = _CASE_HASH_RE.fullmatch(link.case_id)
+    h = case_line_hash(link.case_id)
     if not is_msisdn(msisdn):
         errors[key] = "err_msisdn"
-    elif m is None or line_hash(msisdn, request.app[SETTINGS].line_hash_key) != m[1]:
+    elif h is None or line_hash(msisdn, request.app[SETTINGS].line_hash_key) != h:
         errors[key] = "err_msisdn_other"
     return msisdn
 
@@ -222,7 +223,7 @@ async def verify(request: web.Request) -> web.Response:
     if errors:
         return await _page(request, link, errors, status=_upload_status(errors))
     assert data is not None and kind is not None
-    s, _ = await _status(request, link.case_id)
+    s = await _status(request, link.case_id)
     ref = await asyncio.to_thread(request.app[UPLOADS].put, data, kind, "liveness")
     try:
         out = await request.app[CLIENTS].verification.SubmitOnlineVerification(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
-from carrier.common.v1.common_pb2 import LineState, RiskLevel
+from carrier.common.v1.common_pb2 import LineState
 from carrier.verification.v1 import verification_pb2 as vpb
 
 CHINA_TZ = timezone(timedelta(hours=8))
@@ -224,7 +224,3 @@ def build(s: vpb.GetCaseStatusResponse, reqs: vpb.GetRequirementsResponse | None
 def failures(codes: list[str], lang: str) -> list[str]:
     words = FAILURE[lang]
     return [words.get(c.removesuffix("_FAILED").lower(), c) for c in codes]
-
-
-def risk_level(value: int) -> RiskLevel.ValueType:
-    return RiskLevel.ValueType(value)

@@ -58,8 +58,6 @@ TERMINATION_OUTCOME = {
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 DOCUMENT_CODES = re.compile(r"[a-z0-9_]+(,[a-z0-9_]+)*")
 MAX_NOTE = 1000
-# A reviewer id typed on the sign-in page is shown back only if it looks like one (never echo arbitrary input).
-REVIEWER_ID_SHOWN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 class BadForm(Exception):

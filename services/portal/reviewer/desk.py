@@ -7,6 +7,7 @@ Refusals come back as `Refused` with the HTTP status the console answers with an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -54,71 +55,54 @@ class Desk:
     def __init__(self, verification_addr: str, directory: Directory) -> None:
         self.addr = verification_addr
         self.directory = directory
+        self._stubs: dict[str, Any] = {}  # reviewer -> stub on that reviewer's own channel, opened once
 
-    def _stub(self, reviewer: str) -> verification_pb2_grpc.VerificationServiceAsyncStub:
-        return verification_pb2_grpc.VerificationServiceStub(channel(self.addr, self.directory.tls(reviewer)))
+    async def _call(self, reviewer: str, method: str, request: Any) -> Any:
+        stub = self._stubs.get(reviewer)
+        if stub is None:
+            stub = self._stubs[reviewer] = verification_pb2_grpc.VerificationServiceStub(
+                channel(self.addr, self.directory.tls(reviewer))
+            )
+        try:
+            return await getattr(stub, method)(request, timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            if method == "GetReview" and err.code() == grpc.StatusCode.NOT_FOUND:
+                raise Refused(404, NO_REVIEW, "REVIEW_NOT_FOUND") from err
+            raise _refused(err) from err
 
     async def queue(self, reviewer: str) -> list[vpb.Review]:
         """Everything waiting for a decision: escalated first, then by SLA deadline (the service's order)."""
-        try:
-            got = await self._stub(reviewer).ListReviews(
-                vpb.ListReviewsRequest(page_size=QUEUE_SIZE), timeout=TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as err:
-            raise _refused(err) from err
+        got = await self._call(reviewer, "ListReviews", vpb.ListReviewsRequest(page_size=QUEUE_SIZE))
         return list(got.reviews)
 
     async def review(self, reviewer: str, review_id: str) -> vpb.Review:
         """The review whatever its status (waiting, claimed, decided), without the holder's explanation."""
-        try:
-            got = await self._stub(reviewer).GetReview(vpb.GetReviewRequest(review_id=review_id), timeout=TIMEOUT_S)
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise Refused(404, NO_REVIEW, "REVIEW_NOT_FOUND") from err
-            raise _refused(err) from err
-        return got.review
+        return (await self._call(reviewer, "GetReview", vpb.GetReviewRequest(review_id=review_id))).review
 
     async def evidence(self, reviewer: str, review_id: str) -> vpb.GetReviewEvidenceResponse:
         """Opens the review's sealed evidence (recorded by verification as a view by this reviewer)."""
-        try:
-            return await self._stub(reviewer).GetReviewEvidence(
-                vpb.GetReviewEvidenceRequest(review_id=review_id), timeout=TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as err:
-            raise _refused(err) from err
+        request = vpb.GetReviewEvidenceRequest(review_id=review_id)
+        response: vpb.GetReviewEvidenceResponse = await self._call(reviewer, "GetReviewEvidence", request)
+        return response
 
     async def case(self, reviewer: str, case_id: str) -> vpb.GetCaseStatusResponse:
-        try:
-            return await self._stub(reviewer).GetCaseStatus(
-                vpb.GetCaseStatusRequest(case_id=case_id, caller_channel="reviewer-console"), timeout=TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as err:
-            raise _refused(err) from err
+        request = vpb.GetCaseStatusRequest(case_id=case_id, caller_channel="reviewer-console")
+        response: vpb.GetCaseStatusResponse = await self._call(reviewer, "GetCaseStatus", request)
+        return response
 
     async def claim(self, reviewer: str, review_id: str, request_id: str) -> vpb.Review:
-        try:
-            got = await self._stub(reviewer).ClaimReview(
-                vpb.ClaimReviewRequest(request_id=request_id, review_id=review_id), timeout=TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as err:
-            raise _refused(err) from err
-        return got.review
+        request = vpb.ClaimReviewRequest(request_id=request_id, review_id=review_id)
+        return (await self._call(reviewer, "ClaimReview", request)).review
 
     async def decide(self, reviewer: str, review_id: str, request_id: str, decision: Decision) -> vpb.Review:
-        try:
-            got = await self._stub(reviewer).DecideReview(
-                vpb.DecideReviewRequest(
-                    request_id=request_id,
-                    review_id=review_id,
-                    decision=decision.decision,
-                    note=decision.note,
-                    more_requested=decision.more_requested,
-                ),
-                timeout=TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as err:
-            raise _refused(err) from err
-        return got.review
+        request = vpb.DecideReviewRequest(
+            request_id=request_id,
+            review_id=review_id,
+            decision=decision.decision,
+            note=decision.note,
+            more_requested=decision.more_requested,
+        )
+        return (await self._call(reviewer, "DecideReview", request)).review
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ show masked numbers only; logs name the reviewer's id and the review id, never a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ from aiohttp import web
 from pscommon.config import Settings
 from services.portal.reviewer import console
 from services.portal.reviewer.desk import NO_REVIEW, Desk, Refused
-from services.portal.reviewer.directory import Directory
+from services.portal.reviewer.directory import REVIEWER_ID, Directory
 from services.portal.reviewer.session import COOKIE, LIFETIME_S, PATH, Session, Sessions
 from services.portal.web import JINJA, SETTINGS, UPLOADS, csrf_token, renew_session_id
 
@@ -175,7 +176,7 @@ async def sign_in(request: web.Request) -> web.Response:
     reviewer = form.get("reviewer_id", "").strip()
     if not c.directory.sign_in(reviewer, form.get("password", "")):
         log.info("reviewer console: a sign-in was refused")
-        given = reviewer if console.REVIEWER_ID_SHOWN.fullmatch(reviewer) else ""
+        given = reviewer if REVIEWER_ID.fullmatch(reviewer) else ""
         return _render(
             request,
             "sign_in.html",
@@ -258,7 +259,7 @@ async def evidence_file(request: web.Request, s: Session) -> web.StreamResponse:
     except Refused as r:
         return _refused(request, r.http_status, str(r), s.reviewer)
     refs = list(opened.evidence_refs)
-    doc = request.app[UPLOADS].open(refs[int(n)]) if int(n) < len(refs) else None
+    doc = await asyncio.to_thread(request.app[UPLOADS].open, refs[int(n)]) if int(n) < len(refs) else None
     if doc is None:
         return _refused(
             request, 404, "That document is not stored here (or its retention period has ended).", s.reviewer
