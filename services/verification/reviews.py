@@ -166,13 +166,6 @@ class Reviews:
         refs = await store.open_evidence(conn, self.sealer, [owner], "evidence_ref")
         return row, "\n\n".join(texts.get(owner, [])), refs.get(owner, [])
 
-    async def explained(
-        self, conn: Conn | asyncpg.Pool, rows: Sequence[asyncpg.Record]
-    ) -> list[tuple[asyncpg.Record, str]]:
-        """Reviews as reviewers see them, with the holder's explanations (decrypted in one query)."""
-        texts = await store.open_evidence(conn, self.sealer, [r["review_id"] for r in rows], "explanation")
-        return [(r, "\n\n".join(texts.get(r["review_id"], []))) for r in rows]
-
     async def _locked(self, tx: Tx, review_id: str) -> asyncpg.Record:
         row = await store.review(tx.conn, uuid.UUID(review_id), lock=True)
         if row is None:

@@ -19,7 +19,6 @@ from contracts.pb import AUTHORITY_OF, OPERATOR_CHOICE_OF, OPERATOR_CHOICE_PB, O
 from pscommon import codec, db, grpc_server, temporal
 from pscommon.access import caller
 from pscommon.config import Settings
-from pscommon.db import Conn
 from pscommon.idempotency import Tx, mutation
 from pscommon.identity import line_hash, mask
 from pscommon.validation import PROVINCE_RE
@@ -116,7 +115,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         row = await self.reviews.appeal(
             tx, request.case_id, request.explanation, request.evidence_refs, request.review_id
         )
-        return vpb.SubmitAppealResponse(review=await self._review_pb(tx.conn, row))
+        return vpb.SubmitAppealResponse(review=review_pb(row))
 
     async def ListReviews(
         self, request: vpb.ListReviewsRequest, context: grpc.aio.ServicerContext
@@ -139,7 +138,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         reviewer = caller().id
         requests.check_reviewer_field(request.reviewer_id, reviewer)
         row = await self.reviews.claim(tx, request.review_id, reviewer)
-        return vpb.ClaimReviewResponse(review=await self._review_pb(tx.conn, row))
+        return vpb.ClaimReviewResponse(review=review_pb(row))
 
     @mutation(requests.check_decide)
     async def DecideReview(self, request: vpb.DecideReviewRequest, tx: Tx) -> vpb.DecideReviewResponse:
@@ -148,7 +147,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
         row = await self.reviews.decide(
             tx, request.review_id, reviewer, request.decision, request.note, request.more_requested
         )
-        return vpb.DecideReviewResponse(review=await self._review_pb(tx.conn, row))
+        return vpb.DecideReviewResponse(review=review_pb(row))
 
     async def GetReviewEvidence(
         self, request: vpb.GetReviewEvidenceRequest, context: grpc.aio.ServicerContext
@@ -162,11 +161,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
     @mutation(requests.check_escalate)
     async def EscalateReview(self, request: vpb.EscalateReviewRequest, tx: Tx) -> vpb.EscalateReviewResponse:
         row = await self.reviews.escalate(tx, request.review_id)
-        return vpb.EscalateReviewResponse(review=await self._review_pb(tx.conn, row))
-
-    async def _review_pb(self, conn: Conn, row: asyncpg.Record) -> vpb.Review:
-        [(row, text)] = await self.reviews.explained(conn, [row])
-        return review_pb(row, text)
+        return vpb.EscalateReviewResponse(review=review_pb(row))
 
     @mutation(requests.check_authority_order)
     async def SubmitAuthorityOrder(

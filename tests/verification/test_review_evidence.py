@@ -66,7 +66,8 @@ async def test_evidence_opens_for_the_claiming_reviewer_only_and_each_opening_is
     ask = vpb.GetReviewEvidenceRequest(review_id=review_id)
     assert await refused(one.GetReviewEvidence(ask)) == (grpc.StatusCode.PERMISSION_DENIED, "REVIEW_NOT_CLAIMED_BY_YOU")
 
-    await one.ClaimReview(vpb.ClaimReviewRequest(request_id=rid(), review_id=review_id))
+    claimed = await one.ClaimReview(vpb.ClaimReviewRequest(request_id=rid(), review_id=review_id))
+    assert not claimed.review.explanation  # only GetReviewEvidence opens it, and records that it did
     assert await refused(two.GetReviewEvidence(ask)) == (grpc.StatusCode.PERMISSION_DENIED, "REVIEW_NOT_CLAIMED_BY_YOU")
     assert await views(stack, review_id) == []
 
