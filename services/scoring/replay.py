@@ -19,20 +19,18 @@ from services.scoring.scorecard import ACTIONS, LEVELS, Assessment, Scorecard, s
 OUT, SMS, ABROAD = scoring_pb2.DIRECTION_OUT, scoring_pb2.SERVICE_KIND_SMS, scoring_pb2.ROAMING_INTERNATIONAL
 
 
+def _reason_pb(code: str, text_zh: str, text_en: str, points: float) -> common_pb2.Reason:
+    return common_pb2.Reason(code=code, text_zh=text_zh, text_en=text_en, weight=points)
+
+
 def reasons_pb(a: Assessment | None) -> list[common_pb2.Reason]:
     """The evidence against the line (points > 0), most important first."""
-    if a is None:
-        return []
-    return [common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.points) for r in a.reasons]
+    return [_reason_pb(r.code, r.text_zh, r.text_en, r.points) for r in a.reasons] if a is not None else []
 
 
 def mitigations_pb(a: Assessment | None) -> list[common_pb2.Reason]:
     """The factors in the holder's favour (points <= 0), strongest first."""
-    if a is None:
-        return []
-    return [
-        common_pb2.Reason(code=r.code, text_zh=r.text_zh, text_en=r.text_en, weight=r.points) for r in a.mitigations
-    ]
+    return [_reason_pb(r.code, r.text_zh, r.text_en, r.points) for r in a.mitigations] if a is not None else []
 
 
 def stored_reasons_pb(texts: list) -> tuple[list[common_pb2.Reason], list[common_pb2.Reason]]:
@@ -41,10 +39,7 @@ def stored_reasons_pb(texts: list) -> tuple[list[common_pb2.Reason], list[common
     Rows stored before mitigations were kept apart hold both in one list; the sign tells them apart the same way.
     """
     against, favour = split_reason_texts(texts)
-    return (
-        [common_pb2.Reason(code=c, text_zh=zh, text_en=en, weight=pts) for c, zh, en, pts in against],
-        [common_pb2.Reason(code=c, text_zh=zh, text_en=en, weight=pts) for c, zh, en, pts in favour],
-    )
+    return [_reason_pb(*r) for r in against], [_reason_pb(*r) for r in favour]
 
 
 def score_cdrs(engine: Engine, rows: list[requests.CdrRow]) -> list:
