@@ -95,13 +95,7 @@ def check_claim(r: vpb.ClaimReviewRequest) -> None:
     v.raise_if_any()
 
 
-def check_get_review(r: vpb.GetReviewRequest) -> None:
-    v = Violations()
-    v.uuid(r.review_id, "review_id")
-    v.raise_if_any()
-
-
-def check_review_evidence(r: vpb.GetReviewEvidenceRequest) -> None:
+def check_review_id(r: vpb.GetReviewRequest | vpb.GetReviewEvidenceRequest) -> None:
     v = Violations()
     v.uuid(r.review_id, "review_id")
     v.raise_if_any()

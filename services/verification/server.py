@@ -129,7 +129,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
     async def GetReview(
         self, request: vpb.GetReviewRequest, context: grpc.aio.ServicerContext
     ) -> vpb.GetReviewResponse:
-        requests.check_get_review(request)
+        requests.check_review_id(request)
         # Whatever its status, and without the holder's explanation: that opens through GetReviewEvidence only.
         return vpb.GetReviewResponse(review=review_pb(await self.reviews.get(self.pool, request.review_id)))
 
@@ -152,7 +152,7 @@ class Verification(verification_pb2_grpc.VerificationServiceServicer):
     async def GetReviewEvidence(
         self, request: vpb.GetReviewEvidenceRequest, context: grpc.aio.ServicerContext
     ) -> vpb.GetReviewEvidenceResponse:
-        requests.check_review_evidence(request)
+        requests.check_review_id(request)
         async with self.pool.acquire() as conn, conn.transaction():
             row, text, refs = await self.reviews.evidence(conn, request.review_id, caller().id)
         log.info("review %s: evidence opened by its reviewer", row["review_id"])

@@ -81,7 +81,7 @@ CODEC_JWT_ENV = {"PSP_CODEC_JWT_ISSUER_PEM": "issuer.pem"}
 # of files in the pod's own read-only volumes (setting -> the folder its value must lie in), and a sharded
 # service's count and addresses (SHARDED: they follow from its replicas, test_scoring_shards.py checks them).
 INLINE_PATH_ENV = {var: TLS_DIR for var in TLS_ENV} | {var: CODEC_JWT_DIR for var in CODEC_JWT_ENV}
-# The processes that talk to Temporal: their client certificate for the frontend (test_temporal_deploy.py).
+# The processes that talk to Temporal: their client certificate for the frontend (test_temporal_clients.py).
 TEMPORAL_TLS_DIR = "/etc/psp/temporal-tls"
 TEMPORAL_TLS_ENV = {"TEMPORAL_TLS_CA": "ca.crt", "TEMPORAL_TLS_CERT": "tls.crt", "TEMPORAL_TLS_KEY": "tls.key"}
 INLINE_PATH_ENV |= {var: TEMPORAL_TLS_DIR for var in TEMPORAL_TLS_ENV}

@@ -57,7 +57,7 @@ ISSUER = "psp-ca"
 ISSUER_REF = {"group": CERT_MANAGER_GROUP, "kind": "Issuer", "name": ISSUER}
 CA_SECRET = "psp-ca"
 CERTIFICATES_FILE = "certificates.yaml"
-# The Temporal CA's Issuer and the client certificates for the Temporal frontend: test_temporal_deploy.py.
+# The Temporal CA's Issuer and the client certificates for the Temporal frontend: test_temporal_clients.py.
 TEMPORAL_CLIENTS_FILE = "temporal-clients.yaml"
 RELOAD_ANNOTATION = "secret.reloader.stakater.com/reload"
 ACCESS_ROLES = set(yaml.safe_load((ROOT / "contracts" / "access.yaml").read_text(encoding="utf-8"))["roles"])
@@ -248,7 +248,7 @@ def test_grpc_deployment_mounts_a_certificate_of_its_own_role(dep: Doc) -> None:
                 f"{config_data().get('PSP_TRUST_DOMAIN')!r} (the servers would refuse every caller)"
             )
     annotation = (dep.obj["metadata"].get("annotations") or {}).get(RELOAD_ANNOTATION) or ""
-    # It may list more Secrets (the Temporal client certificate: test_temporal_deploy.py), comma-separated.
+    # It may list more Secrets (the Temporal client certificate: test_temporal_clients.py), comma-separated.
     if secret.get("secretName") not in annotation.split(","):
         problems.append(f"{dep.ref}: {RELOAD_ANNOTATION} is {annotation!r}, lacks {secret.get('secretName')!r}")
     fail_if(problems)
