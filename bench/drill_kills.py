@@ -75,6 +75,7 @@ class Kill:
     at: float  # seconds since the drill began
     pid: int = 0
     done_at: float | None = None  # when it was actually sent (the process may have been restarting)
+    wall: float | None = None  # the same moment as a Unix time, to set beside the database's timestamps
 
 
 def schedule(seed: int, kills: int, names: tuple[str, ...], start_s: float, end_s: float, gap_s: float) -> list[Kill]:
@@ -104,5 +105,5 @@ async def run_kills(data: pathlib.Path, plan: list[Kill], began: float, log: lis
             continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        k.pid, k.done_at = pid, time.monotonic() - began
+        k.pid, k.done_at, k.wall = pid, time.monotonic() - began, time.time()
         log.append(f"{k.done_at:7.1f}s  SIGKILL {k.name} (pid {pid})")
