@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import json
 import os
 import pathlib
@@ -31,7 +30,7 @@ from pscommon.identity import line_hash, mask
 from pscommon.outbox import Relay
 from pscommon.streams import read_ahead
 from pscommon.validation import CLOCK_SKEW_S, Violations
-from services.scoring import cases, requests, store
+from services.scoring import cases, heap, requests, store
 from services.scoring import metrics as scoring_metrics
 from services.scoring.engine import Engine, Escalation
 from services.scoring.features import Profile
@@ -47,7 +46,6 @@ MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 SERVICE = "carrier.scoring.v1.ScoringService"
 SHARD_SERVICE = "carrier.scoring.v1.ScoringShardService"
 MAX_STREAM_DECISIONS = 10_000  # decisions one IngestCdrs answers; the rest are counted (decisions_omitted)
-GC_YOUNG_THRESHOLD = 50_000
 
 
 def decision_pb(h: str, masked: str, a: Assessment, at: int, case_id: str) -> scoring_pb2.Decision:
@@ -359,14 +357,6 @@ async def build_engine(pool: asyncpg.Pool, shards: ShardMap, lateness_s: int = 7
     return engine
 
 
-def tune_gc() -> None:
-    """The windows are millions of small long-lived objects without reference cycles: the default collector
-    would rescan them every few hundred allocations. Freeze what was restored and collect young objects rarely."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
-
-
 async def start(cfg: Settings, port: int, on_lost: Callable[[], None] | None = None) -> grpc_server.GrpcService:
     """One scoring shard: claims its partitions, loads them (checkpoints + journal), then serves. `on_lost`:
     what to do when another process claims them (default: stop this one, as SIGTERM would)."""
@@ -383,7 +373,9 @@ async def start(cfg: Settings, port: int, on_lost: Callable[[], None] | None = N
     opener = cases.CaseStarter(client, cfg, pool).relay()
     servicer = Scoring(pool, cfg, engine, opener, shards, token, stop_me)
     await servicer.ledger.replay(await store.checkpoints(pool, shard_map.owned))
-    tune_gc()
+    heap.tune()
+    freezer = heap.Freezer()
+    freezer.start()
     opener.start()
     snapshots = SnapshotWriter(pool, servicer.ledger, hash_of, cfg.scoring_snapshot_s)
     snapshots.start()
@@ -396,7 +388,7 @@ async def start(cfg: Settings, port: int, on_lost: Callable[[], None] | None = N
         return [SERVICE, SHARD_SERVICE]
 
     svc = await grpc_server.start("scoring", port, register, grpc_server.Security.from_settings(cfg, ACCESS_TABLE))
-    svc.on_stop.extend([pool.close, feeds.stop, opener.stop, snapshots.stop])
+    svc.on_stop.extend([pool.close, feeds.stop, opener.stop, snapshots.stop, freezer.stop])
     return svc
 
 
