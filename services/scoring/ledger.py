@@ -125,21 +125,28 @@ class Ledger(Generic[D]):
         are several shards); what was applied before (a batch sent again) answers what it decided then."""
         async with self.lock:
             await self.record_pending()
-            async with self.pool.acquire() as conn, conn.transaction():
-                if part is None and await store.parts_seen(conn, batch_id):
-                    part = self.whole_as_part(rows)  # applied in parts before the shards were merged
-                if part is None:
-                    fresh = not await store.batch_seen(conn, batch_id, len(rows))
-                    indices = None
-                else:
-                    rows, indices = await self._unseen(conn, batch_id, rows, part)
-                    fresh = bool(rows)
-                if not fresh:
-                    partitions = part.partitions if part is not None else None
-                    return Ingested(True, await self.recorded(conn, batch_id, partitions), [])
-                await self._fence(conn, part.partitions if part is not None else self.shards.owned)
-                body = pack([indices, rows])
-                journal_id = await store.append_journal(conn, CDRS, batch_id, self.shards.mask, body)
+            indices: list[int] | None = None
+            async with self.pool.acquire() as conn:
+                if part is None:  # the common case, in one round trip
+                    shards = self.shards
+                    written = await store.journal_whole_batch(
+                        conn, batch_id, len(rows), shards.owned, self.token, CDRS, shards.mask, pack([None, rows])
+                    )
+                    if not written["owned"]:
+                        self.lost()
+                    if written["parts_seen"]:
+                        part = self.whole_as_part(rows)  # applied in parts before the shards were merged
+                    elif written["journal_id"] is None:
+                        return Ingested(True, await self.recorded(conn, batch_id, None), [])
+                    journal_id = written["journal_id"]
+                if part is not None:
+                    async with conn.transaction():
+                        rows, indices = await self._unseen(conn, batch_id, rows, part)
+                        if not rows:
+                            return Ingested(True, await self.recorded(conn, batch_id, part.partitions), [])
+                        await self._fence(conn, part.partitions)
+                        body = pack([indices, rows])
+                        journal_id = await store.append_journal(conn, CDRS, batch_id, self.shards.mask, body)
             self.applied = journal_id
             if self.cut is not None:
                 self.cut.preserve(r[0] for r in rows)

@@ -47,22 +47,35 @@ async def subscribers(pool: asyncpg.Pool, partitions: list[int]) -> list[tuple[s
     return [(r["msisdn"], Profile(r["home_province"], r["opened_at"], r["enterprise"], r["language"])) for r in rows]
 
 
-async def batch_seen(conn: Conn, request_id: str, cdrs: int) -> bool:
-    """Records the batch; True when it had been ingested before."""
-    inserted = await conn.fetchval(
-        "INSERT INTO ingested_batches (request_id, cdrs) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
-        request_id,
-        cdrs,
-    )
-    return inserted is None
+# One statement (so one round trip, committed on its own): the fence (every owned partition still ours, held
+# FOR SHARE until the commit so no claim commits in between), the batch recorded unless it was seen whole or in
+# parts before, and its journal entry written only if it was recorded here.
+_JOURNAL_WHOLE = """
+WITH fence AS (SELECT partition FROM partition_owners WHERE partition = ANY($3::smallint[]) AND token = $4 FOR SHARE),
+     owned AS (SELECT count(*) = cardinality($3::smallint[]) AS ok FROM fence),
+     parts AS (SELECT EXISTS (SELECT 1 FROM ingested_parts WHERE request_id = $1) AS seen),
+     batch AS (
+         INSERT INTO ingested_batches (request_id, cdrs)
+         SELECT $1, $2 FROM owned, parts WHERE owned.ok AND NOT parts.seen
+         ON CONFLICT DO NOTHING RETURNING 1
+     ),
+     entry AS (INSERT INTO journal (kind, batch_id, partitions, body) SELECT $5, $1, $6, $7 FROM batch RETURNING id)
+SELECT owned.ok AS owned, parts.seen AS parts_seen, (SELECT id FROM entry) AS journal_id FROM owned, parts
+"""
+
+
+async def journal_whole_batch(
+    conn: Conn, request_id: str, cdrs: int, owned: list[int], token: uuid.UUID, kind: int, mask: int, body: bytes
+) -> asyncpg.Record:
+    """A whole batch on a single shard: (owned, parts_seen, journal_id); journal_id is None when nothing was
+    written (the partitions are not all ours, the batch came in parts before, or it was seen before)."""
+    row = await conn.fetchrow(_JOURNAL_WHOLE, request_id, cdrs, owned, token, kind, mask, body)
+    assert row is not None
+    return row
 
 
 async def whole_batch_seen(conn: Conn, request_id: str) -> bool:
     return await conn.fetchval("SELECT 1 FROM ingested_batches WHERE request_id = $1", request_id) is not None
-
-
-async def parts_seen(conn: Conn, request_id: str) -> bool:
-    return await conn.fetchval("SELECT 1 FROM ingested_parts WHERE request_id = $1 LIMIT 1", request_id) is not None
 
 
 async def mark_parts(conn: Conn, request_id: str, partitions: list[int]) -> set[int]:

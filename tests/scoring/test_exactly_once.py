@@ -69,7 +69,7 @@ async def test_a_batch_whose_commit_fails_leaves_memory_as_it_was(pool, monkeypa
     async def refused(*args: object) -> int:
         raise asyncpg.exceptions.SerializationError("the commit failed (test)")
 
-    monkeypatch.setattr(store, "append_journal", refused)
+    monkeypatch.setattr(store, "journal_whole_batch", refused)
     with pytest.raises(asyncpg.exceptions.SerializationError):
         await proc.ingest(work[5], "batch-5")
     assert windows(proc.engine) == before

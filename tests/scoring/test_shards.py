@@ -92,3 +92,20 @@ async def test_a_process_whose_partitions_were_claimed_cannot_change_them(pool) 
     await new.ingest(work[1])
     assert windows(new.engine) == reference(work[:2])
     assert uuid.UUID(str(new.servicer.ledger.token)) != old.servicer.ledger.token
+
+
+async def test_merging_to_one_shard_applies_only_the_parts_not_applied_before(pool) -> None:
+    work = batches(11, n=20)
+    two = await Cluster(pool, 2).start()
+    for i, rows in enumerate(work[:10]):
+        await two.ingest(rows, f"b{i}")
+    await two.ingest(work[10], "b10", skip=1)  # shard 1 never applied its part of b10
+    for proc in two.procs:
+        await proc.snapshots.flush()
+    one = await start(pool)
+    await one.ingest(work[9], "b9")  # applied in parts before: nothing again
+    await one.ingest(work[10], "b10")  # only shard 1's part is new
+    await one.ingest(work[10], "b10")
+    for i, rows in enumerate(work[11:], start=11):
+        await one.ingest(rows, f"b{i}")
+    assert windows(one.engine) == reference(work)
