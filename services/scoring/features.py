@@ -15,6 +15,7 @@ and last contact, whether it called in, how often it is in each window) is one r
 from __future__ import annotations
 
 import hashlib
+import sys
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
@@ -63,7 +64,8 @@ IN_WINDOWS = NOT_STRANGER - 1
 # 'q' arrays, which parse each value like a function argument.
 U64 = "L" if array("L").itemsize == 8 else "Q"
 # The stored form's version (LineState.snapshot); version 1 had no marker and kept peers as strings.
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
+BIG_ENDIAN = sys.byteorder == "big"
 # Day-scale counts over the last WEEK_DAYS local days (the line's current day and the six before), one row of
 # W_FIELDS 16-bit counts per day with traffic, sorted by day: the day number, then incoming, outgoing (calls and
 # SMS), outgoing to other provinces, strangers first contacted that day (NOT_STRANGER), and those of them who have
@@ -207,10 +209,25 @@ class Window:
             e = ev[j]
             flags = e & FLAG_MASK
             duration = e >> FLAG_BITS & MAX_DURATION
-            if flags:
-                self.count(flags, duration, -1)
-            else:
+            if not flags:  # the common case: a known local peer, answered, by day
                 self.duration -= duration
+            else:  # count(flags, duration, -1) inlined: this loop is the hot path of expiry
+                if flags & SMS:
+                    self.sms -= 1
+                else:
+                    self.duration -= duration
+                    if flags & UNANSWERED:
+                        self.unanswered -= 1
+                if flags & NEW:
+                    self.new -= 1
+                if flags & REMOTE:
+                    self.remote -= 1
+                if flags & NIGHT:
+                    self.night -= 1
+                if flags & INTL:
+                    self.intl -= 1
+                if flags & HOT:
+                    self.hot -= 1
             i = bisect_left(keys, pk[j])
             m = meta[i] - unit
             meta[i] = m
@@ -665,27 +682,20 @@ class LineState:
             at = min(at, min(seen for i, seen in self.imeis.items() if i != self.imei) + WEEK)
         return at
 
-    # The stored form: plain lists, dicts, numbers and strings, in this order (SNAPSHOT_FIELDS). Version 2 keeps
-    # the fields of version 1 (whose `contacts` was a dict); its `contacts` is a list that starts with the version:
-    # [2, peer key, first contact, last contact, peer key, ...], and `callers` a list of peer keys.
+    # The stored form, in the order of SNAPSHOT_FIELDS. Version 1 had dicts of peers as strings; version 2 lists:
+    # `contacts` [2, peer key, first contact, last contact, ...], `callers` peer keys, `out` [t, peer, flags,
+    # duration] rows and `week` [day rows, strangers]. Version 3 keeps the arrays as they are, little-endian bytes
+    # (a checkpoint of a busy line costs a few copies instead of a Python object per number): `out` [ev, pk],
+    # `contacts` [3, keys, first, last, meta]; `callers` and the week's strangers are left empty, being the
+    # book's CALLER and NOT_STRANGER bits. `restore` reads all three.
     def snapshot(self) -> list:
         """The line as plain data (built afresh: it does not share the live state)."""
         book = self.book
-        contacts: list[int] = [SNAPSHOT_VERSION]
-        callers = []
-        for k, first, last, m in zip(book.keys, book.first, book.last, book.meta, strict=True):
-            contacts += (k, first, last)
-            if m & CALLER:
-                callers.append(k)
-        out = [
-            [e >> EV_SHIFT, k, e & FLAG_MASK, e >> FLAG_BITS & MAX_DURATION]
-            for e, k in zip(self.ev, self.pk, strict=True)
-        ]
         return [
             self.last_t,
-            out,
-            contacts,
-            callers,
+            [_raw(self.ev), _raw(self.pk)],
+            [SNAPSHOT_VERSION, _raw(book.keys), _raw(book.first), _raw(book.last), _raw(book.meta)],
+            [],
             list(self.incoming or ()),
             [[c >> 2, c & 3] for c in self.cells or ()],
             dict(self.handsets()),
@@ -693,28 +703,23 @@ class LineState:
             [[r >> 2, r & 3] for r in self.reports or ()],
             self.abroad,
             self.out_total,
-            self._week_snapshot(),
+            [self._week_rows(), []],
         ]
 
-    def _week_snapshot(self) -> list:
-        """[day rows of the week (W_FIELDS numbers each), peer keys that are strangers of one of its days]."""
+    def _week_rows(self) -> list[int]:
+        """The day rows of the week (W_FIELDS numbers each)."""
         start = local_day(self.last_t) - WEEK_DAYS + 1
         w = self.week or ()
-        rows = [v for i in range(W_FIELDS, len(w), W_FIELDS) if w[i] >= start for v in w[i : i + W_FIELDS]]
-        book = self.book
-        strangers = [
-            k
-            for k, first, m in zip(book.keys, book.first, book.meta, strict=True)
-            if not m & NOT_STRANGER and local_day(first) >= start
-        ]
-        return [rows, strangers]
+        return [v for i in range(W_FIELDS, len(w), W_FIELDS) if w[i] >= start for v in w[i : i + W_FIELDS]]
 
     @classmethod
     def restore(cls, profile: Profile, snap: list) -> LineState:
-        """Reads version 2 and version 1 (peers as strings, contacts and callers as dicts by last contact).
+        """Reads versions 3, 2 and 1 (peers as strings, contacts and callers as dicts by last contact).
 
         A snapshot written before the week's counts (eleven fields) starts its week from the day it kept.
         """
+        if isinstance(snap[2], list) and snap[2] and snap[2][0] == 3:
+            snap = as_version_2(snap)
         last_t, out, contacts, callers, incoming, cells, imeis, imei, reports, abroad, out_total = snap[:11]
         week = snap[11] if len(snap) > 11 else None
         s = cls(profile)
@@ -725,7 +730,7 @@ class LineState:
                 known.setdefault(peer_key(peer), (seen, seen))
             callers = [peer_key(peer) for peer in callers]
         else:
-            if contacts[0] != SNAPSHOT_VERSION:
+            if contacts[0] != 2:
                 raise ValueError(f"line snapshot version {contacts[0]} is not known")
             known = {int(contacts[i]): (contacts[i + 1], contacts[i + 2]) for i in range(1, len(contacts), 3)}
         out = sorted(
@@ -787,6 +792,39 @@ class LineState:
             self.add_week_out(t, row, new, bool(flags & REMOTE))
         for t in incoming:  # (the callers are known already: a stranger who called back counts as it is added)
             self._week_add(t, W_IN, 1, create=True)
+
+
+def _raw(a: array) -> bytes:
+    """An array's numbers as little-endian bytes."""
+    if BIG_ENDIAN:
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a.tobytes()
+
+
+def _unraw(typecode: str, raw: bytes) -> array:
+    a = array(typecode)
+    a.frombytes(raw)
+    if BIG_ENDIAN:
+        a.byteswap()
+    return a
+
+
+def as_version_2(snap: list) -> list:
+    """A version 3 snapshot in the lists of version 2, which `restore` rebuilds the line from."""
+    last_t, (ev_raw, pk_raw), (_, keys_raw, first_raw, last_raw, meta_raw) = snap[:3]
+    keys, first, last = _unraw(U64, keys_raw), _unraw("I", first_raw), _unraw("I", last_raw)
+    meta = _unraw("I", meta_raw)
+    ev, pk = _unraw(U64, ev_raw), _unraw(U64, pk_raw)
+    contacts: list[int] = [2]
+    for row in zip(keys, first, last, strict=True):
+        contacts += row
+    out = [[e >> EV_SHIFT, k, e & FLAG_MASK, e >> FLAG_BITS & MAX_DURATION] for e, k in zip(ev, pk, strict=True)]
+    callers = [k for k, m in zip(keys, meta, strict=True) if m & CALLER]
+    start = local_day(last_t) - WEEK_DAYS + 1
+    strangers = [k for k, f, m in zip(keys, first, meta, strict=True) if not m & NOT_STRANGER and local_day(f) >= start]
+    rows = snap[11][0]
+    return [last_t, out, contacts, callers, *snap[4:11], [rows, strangers], *snap[12:]]
 
 
 SNAPSHOT_FIELDS = (

@@ -12,7 +12,7 @@ import pytest
 from pscli.personas import generate
 from services.scoring import store
 from services.scoring.engine import Engine
-from services.scoring.features import CELL_HIGH, SNAPSHOT_FIELDS, Profile
+from services.scoring.features import CELL_HIGH, SNAPSHOT_FIELDS, Profile, as_version_2
 from services.scoring.scorecard import load
 
 T0 = int(datetime(2026, 9, 28, 9, 0, tzinfo=UTC).timestamp())  # 17:00 in China
@@ -127,7 +127,8 @@ def test_incremental_windows_match_a_recount_and_survive_a_snapshot_round_trip()
     assert set(s.h1.peers) == {peer for _, peer, _, _ in hour}
     assert s.h1.callbacks == sum(1 for peer in s.h1.peers if peer in s.callers)
     packed, _ = store.packed_window(engine.snapshot("13700000001"))
-    legacy = json.dumps({"v": 1, **dict(zip(SNAPSHOT_FIELDS, s.snapshot(), strict=True)), "acted": 0, "cleared": []})
+    lists = as_version_2(s.snapshot())  # version 2's lists: the JSON column held them before migration 003
+    legacy = json.dumps({"v": 1, **dict(zip(SNAPSHOT_FIELDS, lists, strict=True)), "acted": 0, "cleared": []})
     for stored in (store.unpacked_window(packed, None), store.unpacked_window(None, legacy)):
         other = Engine(load())
         other.set_profile("13700000001", s.profile)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring.engine import Engine
-from services.scoring.features import DAY, HOUR, W_FIELDS, WEEK_DAYS, Profile, local_day
+from services.scoring.features import DAY, HOUR, W_FIELDS, WEEK_DAYS, Profile, as_version_2, local_day
 from services.scoring.scorecard import load
 
 T0 = int(datetime(2026, 9, 28, 1, 0, tzinfo=UTC).timestamp())  # 09:00 in China
@@ -133,8 +133,24 @@ def test_a_snapshot_written_before_the_week_counts_still_loads():
         e.observe(*cdr(PEERS[i], T0 + i * 600, province="51"))
     e.observe(*cdr(PEERS[0], T0 + 4000, outgoing=False))
     snap = e.snapshot(LINE)
-    older = [*snap[:11], *snap[12:]]  # eleven line fields, then acted and cleared: the form before the week
+    lists = as_version_2(snap[:12])
+    older = [*lists[:11], *snap[12:]]  # eleven line fields, then acted and cleared: the form before the week
     restored = engine()
     restored.restore(LINE, msgpack.unpackb(msgpack.packb(older)))
     assert restored.current(LINE) == e.current(LINE)  # the week is rebuilt from the day it kept
     assert week(restored)["stranger_callback_share_7d"] == 0.2
+
+
+def test_version_2_snapshots_saved_before_still_load_the_same_line():
+    e = engine()
+    for i in range(6):
+        e.observe(*cdr(PEERS[i % 4], T0 + i * 900, province="51" if i % 2 else "44"))
+    e.observe(*cdr(PEERS[1], T0 + 7000, outgoing=False))
+    snap = e.snapshot(LINE)
+    assert snap[2][0] == 3 and isinstance(snap[2][1], bytes)
+    lists = [*as_version_2(snap[:12]), *snap[12:]]  # as a checkpoint written before version 3 holds it
+    for stored in (snap, lists):
+        restored = engine()
+        restored.restore(LINE, msgpack.unpackb(msgpack.packb(stored)))
+        assert msgpack.packb(restored.snapshot(LINE)) == msgpack.packb(snap)
+        assert restored.current(LINE) == e.current(LINE)
