@@ -29,7 +29,9 @@ from services.scoring.partitions import PARTITIONS, partition_of
 log = logging.getLogger(__name__)
 CHUNK = 200  # lines encoded between two chances for ingest to run
 HASH_CHUNK = 1000  # changed lines sorted into partitions between two chances
-SWEEP_CHUNK = 5000  # lines looked at for idleness between two chances
+SWEEP_CHUNK = 2000  # lines looked at for idleness between two chances
+SWEEP_PAUSE_S = 0.005  # between two chunks: a sweep takes at most a share of the loop, not all of it between batches
+SWEEP_EVERY_S = 600.0  # idle means a week without a call: looking every ten minutes is plenty
 
 
 class Cut:
@@ -73,9 +75,13 @@ class SnapshotWriter:
         self.hash_of = hash_of
         self.interval_s = interval_s
         self.dirty: dict[int, dict[str, str]] = defaultdict(dict)  # partition -> changed line -> its hash
+        # The lines in `dirty`: a line that keeps changing is hashed once per checkpoint of its partition, not once
+        # per partition checkpointed meanwhile (hashing was most of the checkpoint's time on the loop).
+        self.waiting: set[str] = set()
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._advanced: int | None = None  # the journal id unchanged partitions were last moved up to
+        self._swept_at = time.monotonic()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -92,7 +98,9 @@ class SnapshotWriter:
                 await asyncio.sleep(self.interval_s / len(owned))
                 await self._guarded(self.flush([p], changed_only=True))
             await self._guarded(self.advance_unchanged())
-            await self._guarded(self.sweep())
+            if time.monotonic() - self._swept_at >= SWEEP_EVERY_S:
+                self._swept_at = time.monotonic()
+                await self._guarded(self.sweep())
             await self._guarded(store.trim_journal(self.pool, PARTITIONS))
 
     async def _guarded(self, step: Awaitable[object]) -> None:
@@ -107,10 +115,12 @@ class SnapshotWriter:
         self._sort(changed)
 
     def _sort(self, lines: Iterable[str]) -> None:
-        hash_of, dirty = self.hash_of, self.dirty
+        hash_of, dirty, waiting = self.hash_of, self.dirty, self.waiting
         for msisdn in lines:
-            h = hash_of(msisdn)
-            dirty[partition_of(h)][msisdn] = h
+            if msisdn not in waiting:
+                waiting.add(msisdn)
+                h = hash_of(msisdn)
+                dirty[partition_of(h)][msisdn] = h
 
     async def _collect_gradually(self) -> None:
         """Most of `_collect`, a chunk at a time between batches, before the cut (which then sorts only the few
@@ -132,6 +142,8 @@ class SnapshotWriter:
     async def _cut(self, partitions: list[int]) -> Cut:
         async with self._settled():
             lines = {p: self.dirty.pop(p, {}) for p in partitions}
+            for taken in lines.values():
+                self.waiting.difference_update(taken)  # a change after the cut goes to the next checkpoint
             cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied)
         return cut
 
@@ -157,6 +169,7 @@ class SnapshotWriter:
                 for p in unsaved:  # written next time, as they are then (with that checkpoint)
                     for m, h in cut.lines[p].items():
                         self.dirty[p].setdefault(m, h)
+                        self.waiting.add(m)
             if saved and partitions is None:
                 log.info("window checkpoint: %d lines in %.2fs", saved, time.perf_counter() - t0)
             return saved
@@ -179,17 +192,18 @@ class SnapshotWriter:
                 self._advanced = upto
 
     async def sweep(self) -> None:
-        """Engine.sweep a chunk at a time between batches: a million lines would hold the loop for a while."""
+        """Engine.sweep a chunk at a time, paced: run flat out between batches, sweeping 100,000 lines and their
+        handsets doubled the time of the batches meanwhile (a quarter of a second of 60 ms answers)."""
         engine = self.engine
         week_ago = engine.clock - WEEK
         lines = list(engine.lines)
         for i in range(0, len(lines), SWEEP_CHUNK):
             engine.forget_idle_lines(lines[i : i + SWEEP_CHUNK], week_ago)
-            await asyncio.sleep(0)
+            await asyncio.sleep(SWEEP_PAUSE_S)
         handsets = list(engine.handsets)
         for i in range(0, len(handsets), SWEEP_CHUNK):
             engine.forget_idle_handsets(handsets[i : i + SWEEP_CHUNK], week_ago)
-            await asyncio.sleep(0)
+            await asyncio.sleep(SWEEP_PAUSE_S)
 
     async def stop(self) -> None:
         if self._task:

@@ -1,0 +1,42 @@
+"""The checkpoint writer's upkeep between batches: lines idle for a week leave memory (their checkpoint stays), and a
+line that keeps changing waits in its partition once, hashed once, until that partition is checkpointed."""
+
+from __future__ import annotations
+
+from services.scoring.features import WEEK
+from tests.scoring.processes import LINES, batches, start, windows
+
+
+async def test_a_sweep_forgets_lines_idle_for_a_week_and_keeps_the_rest(pool) -> None:
+    proc = await start(pool)
+    work = batches(3, n=4)
+    for rows in work:
+        await proc.ingest(rows)
+    await proc.snapshots.flush()
+    seen = set(proc.engine.lines)
+    idle = sorted(seen)[:5]
+    for m in idle:
+        proc.engine.lines[m].last_t = proc.engine.clock - WEEK - 1
+        proc.engine.acted.pop(m, None)
+    await proc.snapshots.sweep()
+    assert set(proc.engine.lines) == seen - set(idle)
+    again = await start(pool)  # their checkpoints stay: a restart within the week still has them
+    assert set(windows(again.engine)) >= set(idle) & set(LINES)
+
+
+async def test_a_line_changed_again_before_its_checkpoint_is_hashed_once(pool, monkeypatch) -> None:
+    proc = await start(pool)
+    writer = proc.snapshots
+    hashed: list[str] = []
+    original = writer.hash_of
+    monkeypatch.setattr(writer, "hash_of", lambda m: hashed.append(m) or original(m))
+    work = batches(4, n=6)
+    for rows in work[:3]:
+        await proc.ingest(rows)
+        writer._collect()
+    first = len(hashed)
+    assert first == len(set(hashed))  # each changed line once, however many batches changed it
+    await writer.flush()
+    await proc.ingest(work[3])
+    writer._collect()
+    assert len(hashed) > first  # after its checkpoint, a change waits (and is hashed) again
