@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scoring_ingest.py [--lines 200000] [--warm 1000000] [--cdrs 1000000] [--batch 2000]
                                              [--shards 1,2] [--latency-rate 20000] [--latency-batches 500]
+                                             [--db-dir /dev/shm] [--before /tmp/before-checkout]
 
 Starts an embedded PostgreSQL and a Temporal dev server, then for each shard count the scoring shards as their
 own processes (as deployed) on a fresh database, the client dealing its batches over them; then baselines
@@ -148,6 +149,7 @@ async def seed_subscribers(dsn: str, msisdns: list[str]) -> None:
 
 @dataclass
 class ShardRun:
+    code: str  # "now", or "before": the --before checkout
     shards: int
     cold: float | None
     rate: float
@@ -170,6 +172,8 @@ async def run_shards(
     payloads: dict[str, list[bytes]],
     base_env: dict,
     tmp: pathlib.Path,
+    db_dir: pathlib.Path,
+    code: pathlib.Path = ROOT,
 ) -> ShardRun:
     """N scoring shards on a fresh database; the client spreads its batches over them (as a load-balanced
     Service does: any shard takes any batch and hands the other shards their parts)."""
@@ -188,11 +192,12 @@ async def run_shards(
             "PSP_SCORING_SHARDS": str(n),
             "PSP_SCORING_SHARD": str(i),
             "PSP_SCORING_SHARD_ADDRS": addrs,
+            "PYTHONPATH": f"{code}:{gen_of(code)}",
         }
-        log = open(tmp / f"scoring-{n}-{i}.log", "w")
+        log = open(tmp / f"scoring-{n}-{i}-{code.name}.log", "w")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "services.scoring.server"], cwd=ROOT, env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "services.scoring.server"], cwd=code, env=env, stdout=log, stderr=log
             )
         )
     try:
@@ -215,12 +220,13 @@ async def run_shards(
         latency, flush = {}, {}
         for size in latency_sizes(args):
             # The disk's flush latency measured at the same time, under the writes the shards are making.
-            probe = asyncio.create_task(asyncio.to_thread(fsync_latency_ms, tmp, 14.0))
+            probe = asyncio.create_task(asyncio.to_thread(fsync_latency_ms, db_dir, 14.0))
             took_s = await paced_latency(targets[0], payloads[f"latency-{size}"], args.latency_rate, size, mediation)
             flush[size] = await probe
             lat_ms = [x * 1000 for x in took_s]
             latency[size] = (statistics.median(lat_ms), pct(lat_ms, 0.99))
         return ShardRun(
+            "now" if code == ROOT else "before",
             n,
             cold,
             args.cdrs / took,
@@ -238,6 +244,12 @@ async def run_shards(
                 p.wait(60)  # each shard writes its checkpoint on the way out
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def gen_of(code: pathlib.Path) -> pathlib.Path:
+    """A checkout's generated code, or this one's (a worktree made for --before has none of its own)."""
+    own = code / "build" / "gen"
+    return own if own.is_dir() else ROOT / "build" / "gen"
 
 
 def fsync_latency_ms(folder: pathlib.Path, seconds: float = 10.0) -> tuple[float, float, float]:
@@ -279,15 +291,27 @@ async def main() -> None:
     ap.add_argument("--latency-rate", type=int, default=20_000, help="CDR/s offered in the latency phase")
     ap.add_argument("--latency-batches", default="500", help="ScoreCdrs batch sizes of the latency phase, e.g. 500,250")
     ap.add_argument("--shards", default="1,2", help="shard counts to run, one after the other (e.g. 1,2)")
+    ap.add_argument(
+        "--before",
+        type=pathlib.Path,
+        help="another checkout (e.g. `git worktree add /tmp/before <commit>`) whose scoring server runs the same"
+        " phases first, in this run, so the two compare on the same machine and load",
+    )
+    ap.add_argument(
+        "--db-dir",
+        help="folder for the embedded PostgreSQL (default: the bench's temporary folder); /dev/shm takes the disk's"
+        " flush out of the figures, to tell the platform's own latency from the disk's",
+    )
     args = ap.parse_args()
     shard_counts = [int(x) for x in args.shards.split(",") if x.strip()]
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="psp-bench-"))
+    db_dir = pathlib.Path(tempfile.mkdtemp(prefix="psp-bench-pg-", dir=args.db_dir)) if args.db_dir else tmp
     procs: list[subprocess.Popen] = []
     external = os.environ.get("DATABASE_URL")
     env_t = await WorkflowEnvironment.start_local(dev_server_existing_path=venv_bin("temporal"), ui=False)
     try:
-        server_uri = external or postgres.start_embedded(tmp / "pg")
+        server_uri = external or postgres.start_embedded(db_dir / "pg")
         target = env_t.client.service_client.config.target_host
         await temporal.ensure_search_attributes(env_t.client)
 
@@ -314,11 +338,12 @@ async def main() -> None:
             "PSP_CODEC_ACTIVE_KEY": "bench",
             "PYTHONPATH": f"{ROOT}:{ROOT / 'build' / 'gen'}",
         }
-        disk = fsync_latency_ms(tmp)
+        disk = fsync_latency_ms(db_dir)
         runs = []
         for n in shard_counts:
-            print(f"{n} shard(s) ...", flush=True)
-            runs.append(await run_shards(n, args, work, payloads, env, tmp))
+            for code in ([args.before.resolve()] if args.before else []) + [ROOT]:
+                print(f"{n} shard(s), {code} ...", flush=True)
+                runs.append(await run_shards(n, args, work, payloads, env, tmp, db_dir, code))
 
         mediation = TlsFiles.in_folder(pki, "mediation")
         baselines = {}
@@ -342,7 +367,7 @@ async def main() -> None:
         print()
         print(f"{args.cdrs:,} CDRs over {args.lines:,} lines, batches of {args.batch}, after {args.warm:,} warm-up")
         print(
-            f"{'shards':>6} {'CDR/s':>10} {'/ decode+read':>14} {'cold CDR/s':>11} {'cores':>6}"
+            f"{'code':>6} {'shards':>6} {'CDR/s':>10} {'/ decode+read':>14} {'cold CDR/s':>11} {'cores':>6}"
             f" {'p50/p99 ms by batch size':>26}  RSS MB per shard after warm-up -> after the measured stream"
         )
         for r in runs:
@@ -350,26 +375,30 @@ async def main() -> None:
             rss = ", ".join(f"{w:.0f} -> {m:.0f}" for w, m in zip(r.rss_warm_mb, r.rss_mb, strict=True))
             lat = " ".join(f"{n}: {p50:.1f}/{p99:.1f}" for n, (p50, p99) in r.latency_ms.items())
             print(
-                f"{r.shards:>6} {r.rate:>10,.0f} {r.rate / read:>14.3f} {cold:>11} {r.busy_cores:>6.2f}"
+                f"{r.code:>6} {r.shards:>6} {r.rate:>10,.0f} {r.rate / read:>14.3f} {cold:>11} {r.busy_cores:>6.2f}"
                 f" {lat:>26}  {rss}"
             )
-        if len(runs) > 1:
-            print(f"{runs[-1].shards} shards / 1 shard: {runs[-1].rate / runs[0].rate:.2f}x")
+        now = [r for r in runs if r.code == "now"]
+        if len(now) > 1:
+            print(f"{now[-1].shards} shards / 1 shard: {now[-1].rate / now[0].rate:.2f}x")
+        for r, b in zip(now, [r for r in runs if r.code == "before"], strict=False):
+            print(f"{r.shards} shard(s), now / before: {r.rate / b.rate:.3f}x CDR/s ({args.before})")
         print(
             f"p50/p99: decision latency at {args.latency_rate:,} CDR/s offered (ScoreCdrs, 15 s per batch size; a"
             " batch's latency is from its send to its answer, not counting the time its CDRs took to arrive)"
         )
         print(
-            f"baseline 8 KiB write + fdatasync on the database's disk, idle: p50 {disk[0]:.1f} ms, p99 {disk[1]:.1f} ms,"
+            f"baseline 8 KiB write + fdatasync on the database's disk ({db_dir.parent}), idle: p50 {disk[0]:.1f} ms, p99 {disk[1]:.1f} ms,"
             f" max {disk[2]:.1f} ms"
             " (every acknowledged batch waits for one WAL flush)"
         )
         for r in runs:
             for size, (_, p99) in r.latency_ms.items():
                 f50, f99, fmax = r.flush_ms[size]
+                ratio = f"decision p99 / that flush p99 = {p99 / f99:.1f}" if f99 >= 0.5 else "no flush to speak of"
                 print(
-                    f"  {r.shards} shard(s), batches of {size}: the same flush meanwhile p50 {f50:.1f} ms, p99"
-                    f" {f99:.1f} ms, max {fmax:.1f} ms; decision p99 / that flush p99 = {p99 / f99:.1f}"
+                    f"  {r.code}, {r.shards} shard(s), batches of {size}: the same flush meanwhile p50 {f50:.1f} ms, p99"
+                    f" {f99:.1f} ms, max {fmax:.1f} ms; {ratio}"
                 )
         for name, brate in baselines.items():
             print(f"baseline {name:<32} {brate:>10,.0f} CDR/s")
@@ -384,9 +413,10 @@ async def main() -> None:
                 p.kill()
         await env_t.shutdown()
         if not external:
-            postgres.stop_embedded(tmp / "pg")
+            postgres.stop_embedded(db_dir / "pg")
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(db_dir, ignore_errors=True)
         else:
             print(f"kept {tmp}")
 
