@@ -18,7 +18,7 @@ import contextlib
 import gc
 
 YOUNG_THRESHOLD = 10_000  # allocations between young collections: each scans at most this many objects
-FREEZE_EVERY_S = 5.0
+FREEZE_EVERY_S = 1.0
 
 
 def tune() -> None:
