@@ -3,7 +3,7 @@ partition after another, every partition once per interval; the journal before t
 trimmed.
 
 A checkpoint is cut in an instant, under the ledger's lock: which lines changed, up to which journal id. The
-lines are then encoded a few hundred at a time and written a partition at a time, while ingest goes on: a batch
+lines are then encoded fifty at a time and written a partition at a time, while ingest goes on: a batch
 about to change a line not encoded yet encodes it first (copy on write, `Cut.preserve`). So every saved line is
 exactly its state at the cut, a restart loads it and replays the journal after the cut (ledger.py), and ingest
 never waits for more than one chunk. Each partition is written in its own transaction with its checkpoint.
