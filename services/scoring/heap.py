@@ -3,8 +3,8 @@
 The windows are millions of small long-lived objects without reference cycles. Left to itself the collector
 rescans every one of them in each full collection (about 50 ms per 50,000 lines on a slow core, 300 ms past
 100,000), and those pauses were the tail of decision latency. So what has lived through a young collection is
-moved out of the collector's reach (`gc.freeze`) every few seconds: full collections then scan only the few
-seconds since, and reference counting still frees a frozen object the moment it is dropped. The price is that
+moved out of the collector's reach (`gc.freeze`) every second: full collections then scan only the last
+second's survivors, and reference counting still frees a frozen object the moment it is dropped. The price is that
 a reference cycle that becomes garbage after it was frozen is never reclaimed; the young collection before
 each freeze reclaims those that are already garbage, and a leak would show in the exported
 `process_resident_memory_bytes`. (`gc.get_freeze_count()` walks every frozen object: 40 ms at 100,000 lines, so
