@@ -172,9 +172,26 @@ def gauge(name: str, unit: str, description: str, labels: Sequence[str] = ()) ->
 # ---- the catalogue -------------------------------------------------------------------------------------------
 
 # scoring (recorded through services/scoring/metrics.py)
-CDRS_INGESTED = counter("psp.scoring.cdrs.ingested", "{cdr}", "CDRs accepted and scored (repeated batches excluded)")
+CDRS_INGESTED = counter(
+    "psp.scoring.cdrs.ingested",
+    "{cdr}",
+    "CDRs of accepted batches (repeated batches excluded; those left out for event time are also in cdrs.dropped)",
+)
 CDRS_REFUSED = counter(
     "psp.scoring.cdrs.refused", "{cdr}", "CDRs in batches refused before scoring, by ErrorInfo reason", ["reason"]
+)
+CDRS_DROPPED = counter(
+    "psp.scoring.cdrs.dropped",
+    "{cdr}",
+    "CDRs of accepted batches the engine left out for their event time: future (beyond the clock's skew), late (too"
+    " late for the hour window)",
+    ["reason"],
+)
+CDRS_LATE = counter(
+    "psp.scoring.cdrs.late",
+    "{cdr}",
+    "CDRs counted although late: within the allowed lateness, or beyond it (day-scale windows only)",
+    ["lateness"],
 )
 DECISION_DURATION = histogram(
     "psp.scoring.decision.duration", "s", "Time to score one CDR batch and record its decisions (per batch)"

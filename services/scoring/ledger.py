@@ -29,6 +29,7 @@ from carrier.scoring.v1 import scoring_pb2
 from pscommon.db import Conn
 from pscommon.errors import ServiceError
 from pscommon.idempotency import Tx
+from services.scoring import metrics as scoring_metrics
 from services.scoring import requests, store
 from services.scoring.engine import Engine, Escalation
 from services.scoring.partitions import ShardMap, partition_of
@@ -175,7 +176,10 @@ class Ledger(Generic[D]):
     def _observe(
         self, batch_id: str, rows: list[requests.CdrRow], indices: list[int] | None
     ) -> list[tuple[str, Escalation]]:
-        found = _escalations(self.engine, rows)
+        engine = self.engine
+        refused, late = engine.refused.copy(), engine.late.copy()
+        found = _escalations(engine, rows)
+        scoring_metrics.event_time(engine.refused - refused, engine.late - late)
         return [(f"{batch_id}#{indices[i] if indices else i}", e) for i, e in found]
 
     async def record_pending(self) -> list[int]:

@@ -61,6 +61,14 @@ async def scored(work: Awaitable[D], cdrs: Sequence[scoring_pb2.Cdr]) -> D:
     return done
 
 
+def event_time(refused: Counter[str], late: Counter[str]) -> None:
+    """What one batch's CDRs did to the engine's event-time counts (the differences over the batch)."""
+    for reason, n in refused.items():
+        metrics.CDRS_DROPPED.add(n, reason=reason)
+    for lateness, n in late.items():
+        metrics.CDRS_LATE.add(n, lateness=lateness)
+
+
 def case_opened(risk_level: str, joined: bool) -> None:
     """A case started (joining the open one is no new case)."""
     if not joined:
