@@ -52,7 +52,7 @@ RECEIPT_FAILED = {"UNDELIV", "EXPIRED", "REJECTD", "DELETED", "UNKNOWN"}
 SMS_CHANNELS = (1, 5)  # sms, alternate_contact: the channels that go through the SMSC
 # A receipt comes 0.05 s after the SMSC accepts (simulators/smsc.py) and notify stores it within milliseconds; a
 # notify kill this soon after the acceptance may have taken the receipt with it.
-RECEIPT_DUE_S = 3.0
+RECEIPT_DUE_S = 1.0
 BARRING_FIELDS = ("outgoing_voice", "outgoing_sms", "incoming_voice", "incoming_sms", "data", "international")
 CHECKS = (
     "cases lost",

@@ -14,6 +14,12 @@ def _shard_index(value: str) -> int:
     return int(ordinal) if host.startswith("scoring-") and ordinal.isdigit() else 0
 
 
+def _snapshot_version(value: str) -> int:
+    if value not in ("2", "3"):
+        raise ValueError(f"PSP_SCORING_SNAPSHOT_VERSION must be 2 or 3, not {value!r}")
+    return int(value)
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
@@ -82,6 +88,11 @@ class Settings:
     # How late a CDR may arrive and still land in every window (docs/event-time.md); later ones count at day
     # scale only.
     scoring_lateness_s: int = field(default_factory=lambda: int(_env("PSP_SCORING_LATENESS_S", "7200")))
+    # The stored form of checkpoints scoring writes (features.SNAPSHOT_VERSION, docs/event-time.md): 3, or 2 so
+    # that a release before version 3 can read them (set it, wait one checkpoint round, then roll back).
+    scoring_snapshot_version: int = field(
+        default_factory=lambda: _snapshot_version(_env("PSP_SCORING_SNAPSHOT_VERSION", "3"))
+    )
     # Scoring runs as `scoring_shards` shards; this process is shard `scoring_shard` (0-based; in Kubernetes the
     # StatefulSet ordinal). Each owns the partitions p with p mod shards == shard (services/scoring/partitions.py).
     scoring_shards: int = field(default_factory=lambda: int(_env("PSP_SCORING_SHARDS", "1")))

@@ -25,12 +25,14 @@ from services.scoring.features import (
     OUT_FIELDS,
     REMOTE,
     SMS,
+    SNAPSHOT_VERSION,
     UNANSWERED,
     W_FIELDS,
     W_MAX,
     WEEK,
     LineState,
     Profile,
+    as_version_2,
     features,
     peer_key,
 )
@@ -321,9 +323,13 @@ class Engine:
         self.cleared[msisdn] = cleared
         return cleared
 
-    def snapshot(self, msisdn: str) -> list:
-        """The line's windows and case memory as plain data: [*LineState.snapshot(), acted, cleared codes]."""
-        return [*self.lines[msisdn].snapshot(), self.acted.get(msisdn, 0), sorted(self.cleared.get(msisdn, ()))]
+    def snapshot(self, msisdn: str, version: int = SNAPSHOT_VERSION) -> list:
+        """The line's windows and case memory as plain data: [*LineState.snapshot(), acted, cleared codes];
+        `version` 2 for a release that cannot read version 3."""
+        line = self.lines[msisdn].snapshot()
+        if version == 2:
+            line = as_version_2(line)
+        return [*line, self.acted.get(msisdn, 0), sorted(self.cleared.get(msisdn, ()))]
 
     def restore(self, msisdn: str, snap: list) -> None:
         profile = self.profiles.get(msisdn)

@@ -3,12 +3,12 @@
 The windows are millions of small long-lived objects without reference cycles. Left to itself the collector
 rescans every one of them in each full collection (about 50 ms per 50,000 lines on a slow core, 300 ms past
 100,000), and those pauses were the tail of decision latency. So what has lived through a young collection is
-moved out of the collector's reach (`gc.freeze`) every second: full collections then scan only the last
-second's survivors, and reference counting still frees a frozen object the moment it is dropped. The price is that
-a reference cycle that becomes garbage after it was frozen is never reclaimed; the young collection before
-each freeze reclaims those that are already garbage, and a leak would show in the exported
-`process_resident_memory_bytes`. (`gc.get_freeze_count()` walks every frozen object: 40 ms at 100,000 lines, so
-it is not polled.)
+moved out of the collector's reach (`gc.freeze`) every second, after a full collection of what is not frozen
+yet (the last second's survivors, so it is short): full collections never rescan the windows, and reference
+counting still frees a frozen object the moment it is dropped. The price is that a reference cycle still alive
+at its freeze and garbage later is never reclaimed: a request that fails after the freeze leaves its exception's
+frames behind. A leak would show in the exported `process_resident_memory_bytes`. (`gc.get_freeze_count()` walks
+every frozen object, 40 ms at 100,000 lines, so it is not polled.)
 """
 
 from __future__ import annotations
@@ -49,5 +49,5 @@ class Freezer:
 
 
 def freeze_survivors() -> None:
-    gc.collect(1)  # the young generations only: what is already garbage goes before the rest is frozen
+    gc.collect()  # what is already garbage goes before the rest is frozen (frozen objects are not scanned)
     gc.freeze()

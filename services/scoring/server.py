@@ -377,7 +377,7 @@ async def start(cfg: Settings, port: int, on_lost: Callable[[], None] | None = N
     freezer = heap.Freezer()
     freezer.start()
     opener.start()
-    snapshots = SnapshotWriter(pool, servicer.ledger, hash_of, cfg.scoring_snapshot_s)
+    snapshots = SnapshotWriter(pool, servicer.ledger, hash_of, cfg.scoring_snapshot_s, cfg.scoring_snapshot_version)
     snapshots.start()
     feeds = FeedListener(cfg.database_url, pool, servicer.engine)
     await feeds.start()

@@ -22,7 +22,7 @@ import asyncpg
 
 from services.scoring import store
 from services.scoring.engine import Engine
-from services.scoring.features import WEEK
+from services.scoring.features import SNAPSHOT_VERSION, WEEK
 from services.scoring.ledger import Ledger
 from services.scoring.partitions import PARTITIONS, partition_of
 
@@ -37,8 +37,9 @@ SWEEP_EVERY_S = 600.0  # idle means a week without a call: looking every ten min
 class Cut:
     """The lines of one checkpoint, each encoded as it was at the cut."""
 
-    def __init__(self, engine: Engine, lines: dict[int, dict[str, str]], upto: int) -> None:
+    def __init__(self, engine: Engine, lines: dict[int, dict[str, str]], upto: int, version: int) -> None:
         self.engine = engine
+        self.version = version  # the stored form written (PSP_SCORING_SNAPSHOT_VERSION)
         self.lines = lines  # partition -> line -> its hash
         self.upto = upto
         self.waiting = {m: p for p, ms in lines.items() for m in ms}  # line -> partition, not encoded yet
@@ -54,7 +55,7 @@ class Cut:
     def _encode(self, m: str) -> None:
         p = self.waiting.pop(m)
         if m in self.engine.lines:
-            self.encoded[p].append((self.lines[p][m], *store.packed_window(self.engine.snapshot(m))))
+            self.encoded[p].append((self.lines[p][m], *store.packed_window(self.engine.snapshot(m, self.version))))
 
     async def encode(self, p: int) -> list[tuple[str, bytes, int]]:
         """Partition p's lines as they were at the cut (handed over: the cut keeps no copy)."""
@@ -68,8 +69,16 @@ class Cut:
 
 
 class SnapshotWriter:
-    def __init__(self, pool: asyncpg.Pool, ledger: Ledger, hash_of: Callable[[str], str], interval_s: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        ledger: Ledger,
+        hash_of: Callable[[str], str],
+        interval_s: float,
+        version: int = SNAPSHOT_VERSION,
+    ) -> None:
         self.pool = pool
+        self.version = version
         self.ledger = ledger
         self.engine: Engine = ledger.engine
         self.hash_of = hash_of
@@ -126,9 +135,13 @@ class SnapshotWriter:
         """Most of `_collect`, a chunk at a time between batches, before the cut (which then sorts only the few
         lines changed since)."""
         changed, self.engine.dirty = list(self.engine.dirty), set()
-        for i in range(0, len(changed), HASH_CHUNK):
-            self._sort(changed[i : i + HASH_CHUNK])
-            await asyncio.sleep(0)
+        i = 0
+        try:
+            for i in range(0, len(changed), HASH_CHUNK):
+                self._sort(changed[i : i + HASH_CHUNK])
+                await asyncio.sleep(0)
+        finally:  # cancelled (a stop) between chunks: the lines not sorted yet stay changed
+            self.engine.dirty.update(changed[i + HASH_CHUNK :])
 
     @contextlib.asynccontextmanager
     async def _settled(self) -> AsyncIterator[None]:
@@ -144,7 +157,7 @@ class SnapshotWriter:
             lines = {p: self.dirty.pop(p, {}) for p in partitions}
             for taken in lines.values():
                 self.waiting.difference_update(taken)  # a change after the cut goes to the next checkpoint
-            cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied)
+            cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied, self.version)
         return cut
 
     async def flush(self, partitions: list[int] | None = None, changed_only: bool = False) -> int:

@@ -257,7 +257,7 @@ async def save_partition(
             # still): one upsert of a whole partition kept a core busy for tens of milliseconds, and on a small
             # machine the commits of incoming batches waited for it.
             await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS windows_in (seq int, line_hash text, packed bytea, epoch bigint)"
+                "CREATE TEMP TABLE IF NOT EXISTS windows_in (seq int PRIMARY KEY, line_hash text, packed bytea, epoch bigint)"
                 " ON COMMIT DELETE ROWS"
             )
             await conn.copy_records_to_table("windows_in", records=[(i, *r) for i, r in enumerate(records)])

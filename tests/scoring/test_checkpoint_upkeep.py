@@ -3,6 +3,12 @@ line that keeps changing waits in its partition once, hashed once, until that pa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import msgpack
+
+from services.scoring import snapshots
 from services.scoring.features import WEEK
 from tests.scoring.processes import LINES, batches, start, windows
 
@@ -40,3 +46,32 @@ async def test_a_line_changed_again_before_its_checkpoint_is_hashed_once(pool, m
     await proc.ingest(work[3])
     writer._collect()
     assert len(hashed) > first  # after its checkpoint, a change waits (and is hashed) again
+
+
+async def test_a_stop_while_changed_lines_are_sorted_keeps_the_rest_changed(pool, monkeypatch) -> None:
+    monkeypatch.setattr(snapshots, "HASH_CHUNK", 5)
+    proc = await start(pool)
+    for rows in batches(5, n=3):
+        await proc.ingest(rows)
+    changed = set(proc.engine.dirty)
+    assert len(changed) > 10
+    sorting = asyncio.create_task(proc.snapshots._collect_gradually())
+    await asyncio.sleep(0)  # one chunk sorted; the task waits at its pause
+    sorting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sorting
+    writer = proc.snapshots
+    assert writer.waiting and proc.engine.dirty  # stopped half way
+    assert writer.waiting | proc.engine.dirty == changed  # every changed line is still to be checkpointed
+
+
+async def test_checkpoints_written_in_version_2_for_a_rollback_load_the_same_lines(pool) -> None:
+    proc = await start(pool)
+    proc.snapshots.version = 2  # PSP_SCORING_SNAPSHOT_VERSION=2: what a release before version 3 reads
+    for rows in batches(6, n=5):
+        await proc.ingest(rows)
+    await proc.snapshots.flush()
+    stored = [msgpack.unpackb(r["packed"]) for r in await pool.fetch("SELECT packed FROM line_windows")]
+    assert stored and all(s[2][0] == 2 for s in stored)
+    again = await start(pool)
+    assert windows(again.engine) == windows(proc.engine)

@@ -58,3 +58,12 @@ def test_tune_sets_a_young_threshold():
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_a_cycle_that_died_after_surviving_collections_is_reclaimed_not_frozen(restore_gc):
+    node = Node()
+    gc.collect()  # it survives: now in the oldest generation
+    gone = weakref.ref(node)
+    del node
+    heap.freeze_survivors()
+    assert gone() is None
