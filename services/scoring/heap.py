@@ -19,6 +19,9 @@ import gc
 
 YOUNG_THRESHOLD = 10_000  # allocations between young collections: each scans at most this many objects
 FREEZE_EVERY_S = 1.0
+# The Freezer runs only where the shard has its process to itself (server.py's __main__): tests and tools that
+# start a shard in their own process keep their objects to the collector.
+whole_process = False
 
 
 def tune() -> None:

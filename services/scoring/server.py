@@ -375,7 +375,8 @@ async def start(cfg: Settings, port: int, on_lost: Callable[[], None] | None = N
     await servicer.ledger.replay(await store.checkpoints(pool, shard_map.owned))
     heap.tune()
     freezer = heap.Freezer()
-    freezer.start()
+    if heap.whole_process:
+        freezer.start()
     opener.start()
     snapshots = SnapshotWriter(pool, servicer.ledger, hash_of, cfg.scoring_snapshot_s, cfg.scoring_snapshot_version)
     snapshots.start()
@@ -399,4 +400,5 @@ def address(cfg: Settings) -> str:
 
 
 if __name__ == "__main__":
+    heap.whole_process = True
     grpc_server.serve_forever("scoring", start, address)
