@@ -253,25 +253,26 @@ async def save_partition(
         if not await owns(conn, [partition], token):
             raise PartitionLost(partition)
         if records:
-            # A slice at a time with a pause between (one transaction still), each COPYed into a scratch table,
-            # upserted, and cleared: one upsert of a whole partition kept a core busy for tens of milliseconds,
-            # and on a small machine the commits of incoming batches waited for it.
+            # COPY into a scratch table, then upserts a slice at a time with a pause between (one transaction
+            # still): one upsert of a whole partition kept a core busy for tens of milliseconds, and on a small
+            # machine the commits of incoming batches waited for it.
             await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS windows_in (line_hash text, packed bytea, epoch bigint)"
+                "CREATE TEMP TABLE IF NOT EXISTS windows_in (seq int PRIMARY KEY, line_hash text, packed bytea, epoch bigint)"
                 " ON COMMIT DELETE ROWS"
             )
+            await conn.copy_records_to_table("windows_in", records=[(i, *r) for i, r in enumerate(records)])
             for start in range(0, len(records), UPSERT_SLICE):
                 if start:
                     await asyncio.sleep(UPSERT_PAUSE_S)
-                await conn.copy_records_to_table("windows_in", records=records[start : start + UPSERT_SLICE])
                 await conn.execute(
                     "INSERT INTO line_windows (line_hash, partition, packed, event_time)"
-                    " SELECT line_hash, $1, packed, to_timestamp(epoch) FROM windows_in ON CONFLICT (line_hash)"
-                    " DO UPDATE SET packed = excluded.packed, state = NULL, event_time = excluded.event_time,"
-                    " saved_at = now()",
+                    " SELECT line_hash, $1, packed, to_timestamp(epoch) FROM windows_in WHERE seq >= $2 AND seq < $3"
+                    " ON CONFLICT (line_hash) DO UPDATE"
+                    " SET packed = excluded.packed, state = NULL, event_time = excluded.event_time, saved_at = now()",
                     partition,
+                    start,
+                    start + UPSERT_SLICE,
                 )
-                await conn.execute("TRUNCATE windows_in")
         await conn.execute(
             "INSERT INTO checkpoints (partition, journal_id) VALUES ($1, $2) ON CONFLICT (partition) DO UPDATE"
             " SET journal_id = excluded.journal_id, saved_at = now()",
