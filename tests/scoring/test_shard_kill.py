@@ -43,6 +43,11 @@ class Shards:
         return ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def start(self, i: int) -> None:
+        """Starts shard i, stopping the one running first (else it lingers after the test, its partitions gone)."""
+        running = self.procs[i]
+        if running is not None and running.poll() is None:
+            running.terminate()
+            running.wait(60)
         env = {
             **self.env,
             "PSP_SCORING_SHARDS": str(self.n),
