@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pathlib
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import grpc
 
 from carrier.registry.v1 import registry_pb2, registry_pb2_grpc
 from carrier.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from carrier.verification.v1 import verification_pb2, verification_pb2_grpc
 from contracts import ACCESS_TABLE
 from pscommon import access
 from pscommon.channels import channel
@@ -156,3 +158,26 @@ async def reach(stack, case_id: str, stage: str):
     return await temporal.update_following_runs(
         stack.client, case_id, UPDATE_WAIT_STAGE, stage, CaseStatus, CASE_RENEWED
     )
+
+
+async def appeal_in_review(
+    stack, msisdn: str, explanation: str = "I deliver parcels before the holiday", refs: Sequence[str] = ()
+) -> tuple[str, str]:
+    """A restricted line's case with the holder's appeal waiting for a reviewer: (case id, review id)."""
+    await register_line(stack.cfg, msisdn, "44", f"holder-44-{msisdn[-4:]}")
+    case_id = await open_case(stack, msisdn, "high", "restrict")
+    await stack.env.sleep(timedelta(hours=25))
+    await reach(stack, case_id, "restricted")
+    app = verification_pb2_grpc.VerificationServiceStub(connect(stack.cfg, "verification", "app"))
+    appeal = await app.SubmitAppeal(
+        verification_pb2.SubmitAppealRequest(
+            request_id=rid(),
+            case_id=case_id,
+            msisdn=msisdn,
+            caller_province="44",
+            explanation=explanation,
+            evidence_refs=list(refs) or ["upload-courier-badge"],
+        )
+    )
+    await reach(stack, case_id, "in_review")
+    return case_id, appeal.review.review_id

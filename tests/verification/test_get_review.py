@@ -7,8 +7,8 @@ import pytest
 
 from carrier.verification.v1 import verification_pb2 as vpb
 from pscommon.errors import parse_details
-from tests.helpers import rid
-from tests.verification.test_review_evidence import appeal_in_review, as_, refused, views
+from tests.helpers import appeal_in_review, rid
+from tests.verification.test_review_evidence import as_, refused, views
 
 
 async def test_a_review_reads_the_same_waiting_claimed_and_decided_without_the_explanation(stack):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import asyncpg
 import grpc
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
 from pscommon.errors import parse_details
-from tests.helpers import connect, open_case, reach, register_line, rid
+from tests.helpers import appeal_in_review, connect, rid
 
 
 def as_(stack, principal: str) -> verification_pb2_grpc.VerificationServiceStub:
@@ -34,25 +32,6 @@ async def refused(call) -> tuple[grpc.StatusCode, str]:
         await call
     info, _ = parse_details(caught.value)
     return caught.value.code(), info.reason if info else ""
-
-
-async def appeal_in_review(stack, msisdn: str, explanation: str, refs: list[str]) -> tuple[str, str]:
-    """A restricted line's case with the holder's appeal waiting for a reviewer: (case id, review id)."""
-    await register_line(stack.cfg, msisdn, "44", f"holder-44-{msisdn[-4:]}")
-    case_id = await open_case(stack, msisdn, "high", "restrict")
-    await stack.env.sleep(timedelta(hours=25))
-    await reach(stack, case_id, "restricted")
-    appeal = await as_(stack, "app").SubmitAppeal(
-        vpb.SubmitAppealRequest(
-            request_id=rid(),
-            case_id=case_id,
-            msisdn=msisdn,
-            caller_province="44",
-            explanation=explanation,
-            evidence_refs=refs,
-        )
-    )
-    return case_id, appeal.review.review_id
 
 
 async def test_evidence_opens_for_the_claiming_reviewer_only_and_each_opening_is_recorded(stack):

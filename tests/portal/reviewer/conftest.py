@@ -6,13 +6,11 @@ import dataclasses
 import pathlib
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest_asyncio
 from aiohttp import CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from carrier.verification.v1 import verification_pb2 as vpb
 from carrier.verification.v1 import verification_pb2_grpc
 from services.portal.clients import Clients
 from services.portal.reviewer.desk import Desk
@@ -20,7 +18,7 @@ from services.portal.reviewer.directory import Directory, reviewer_password
 from services.portal.reviewer.routes import CONSOLE, Console
 from services.portal.reviewer.session import Sessions
 from services.portal.web import build_app
-from tests.helpers import connect, open_case, reach, register_line, rid
+from tests.helpers import connect
 
 PASSWORD = "local-console-password"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -104,26 +102,3 @@ async def form_fields(client: TestClient, review_id: str) -> dict[str, str]:
 async def post(client: TestClient, review_id: str, action: str, **data: str):
     fields = await form_fields(client, review_id)
     return await client.post(f"/reviewer/reviews/{review_id}/{action}", data={**fields, **data}, allow_redirects=False)
-
-
-async def appeal_in_review(
-    stack, msisdn: str, explanation: str = "I deliver parcels before the holiday", refs: tuple[str, ...] = ()
-) -> tuple[str, str]:
-    """A restricted line whose holder appealed; returns the case id and the review id."""
-    await register_line(stack.cfg, msisdn, "44", f"holder-44-{msisdn[-4:]}")
-    case_id = await open_case(stack, msisdn, "high", "restrict")
-    await stack.env.sleep(timedelta(hours=25))
-    await reach(stack, case_id, "restricted")
-    app = verification_pb2_grpc.VerificationServiceStub(connect(stack.cfg, "verification", "app"))
-    appeal = await app.SubmitAppeal(
-        vpb.SubmitAppealRequest(
-            request_id=rid(),
-            case_id=case_id,
-            msisdn=msisdn,
-            caller_province="44",
-            explanation=explanation,
-            evidence_refs=list(refs) or ["upload-courier-badge"],
-        )
-    )
-    await reach(stack, case_id, "in_review")
-    return case_id, appeal.review.review_id

@@ -7,7 +7,8 @@ import pytest
 from services.portal.reviewer.directory import MAX_FAILURES, MAX_FAILURES_ALL, WINDOW_S, reviewer_password
 from services.portal.reviewer.routes import CONSOLE
 from services.portal.reviewer.session import Sessions
-from tests.portal.reviewer.conftest import PASSWORD, appeal_in_review, csrf_of, post, sign_in, signed_in
+from tests.helpers import appeal_in_review
+from tests.portal.reviewer.conftest import PASSWORD, csrf_of, post, sign_in, signed_in
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestServer
 
 from contracts.case import CaseStatus
 from services.portal.reviewer.directory import reviewer_password
-from tests.portal.reviewer.conftest import PASSWORD, appeal_in_review, portal_app
+from tests.helpers import appeal_in_review
+from tests.portal.reviewer.conftest import PASSWORD, portal_app
 
 CHROMIUM = os.environ.get("PSP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = pathlib.Path(os.environ.get("PSP_SHOTS", "/tmp/portal-shots"))

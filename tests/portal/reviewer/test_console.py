@@ -16,8 +16,8 @@ from pscommon.pki import LocalPki
 from services.portal.reviewer.directory import reviewer_password
 from services.portal.reviewer.routes import CONSOLE
 from services.portal.web import UPLOADS
-from tests.helpers import connect, open_case, reach, register_line, rid
-from tests.portal.reviewer.conftest import PASSWORD, appeal_in_review, csrf_of, form_fields, post, sign_in, signed_in
+from tests.helpers import appeal_in_review, connect, open_case, reach, register_line, rid
+from tests.portal.reviewer.conftest import PASSWORD, csrf_of, form_fields, post, sign_in, signed_in
 
 
 async def evidence_views(stack, review_id: str) -> list[str]:
