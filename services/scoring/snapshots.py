@@ -7,6 +7,11 @@ lines are then encoded fifty at a time and written a partition at a time, while 
 about to change a line not encoded yet encodes it first (copy on write, `Cut.preserve`). So every saved line is
 exactly its state at the cut, a restart loads it and replays the journal after the cut (ledger.py), and ingest
 never waits for more than one chunk. Each partition is written in its own transaction with its checkpoint.
+
+Every chunk of this work on the event loop (sorting changed lines, encoding, sweeping) holds the ledger's lock:
+it runs between two batches, never inside one. A chunk that could run at each of a batch's awaits (its
+journal write, its answer) made each batch wait for several chunks, nearly doubling its time while a partition
+was encoded; now a batch waits for at most the one chunk running when it arrives.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from services.scoring.partitions import PARTITIONS, partition_of
 
 log = logging.getLogger(__name__)
 CHUNK = 50  # lines encoded between two chances for ingest to run (about 0.4 ms)
-HASH_CHUNK = 1000  # changed lines sorted into partitions between two chances
-SWEEP_CHUNK = 2000  # lines looked at for idleness between two chances
+HASH_CHUNK = 250  # changed lines sorted into partitions between two chances (about 0.4 ms)
+SWEEP_CHUNK = 1000  # lines looked at for idleness between two chances
 SWEEP_PAUSE_S = 0.005  # between two chunks: a sweep takes at most a share of the loop, not all of it between batches
 SWEEP_EVERY_S = 600.0  # idle means a week without a call: looking every ten minutes is plenty
 
@@ -37,8 +42,11 @@ SWEEP_EVERY_S = 600.0  # idle means a week without a call: looking every ten min
 class Cut:
     """The lines of one checkpoint, each encoded as it was at the cut."""
 
-    def __init__(self, engine: Engine, lines: dict[int, dict[str, str]], upto: int, version: int) -> None:
+    def __init__(
+        self, engine: Engine, lines: dict[int, dict[str, str]], upto: int, version: int, between: asyncio.Lock
+    ) -> None:
         self.engine = engine
+        self.between = between  # the ledger's lock: held by each chunk, so chunks run between batches
         self.version = version  # the stored form written (PSP_SCORING_SNAPSHOT_VERSION)
         self.lines = lines  # partition -> line -> its hash
         self.upto = upto
@@ -61,10 +69,11 @@ class Cut:
         """Partition p's lines as they were at the cut (handed over: the cut keeps no copy)."""
         todo = list(self.lines[p])
         for i in range(0, len(todo), CHUNK):
-            for m in todo[i : i + CHUNK]:
-                if m in self.waiting:
-                    self._encode(m)
-            await asyncio.sleep(0)
+            async with self.between:
+                for m in todo[i : i + CHUNK]:
+                    if m in self.waiting:
+                        self._encode(m)
+            await asyncio.sleep(0)  # acquiring a free lock does not yield: a batch that has arrived goes first
         return self.encoded.pop(p, [])
 
 
@@ -135,13 +144,15 @@ class SnapshotWriter:
         """Most of `_collect`, a chunk at a time between batches, before the cut (which then sorts only the few
         lines changed since)."""
         changed, self.engine.dirty = list(self.engine.dirty), set()
-        i = 0
+        taken = 0
         try:
-            for i in range(0, len(changed), HASH_CHUNK):
-                self._sort(changed[i : i + HASH_CHUNK])
+            while taken < len(changed):
+                async with self.ledger.lock:
+                    self._sort(changed[taken : taken + HASH_CHUNK])
+                    taken += HASH_CHUNK
                 await asyncio.sleep(0)
         finally:  # cancelled (a stop) between chunks: the lines not sorted yet stay changed
-            self.engine.dirty.update(changed[i + HASH_CHUNK :])
+            self.engine.dirty.update(changed[taken:])
 
     @contextlib.asynccontextmanager
     async def _settled(self) -> AsyncIterator[None]:
@@ -157,7 +168,7 @@ class SnapshotWriter:
             lines = {p: self.dirty.pop(p, {}) for p in partitions}
             for taken in lines.values():
                 self.waiting.difference_update(taken)  # a change after the cut goes to the next checkpoint
-            cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied, self.version)
+            cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied, self.version, self.ledger.lock)
         return cut
 
     async def flush(self, partitions: list[int] | None = None, changed_only: bool = False) -> int:
@@ -210,12 +221,15 @@ class SnapshotWriter:
         engine = self.engine
         week_ago = engine.clock - WEEK
         lines = list(engine.lines)
+        between = self.ledger.lock
         for i in range(0, len(lines), SWEEP_CHUNK):
-            engine.forget_idle_lines(lines[i : i + SWEEP_CHUNK], week_ago)
+            async with between:
+                engine.forget_idle_lines(lines[i : i + SWEEP_CHUNK], week_ago)
             await asyncio.sleep(SWEEP_PAUSE_S)
         handsets = list(engine.handsets)
         for i in range(0, len(handsets), SWEEP_CHUNK):
-            engine.forget_idle_handsets(handsets[i : i + SWEEP_CHUNK], week_ago)
+            async with between:
+                engine.forget_idle_handsets(handsets[i : i + SWEEP_CHUNK], week_ago)
             await asyncio.sleep(SWEEP_PAUSE_S)
 
     async def stop(self) -> None:

@@ -1,5 +1,6 @@
-"""The checkpoint writer's upkeep between batches: lines idle for a week leave memory (their checkpoint stays), and a
-line that keeps changing waits in its partition once, hashed once, until that partition is checkpointed."""
+"""The checkpoint writer's upkeep between batches: lines idle for a week leave memory (their checkpoint stays), a
+line that keeps changing waits in its partition once, hashed once, until that partition is checkpointed, and each
+chunk of the writer's work on the event loop holds the ledger's lock (it runs between batches, never inside one)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,49 @@ async def test_a_stop_while_changed_lines_are_sorted_keeps_the_rest_changed(pool
     writer = proc.snapshots
     assert writer.waiting and proc.engine.dirty  # stopped half way
     assert writer.waiting | proc.engine.dirty == changed  # every changed line is still to be checkpointed
+
+
+async def test_a_stop_while_a_batch_holds_the_ledger_keeps_every_line_changed(pool) -> None:
+    proc = await start(pool)
+    for rows in batches(5, n=3):
+        await proc.ingest(rows)
+    changed = set(proc.engine.dirty)
+    async with proc.snapshots.ledger.lock:  # a batch being applied: the writer's next chunk waits for it
+        sorting = asyncio.create_task(proc.snapshots._collect_gradually())
+        await asyncio.sleep(0)
+        sorting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sorting
+    assert proc.snapshots.waiting | proc.engine.dirty == changed
+
+
+async def test_each_chunk_of_checkpoint_work_holds_the_ledger_lock(pool, monkeypatch) -> None:
+    monkeypatch.setattr(snapshots, "HASH_CHUNK", 5)
+    monkeypatch.setattr(snapshots, "CHUNK", 3)
+    monkeypatch.setattr(snapshots, "SWEEP_CHUNK", 4)
+    monkeypatch.setattr(snapshots, "SWEEP_PAUSE_S", 0)
+    proc = await start(pool)
+    writer, engine, lock = proc.snapshots, proc.engine, proc.snapshots.ledger.lock
+    held: list[bool] = []
+
+    def watch(name: str, target: object) -> None:
+        original = getattr(target, name)
+
+        def watched(*args: object) -> object:
+            held.append(lock.locked())
+            return original(*args)
+
+        monkeypatch.setattr(target, name, watched)
+
+    watch("_sort", writer)
+    watch("_encode", snapshots.Cut)
+    watch("forget_idle_lines", engine)
+    watch("forget_idle_handsets", engine)
+    for rows in batches(7, n=4):
+        await proc.ingest(rows)
+    await writer.flush()
+    await writer.sweep()
+    assert len(held) > 10 and all(held)
 
 
 async def test_checkpoints_written_in_version_2_for_a_rollback_load_the_same_lines(pool) -> None:
