@@ -76,6 +76,7 @@ class Ingested(Generic[D]):
     repeated: bool
     decisions: list[D]
     decision_ids: list[int]  # decisions whose case is yet to be opened
+    newest: int = 0  # the latest start among the batch's CDRs (the server sets it; for the stream's lag)
 
 
 class Ledger(Generic[D]):

@@ -28,6 +28,9 @@ class _Done(Protocol):
     @property
     def decisions(self) -> Sequence[_Decision]: ...
 
+    @property
+    def newest(self) -> int: ...
+
 
 D = TypeVar("D", bound=_Done)
 
@@ -54,8 +57,8 @@ async def scored(work: Awaitable[D], cdrs: Sequence[scoring_pb2.Cdr]) -> D:
         return done
     metrics.DECISION_DURATION.record(time.perf_counter() - started)
     metrics.CDRS_INGESTED.add(len(cdrs))
-    if cdrs:
-        metrics.INGEST_LAG.record(time.time() - max(c.start.seconds for c in cdrs))
+    if done.newest:
+        metrics.INGEST_LAG.record(time.time() - done.newest)
     for (level, action), n in Counter((d.risk_level, d.action) for d in done.decisions).items():
         metrics.DECISIONS.add(n, risk_level=level_name(level), action=action_name(action))
     return done

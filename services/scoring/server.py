@@ -135,6 +135,13 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         v.request_id(request_id)
         rows = requests.cdr_rows(v, cdrs)
         v.raise_if_any()
+        done = await self._apply(request_id, cdrs, rows)
+        done.newest = max((r[4] for r in rows), default=0)  # read from the rows: a protobuf read costs more
+        return done
+
+    async def _apply(
+        self, request_id: str, cdrs: Sequence[scoring_pb2.Cdr], rows: list[requests.CdrRow]
+    ) -> Ingested[scoring_pb2.Decision]:
         if self.shards.single:
             return await self.ledger.ingest(request_id, rows)
         split = self.shards.split([r[0] for r in rows])

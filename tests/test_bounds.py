@@ -1,0 +1,18 @@
+"""The generic bounds walker: a message its service checks itself is left to the service, its count is not."""
+
+from __future__ import annotations
+
+from carrier.scoring.v1 import scoring_pb2
+from pscommon import bounds
+
+
+def test_elements_checked_by_their_service_are_not_walked_but_counted() -> None:
+    bad = scoring_pb2.Cdr(msisdn="\x00", peer="x" * 500)  # scoring names these fields itself (requests.py)
+    assert bounds.violations(scoring_pb2.ScoreCdrsRequest(request_id="r", cdrs=[bad] * 3)) == []
+    many = scoring_pb2.ScoreCdrsRequest(request_id="r", cdrs=[scoring_pb2.Cdr()] * 5001)
+    assert bounds.violations(many) == [("cdrs", "at most 5000 elements, got 5001")]
+
+
+def test_other_fields_beside_them_are_still_checked() -> None:
+    found = bounds.violations(scoring_pb2.ScoreCdrsRequest(request_id="a\x00", cdrs=[scoring_pb2.Cdr()]))
+    assert found == [("request_id", "must not contain control characters")]
