@@ -1,7 +1,7 @@
 """Scoring throughput and decision latency through the real gRPC stream, beside decode-only baselines.
 
     .venv/bin/python bench/scoring_ingest.py [--lines 200000] [--warm 1000000] [--cdrs 1000000] [--batch 2000]
-                                             [--shards 1,2] [--latency-rate 20000] [--latency-batches 500]
+                                             [--shards 1,2] [--latency-rate 20000] [--latency-batches 500,250]
                                              [--db-dir /dev/shm] [--before /tmp/before-checkout]
 
 Starts an embedded PostgreSQL and a Temporal dev server, then for each shard count the scoring shards as their
@@ -292,7 +292,7 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--warm", type=int, default=1_000_000, help="CDRs ingested first, unmeasured (0: cold start)")
     ap.add_argument("--latency-rate", type=int, default=20_000, help="CDR/s offered in the latency phase")
-    ap.add_argument("--latency-batches", default="500", help="ScoreCdrs batch sizes of the latency phase, e.g. 500,250")
+    ap.add_argument("--latency-batches", default="500,250", help="ScoreCdrs batch sizes of the latency phase")
     ap.add_argument("--shards", default="1,2", help="shard counts to run, one after the other (e.g. 1,2)")
     ap.add_argument(
         "--before",
