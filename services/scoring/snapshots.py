@@ -3,15 +3,13 @@ partition after another, every partition once per interval; the journal before t
 trimmed.
 
 A checkpoint is cut in an instant, under the ledger's lock: which lines changed, up to which journal id. The
-lines are then encoded fifty at a time and written a partition at a time, while ingest goes on: a batch
+lines are then encoded a slice at a time and written a partition at a time, while ingest goes on: a batch
 about to change a line not encoded yet encodes it first (copy on write, `Cut.preserve`). So every saved line is
 exactly its state at the cut, a restart loads it and replays the journal after the cut (ledger.py), and ingest
-never waits for more than one chunk. Each partition is written in its own transaction with its checkpoint.
+never waits for more than one slice. Each partition is written in its own transaction with its checkpoint.
 
-Every chunk of this work on the event loop (sorting changed lines, encoding, sweeping) holds the ledger's lock:
-it runs between two batches, never inside one. A chunk that could run at each of a batch's awaits (its
-journal write, its answer) made each batch wait for several chunks, nearly doubling its time while a partition
-was encoded; now a batch waits for at most the one chunk running when it arrives.
+This work on the event loop (sorting changed lines, encoding, sweeping) runs in short slices between batches
+(slices.py).
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -30,12 +29,13 @@ from services.scoring.engine import Engine
 from services.scoring.features import SNAPSHOT_VERSION, WEEK
 from services.scoring.ledger import Ledger
 from services.scoring.partitions import PARTITIONS, partition_of
+from services.scoring.slices import between_batches
 
 log = logging.getLogger(__name__)
-CHUNK = 50  # lines encoded between two chances for ingest to run (about 0.4 ms)
-HASH_CHUNK = 250  # changed lines sorted into partitions between two chances (about 0.4 ms)
-SWEEP_CHUNK = 1000  # lines looked at for idleness between two chances
-SWEEP_PAUSE_S = 0.005  # between two chunks: a sweep takes at most a share of the loop, not all of it between batches
+# Items between two looks at the clock within a slice (slices.py): each step takes 0.05-0.2 ms.
+ENCODE_STEP = 10  # lines encoded
+HASH_STEP = 100  # changed lines sorted into partitions
+SWEEP_STEP = 500  # lines looked at for idleness
 SWEEP_EVERY_S = 600.0  # idle means a week without a call: looking every ten minutes is plenty
 
 
@@ -43,10 +43,10 @@ class Cut:
     """The lines of one checkpoint, each encoded as it was at the cut."""
 
     def __init__(
-        self, engine: Engine, lines: dict[int, dict[str, str]], upto: int, version: int, between: asyncio.Lock
+        self, engine: Engine, lines: dict[int, dict[str, str]], upto: int, version: int, lock: asyncio.Lock
     ) -> None:
         self.engine = engine
-        self.between = between  # the ledger's lock: held by each chunk, so chunks run between batches
+        self.lock = lock  # the ledger's: held by each slice of the encoding, so it runs between batches
         self.version = version  # the stored form written (PSP_SCORING_SNAPSHOT_VERSION)
         self.lines = lines  # partition -> line -> its hash
         self.upto = upto
@@ -65,15 +65,16 @@ class Cut:
         if m in self.engine.lines:
             self.encoded[p].append((self.lines[p][m], *store.packed_window(self.engine.snapshot(m, self.version))))
 
-    async def encode(self, p: int) -> list[tuple[str, bytes, int]]:
+    async def encode(self, p: int, due: float = math.inf) -> list[tuple[str, bytes, int]]:
         """Partition p's lines as they were at the cut (handed over: the cut keeps no copy)."""
         todo = list(self.lines[p])
-        for i in range(0, len(todo), CHUNK):
-            async with self.between:
-                for m in todo[i : i + CHUNK]:
-                    if m in self.waiting:
-                        self._encode(m)
-            await asyncio.sleep(0)  # acquiring a free lock does not yield: a batch that has arrived goes first
+
+        def encode_waiting(start: int, stop: int) -> None:
+            for m in todo[start:stop]:
+                if m in self.waiting:
+                    self._encode(m)
+
+        await between_batches(self.lock, len(todo), ENCODE_STEP, encode_waiting, due)
         return self.encoded.pop(p, [])
 
 
@@ -113,8 +114,9 @@ class SnapshotWriter:
             if not owned:
                 await asyncio.sleep(self.interval_s)
             for p in owned:
-                await asyncio.sleep(self.interval_s / len(owned))
-                await self._guarded(self.flush([p], changed_only=True))
+                slot = self.interval_s / len(owned)
+                await asyncio.sleep(slot)
+                await self._guarded(self.flush([p], changed_only=True, due=time.monotonic() + slot))
             await self._guarded(self.advance_unchanged())
             if time.monotonic() - self._swept_at >= SWEEP_EVERY_S:
                 self._swept_at = time.monotonic()
@@ -140,18 +142,20 @@ class SnapshotWriter:
                 h = hash_of(msisdn)
                 dirty[partition_of(h)][msisdn] = h
 
-    async def _collect_gradually(self) -> None:
-        """Most of `_collect`, a chunk at a time between batches, before the cut (which then sorts only the few
+    async def _collect_gradually(self, due: float = math.inf) -> None:
+        """Most of `_collect`, a slice at a time between batches, before the cut (which then sorts only the few
         lines changed since)."""
         changed, self.engine.dirty = list(self.engine.dirty), set()
         taken = 0
+
+        def sort(start: int, stop: int) -> None:
+            nonlocal taken
+            self._sort(changed[start:stop])
+            taken = stop
+
         try:
-            while taken < len(changed):
-                async with self.ledger.lock:
-                    self._sort(changed[taken : taken + HASH_CHUNK])
-                    taken += HASH_CHUNK
-                await asyncio.sleep(0)
-        finally:  # cancelled (a stop) between chunks: the lines not sorted yet stay changed
+            await between_batches(self.ledger.lock, len(changed), HASH_STEP, sort, due)
+        finally:  # cancelled (a stop) between slices: the lines not sorted yet stay changed
             self.engine.dirty.update(changed[taken:])
 
     @contextlib.asynccontextmanager
@@ -171,19 +175,19 @@ class SnapshotWriter:
             cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied, self.version, self.ledger.lock)
         return cut
 
-    async def flush(self, partitions: list[int] | None = None, changed_only: bool = False) -> int:
+    async def flush(self, partitions: list[int] | None = None, changed_only: bool = False, due: float = 0.0) -> int:
         """Checkpoints the owned partitions (or `partitions` of them; `changed_only`: those with a changed line);
-        returns the lines written."""
+        returns the lines written. `due`: the time.monotonic() it should be done by (by default, at once)."""
         async with self._lock:
             t0 = time.perf_counter()
-            await self._collect_gradually()
+            await self._collect_gradually(due)
             cut = await self._cut(partitions if partitions is not None else self.ledger.shards.owned)
             saved = 0
             unsaved = [p for p, lines in cut.lines.items() if lines or not changed_only]
             try:  # a partition at a time: only one partition's encoded lines are held at once
                 while unsaved:
                     p = unsaved[0]
-                    rows = await cut.encode(p)
+                    rows = await cut.encode(p, due)
                     saved += await store.save_partition(self.pool, p, rows, cut.upto, self.ledger.token)
                     unsaved.pop(0)
             except store.PartitionLost:
@@ -216,21 +220,16 @@ class SnapshotWriter:
                 self._advanced = upto
 
     async def sweep(self) -> None:
-        """Engine.sweep a chunk at a time, paced: run flat out between batches, sweeping 100,000 lines and their
+        """Engine.sweep a slice at a time between batches: run in one go, sweeping 100,000 lines and their
         handsets doubled the time of the batches meanwhile (a quarter of a second of 60 ms answers)."""
         engine = self.engine
         week_ago = engine.clock - WEEK
-        lines = list(engine.lines)
-        between = self.ledger.lock
-        for i in range(0, len(lines), SWEEP_CHUNK):
-            async with between:
-                engine.forget_idle_lines(lines[i : i + SWEEP_CHUNK], week_ago)
-            await asyncio.sleep(SWEEP_PAUSE_S)
-        handsets = list(engine.handsets)
-        for i in range(0, len(handsets), SWEEP_CHUNK):
-            async with between:
-                engine.forget_idle_handsets(handsets[i : i + SWEEP_CHUNK], week_ago)
-            await asyncio.sleep(SWEEP_PAUSE_S)
+        lines, handsets = list(engine.lines), list(engine.handsets)
+        lock = self.ledger.lock
+        await between_batches(lock, len(lines), SWEEP_STEP, lambda a, b: engine.forget_idle_lines(lines[a:b], week_ago))
+        await between_batches(
+            lock, len(handsets), SWEEP_STEP, lambda a, b: engine.forget_idle_handsets(handsets[a:b], week_ago)
+        )
 
     async def stop(self) -> None:
         if self._task:

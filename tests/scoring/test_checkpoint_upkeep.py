@@ -1,6 +1,6 @@
 """The checkpoint writer's upkeep between batches: lines idle for a week leave memory (their checkpoint stays), a
 line that keeps changing waits in its partition once, hashed once, until that partition is checkpointed, and each
-chunk of the writer's work on the event loop holds the ledger's lock (it runs between batches, never inside one)."""
+slice of the writer's work on the event loop holds the ledger's lock (it runs between batches, never inside one)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import contextlib
 
 import msgpack
 
-from services.scoring import snapshots
+from services.scoring import slices, snapshots
 from services.scoring.features import WEEK
 from tests.scoring.processes import LINES, batches, start, windows
 
@@ -50,14 +50,15 @@ async def test_a_line_changed_again_before_its_checkpoint_is_hashed_once(pool, m
 
 
 async def test_a_stop_while_changed_lines_are_sorted_keeps_the_rest_changed(pool, monkeypatch) -> None:
-    monkeypatch.setattr(snapshots, "HASH_CHUNK", 5)
+    monkeypatch.setattr(snapshots, "HASH_STEP", 5)
+    monkeypatch.setattr(slices, "SLICE_S", 0.0)
     proc = await start(pool)
     for rows in batches(5, n=3):
         await proc.ingest(rows)
     changed = set(proc.engine.dirty)
     assert len(changed) > 10
     sorting = asyncio.create_task(proc.snapshots._collect_gradually())
-    await asyncio.sleep(0)  # one chunk sorted; the task waits at its pause
+    await asyncio.sleep(0)  # one slice sorted; the task waits at its pause
     sorting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sorting
@@ -71,7 +72,7 @@ async def test_a_stop_while_a_batch_holds_the_ledger_keeps_every_line_changed(po
     for rows in batches(5, n=3):
         await proc.ingest(rows)
     changed = set(proc.engine.dirty)
-    async with proc.snapshots.ledger.lock:  # a batch being applied: the writer's next chunk waits for it
+    async with proc.snapshots.ledger.lock:  # a batch being applied: the writer's next slice waits for it
         sorting = asyncio.create_task(proc.snapshots._collect_gradually())
         await asyncio.sleep(0)
         sorting.cancel()
@@ -80,11 +81,12 @@ async def test_a_stop_while_a_batch_holds_the_ledger_keeps_every_line_changed(po
     assert proc.snapshots.waiting | proc.engine.dirty == changed
 
 
-async def test_each_chunk_of_checkpoint_work_holds_the_ledger_lock(pool, monkeypatch) -> None:
-    monkeypatch.setattr(snapshots, "HASH_CHUNK", 5)
-    monkeypatch.setattr(snapshots, "CHUNK", 3)
-    monkeypatch.setattr(snapshots, "SWEEP_CHUNK", 4)
-    monkeypatch.setattr(snapshots, "SWEEP_PAUSE_S", 0)
+async def test_each_slice_of_checkpoint_work_holds_the_ledger_lock(pool, monkeypatch) -> None:
+    monkeypatch.setattr(snapshots, "HASH_STEP", 5)
+    monkeypatch.setattr(snapshots, "ENCODE_STEP", 3)
+    monkeypatch.setattr(snapshots, "SWEEP_STEP", 4)
+    monkeypatch.setattr(slices, "SLICE_S", 0.0)
+    monkeypatch.setattr(slices, "LATE_SLICE_S", 0.0)
     proc = await start(pool)
     writer, engine, lock = proc.snapshots, proc.engine, proc.snapshots.ledger.lock
     held: list[bool] = []

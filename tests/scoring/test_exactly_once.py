@@ -82,33 +82,35 @@ async def test_a_batch_whose_commit_fails_leaves_memory_as_it_was(pool, monkeypa
 
 
 async def test_batches_applied_while_a_checkpoint_is_encoded_count_once(pool, monkeypatch) -> None:
-    """Ingest goes on between the checkpoint's chunks; a line changed before it was encoded is saved as it was at
+    """Ingest goes on between the checkpoint's slices; a line changed before it was encoded is saved as it was at
     the cut (copy on write), so the journal after the cut replays onto exactly that state."""
-    from services.scoring import snapshots
+    from services.scoring import slices, snapshots
 
-    monkeypatch.setattr(snapshots, "CHUNK", 3)
+    monkeypatch.setattr(snapshots, "ENCODE_STEP", 3)
+    monkeypatch.setattr(slices, "SLICE_S", 0.0)
+    monkeypatch.setattr(slices, "LATE_SLICE_S", 0.0)
     work = batches(6)
     proc = await start(pool)
     for rows in work[:8]:
         await proc.ingest(rows)
     later = iter(work[8:16])
 
-    async def ingest_between_chunks() -> None:
+    async def ingest_between_slices() -> None:
         for rows in later:
             await proc.ingest(rows)
 
     real_sleep = asyncio.sleep
 
-    async def chunk_boundary(delay: float) -> None:  # a batch arrives between two chunks of the checkpoint
+    async def slice_boundary(delay: float) -> None:  # a batch arrives between two slices of the checkpoint
         rows = next(later, None)
         if rows is not None:
             await proc.ingest(rows)
         await real_sleep(delay)
 
-    monkeypatch.setattr(snapshots.asyncio, "sleep", chunk_boundary)
+    monkeypatch.setattr(snapshots.asyncio, "sleep", slice_boundary)
     await proc.snapshots.flush()
     monkeypatch.setattr(snapshots.asyncio, "sleep", real_sleep)
-    await ingest_between_chunks()
+    await ingest_between_slices()
     proc = await start(pool)  # kill -9 after the checkpoint
     for rows in work[16:]:
         await proc.ingest(rows)
