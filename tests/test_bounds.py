@@ -6,9 +6,13 @@ from carrier.scoring.v1 import scoring_pb2
 from pscommon import bounds
 
 
-def test_elements_checked_by_their_service_are_not_walked_but_counted() -> None:
+def test_elements_checked_by_their_service_are_counted_but_not_walked(monkeypatch) -> None:
+    walked: list[str] = []
+    value = bounds._value
+    monkeypatch.setattr(bounds, "_value", lambda f, v, path, found: walked.append(path) or value(f, v, path, found))
     bad = scoring_pb2.Cdr(msisdn="\x00", peer="x" * 500)  # scoring names these fields itself (requests.py)
     assert bounds.violations(scoring_pb2.ScoreCdrsRequest(request_id="r", cdrs=[bad] * 3)) == []
+    assert walked == ["request_id"]
     many = scoring_pb2.ScoreCdrsRequest(request_id="r", cdrs=[scoring_pb2.Cdr()] * 5001)
     assert bounds.violations(many) == [("cdrs", "at most 5000 elements, got 5001")]
 

@@ -45,6 +45,7 @@ MAX_PEER = 32
 MAX_CELL = 64
 MAX_IMEI = 20
 MAX_CALL_S = 172_800
+NANOS = 1_000_000_000
 REPLAY_LATEST_S = 4_102_444_800  # a replayed scenario may lie in the future of the live clock (2100-01-01)
 
 
@@ -77,6 +78,11 @@ def _country_ok(c: scoring_pb2.Cdr) -> bool:
     return not country or (len(country) == 2 and country.isascii() and country.isalpha())
 
 
+def _rest_ok(c: scoring_pb2.Cdr) -> bool:
+    """What the row leaves out: the country, and the start's nanos (unused, but the contract bounds them)."""
+    return _country_ok(c) and 0 <= c.start.nanos < NANOS
+
+
 def _text(v: Violations, value: str, field: str, limit: int, required: bool = False) -> None:
     if required and not value:
         v.add(field, "required")
@@ -96,6 +102,7 @@ def cdr_violations(v: Violations, prefix: str, c: scoring_pb2.Cdr, latest: float
         f"{prefix}.start",
         "required: when the call started, from 2000-01-01 up to now (a few minutes of clock skew allowed)",
     )
+    v.check(0 <= c.start.nanos < NANOS, f"{prefix}.start.nanos", "from 0 to 999,999,999")
     v.check(c.duration_s <= MAX_CALL_S, f"{prefix}.duration_s", f"at most {MAX_CALL_S} seconds")
     _text(v, c.cell_id, f"{prefix}.cell_id", MAX_CELL)
     _text(v, c.imei, f"{prefix}.imei", MAX_IMEI)
@@ -109,9 +116,9 @@ def cdr_rows(
     latest start accepted (default: now plus the clock skew)."""
     latest = time.time() + CLOCK_SKEW_S if latest is None else latest
     rows = list(map(cdr_row, cdrs))
-    if not all(_row_ok(r, latest) for r in rows) or not all(map(_country_ok, cdrs)):
+    if not all(_row_ok(r, latest) for r in rows) or not all(map(_rest_ok, cdrs)):
         for i, (c, row) in enumerate(zip(cdrs, rows, strict=True)):
-            if not _row_ok(row, latest) or not _country_ok(c):
+            if not _row_ok(row, latest) or not _rest_ok(c):
                 cdr_violations(v, f"{field}[{i}]", c, latest)
     return rows
 

@@ -1,15 +1,16 @@
 """Upkeep on the event loop (a checkpoint's sorting and encoding, the idle sweep) in short slices between batches.
 
-Each slice holds the ledger's lock, so it runs between two batches, never inside one: a slice that could run at
-each of a batch's awaits (its journal write, its answer) made each batch wait for several, nearly doubling its
-time while a partition was encoded. A batch now waits at most for the slice running when it arrives.
+Each slice holds the ledger's lock, so it runs between two batches, never inside one: work that could run at each
+of a batch's awaits, its journal write included, made each batch wait for several pieces of it, nearly doubling
+its time while a partition was encoded. A batch can still meet a slice at each of its awaits outside the lock
+(reading its message, writing its answer): one or two slices a batch.
 
-The lock is fair, so a stream that never pauses still leaves the upkeep one slice between two of its batches. A
-slice is short (SLICE_S) while the upkeep is on time; once it is late (past its `due`), a slice may run for
-LATE_SLICE_S, so a saturated shard still checkpoints at a steady pace, at the cost of a few milliseconds a batch
-while it catches up. Measured with a stream sent flat out (bench/scoring_ingest.py, 100,000 lines): one
-partition's checkpoint took 4.6-9.3 s with short slices only, about 1 s with late ones (its slot is 0.47 s, so a
-round of 64 partitions then takes about twice its interval), and 0.1-0.15 s at 20k CDR/s.
+The lock is fair, so a stream that never pauses still leaves the upkeep a slice or two between two of its
+batches. A slice is short (SLICE_S) while the upkeep is on time; once it is late (past its `due`), a slice may
+run for LATE_SLICE_S, so a saturated shard still checkpoints at a steady pace, at the cost of up to twice that a
+batch while it catches up. Measured with a stream sent flat out (bench/scoring_ingest.py, 100,000 lines): one
+partition's checkpoint took 4.6-9.3 s with short slices only, about 1 s with late slices of 5 ms (its slot is
+0.47 s), and 0.1-0.15 s at 20k CDR/s.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 
 SLICE_S = 0.0005
-LATE_SLICE_S = 0.005
+LATE_SLICE_S = 0.0025
 
 
 async def between_batches(

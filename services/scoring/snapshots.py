@@ -42,11 +42,8 @@ SWEEP_EVERY_S = 600.0  # idle means a week without a call: looking every ten min
 class Cut:
     """The lines of one checkpoint, each encoded as it was at the cut."""
 
-    def __init__(
-        self, engine: Engine, lines: dict[int, dict[str, str]], upto: int, version: int, lock: asyncio.Lock
-    ) -> None:
+    def __init__(self, engine: Engine, lines: dict[int, dict[str, str]], upto: int, version: int) -> None:
         self.engine = engine
-        self.lock = lock  # the ledger's: held by each slice of the encoding, so it runs between batches
         self.version = version  # the stored form written (PSP_SCORING_SNAPSHOT_VERSION)
         self.lines = lines  # partition -> line -> its hash
         self.upto = upto
@@ -65,8 +62,9 @@ class Cut:
         if m in self.engine.lines:
             self.encoded[p].append((self.lines[p][m], *store.packed_window(self.engine.snapshot(m, self.version))))
 
-    async def encode(self, p: int, due: float = math.inf) -> list[tuple[str, bytes, int]]:
-        """Partition p's lines as they were at the cut (handed over: the cut keeps no copy)."""
+    async def encode(self, p: int, lock: asyncio.Lock, due: float = math.inf) -> list[tuple[str, bytes, int]]:
+        """Partition p's lines as they were at the cut (handed over: the cut keeps no copy), encoded in slices
+        holding `lock` (the ledger's)."""
         todo = list(self.lines[p])
 
         def encode_waiting(start: int, stop: int) -> None:
@@ -74,7 +72,7 @@ class Cut:
                 if m in self.waiting:
                     self._encode(m)
 
-        await between_batches(self.lock, len(todo), ENCODE_STEP, encode_waiting, due)
+        await between_batches(lock, len(todo), ENCODE_STEP, encode_waiting, due)
         return self.encoded.pop(p, [])
 
 
@@ -172,12 +170,14 @@ class SnapshotWriter:
             lines = {p: self.dirty.pop(p, {}) for p in partitions}
             for taken in lines.values():
                 self.waiting.difference_update(taken)  # a change after the cut goes to the next checkpoint
-            cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied, self.version, self.ledger.lock)
+            cut = self.ledger.cut = Cut(self.engine, lines, self.ledger.applied, self.version)
         return cut
 
-    async def flush(self, partitions: list[int] | None = None, changed_only: bool = False, due: float = 0.0) -> int:
+    async def flush(
+        self, partitions: list[int] | None = None, changed_only: bool = False, due: float = math.inf
+    ) -> int:
         """Checkpoints the owned partitions (or `partitions` of them; `changed_only`: those with a changed line);
-        returns the lines written. `due`: the time.monotonic() it should be done by (by default, at once)."""
+        returns the lines written. `due`: the time.monotonic() it should be done by (slices.py)."""
         async with self._lock:
             t0 = time.perf_counter()
             await self._collect_gradually(due)
@@ -187,7 +187,7 @@ class SnapshotWriter:
             try:  # a partition at a time: only one partition's encoded lines are held at once
                 while unsaved:
                     p = unsaved[0]
-                    rows = await cut.encode(p, due)
+                    rows = await cut.encode(p, self.ledger.lock, due)
                     saved += await store.save_partition(self.pool, p, rows, cut.upto, self.ledger.token)
                     unsaved.pop(0)
             except store.PartitionLost:

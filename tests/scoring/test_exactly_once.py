@@ -88,7 +88,6 @@ async def test_batches_applied_while_a_checkpoint_is_encoded_count_once(pool, mo
 
     monkeypatch.setattr(snapshots, "ENCODE_STEP", 3)
     monkeypatch.setattr(slices, "SLICE_S", 0.0)
-    monkeypatch.setattr(slices, "LATE_SLICE_S", 0.0)
     work = batches(6)
     proc = await start(pool)
     for rows in work[:8]:
@@ -101,15 +100,20 @@ async def test_batches_applied_while_a_checkpoint_is_encoded_count_once(pool, mo
 
     real_sleep = asyncio.sleep
 
+    during_cut = 0
+
     async def slice_boundary(delay: float) -> None:  # a batch arrives between two slices of the checkpoint
+        nonlocal during_cut
         rows = next(later, None)
         if rows is not None:
+            during_cut += proc.servicer.ledger.cut is not None
             await proc.ingest(rows)
         await real_sleep(delay)
 
     monkeypatch.setattr(snapshots.asyncio, "sleep", slice_boundary)
     await proc.snapshots.flush()
     monkeypatch.setattr(snapshots.asyncio, "sleep", real_sleep)
+    assert during_cut >= 2  # batches went in while lines of the cut were still to be encoded
     await ingest_between_slices()
     proc = await start(pool)  # kill -9 after the checkpoint
     for rows in work[16:]:

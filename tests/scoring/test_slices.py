@@ -1,51 +1,46 @@
-"""Upkeep in slices between batches: every slice holds the lock, a waiting batch goes between two slices, and
-late upkeep takes longer slices."""
+"""Upkeep in slices between batches: every slice holds the lock, a batch waiting for it goes before the next
+slice, and late upkeep takes longer slices."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 
+import pytest
+
 from services.scoring import slices
 
 
-async def interleaving(due: float, monkeypatch) -> list[str]:
-    """The order in which 6 steps of upkeep and a stream of batches waiting on the lock got it."""
+async def order_with_a_batch_arriving_in_each_step(due: float, monkeypatch) -> list[str]:
+    """Six steps of upkeep; during each, a batch arrives and waits for the lock. The order they got it in."""
     monkeypatch.setattr(slices, "SLICE_S", 0.0)  # one step a slice while on time
     monkeypatch.setattr(slices, "LATE_SLICE_S", 60.0)  # every step in one slice once late
     lock = asyncio.Lock()
     order: list[str] = []
-    upkeep_done = asyncio.Event()
+    arrived: list[asyncio.Task[None]] = []
+
+    async def batch(n: int) -> None:
+        async with lock:
+            order.append(f"batch {n}")
 
     def step(start: int, stop: int) -> None:
         assert lock.locked()
-        order.append("upkeep")
+        order.append(f"step {start}")
+        arrived.append(asyncio.create_task(batch(start)))
 
-    async def batches() -> None:
-        while not upkeep_done.is_set():
-            async with lock:
-                order.append("batch")
-            await asyncio.sleep(0)
-
-    stream = asyncio.create_task(batches())
-    await asyncio.sleep(0)
     await slices.between_batches(lock, 6, 1, step, due)
-    upkeep_done.set()
-    await stream
+    await asyncio.gather(*arrived)
     return order
 
 
-async def test_on_time_upkeep_lets_a_waiting_batch_in_between_its_slices(monkeypatch) -> None:
-    order = await interleaving(math.inf, monkeypatch)
-    upkeep = [i for i, what in enumerate(order) if what == "upkeep"]
-    assert len(upkeep) == 6
-    assert all(order[i + 1] == "batch" for i in upkeep[:-1])  # a batch after each slice
+async def test_a_batch_waiting_for_the_lock_goes_before_the_next_slice(monkeypatch) -> None:
+    order = await order_with_a_batch_arriving_in_each_step(math.inf, monkeypatch)
+    assert order == [what for n in range(6) for what in (f"step {n}", f"batch {n}")]
 
 
 async def test_late_upkeep_takes_longer_slices(monkeypatch) -> None:
-    order = await interleaving(0.0, monkeypatch)
-    first = order.index("upkeep")
-    assert order[first : first + 6] == ["upkeep"] * 6  # one slice: no batch in between
+    order = await order_with_a_batch_arriving_in_each_step(0.0, monkeypatch)
+    assert order == [f"step {n}" for n in range(6)] + [f"batch {n}" for n in range(6)]
 
 
 async def test_a_failing_step_releases_the_lock() -> None:
@@ -54,8 +49,6 @@ async def test_a_failing_step_releases_the_lock() -> None:
     def fail(start: int, stop: int) -> None:
         raise ValueError("a bug in a step")
 
-    try:
+    with pytest.raises(ValueError):
         await slices.between_batches(lock, 3, 1, fail)
-    except ValueError:
-        pass
     assert not lock.locked()
