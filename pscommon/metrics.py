@@ -202,6 +202,12 @@ INGEST_LAG = histogram(
     "How far behind real time scoring runs: from the start of a batch's newest call to its scoring",
     buckets=LAG_S,
 )
+CHECKPOINT_AGE = gauge(
+    "psp.scoring.checkpoint.age",
+    "s",
+    "Age of the oldest checkpoint among a scoring shard's partitions: the span of journal a restart would replay",
+    ["shard"],
+)
 DECISIONS = counter(
     "psp.scoring.decisions", "{decision}", "Decisions taken, by risk level and action", ["risk_level", "action"]
 )

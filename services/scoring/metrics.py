@@ -76,3 +76,7 @@ def case_opened(risk_level: str, joined: bool) -> None:
     """A case started (joining the open one is no new case)."""
     if not joined:
         metrics.CASES_OPENED.add(1, risk_level=risk_level)
+
+
+def checkpoint_age(seconds: float, shard: int) -> None:
+    metrics.CHECKPOINT_AGE.set(seconds, shard=str(shard))

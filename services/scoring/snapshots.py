@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import asyncpg
 
+from services.scoring import metrics as scoring_metrics
 from services.scoring import store
 from services.scoring.engine import Engine
 from services.scoring.features import SNAPSHOT_VERSION, WEEK
@@ -99,6 +100,9 @@ class SnapshotWriter:
         self._lock = asyncio.Lock()
         self._advanced: int | None = None  # the journal id unchanged partitions were last moved up to
         self._swept_at = time.monotonic()
+        # partition -> when its last checkpoint was cut (or this process started: what was replayed is as old)
+        self.cut_at: dict[int, float] = {}
+        self._started = time.monotonic()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -115,11 +119,21 @@ class SnapshotWriter:
                 slot = self.interval_s / len(owned)
                 await asyncio.sleep(slot)
                 await self._guarded(self.flush([p], changed_only=True, due=time.monotonic() + slot))
+                self.report_age()
             await self._guarded(self.advance_unchanged())
+            self.report_age()
             if time.monotonic() - self._swept_at >= SWEEP_EVERY_S:
                 self._swept_at = time.monotonic()
                 await self._guarded(self.sweep())
             await self._guarded(store.trim_journal(self.pool, PARTITIONS))
+
+    def oldest_checkpoint_age(self) -> float:
+        """Seconds since the oldest checkpoint among the owned partitions was cut."""
+        now = time.monotonic()
+        return max((now - self.cut_at.get(p, self._started) for p in self.ledger.shards.owned), default=0.0)
+
+    def report_age(self) -> None:
+        scoring_metrics.checkpoint_age(self.oldest_checkpoint_age(), self.ledger.shards.shard)
 
     async def _guarded(self, step: Awaitable[object]) -> None:
         try:
@@ -182,6 +196,7 @@ class SnapshotWriter:
             t0 = time.perf_counter()
             await self._collect_gradually(due)
             cut = await self._cut(partitions if partitions is not None else self.ledger.shards.owned)
+            cut_at = time.monotonic()
             saved = 0
             unsaved = [p for p, lines in cut.lines.items() if lines or not changed_only]
             try:  # a partition at a time: only one partition's encoded lines are held at once
@@ -189,6 +204,7 @@ class SnapshotWriter:
                     p = unsaved[0]
                     rows = await cut.encode(p, self.ledger.lock, due)
                     saved += await store.save_partition(self.pool, p, rows, cut.upto, self.ledger.token)
+                    self.cut_at[p] = cut_at
                     unsaved.pop(0)
             except store.PartitionLost:
                 self.ledger.lost()
@@ -212,12 +228,15 @@ class SnapshotWriter:
             async with self._settled():
                 upto = ledger.applied
                 unchanged = [p for p in ledger.shards.owned if not self.dirty.get(p)]
+            settled_at = time.monotonic()
             if unchanged and upto != self._advanced:
                 try:
                     await store.advance_checkpoints(self.pool, unchanged, upto, ledger.token)
                 except store.PartitionLost:
                     ledger.lost()
                 self._advanced = upto
+            for p in unchanged:  # their checkpoint covers the journal up to `upto`, whether moved now or before
+                self.cut_at[p] = settled_at
 
     async def sweep(self) -> None:
         """Engine.sweep a slice at a time between batches: run in one go, sweeping 100,000 lines and their

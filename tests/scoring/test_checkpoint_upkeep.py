@@ -9,9 +9,11 @@ import contextlib
 
 import msgpack
 
+from pscommon import metrics
 from services.scoring import slices, snapshots
 from services.scoring.features import WEEK
 from tests.scoring.processes import LINES, batches, start, windows
+from tests.test_metrics import scrape, total
 
 
 async def test_a_sweep_forgets_lines_idle_for_a_week_and_keeps_the_rest(pool) -> None:
@@ -121,3 +123,19 @@ async def test_checkpoints_written_in_version_2_for_a_rollback_load_the_same_lin
     assert stored and all(s[2][0] == 2 for s in stored)
     again = await start(pool)
     assert windows(again.engine) == windows(proc.engine)
+
+
+async def test_the_oldest_checkpoint_age_is_exported_and_falls_once_every_partition_is_checkpointed(pool) -> None:
+    exporting = metrics.setup("tests", port=0)
+    proc = await start(pool)
+    writer = proc.snapshots
+    writer._started -= 600  # started ten minutes ago, and nothing checkpointed since: a restart replays all that
+    for rows in batches(8, n=3):
+        await proc.ingest(rows)
+    writer.report_age()
+    assert total(scrape(exporting.port), "psp_scoring_checkpoint_age_seconds", shard="0") >= 600
+    await writer.flush(changed_only=True)  # the partitions with a changed line
+    assert writer.oldest_checkpoint_age() >= 600  # the others still wait for the end of the round
+    await writer.advance_unchanged()
+    writer.report_age()
+    assert total(scrape(exporting.port), "psp_scoring_checkpoint_age_seconds", shard="0") < 60
