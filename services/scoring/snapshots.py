@@ -115,8 +115,8 @@ class SnapshotWriter:
             owned = list(self.ledger.shards.owned)
             if not owned:
                 await asyncio.sleep(self.interval_s)
+            slot = self.interval_s / max(len(owned), 1)
             for p in owned:
-                slot = self.interval_s / len(owned)
                 await asyncio.sleep(slot)
                 await self._guarded(self.flush([p], changed_only=True, due=time.monotonic() + slot))
                 self.report_age()
